@@ -1,0 +1,3 @@
+from capc.cli import main
+
+main()

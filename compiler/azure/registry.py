@@ -1,0 +1,113 @@
+"""Backend, Azure: pick the best run across AutoML and the sweep, register it as an MLflow model in the workspace.
+
+The model is named after the spec; its tags say which run it came from and which spec built it, so a deployed
+model can always be traced back (capc_run_id, capc_source, capc_spec_sha256, capc_metric, capc_value).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from capc import azure_names
+from capc.azure.job_folder import JobFolder
+from capc.azure.jobs import SubmittedJob, model_path
+from capc.errors import CapcError
+
+SOURCES = ("best", "automl", "sweep")
+
+
+@dataclass(frozen=True)
+class RegisteredModel:
+    name: str
+    version: str
+    source: str  # "automl" | "sweep"
+    run_id: str
+    job: str
+    metric: str
+    value: float | None
+    path: str
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}:{self.version}"
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "ref": self.ref}
+
+
+def choose_winner(jobs: list[SubmittedJob], goal: str, prefer: str = "best") -> SubmittedJob | None:
+    """The completed job whose best child scores best by the primary metric (or the one `prefer` names)."""
+    if prefer not in SOURCES:
+        raise CapcError(f"deployment.model must be one of {', '.join(SOURCES)}, not '{prefer}'.")
+    scored = [j for j in jobs if j.status == "Completed" and j.best_run_id and j.best_value is not None]
+    if prefer != "best":
+        scored = [j for j in scored if j.kind == prefer]
+    if not scored:
+        return None
+    pick = max if goal == azure_names.MAXIMIZE else min
+    return pick(scored, key=lambda j: j.best_value)
+
+
+def register(ml_client, folder: JobFolder, winner: SubmittedJob, workspace) -> RegisteredModel:
+    """Register the winner's MLflow model under the spec's name (the next version)."""
+    from azure.ai.ml.constants import AssetTypes
+    from azure.ai.ml.entities import Model
+
+    from capc.azure.failures import azure_errors
+
+    path = model_path(winner.kind, winner.best_run_id)
+    model = Model(
+        name=folder.name,
+        path=path,
+        type=AssetTypes.MLFLOW_MODEL,
+        description=f"Best run of {folder.name} by {folder.metric} ({folder.goal}), registered by capc.",
+        tags={
+            "capc_run_id": winner.best_run_id,
+            "capc_job": winner.name,
+            "capc_source": winner.kind,
+            "capc_spec_sha256": folder.spec_sha256,
+            "capc_metric": folder.metric,
+            "capc_value": repr(winner.best_value),
+        },
+    )
+    with azure_errors(f"register model {folder.name} from run {winner.best_run_id}", workspace):
+        created = ml_client.models.create_or_update(model)
+    return RegisteredModel(folder.name, str(created.version), winner.kind, winner.best_run_id, winner.name, folder.metric, winner.best_value, path)
+
+
+def registered_by_pipeline(ml_client, folder: JobFolder, pipeline: SubmittedJob, workspace) -> RegisteredModel:
+    """The model version the pipeline's select-best step registered (the newest of the spec's name)."""
+    from capc.azure.failures import azure_errors
+
+    version = latest_version(ml_client, folder.name, workspace)
+    with azure_errors(f"read model {folder.name}:{version}", workspace):
+        model = ml_client.models.get(folder.name, version=version)
+    tags = dict(model.tags or {})
+    value = tags.get("capc_value") or tags.get(folder.metric)
+    try:
+        value = float(value) if value is not None else None
+    except ValueError:
+        value = None
+    return RegisteredModel(
+        folder.name, version, tags.get("capc_source", "pipeline"), tags.get("capc_run_id", pipeline.name),
+        pipeline.name, folder.metric, value, str(model.path),
+    )
+
+
+def latest_version(ml_client, name: str, workspace) -> str:
+    """The newest registered version of model `name` (versions are numbered by registration)."""
+    from azure.core.exceptions import ResourceNotFoundError
+
+    from capc.azure.failures import azure_errors
+
+    with azure_errors(f"read the versions of model {name}", workspace):
+        try:
+            versions = [str(m.version) for m in ml_client.models.list(name=name)]
+        except ResourceNotFoundError:
+            versions = []
+    if not versions:
+        raise CapcError(
+            f"no model named {name} is registered in {workspace.describe()}.",
+            f"run `capc submit specs/{name}.yaml --target azure` first: it registers the best run",
+        )
+    return max(versions, key=lambda v: (v.isdigit(), int(v) if v.isdigit() else 0, v))

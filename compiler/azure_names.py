@@ -1,0 +1,59 @@
+"""Azure ML names capc must match, as data: primary metrics per task (with their goal) and AutoML algorithms.
+
+Checked against azure-ai-ml 1.35.2 (`_restclient/arm_ml_service/models/_enums.py`) and ../shared/AZURE_NOTES.md.
+"""
+
+from __future__ import annotations
+
+import re
+
+MAXIMIZE, MINIMIZE = "maximize", "minimize"
+
+# task -> {Azure primary metric -> goal}
+AUTOML_METRICS: dict[str, dict[str, str]] = {
+    "classification": {
+        "accuracy": MAXIMIZE,
+        "AUC_weighted": MAXIMIZE,
+        "average_precision_score_weighted": MAXIMIZE,
+        "norm_macro_recall": MAXIMIZE,
+        "precision_score_weighted": MAXIMIZE,
+    },
+    "regression": {
+        "spearman_correlation": MAXIMIZE,
+        "normalized_root_mean_squared_error": MINIMIZE,
+        "r2_score": MAXIMIZE,
+        "normalized_mean_absolute_error": MINIMIZE,
+    },
+    "image_classification": {"accuracy": MAXIMIZE},
+}
+
+# task -> Azure AutoML training algorithms (PascalCase as the docs and Studio write them)
+ALGORITHMS: dict[str, list[str]] = {
+    "classification": [
+        "LogisticRegression", "SGD", "MultinomialNaiveBayes", "BernoulliNaiveBayes", "SVM", "LinearSVM", "KNN",
+        "DecisionTree", "RandomForest", "ExtremeRandomTrees", "LightGBM", "GradientBoosting", "XGBoostClassifier",
+    ],
+    "regression": [
+        "ElasticNet", "GradientBoosting", "DecisionTree", "KNN", "LassoLars", "SGD", "RandomForest",
+        "ExtremeRandomTrees", "LightGBM", "XGBoostRegressor",
+    ],
+    "image_classification": [],
+}
+
+
+def yaml_spelling(name: str) -> str:
+    """Azure YAML writes enum values in snake case (azure.ai.ml._utils.utils.camel_to_snake)."""
+    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name).lower()
+
+
+def algorithm_from_yaml(task: str, spelling: str) -> str | None:
+    """`light_gbm` -> `LightGBM` for `task` (None when Azure has no such algorithm for it); readers of job YAML use it."""
+    wanted = yaml_spelling(spelling)
+    return next((name for name in ALGORITHMS.get(task, []) if yaml_spelling(name) == wanted), None)
+
+
+def metric_from_yaml(task: str, spelling: str) -> str | None:
+    """`auc_weighted` or `AUC_weighted` -> `AUC_weighted` (Azure's loader compares metrics in snake case too)."""
+    wanted = yaml_spelling(spelling)
+    return next((name for name in AUTOML_METRICS.get(task, {}) if yaml_spelling(name) == wanted), None)

@@ -1,0 +1,582 @@
+"""The command line: argument handling only; each command calls the stages (spec -> render -> artifacts -> backend).
+
+Every CapcError becomes a one-paragraph message on stderr and exit code 1; tracebacks only with --debug.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from capc import __version__
+from capc.errors import CapcError, SpecInvalid
+
+DEFAULT_OUT = Path("generated")
+
+
+class CapcGroup(click.Group):
+    """Turns domain errors into exit code 1 with a clear message, in one place."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except SpecInvalid as exc:
+            click.echo(exc.message, err=True)
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            ctx.exit(1)
+        except CapcError as exc:
+            click.echo(f"error: {exc}", err=True)
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            ctx.exit(1)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            ctx.exit(130)
+
+
+@click.group(cls=CapcGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="capc")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """capc: compile experiment specs into Azure ML artifacts and run them locally or on Azure."""
+    ctx.ensure_object(dict)["debug"] = debug
+
+
+spec_files = click.argument("specs", nargs=-1, required=True, type=click.Path(path_type=Path))
+out_option = click.option("--out", "out_dir", type=click.Path(path_type=Path), default=DEFAULT_OUT, show_default=True, help="Folder that holds <name>/ per spec.")
+json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+
+
+def _load_all(paths: list[Path]):
+    """Validate every spec; report every problem of every file before failing."""
+    from capc.spec import load_spec
+
+    specs, problems = [], []
+    for path in paths:
+        try:
+            specs.append(load_spec(path))
+        except SpecInvalid as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise SpecInvalid(problems)
+    return specs
+
+
+@cli.command()
+@spec_files
+def validate(specs: tuple[Path, ...]) -> None:
+    """Check specs against the schema and the semantic rules."""
+    for spec in _load_all(list(specs)):
+        click.echo(f"{spec.path}: ok ({spec.name}, {spec.task}, {spec.metric})")
+
+
+@cli.command()
+@spec_files
+@out_option
+def build(specs: tuple[Path, ...], out_dir: Path) -> None:
+    """Compile specs into OUT/<name>/ (atomic: an interrupted build leaves the old output whole)."""
+    from capc.artifacts import plan_changes, write_tree
+    from capc.build import compile_spec
+
+    for spec in _load_all(list(specs)):
+        files = compile_spec(spec, out_dir)
+        target = out_dir / spec.name
+        changes = plan_changes(target, files)
+        if changes:
+            write_tree(target, files)
+        click.echo(f"{target}: {len(files)} files, {_summary(changes)}")
+
+
+@cli.command()
+@spec_files
+@out_option
+@click.option("--exit-code", is_flag=True, help="Exit 1 when a build would change anything.")
+@click.option("--stat", is_flag=True, help="Only the summary, no unified diffs.")
+def diff(specs: tuple[Path, ...], out_dir: Path, exit_code: bool, stat: bool) -> None:
+    """Show what `capc build` would change, like `terraform plan`."""
+    from capc.artifacts import plan_changes, unified_diff
+    from capc.build import compile_spec
+
+    any_change = False
+    for spec in _load_all(list(specs)):
+        target = out_dir / spec.name
+        changes = plan_changes(target, compile_spec(spec, out_dir))
+        any_change |= bool(changes)
+        if not changes:
+            click.echo(f"{target}: no changes")
+            continue
+        click.echo(f"{target}: {_summary(changes)}")
+        marks = {"added": ("+", "green"), "changed": ("~", "yellow"), "removed": ("-", "red")}
+        for change in changes:
+            sign, colour = marks[change.kind]
+            click.secho(f"  {sign} {change.path}", fg=colour)
+        if not stat:
+            for change in changes:
+                click.echo(unified_diff(change, target.as_posix()), nl=False)
+    if exit_code and any_change:
+        sys.exit(1)
+
+
+def _summary(changes) -> str:
+    counts = {kind: sum(1 for c in changes if c.kind == kind) for kind in ("added", "changed", "removed")}
+    if not changes:
+        return "up to date"
+    return ", ".join(f"{n} {kind}" for kind, n in counts.items())
+
+
+@cli.command("schema")
+@click.option("--markdown", is_flag=True, help="Print the key reference table (as in the README) instead.")
+def schema_command(markdown: bool) -> None:
+    """Print the spec's JSON Schema (for editors: yaml-language-server)."""
+    if markdown:
+        from capc.spec.reference import markdown as reference
+
+        click.echo(reference(), nl=False)
+        return
+    from capc.spec import schema
+
+    click.echo(json.dumps(schema(), indent=2))
+
+
+# ---------------------------------------------------------------- local engine
+
+
+def _build_for_submit(spec_path: Path, overrides: list[str], out_dir: Path):
+    """Build as `capc build` would; a run with --set builds into $CAPC_HOME so generated/ stays the specs' truth."""
+    import hashlib
+
+    from capc.artifacts import plan_changes, write_tree
+    from capc.build import compile_spec
+    from capc.local.registry import capc_home
+    from capc.spec import load_spec
+
+    spec = load_spec(spec_path, overrides)
+    if overrides:
+        out_dir = capc_home() / "builds" / hashlib.sha256(spec.sha256.encode()).hexdigest()[:12]
+    files = compile_spec(spec, out_dir)
+    target = out_dir / spec.name
+    if plan_changes(target, files):
+        write_tree(target, files)
+    return spec, target
+
+
+@cli.command()
+@click.argument("spec_path", metavar="SPEC", type=click.Path(path_type=Path))
+@click.option("--target", type=click.Choice(["local", "azure"]), default="local", show_default=True, help="Where the jobs run.")
+@click.option("--only", type=click.Choice(["automl", "sweep", "pipeline"]), default=None, help="Run one job only.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE", help="Override a spec value for this run (validated like the spec).")
+@click.option("--resume", is_flag=True, help="Continue an interrupted sweep without repeating finished trials.")
+@click.option("--no-wait", is_flag=True, help="Azure: return once the jobs are submitted.")
+@click.option("--dry-run", is_flag=True, help="Azure: contact nothing; print the REST bodies and assets a submit would send.")
+@click.option("--workspace", "workspace_config", type=click.Path(path_type=Path), default=None, help="Azure ML config.json (else AZURE_SUBSCRIPTION_ID, AZURE_RESOURCE_GROUP, AZUREML_WORKSPACE_NAME).")
+@out_option
+@json_option
+def submit(spec_path: Path, target: str, only: str | None, overrides: tuple[str, ...], resume: bool, no_wait: bool, dry_run: bool, workspace_config: Path | None, out_dir: Path, as_json: bool) -> None:
+    """Build SPEC and run its jobs: locally by default (AutoML, sweep, best model registered)."""
+    from capc import views
+
+    spec, job_dir = _build_for_submit(spec_path, list(overrides), out_dir)
+    if target == "azure":
+        import os
+
+        from capc.azure import resolve_workspace, submit as azure_submit
+
+        workspace = None if dry_run and not workspace_config else resolve_workspace(workspace_config, os.environ)
+        azure_submit(
+            job_dir, spec.name, workspace, only=only, wait=not no_wait, dry_run=dry_run,
+            compute=spec.data["compute"], model_source=spec.data["deployment"]["model"],
+        )
+        return
+    if dry_run or no_wait:
+        raise CapcError("--dry-run and --no-wait apply to --target azure.", "`capc diff SPEC` shows what a local build would change")
+    if only == "pipeline":
+        raise CapcError(
+            "the local engine does not run pipeline_job.yml yet; locally, `capc submit SPEC` runs the same AutoML and sweep steps and registers the winner.",
+            "submit the pipeline to Azure with --target azure --only pipeline",
+        )
+    from capc.local.progress import SubmitProgress
+    from capc.local.submit import submit_local
+
+    with SubmitProgress(spec.metric, spec.goal) as progress:
+        result = submit_local(spec, job_dir, only=only, resume=resume, progress=progress)
+    if as_json:
+        views.print_json(result.to_dict())
+    else:
+        _print_submit(result)
+    if result.interrupted:
+        click.echo(f"interrupted: finished work is recorded; run `capc submit {spec_path} --resume` to continue the sweep.", err=True)
+        sys.exit(130)
+
+
+def _print_submit(result) -> None:
+    from capc import views
+
+    from rich.table import Table
+
+    table = Table(title=f"{result.name}: best {result.metric} ({result.goal})", header_style="bold")
+    for col in ("source", "best run", result.metric, "winner"):
+        table.add_column(col)
+    for o in result.outcomes:
+        table.add_row(o.source, f"{o.label} [dim]{o.run_id[:8]}", f"{o.value:.4f}", "✔" if o is result.winner else "")
+    out = views.console()
+    out.print(table)
+    if result.model:
+        out.print(f"registered model [bold]{result.model.ref}[/] ({result.model.source}, {result.metric} {result.model.value:.4f})")
+        out.print(f"next: capc leaderboard {result.name} | capc deploy {result.name}")
+
+
+@cli.command()
+@click.argument("name", required=False)
+@json_option
+def runs(name: str | None, as_json: bool) -> None:
+    """Every run and child run (status, duration, parameters, metrics)."""
+    from capc import views
+
+    from capc.local.tracking import list_runs
+
+    rows = list_runs(name)
+    if as_json:
+        views.print_json([r.to_dict() for r in rows])
+        return
+    if not rows:
+        click.echo("no runs yet: `capc submit SPEC` starts one.")
+        return
+    views.console().print(views.runs_table(rows, f"runs{' of ' + name if name else ''}"))
+
+
+@cli.command()
+@click.argument("name")
+@json_option
+def leaderboard(name: str, as_json: bool) -> None:
+    """AutoML candidates and sweep trials of NAME, best first by the primary metric."""
+    from capc import views
+
+    from capc.local.tracking import list_runs
+
+    rows = list_runs(name)
+    submits = [r for r in rows if r.kind == "submit"]
+    if not submits:
+        raise CapcError(f"no runs recorded for `{name}`.", f"run `capc submit specs/{name}.yaml` first")
+    metric, goal = _metric_of(submits[0])
+    board = views.leaderboard_rows(rows, metric, goal)
+    if as_json:
+        views.print_json({"name": name, "metric": metric, "goal": goal, "runs": [r.to_dict() for r in board]})
+        return
+    views.console().print(views.leaderboard_table(board, metric, goal, f"{name}: leaderboard by {metric} ({goal})"))
+
+
+def _metric_of(submit_row):
+    from capc.local.tracking import client
+
+    tags = client().get_run(submit_row.run_id).data.tags
+    return tags["capc.metric"], tags["capc.goal"]
+
+
+@cli.group()
+def models() -> None:
+    """The local model registry."""
+
+
+@models.command("list")
+@click.argument("name", required=False)
+@json_option
+def models_list(name: str | None, as_json: bool) -> None:
+    """Registered models and versions."""
+    from capc import views
+
+    from capc.local import registry
+
+    found = registry.list_models(name)
+    if as_json:
+        views.print_json([m.to_dict() for m in found])
+        return
+    if not found:
+        click.echo("no registered models yet: `capc submit SPEC` registers the best one.")
+        return
+    views.console().print(views.models_table(found))
+
+
+@models.command("show")
+@click.argument("ref", metavar="NAME[:VERSION]")
+@json_option
+def models_show(ref: str, as_json: bool) -> None:
+    """One registered model version (latest by default)."""
+    from capc import views
+
+    from capc.local import registry
+
+    model = registry.get(ref)
+    if as_json:
+        views.print_json(model.to_dict())
+        return
+    for key, value in model.to_dict().items():
+        click.echo(f"{key:>12}: {json.dumps(value, sort_keys=True) if isinstance(value, dict) else value}")
+
+
+@cli.command()
+@click.argument("name_or_job", metavar="NAME|JOB_ID")
+@click.option("--target", type=click.Choice(["local", "azure"]), default="local", show_default=True)
+@click.option("--workspace", "workspace_config", type=click.Path(path_type=Path), default=None, help="Azure ML config.json.")
+def status(name_or_job: str, target: str, workspace_config: Path | None) -> None:
+    """Status of a spec's last jobs (or one job)."""
+    if target == "azure":
+        from capc.azure import status as azure_status
+
+        azure_status(name_or_job, _workspace(workspace_config) if workspace_config else None)
+        return
+    from capc import views
+    from capc.local.tracking import list_runs
+
+    rows = [r for r in list_runs(name_or_job) if r.kind in ("submit", "automl", "sweep")]
+    if not rows:
+        raise CapcError(f"no local runs of `{name_or_job}`.", "`capc runs` lists every experiment's runs")
+    latest = max((r for r in rows if r.kind == "submit"), key=lambda r: r.start)
+    views.console().print(views.runs_table([latest] + [r for r in rows if r.parent == latest.run_id], f"{name_or_job}: last submit"))
+
+
+@cli.command()
+@click.argument("job_id")
+@click.option("--workspace", "workspace_config", type=click.Path(path_type=Path), default=None, help="Azure ML config.json.")
+def cancel(job_id: str, workspace_config: Path | None) -> None:
+    """Cancel an Azure ML job (or a spec's last jobs, by NAME). Local jobs stop with Ctrl-C."""
+    from capc.azure import cancel as azure_cancel
+
+    for name in azure_cancel(job_id, _workspace(workspace_config) if workspace_config else None):
+        click.echo(f"cancel requested: {name}")
+
+
+# ---------------------------------------------------------------- endpoints
+
+target_option = click.option("--target", type=click.Choice(["local", "azure"]), default="local", show_default=True, help="Local endpoint or Azure managed online endpoint.")
+workspace_option = click.option("--workspace", "workspace_config", type=click.Path(path_type=Path), default=None, help="Azure ML config.json (else AZURE_SUBSCRIPTION_ID, AZURE_RESOURCE_GROUP, AZUREML_WORKSPACE_NAME).")
+
+
+def _workspace(config: Path | None):
+    import os
+
+    from capc.azure import resolve_workspace
+
+    return resolve_workspace(config, os.environ)
+
+
+def _azure_job_dir(name: str, out_dir: Path = DEFAULT_OUT) -> Path:
+    job_dir = out_dir / name
+    if not (job_dir / "endpoint.yml").is_file():
+        raise CapcError(f"no generated artifacts for `{name}` in {job_dir}.", f"run `capc build specs/{name}.yaml` first")
+    return job_dir
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--model", "model_ref", metavar="NAME:VERSION", default=None, help="Registered model to serve (default: latest version of NAME).")
+@target_option
+@click.option("--port", type=int, default=None, help="Local port (default: a free one).")
+@workspace_option
+@json_option
+def deploy(name: str, model_ref: str | None, target: str, port: int | None, workspace_config: Path | None, as_json: bool) -> None:
+    """Serve a registered model behind key auth (replaces the model of a running endpoint without downtime)."""
+    from capc import views
+
+    if target == "azure":
+        from capc.azure import deploy as azure_deploy
+
+        version = model_ref.partition(":")[2] or None if model_ref else None
+        azure_deploy(_azure_job_dir(name), name, _workspace(workspace_config) if workspace_config else None, model_version=version)
+        return
+    from capc import serve
+    from capc.local import registry
+
+    model = registry.get(model_ref or name)
+    info = serve.deploy(name, model.model_dir, Path(model.job_dir), port=port, model_ref=model.ref)
+    if as_json:
+        views.print_json(info.to_dict())
+        return
+    click.echo(f"endpoint {info.name} serves {info.model} ({info.state})")
+    click.echo(f"  scoring URI: {info.scoring_uri}")
+    click.echo(f"  swagger:     {info.swagger_uri}")
+    click.echo(f"  docs:        {info.docs_uri}")
+    click.echo(f"  key:         capc endpoints keys {info.name}   (send it as: Authorization: Bearer <key>)")
+    click.echo(f"  try it:      capc invoke {info.name}")
+
+
+@cli.group()
+def endpoints() -> None:
+    """Local (or --target azure) online endpoints."""
+
+
+@endpoints.command("list")
+@json_option
+def endpoints_list(as_json: bool) -> None:
+    """Local endpoints and their state."""
+    from rich.table import Table
+
+    from capc import serve, views
+
+    found = serve.list_endpoints()
+    if as_json:
+        views.print_json([e.to_dict() for e in found])
+        return
+    if not found:
+        click.echo("no endpoints: `capc deploy NAME` starts one.")
+        return
+    table = Table(title="local endpoints", header_style="bold")
+    for col in ("name", "state", "model", "scoring URI", "updated"):
+        table.add_column(col)
+    for e in found:
+        table.add_row(e.name, e.state, e.model, e.scoring_uri, e.updated)
+    views.console().print(table)
+
+
+@endpoints.command("show")
+@click.argument("name")
+@target_option
+@workspace_option
+@json_option
+def endpoints_show(name: str, target: str, workspace_config: Path | None, as_json: bool) -> None:
+    """One endpoint: URIs, model, state (and its primary key with --json, as `az ml online-endpoint show` + keys)."""
+    from capc import views
+
+    if target == "azure":
+        from capc.azure import endpoint_show
+
+        data = endpoint_show(_azure_job_dir(name), _workspace(workspace_config) if workspace_config else None)
+    else:
+        from capc import serve
+
+        data = serve.show(name).to_dict()
+    if as_json:
+        views.print_json(data)
+        return
+    for key, value in data.items():
+        if key not in ("primary_key", "primaryKey"):
+            click.echo(f"{key:>20}: {value}")
+
+
+@endpoints.command("keys")
+@click.argument("name")
+@click.option("--regenerate", type=click.Choice(["primary", "secondary"]), default=None, help="Replace one key (the other keeps working).")
+@target_option
+@workspace_option
+def endpoints_keys(name: str, regenerate: str | None, target: str, workspace_config: Path | None) -> None:
+    """The endpoint's keys, as JSON (like `az ml online-endpoint get-credentials`)."""
+    from capc import views
+
+    if target == "azure":
+        from capc.azure import endpoint_keys
+
+        views.print_json(endpoint_keys(_azure_job_dir(name), _workspace(workspace_config) if workspace_config else None, regenerate=regenerate))
+        return
+    from capc import serve
+
+    views.print_json(serve.regenerate_key(name, regenerate) if regenerate else serve.keys(name))
+
+
+@endpoints.command("logs")
+@click.argument("name")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new requests.")
+@click.option("--tail", "tail_lines", type=int, default=None, help="Only the last N records.")
+@click.option("--server", is_flag=True, help="The inference server's own output instead of the request log.")
+@target_option
+@workspace_option
+@json_option
+def endpoints_logs(name: str, follow: bool, tail_lines: int | None, server: bool, target: str, workspace_config: Path | None, as_json: bool) -> None:
+    """Request log: time, status, latency, request id (no payloads)."""
+    if target == "azure":
+        from capc.azure import endpoint_logs
+
+        click.echo(endpoint_logs(_azure_job_dir(name), _workspace(workspace_config) if workspace_config else None, lines=tail_lines or 100))
+        return
+    from capc import serve
+
+    if server:
+        for line in serve.server_logs(name, follow=follow, tail_lines=tail_lines):
+            click.echo(line.rstrip("\n"))
+        return
+    for record in serve.logs(name, follow=follow, tail_lines=tail_lines):
+        click.echo(json.dumps(record, sort_keys=True) if as_json else serve.format_log_record(record))
+
+
+@endpoints.command("delete")
+@click.argument("name")
+@target_option
+@workspace_option
+def endpoints_delete(name: str, target: str, workspace_config: Path | None) -> None:
+    """Stop the endpoint and forget its keys."""
+    if target == "azure":
+        from capc.azure import endpoint_delete
+
+        endpoint_delete(_azure_job_dir(name), _workspace(workspace_config) if workspace_config else None)
+        return
+    from capc import serve
+
+    serve.delete(name)
+    click.echo(f"deleted endpoint {name}")
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--data", "data_file", type=click.Path(path_type=Path), default=None, help="Request body (JSON), or an image to encode; default: the generated sample_request.json.")
+@target_option
+@workspace_option
+def invoke(name: str, data_file: Path | None, target: str, workspace_config: Path | None) -> None:
+    """Call an endpoint and print its reply."""
+    if target == "azure":
+        from capc.azure import invoke as azure_invoke
+
+        click.echo(azure_invoke(_azure_job_dir(name), _workspace(workspace_config) if workspace_config else None, data_file))
+        return
+    from capc import serve
+
+    payload = _request_body(data_file) if data_file else None
+    result = serve.invoke(name, payload)
+    click.echo(result.text)
+    if not result.ok:
+        raise CapcError(f"endpoint {name} answered {result.status} (request id {result.request_id}).")
+
+
+def _request_body(path: Path) -> bytes:
+    """A JSON body as it is; an image file is encoded as capc's {"data": ["<base64>"]}."""
+    import base64
+
+    try:
+        content = path.read_bytes()
+    except OSError as exc:
+        raise CapcError(f"cannot read {path}: {exc.strerror}") from None
+    if path.suffix.lower() in {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}:
+        return json.dumps({"data": [base64.b64encode(content).decode("ascii")]}).encode()
+    return content
+
+
+@cli.command("bench")
+@click.argument("name")
+@click.option("--requests", "-n", "request_count", type=int, default=1000, show_default=True, help="Requests in all.")
+@click.option("--concurrency", "-c", type=int, default=4, show_default=True, help="Requests in flight at once.")
+@click.option("--rows", "rows_per_request", type=int, default=1, show_default=True, help="Dataset rows per request.")
+@json_option
+def bench_command(name: str, request_count: int, concurrency: int, rows_per_request: int, as_json: bool) -> None:
+    """Load-test a local endpoint with real rows of its dataset (like Apache Bench), on loopback only."""
+    from capc import serve, views
+    from capc.local.data import request_rows
+
+    info = serve.show(name)
+    rows = request_rows(Path(info.job_dir), limit=max(rows_per_request * 50, 1000))
+    result = serve.bench(name, rows, requests=request_count, concurrency=concurrency, rows_per_request=rows_per_request)
+    if as_json:
+        views.print_json(result.to_dict())
+    else:
+        click.echo(result.report())
+    if result.errors:
+        raise CapcError(f"{result.errors} of {result.requests} requests failed; first error: {result.first_error}")
+
+
+def main() -> None:
+    cli(prog_name="capc")
+
+
+if __name__ == "__main__":
+    main()

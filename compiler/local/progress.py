@@ -1,0 +1,100 @@
+"""Backend, local: the live display of a submit (rich): time left, current best, trials done/running/stopped."""
+
+from __future__ import annotations
+
+import time
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from capc import azure_names
+
+
+class SubmitProgress:
+    """Receives engine events; safe to call from the sweep's worker thread (rich Progress is thread-safe)."""
+
+    def __init__(self, metric: str, goal: str, console: Console | None = None):
+        self.metric = metric
+        self.goal = goal
+        self.console = console or Console(stderr=True)
+        self.progress = Progress(
+            TextColumn("[bold]{task.fields[phase]:<7}"),
+            BarColumn(bar_width=28),
+            TextColumn("{task.completed:>4.0f}/{task.total:<4.0f}"),
+            TimeElapsedColumn(),
+            TextColumn("left"),
+            TimeRemainingColumn(),
+            TextColumn("{task.description}"),
+            console=self.console,
+            transient=False,
+            disable=not self.console.is_terminal and not self.console.is_jupyter,
+        )
+        self.automl_task = None
+        self.sweep_task = None
+        self.automl_best = None
+        self.automl_count = 0
+        self.automl_deadline = 0.0
+        self.sweep_best = None
+        self.counts = {"running": 0, "done": 0, "stopped": 0, "failed": 0}
+
+    def __enter__(self):
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self.progress.__exit__(*exc)
+
+    def note(self, text: str) -> None:
+        self.console.print(f"[yellow]{text}")
+
+    def _better(self, value, best) -> bool:
+        if best is None:
+            return True
+        return value > best if self.goal == azure_names.MAXIMIZE else value < best
+
+    # AutoML: a time budget, so the bar counts seconds.
+    def automl_started(self, budget_s: float) -> None:
+        self.automl_deadline = time.monotonic() + budget_s
+        self.automl_task = self.progress.add_task("starting", total=budget_s, phase="automl")
+        self._budget = budget_s
+        self._started = time.monotonic()
+
+    def automl_candidate(self, candidate) -> None:
+        self.automl_count += 1
+        if candidate.status == "completed" and self._better(candidate.value, self.automl_best):
+            self.automl_best = candidate.value
+        elapsed = min(time.monotonic() - self._started, self._budget)
+        best = f"{self.automl_best:.4f}" if self.automl_best is not None else "-"
+        self.progress.update(
+            self.automl_task, completed=elapsed,
+            description=f"{self.automl_count} candidates, best {self.metric} {best} ({candidate.estimator})",
+        )
+
+    def automl_finished(self, result) -> None:
+        self.progress.update(self.automl_task, completed=self._budget, description=f"{len(result.candidates)} candidates, best {self.metric} {result.best.value:.4f} ({result.best.estimator})")
+
+    # Sweep: a trial budget, so the bar counts trials.
+    def sweep_started(self, job: dict) -> None:
+        total = job.get("limits", {}).get("max_total_trials", 1)
+        self.sweep_task = self.progress.add_task("starting", total=total, phase="sweep")
+
+    def sweep_event(self, kind: str, trial) -> None:
+        if kind == "started":
+            self.counts["running"] += 1
+        elif kind in ("finished", "failed", "stopped", "interrupted"):
+            self.counts["running"] = max(0, self.counts["running"] - 1)
+            self.counts[{"finished": "done", "failed": "failed", "stopped": "stopped", "interrupted": "stopped"}[kind]] += 1
+            value = getattr(trial, "value", None)
+            if kind == "finished" and value is not None and self._better(value, self.sweep_best):
+                self.sweep_best = value
+        finished = self.counts["done"] + self.counts["failed"] + self.counts["stopped"]
+        best = f"{self.sweep_best:.4f}" if self.sweep_best is not None else "-"
+        c = self.counts
+        self.progress.update(
+            self.sweep_task, completed=finished,
+            description=f"done {c['done']} running {c['running']} stopped {c['stopped']} failed {c['failed']}, best {self.metric} {best}",
+        )
+
+    def sweep_finished(self, result) -> None:
+        if self.sweep_task is not None:
+            self.progress.update(self.sweep_task, total=max(len(result.trials), 1), completed=len(result.trials))

@@ -1,0 +1,210 @@
+"""Backend, local: `capc submit` on this machine - AutoML, then the sweep, then best-model selection and registry.
+
+Reads only the generated job folder (automl_job.yml, sweep_job.yml, src/, data/MLTable), never the raw spec:
+what runs here is what would run on Azure.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from capc import azure_names
+from capc.errors import CapcError
+from capc.local import registry, tracking
+from capc.local.data import check_target, mltable_source, read_frame
+
+
+@dataclass
+class Outcome:
+    """The best run of one engine (automl or sweep), ready to be compared and registered."""
+
+    source: str
+    run_id: str
+    value: float
+    model_dir: Path
+    params: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
+    label: str = ""
+
+
+@dataclass
+class SubmitResult:
+    name: str
+    metric: str
+    goal: str
+    submit_run_id: str
+    outcomes: list[Outcome]
+    winner: Outcome | None
+    model: registry.ModelVersion | None
+    interrupted: bool = False
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "metric": self.metric,
+            "goal": self.goal,
+            "run_id": self.submit_run_id,
+            "interrupted": self.interrupted,
+            "results": [
+                {"source": o.source, "run_id": o.run_id, "value": o.value, "label": o.label, "params": o.params}
+                for o in self.outcomes
+            ],
+            "winner": self.winner.source if self.winner else None,
+            "model": self.model.to_dict() if self.model else None,
+        }
+
+
+def better(a: float, b: float, goal: str) -> bool:
+    return a > b if goal == azure_names.MAXIMIZE else a < b
+
+
+def submit_local(spec, job_dir: Path, only: str | None = None, resume: bool = False, progress=None) -> SubmitResult:
+    """Run the compiled jobs of `spec` from `job_dir`; returns what ran and what was registered."""
+    home = registry.capc_home()
+    mlflow_client = tracking.client()
+    exp_id = tracking.experiment_id(mlflow_client, spec.name)
+    goal = spec.goal
+    submit_run = tracking.start_run(
+        mlflow_client, exp_id, f"submit-{time.strftime('%Y%m%d-%H%M%S')}", "submit",
+        tags={"capc.spec_sha256": spec.sha256, "capc.job_dir": str(job_dir), "capc.metric": spec.metric, "capc.goal": goal},
+    )
+    work_dir = home / "runs" / submit_run
+    work_dir.mkdir(parents=True, exist_ok=True)
+    outcomes: list[Outcome] = []
+    interrupted = False
+    try:
+        if only in (None, "automl") and spec.data["automl"]["enabled"]:
+            outcome = _run_automl(spec, job_dir, mlflow_client, exp_id, submit_run, work_dir, progress)
+            if outcome:
+                outcomes.append(outcome)
+        if only in (None, "sweep") and spec.data.get("sweep") and spec.data["sweep"]["enabled"]:
+            outcome, interrupted = _run_sweep(spec, job_dir, mlflow_client, exp_id, submit_run, work_dir, resume, progress)
+            if outcome:
+                outcomes.append(outcome)
+    except KeyboardInterrupt:
+        interrupted = True
+    except BaseException:
+        tracking.finish_run(mlflow_client, submit_run, "failed")
+        raise
+    winner = _choose(outcomes, spec.data["deployment"]["model"], goal)
+    model = None
+    if winner and not interrupted:
+        model = registry.register(
+            winner.model_dir,
+            name=spec.name,
+            task=spec.task,
+            metric=spec.metric,
+            value=winner.value,
+            goal=goal,
+            source=winner.source,
+            run_id=winner.run_id,
+            spec_sha256=spec.sha256,
+            job_dir=str(job_dir.resolve()),
+            metrics=winner.metrics,
+            params=winner.params,
+            description=spec.data["description"],
+        )
+        mlflow_client.set_tag(submit_run, "capc.registered_model", model.ref)
+    if winner:
+        mlflow_client.log_metric(submit_run, spec.metric, winner.value)
+    tracking.finish_run(mlflow_client, submit_run, "interrupted" if interrupted else "completed")
+    if not outcomes and not interrupted:
+        raise CapcError(f"nothing ran for {spec.name}: AutoML and the sweep are both disabled or excluded by --only.")
+    return SubmitResult(spec.name, spec.metric, goal, submit_run, outcomes, winner, model, interrupted)
+
+
+def _choose(outcomes: list[Outcome], which: str, goal: str) -> Outcome | None:
+    pool = [o for o in outcomes if which == "best" or o.source == which] or outcomes
+    best = None
+    for outcome in pool:
+        if best is None or better(outcome.value, best.value, goal):
+            best = outcome
+    return best
+
+
+def _run_automl(spec, job_dir, mlflow_client, exp_id, submit_run, work_dir, progress) -> Outcome | None:
+    from capc.local.automl import AutoMLSettings, run_automl
+
+    job = yaml.safe_load((job_dir / "automl_job.yml").read_text(encoding="utf-8"))
+    if job.get("task") == "image_classification":
+        from capc.local.images import run_image_automl  # noqa: PLC0415 - keras stack only for images
+
+        return run_image_automl(spec, job_dir, job, mlflow_client, exp_id, submit_run, work_dir, progress)
+    settings = AutoMLSettings.from_job_yaml(job)
+    data_file, fmt, drop = mltable_source(job_dir / "data")
+    frame = read_frame(data_file, fmt, drop)
+    check_target(frame, settings.target_column, spec.task, data_file)
+    automl_run = tracking.start_run(mlflow_client, exp_id, "automl", "automl", parent=submit_run)
+    if progress:
+        progress.automl_started(settings.timeout_minutes * 60)
+
+    def record(candidate) -> None:
+        metrics = {spec.metric: candidate.value, **getattr(candidate, "metrics", {})}
+        tracking.log_child(
+            mlflow_client, exp_id, automl_run, f"{candidate.estimator}-{candidate.index}", "candidate",
+            candidate.params, metrics, candidate.status, candidate.duration_s, tags={"capc.estimator": candidate.estimator},
+        )
+        if progress:
+            progress.automl_candidate(candidate)
+
+    try:
+        result = run_automl(frame, settings, on_candidate=record, log_dir=work_dir / "automl")
+    except KeyboardInterrupt:
+        tracking.finish_run(mlflow_client, automl_run, "interrupted")
+        raise
+    except BaseException:
+        tracking.finish_run(mlflow_client, automl_run, "failed")
+        raise
+    model_dir = work_dir / "automl" / "model"
+    if model_dir.exists():
+        shutil.rmtree(model_dir)
+    result.save_mlflow_model(model_dir)
+    best = result.best
+    params = {"estimator": best.estimator, **best.params}
+    mlflow_client.log_metric(automl_run, spec.metric, best.value)
+    mlflow_client.set_tag(automl_run, "capc.best_estimator", best.estimator)
+    tracking.finish_run(mlflow_client, automl_run, "completed")
+    if progress:
+        progress.automl_finished(result)
+    return Outcome("automl", automl_run, best.value, model_dir, params, {spec.metric: best.value}, best.estimator)
+
+
+def _run_sweep(spec, job_dir, mlflow_client, exp_id, submit_run, work_dir, resume, progress):
+    from capc.local.sweep import run_sweep_interruptibly
+
+    job = yaml.safe_load((job_dir / "sweep_job.yml").read_text(encoding="utf-8"))
+    # One study folder per spec version, so --resume finds the trials of an interrupted submit.
+    trials_dir = registry.capc_home() / "sweeps" / spec.name / spec.sha256[:16]
+    if not resume and trials_dir.exists():
+        shutil.rmtree(trials_dir)
+    sweep_run = tracking.start_run(mlflow_client, exp_id, "sweep", "sweep", parent=submit_run)
+    if progress:
+        progress.sweep_started(job)
+    try:
+        result, interrupted = run_sweep_interruptibly(
+            on_interrupt=(lambda: progress.note("stopping: ending running trials (finished ones stay recorded)")) if progress else None,
+            job=job, job_dir=job_dir, trials_dir=trials_dir, tracking_uri=tracking.tracking_uri(), experiment_id=exp_id,
+            parent_run_id=sweep_run, on_event=progress.sweep_event if progress else None, resume=resume,
+        )
+    except BaseException:
+        tracking.finish_run(mlflow_client, sweep_run, "failed")
+        raise
+    tracking.finish_run(mlflow_client, sweep_run, "interrupted" if interrupted else "completed")
+    if progress:
+        progress.sweep_finished(result)
+    best = result.best
+    if best is None:
+        return None, interrupted
+    mlflow_client.log_metric(sweep_run, spec.metric, best.value)
+    model_dir = Path(best.output_dir) / "model"
+    return Outcome("sweep", best.run_id, best.value, model_dir, dict(best.params), {spec.metric: best.value}, f"trial {best.trial_id}"), interrupted
+
+
+def save_result(result: SubmitResult, path: Path) -> None:
+    path.write_text(json.dumps(result.to_dict(), indent=2, default=str))

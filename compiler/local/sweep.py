@@ -1,0 +1,636 @@
+"""Backend, local: run a compiled sweep_job.yml on this machine, the way Azure ML runs a sweep job.
+
+The sampler (Optuna ask/tell, its study kept in trials_dir so --resume goes on where it stopped) proposes
+parameters; each trial is the job's own `trial.command` with ${{inputs.NAME}} and ${{search_space.P}}
+substituted, run as its own process with MLFLOW_TRACKING_URI / MLFLOW_EXPERIMENT_ID / MLFLOW_RUN_ID set to a run
+created for it beforehand (a child of the sweep's parent run), exactly as Azure ML starts a trial, so the
+script's `mlflow.start_run()` attaches to it. The runner polls each run's primary-metric history, applies the
+early-termination policy and stops losing trials (SIGTERM to the trial's process group, SIGKILL after a grace
+period).
+
+Local choices, where Azure has nothing to copy:
+- a trial's folder is trials_dir/trial_NNNN/: a copy of `trial.code` (hard links to one snapshot of it taken
+  when the sweep starts; `outputs/` and `__pycache__/` left out), the command's working directory, so the
+  script's outputs/ (the model in outputs/model) lands there; its stdout and stderr go to output.log there.
+- the environment is this interpreter's (`python` in the command is sys.executable); `environment:` is Azure's.
+- a `python SCRIPT ...` command is forked from a server that imported mlflow once (capc.local.launch says
+  what the child does to be the same as `python SCRIPT`): ~0.3 s instead of ~4 s of start-up per trial.
+- statuses: completed, failed (non-zero exit, no primary metric logged, or trial_timeout passed),
+  early_terminated (the policy), interrupted (Ctrl-C, or the sweep's timeout, which cancels running trials as
+  Azure does). The best trial is the best *completed* one (only those saved a model); the final metric of a
+  trial is the last value it logged.
+- --resume: finished trials are kept, not run again; interrupted ones are run again with the same parameters;
+  sampling goes on with a seed moved past the trials already drawn; timeouts count from the resume.
+- limits come in Azure's seconds (`timeout`, `trial_timeout`); `timeout_minutes` / `trial_timeout_minutes` are
+  read too. Missing max_total_trials: the grid's size for grid sampling, else DEFAULT_MAX_TOTAL_TRIALS.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import re
+import shlex
+import shutil
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from capc.errors import CapcError
+from capc.local import samplers, tracking
+from capc.local.launch import Launcher
+from capc.local.policies import MAXIMIZE, MINIMIZE, policy_from_mapping
+
+TICK_S = 0.1  # how often process exits are checked
+POLL_S = 0.5  # how often metric histories are read and the policy applied
+KILL_GRACE_S = 5.0  # SIGTERM, then SIGKILL this much later
+OUTPUT_TAIL_LINES = 20
+DEFAULT_MAX_TOTAL_TRIALS = 20  # the spec schema's default
+DEFAULT_MAX_CONCURRENT_TRIALS = 1
+STUDY_NAME = "capc-sweep"
+STUDY_FILE = "study.journal"
+CODE_SNAPSHOT = "code"
+SNAPSHOT_IGNORE = ("outputs", "__pycache__", ".ipynb_checkpoints", "mlruns")
+RUN_RECORD_ATTR = "capc_trial"  # Optuna user attribute holding a finished trial's record
+RERUN_ATTR = "capc_rerun_of"
+
+COMPLETED, FAILED, EARLY_TERMINATED, INTERRUPTED = "completed", "failed", "early_terminated", "interrupted"
+FINISHED = (COMPLETED, FAILED, EARLY_TERMINATED)  # what --resume keeps
+EVENT_OF_STATUS = {COMPLETED: "finished", FAILED: "failed", EARLY_TERMINATED: "stopped", INTERRUPTED: "interrupted"}
+PLACEHOLDER = re.compile(r"\$\{\{\s*([A-Za-z_][\w.-]*)\s*\}\}")
+PYTHON_COMMAND = re.compile(r"python(\d+(\.\d+)?)?$")
+
+
+@dataclass
+class SweepTrial:
+    """One trial: what it was given, what it reported, how it ended."""
+
+    trial_id: str  # the Optuna trial number, as text
+    number: int
+    params: dict
+    status: str = "running"
+    value: float | None = None  # the last value of the primary metric it logged
+    history: list[float] = field(default_factory=list)
+    duration_s: float | None = None
+    run_id: str = ""
+    trial_dir: str = ""
+    output_dir: str = ""  # trial_dir/outputs: the model is in outputs/model
+    log_path: str = ""
+    command: list[str] = field(default_factory=list)
+    exit_code: int | None = None
+    error: str | None = None  # why it failed or was stopped
+    output_tail: str = ""  # last lines of output.log, kept for failed trials
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, record: Mapping) -> SweepTrial:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in record.items() if k in names})
+
+
+@dataclass
+class SweepResult:
+    metric: str
+    goal: str
+    trials: list[SweepTrial]
+    best: SweepTrial | None
+    stopped_because: str  # max_total_trials | timeout | interrupted
+    study_path: str = ""
+
+    @property
+    def interrupted(self) -> bool:
+        return self.stopped_because == "interrupted"
+
+    def counts(self) -> dict[str, int]:
+        out = {status: 0 for status in (COMPLETED, FAILED, EARLY_TERMINATED, INTERRUPTED)}
+        for trial in self.trials:
+            out[trial.status] = out.get(trial.status, 0) + 1
+        return out
+
+
+# ---------------------------------------------------------------- reading the job
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    """Everything run_sweep needs from sweep_job.yml, checked once before anything starts."""
+
+    metric: str
+    goal: str
+    algorithm: str
+    sampling_options: dict
+    search_space: dict
+    policy_mapping: dict | None
+    max_total_trials: int
+    max_concurrent_trials: int
+    timeout_s: float | None
+    trial_timeout_s: float | None
+    command: list[str]  # tokens, placeholders still in them
+    code_dir: Path | None
+    inputs: dict  # input name -> text substituted for ${{inputs.NAME}}
+
+
+def _limit_seconds(limits: Mapping, name: str) -> float | None:
+    """`timeout` (Azure's seconds) or `timeout_minutes`; None when neither is set."""
+    if limits.get(name) is not None:
+        return float(limits[name])
+    if limits.get(f"{name}_minutes") is not None:
+        return float(limits[f"{name}_minutes"]) * 60
+    return None
+
+
+def _input_text(name: str, spec, job_dir: Path) -> str:
+    if not isinstance(spec, Mapping):
+        return samplers.format_value(spec)  # a literal input: `inputs: {learning_rate: 0.01}`
+    if "path" not in spec:
+        return samplers.format_value(spec.get("value", ""))
+    path = str(spec["path"])
+    if path.startswith(("azureml:", "azureml://", "http://", "https://", "wasbs://", "abfss://")):
+        raise CapcError(
+            f"input {name} points at {path}, which lives on Azure; the local engine needs a file or folder on this machine.",
+            "build the job with a local data path, or submit it to Azure",
+        )
+    local = (job_dir / path.removeprefix("file://")).resolve()
+    if not local.exists():
+        raise CapcError(f"input {name}: {path} (resolved against {job_dir} to {local}) does not exist.")
+    return str(local)
+
+
+def plan_sweep(job: Mapping, job_dir: Path) -> SweepPlan:
+    """Read and check a loaded sweep_job.yml mapping; every problem a user can cause becomes a CapcError."""
+    if job.get("type", "sweep") != "sweep":
+        raise CapcError(f"this job is of type {job.get('type')!r}; run_sweep runs sweep jobs.")
+    objective = job.get("objective") or {}
+    metric, goal = objective.get("primary_metric"), str(objective.get("goal", "")).lower()
+    if not metric or goal not in (MAXIMIZE, MINIMIZE):
+        raise CapcError("the sweep job needs objective.primary_metric and objective.goal (maximize or minimize).")
+    algorithm, options = samplers.algorithm_of(job.get("sampling_algorithm", "random"))
+    search_space = dict(job.get("search_space") or {})
+    samplers.check_search_space(search_space, algorithm)
+    policy_from_mapping(job.get("early_termination"))  # checked now, built per run
+    limits = job.get("limits") or {}
+    grid = samplers.grid_size(search_space) if algorithm == "grid" else None
+    max_total = int(limits.get("max_total_trials") or grid or DEFAULT_MAX_TOTAL_TRIALS)
+    if grid is not None:
+        max_total = min(max_total, grid)  # a grid sweep ends when its grid is covered
+    max_concurrent = int(limits.get("max_concurrent_trials") or DEFAULT_MAX_CONCURRENT_TRIALS)
+    if max_total < 1 or max_concurrent < 1:
+        raise CapcError("limits.max_total_trials and limits.max_concurrent_trials must be at least 1.")
+    trial = job.get("trial") or {}
+    if not trial.get("command"):
+        raise CapcError("the sweep job has no trial.command.")
+    try:
+        command = shlex.split(str(trial["command"]))
+    except ValueError as exc:
+        raise CapcError(f"trial.command cannot be split into words: {exc}.") from None
+    code_dir = None
+    if trial.get("code"):
+        code_dir = (job_dir / str(trial["code"])).resolve()
+        if not code_dir.is_dir():
+            raise CapcError(f"trial.code {trial['code']} (resolved to {code_dir}) is not a folder.")
+    declared = job.get("inputs") or {}
+    inputs, unknown = {}, []
+    for token in command:
+        for ref in PLACEHOLDER.findall(token):
+            scope, _, name = ref.partition(".")
+            if scope == "inputs" and name in declared:
+                inputs.setdefault(name, _input_text(name, declared[name], job_dir))
+            elif not (scope == "search_space" and name in search_space):
+                unknown.append(ref)
+    if unknown:
+        raise CapcError(
+            f"trial.command refers to {', '.join('${{' + u + '}}' for u in unknown)}, which the job does not define "
+            "(the local engine fills ${{inputs.NAME}} and ${{search_space.NAME}})."
+        )
+    return SweepPlan(
+        metric=str(metric), goal=goal, algorithm=algorithm, sampling_options=options, search_space=search_space,
+        policy_mapping=job.get("early_termination"), max_total_trials=max_total, max_concurrent_trials=min(max_concurrent, max_total),
+        timeout_s=_limit_seconds(limits, "timeout"), trial_timeout_s=_limit_seconds(limits, "trial_timeout"),
+        command=command, code_dir=code_dir, inputs=inputs,
+    )
+
+
+def trial_command(plan: SweepPlan, values: Mapping) -> list[str]:
+    """The command's words with placeholders filled (word by word: a path with spaces stays one word)."""
+
+    def fill(match: re.Match) -> str:
+        scope, _, name = match.group(1).partition(".")
+        return plan.inputs[name] if scope == "inputs" else samplers.format_value(values[name])
+
+    words = [PLACEHOLDER.sub(fill, token) for token in plan.command]
+    if words and PYTHON_COMMAND.fullmatch(os.path.basename(words[0])):
+        words[0] = sys.executable
+    return words
+
+
+# ---------------------------------------------------------------- running it
+
+
+@dataclass
+class _Running:
+    trial: SweepTrial
+    optuna_trial: object
+    process: object
+    started: float
+    deadline: float | None
+    stop_status: str | None = None  # set when the runner ends it: early_terminated | interrupted | failed
+    stop_reason: str | None = None
+    kill_at: float | None = None
+    killed: bool = False
+
+
+def _tail(path: Path, lines: int = OUTPUT_TAIL_LINES) -> str:
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(0, size - 64 * 1024))
+            text = handle.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def _better(a: float, b: float, goal: str) -> bool:
+    return a > b if goal == MAXIMIZE else a < b
+
+
+def _finite(value) -> bool:
+    return value is not None and isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def best_trial(trials: list[SweepTrial], goal: str) -> SweepTrial | None:
+    """The best completed trial by its final metric (ties: the earlier trial)."""
+    best = None
+    for trial in sorted(trials, key=lambda t: t.number):
+        if trial.status == COMPLETED and _finite(trial.value) and (best is None or _better(trial.value, best.value, goal)):
+            best = trial
+    return best
+
+
+class _SweepRunner:
+    def __init__(self, plan, job_dir, trials_dir, tracking_uri, experiment_id, parent_run_id, on_event, resume, stop_event, launch_mode):
+        self.plan = plan
+        self.job_dir = Path(job_dir)
+        self.trials_dir = Path(trials_dir)
+        self.tracking_uri = tracking_uri
+        self.experiment_id = experiment_id
+        self.parent_run_id = parent_run_id
+        self.on_event = on_event
+        self.resume = resume
+        self.stop_event = stop_event or threading.Event()
+        self.launch_mode = launch_mode
+        self.running: dict[str, _Running] = {}
+        self.trials: dict[str, SweepTrial] = {}  # every trial of this sweep, earlier sessions' included
+        self.histories: dict[str, list[float]] = {}
+        self.policy = policy_from_mapping(plan.policy_mapping)
+        self.finished_before = 0
+
+    # -- events
+    def emit(self, kind: str, trial: SweepTrial) -> None:
+        if self.on_event is None:
+            return
+        try:
+            self.on_event(kind, trial)
+        except Exception:  # a display problem must not end the sweep
+            logging.getLogger(__name__).debug("on_event failed", exc_info=True)
+
+    # -- set-up
+    def prepare(self) -> None:
+        self.trials_dir.mkdir(parents=True, exist_ok=True)
+        if not self.resume:
+            (self.trials_dir / STUDY_FILE).unlink(missing_ok=True)
+            for old in self.trials_dir.glob("trial_*"):
+                shutil.rmtree(old, ignore_errors=True)
+        snapshot = self.trials_dir / CODE_SNAPSHOT
+        shutil.rmtree(snapshot, ignore_errors=True)
+        if self.plan.code_dir:
+            shutil.copytree(self.plan.code_dir, snapshot, ignore=shutil.ignore_patterns(*SNAPSHOT_IGNORE))
+        else:
+            snapshot.mkdir()
+        self.snapshot = snapshot
+
+    def open_study(self) -> None:
+        import optuna
+        from optuna.storages import JournalStorage
+        from optuna.storages.journal import JournalFileBackend
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        storage = JournalStorage(JournalFileBackend(str(self.trials_dir / STUDY_FILE)))
+        self.study = optuna.create_study(
+            storage=storage, study_name=STUDY_NAME, direction=self.plan.goal, load_if_exists=True,
+            sampler=optuna.samplers.RandomSampler(),  # replaced below, once the trials in storage are counted
+        )
+        from optuna.trial import TrialState
+
+        existing = self.study.get_trials(deepcopy=False)
+        rerun_already = {t.user_attrs.get(RERUN_ATTR) for t in existing if t.state == TrialState.WAITING}
+        for frozen in existing:
+            record = frozen.user_attrs.get(RUN_RECORD_ATTR)
+            if frozen.state == TrialState.RUNNING:
+                # Interrupted in an earlier session (Ctrl-C, timeout, or the runner died): run it again.
+                self.study.tell(frozen.number, state=TrialState.FAIL)
+                if frozen.number not in rerun_already:
+                    self.study.enqueue_trial(frozen.params, user_attrs={RERUN_ATTR: frozen.number})
+            elif record and record.get("status") in FINISHED:
+                trial = SweepTrial.from_dict(record)
+                self.trials[trial.trial_id] = trial
+                self.histories[trial.trial_id] = list(trial.history)
+        self.finished_before = len(self.trials)
+        with _quiet_experimental():
+            self.study.sampler = samplers.make_sampler(
+                self.plan.algorithm, self.plan.sampling_options, self.plan.search_space, trials_so_far=len(existing)
+            )
+        self.distributions = samplers.distributions(self.plan.search_space)
+
+    def open_tracking(self) -> None:
+        from mlflow import MlflowClient
+
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+        self.client = MlflowClient(tracking_uri=self.tracking_uri)
+
+    def trial_env(self, run_id: str | None) -> dict:
+        env = dict(os.environ)
+        env.update(MLFLOW_TRACKING_URI=self.tracking_uri, MLFLOW_EXPERIMENT_ID=str(self.experiment_id))
+        if run_id:
+            env["MLFLOW_RUN_ID"] = run_id
+        env.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # no network here; its exit hook costs ~2 s a trial
+        return env
+
+    # -- one trial
+    def launch(self) -> SweepTrial:
+        """Ask the sampler for parameters and start the trial (status failed when it cannot even start)."""
+        from mlflow.entities import Param
+
+        with _quiet_experimental():
+            optuna_trial = self.study.ask(fixed_distributions=self.distributions)
+        number = optuna_trial.number
+        values = samplers.values_from_raw(self.plan.search_space, optuna_trial.params)
+        trial_dir = self.trials_dir / f"trial_{number:04d}"
+        shutil.rmtree(trial_dir, ignore_errors=True)
+        shutil.copytree(self.snapshot, trial_dir, copy_function=_link_or_copy)
+        (trial_dir / "outputs").mkdir(exist_ok=True)
+        log_path = trial_dir / "output.log"
+        log_path.write_bytes(b"")
+        command = trial_command(self.plan, values)
+        run_id = tracking.start_run(
+            self.client, self.experiment_id, f"trial_{number}", "trial", parent=self.parent_run_id,
+            tags={"capc.trial": str(number), "capc.command": shlex.join(command)[:5000]},
+        )
+        self.client.log_batch(run_id, params=[Param(k, samplers.format_value(v)) for k, v in values.items()])
+        trial = SweepTrial(
+            trial_id=str(number), number=number, params=values, run_id=run_id, trial_dir=str(trial_dir),
+            output_dir=str(trial_dir / "outputs"), log_path=str(log_path), command=command,
+        )
+        self.trials[trial.trial_id] = trial
+        self.histories[trial.trial_id] = trial.history
+        try:
+            process = self.launcher.start(command, trial_dir, self.trial_env(run_id), log_path)
+        except OSError as exc:  # e.g. the command's program does not exist
+            trial.exit_code, trial.duration_s = None, 0.0
+            trial.error = f"cannot start `{shlex.join(command)}`: {exc}"
+            trial.output_tail = trial.error
+            self.emit("started", trial)
+            self.record(trial, optuna_trial, FAILED)
+            return trial
+        started = time.monotonic()  # after start(): the first fork waits for the server's preload
+        deadline = started + self.plan.trial_timeout_s if self.plan.trial_timeout_s else None
+        self.running[trial.trial_id] = _Running(trial, optuna_trial, process, started, deadline)
+        self.emit("started", trial)
+        return trial
+
+    def read_history(self, entry: _Running) -> None:
+        try:
+            metrics = self.client.get_metric_history(entry.trial.run_id, self.plan.metric)
+        except Exception:  # the store is busy with the trials' writes: read again next poll
+            return
+        # Intervals are reports in the order they were made (steps may be missing or repeated).
+        values = [m.value for m in sorted(metrics, key=lambda m: (m.timestamp, m.step))]
+        history = entry.trial.history
+        if len(values) <= len(history):
+            return
+        for k in range(len(history), len(values)):
+            if _finite(values[k]):
+                try:
+                    entry.optuna_trial.report(float(values[k]), step=k + 1)
+                except Exception:  # Optuna refuses some values (e.g. a step reported twice); the sampler can do without
+                    pass
+        history.extend(values[len(history):])
+        entry.trial.value = history[-1]
+        self.emit("reported", entry.trial)
+
+    def request_stop(self, entry: _Running, status: str, reason: str) -> None:
+        if entry.stop_status is not None:
+            return
+        entry.stop_status, entry.stop_reason = status, reason
+        entry.kill_at = time.monotonic() + KILL_GRACE_S
+        entry.process.send_signal(signal.SIGTERM)
+
+    def finish(self, entry: _Running, exit_code: int) -> None:
+        trial = entry.trial
+        del self.running[trial.trial_id]
+        self.read_history(entry)
+        trial.exit_code = exit_code
+        trial.duration_s = round(time.monotonic() - entry.started, 3)
+        if entry.stop_status == INTERRUPTED and exit_code == 0 and trial.history:
+            status = COMPLETED  # it ended on its own before the signal landed: its outputs are whole, keep it
+        elif entry.stop_status is not None:
+            status, trial.error = entry.stop_status, entry.stop_reason
+        elif exit_code != 0:
+            status, trial.error = FAILED, f"exited with status {exit_code}"
+        elif not trial.history:
+            status, trial.error = FAILED, f"exited 0 but never logged the primary metric {self.plan.metric!r}"
+        else:
+            status = COMPLETED
+        if status == FAILED:
+            trial.output_tail = _tail(Path(trial.log_path))
+        self.record(trial, entry.optuna_trial, status)
+
+    def record(self, trial: SweepTrial, optuna_trial, status: str) -> None:
+        from optuna.trial import TrialState
+
+        trial.status = status
+        trial.value = trial.history[-1] if trial.history else None
+        try:
+            tracking.finish_run(self.client, trial.run_id, status)
+            if trial.duration_s is not None:
+                self.client.set_tag(trial.run_id, "capc.duration_s", f"{trial.duration_s:.3f}")
+        except Exception:  # the trial's record in the study is what the sweep relies on
+            logging.getLogger(__name__).warning("could not record trial %s in MLflow", trial.trial_id, exc_info=True)
+        optuna_trial.set_user_attr(RUN_RECORD_ATTR, trial.to_dict())
+        if status != INTERRUPTED:  # an interrupted trial stays RUNNING in the study: --resume runs it again
+            if status == COMPLETED and _finite(trial.value):
+                self.study.tell(optuna_trial, float(trial.value))
+            elif status == EARLY_TERMINATED:
+                self.study.tell(optuna_trial, state=TrialState.PRUNED)
+            else:
+                self.study.tell(optuna_trial, state=TrialState.FAIL)
+        self.emit(EVENT_OF_STATUS[status], trial)
+
+    # -- the loop
+    def run(self) -> SweepResult:
+        self.prepare()
+        self.launcher = Launcher(self.launch_mode, env=self.trial_env(None), server_log=self.trials_dir / "fork_server.log")
+        try:
+            self.open_study()
+            self.open_tracking()
+            stopped_because = self.loop()
+        finally:
+            for entry in list(self.running.values()):  # only on an error: never leave trials behind
+                entry.process.send_signal(signal.SIGKILL)
+            self.launcher.close()
+        trials = sorted(self.trials.values(), key=lambda t: t.number)
+        result = SweepResult(
+            self.plan.metric, self.plan.goal, trials, best_trial(trials, self.plan.goal), stopped_because,
+            str(self.trials_dir / STUDY_FILE),
+        )
+        ended = [t for t in trials if t.status in FINISHED]
+        if ended and all(t.status == FAILED for t in ended) and not result.interrupted:
+            raise _all_failed(ended)
+        return result
+
+    def loop(self) -> str:
+        sweep_deadline = time.monotonic() + self.plan.timeout_s if self.plan.timeout_s else None
+        finished_count = self.finished_before
+        stopped_because = "max_total_trials"
+        stopping = False
+        next_poll = 0.0
+        while True:
+            now = time.monotonic()
+            if not stopping and self.stop_event.is_set():
+                stopping, stopped_because = True, "interrupted"
+            if not stopping and sweep_deadline is not None and now >= sweep_deadline:
+                stopping, stopped_because = True, "timeout"
+            if stopping:
+                reason = "Ctrl-C" if stopped_because == "interrupted" else f"the sweep's timeout ({self.plan.timeout_s:g} s) passed"
+                for entry in list(self.running.values()):
+                    self.request_stop(entry, INTERRUPTED, f"stopped: {reason}")
+            launched_or_done = finished_count + len(self.running)
+            while not stopping and len(self.running) < self.plan.max_concurrent_trials and launched_or_done < self.plan.max_total_trials:
+                launched_or_done += 1
+                if self.launch().status == FAILED:
+                    finished_count += 1  # it could not even start
+            if not self.running and (stopping or launched_or_done >= self.plan.max_total_trials):
+                return stopped_because
+            self.stop_event.wait(TICK_S)
+            now = time.monotonic()
+            poll = now >= next_poll
+            if poll:
+                next_poll = now + POLL_S
+            for entry in list(self.running.values()):
+                if poll:
+                    self.read_history(entry)
+                exit_code = entry.process.poll()
+                if exit_code is not None:
+                    self.finish(entry, exit_code)
+                    if entry.trial.status != INTERRUPTED:
+                        finished_count += 1
+                    continue
+                if entry.deadline is not None and now >= entry.deadline:
+                    self.request_stop(entry, FAILED, f"ran longer than trial_timeout ({self.plan.trial_timeout_s:g} s)")
+                if entry.kill_at is not None and now >= entry.kill_at and not entry.killed:
+                    entry.process.send_signal(signal.SIGKILL)
+                    entry.killed = True
+            if poll and self.policy is not None and not stopping:
+                candidates = [tid for tid, entry in self.running.items() if entry.stop_status is None]
+                for trial_id in sorted(self.policy.trials_to_stop(self.histories, self.plan.goal, running=candidates)):
+                    k = self.policy.evaluation_point(len(self.histories[trial_id]))
+                    self.request_stop(self.running[trial_id], EARLY_TERMINATED, f"stopped by the {type(self.policy).__name__} at interval {k}")
+
+
+class _quiet_experimental:
+    """Optuna flags some samplers as experimental; capc pins Optuna, so the warning says nothing to a user."""
+
+    def __enter__(self):
+        import warnings
+
+        self._catch = warnings.catch_warnings()
+        self._catch.__enter__()
+        try:
+            from optuna.exceptions import ExperimentalWarning
+
+            warnings.simplefilter("ignore", ExperimentalWarning)
+        except ImportError:
+            pass
+        return self
+
+    def __exit__(self, *exc):
+        return self._catch.__exit__(*exc)
+
+
+def _all_failed(failed: list[SweepTrial]) -> CapcError:
+    first = failed[0]
+    noun = "trial" if len(failed) == 1 else f"all {len(failed)} trials"
+    tail = first.output_tail.strip() or "(no output)"
+    return CapcError(
+        f"{noun} of the sweep failed. Trial {first.trial_id} ({first.error}) ran `{shlex.join(first.command)}` in "
+        f"{first.trial_dir}; the last lines of its output ({first.log_path}):\n{tail}",
+        hint=f"run that command in {first.trial_dir} to see the problem" if first.command else None,
+    )
+
+
+def run_sweep(
+    job: dict,
+    job_dir: Path,
+    trials_dir: Path,
+    tracking_uri: str,
+    experiment_id: str,
+    parent_run_id: str,
+    on_event: Callable | None = None,
+    resume: bool = False,
+    stop_event: threading.Event | None = None,
+    launch_mode: str = "auto",
+) -> SweepResult:
+    """Run the sweep job `job` (a loaded sweep_job.yml; `job_dir` its folder) and return every trial and the best.
+
+    on_event(kind, trial) is called with kind started | reported | finished | failed | stopped | interrupted.
+    Setting `stop_event` ends running trials (status interrupted) and returns what finished. launch_mode:
+    auto (fork `python ...` commands from a pre-warmed server, spawn others) | fork | spawn (always Popen).
+    Raises CapcError for a job that cannot run and when every trial failed.
+    """
+    plan = plan_sweep(job, Path(job_dir))
+    runner = _SweepRunner(plan, job_dir, trials_dir, tracking_uri, experiment_id, parent_run_id, on_event, resume, stop_event, launch_mode)
+    return runner.run()
+
+
+def run_sweep_interruptibly(on_interrupt: Callable[[], None] | None = None, **sweep_args) -> tuple[SweepResult, bool]:
+    """run_sweep in a worker thread so Ctrl-C in the main thread becomes a clean stop: running trials end,
+    finished ones stay recorded. Returns (result, interrupted); an error of the sweep is raised here."""
+    stop = threading.Event()
+    outcome: dict = {}
+
+    def work() -> None:
+        try:
+            outcome["result"] = run_sweep(stop_event=stop, **sweep_args)
+        except BaseException as exc:  # handed to the main thread, which reports it
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=work, name="capc-sweep", daemon=True)
+    worker.start()
+    interrupted = False
+    while worker.is_alive():
+        try:
+            worker.join(0.2)
+        except KeyboardInterrupt:
+            interrupted = True
+            stop.set()
+            if on_interrupt:
+                on_interrupt()
+    if "error" in outcome:
+        raise outcome["error"]
+    result = outcome["result"]
+    return result, interrupted or result.interrupted

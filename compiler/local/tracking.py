@@ -1,0 +1,144 @@
+"""Backend, local: the MLflow tracking store under $CAPC_HOME (sqlite), where every run and child run lives.
+
+`mlflow ui --backend-store-uri sqlite:///.capc/mlflow.db` browses what capc records here.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from capc.local.registry import capc_home
+
+KIND_TAG = "capc.kind"  # submit | automl | candidate | sweep | trial
+STATUS_TAG = "capc.status"  # finer than MLflow's: completed | failed | early_terminated | interrupted
+PARENT_TAG = "mlflow.parentRunId"
+
+
+def tracking_uri(home: Path | None = None) -> str:
+    home = home or capc_home()
+    return f"sqlite:///{home / 'mlflow.db'}"
+
+
+def artifact_root(home: Path | None = None) -> str:
+    return (home or capc_home()).joinpath("mlartifacts").as_uri()
+
+
+def client():
+    """An MlflowClient on capc's store (mlflow imported here only: it costs ~2 s)."""
+    import logging
+    import os
+
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # no outbound attempts, no 2 s wait at exit
+    from mlflow import MlflowClient
+
+    # The store's schema migrations and mlflow.sklearn's pickle notice are noise in a CLI.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    logging.getLogger("mlflow.sklearn").setLevel(logging.ERROR)
+    home = capc_home()
+    home.mkdir(parents=True, exist_ok=True)
+    return MlflowClient(tracking_uri=tracking_uri(home))
+
+
+def experiment_id(mlflow_client, name: str) -> str:
+    found = mlflow_client.get_experiment_by_name(name)
+    if found:
+        return found.experiment_id
+    try:
+        return mlflow_client.create_experiment(name, artifact_location=f"{artifact_root()}/{name}")
+    except Exception:  # another submit created it between our two calls
+        return mlflow_client.get_experiment_by_name(name).experiment_id
+
+
+def start_run(mlflow_client, exp_id: str, name: str, kind: str, parent: str | None = None, tags: dict | None = None) -> str:
+    all_tags = {KIND_TAG: kind, "mlflow.runName": name, **(tags or {})}
+    if parent:
+        all_tags[PARENT_TAG] = parent
+    return mlflow_client.create_run(exp_id, tags=all_tags, run_name=name).info.run_id
+
+
+def finish_run(mlflow_client, run_id: str, status: str) -> None:
+    """status: completed | failed | early_terminated | interrupted (MLflow knows FINISHED/FAILED/KILLED)."""
+    mlflow_status = {"completed": "FINISHED", "failed": "FAILED"}.get(status, "KILLED")
+    mlflow_client.set_tag(run_id, STATUS_TAG, status)
+    mlflow_client.set_terminated(run_id, mlflow_status)
+
+
+def log_child(mlflow_client, exp_id: str, parent: str, name: str, kind: str, params: dict, metrics: dict, status: str, duration_s: float, tags: dict | None = None) -> str:
+    """Record one finished candidate as a child run with its params and metrics, in one batch."""
+    from mlflow.entities import Metric, Param
+
+    run_id = start_run(mlflow_client, exp_id, name, kind, parent, tags)
+    now = int(time.time() * 1000)
+    mlflow_client.log_batch(
+        run_id,
+        metrics=[Metric(k, float(v), now, 0) for k, v in sorted(metrics.items()) if _finite(v)],
+        params=[Param(k, _param(v)) for k, v in sorted(params.items())],
+        tags=[],
+    )
+    mlflow_client.set_tag(run_id, "capc.duration_s", f"{duration_s:.3f}")
+    finish_run(mlflow_client, run_id, status)
+    return run_id
+
+
+def _finite(value) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def _param(value) -> str:
+    text = str(value)
+    return text if len(text) <= 6000 else text[:5997] + "..."
+
+
+@dataclass
+class RunRow:
+    """One row of `capc runs` / `capc leaderboard`."""
+
+    run_id: str
+    name: str
+    kind: str
+    status: str
+    parent: str | None
+    start: float
+    duration_s: float | None
+    params: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
+    experiment: str = ""
+
+    def to_dict(self) -> dict:
+        return self.__dict__.copy()
+
+
+def list_runs(experiment: str | None = None) -> list[RunRow]:
+    c = client()
+    experiments = [c.get_experiment_by_name(experiment)] if experiment else c.search_experiments()
+    experiments = [e for e in experiments if e is not None]
+    if not experiments:
+        return []
+    names = {e.experiment_id: e.name for e in experiments}
+    rows = []
+    for run in c.search_runs(list(names), max_results=50000, order_by=["attributes.start_time DESC"]):
+        tags = run.data.tags
+        end = run.info.end_time
+        duration = float(tags["capc.duration_s"]) if "capc.duration_s" in tags else ((end - run.info.start_time) / 1000 if end else None)
+        rows.append(
+            RunRow(
+                run_id=run.info.run_id,
+                name=tags.get("mlflow.runName", run.info.run_name or ""),
+                kind=tags.get(KIND_TAG, ""),
+                status=tags.get(STATUS_TAG, run.info.status.lower()),
+                parent=tags.get(PARENT_TAG),
+                start=run.info.start_time / 1000,
+                duration_s=duration,
+                params=dict(run.data.params),
+                metrics=dict(run.data.metrics),
+                experiment=names[run.info.experiment_id],
+            )
+        )
+    return rows

@@ -1,0 +1,189 @@
+"""Stage 3, render: a validated Spec -> {relative posix path: bytes} of every artifact, in memory.
+
+Pure: reads the templates, the data file's first rows (through plan) and a user trial script; writes nothing.
+Every value from the spec enters an artifact through one of the quoting filters (`yaml`, `py`, `json`), so
+quotes, newlines, `{{ }}` or `${{ }}` in a description or a column name still give valid files holding the
+literal value.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from functools import cache
+from pathlib import Path
+
+import jinja2
+
+from capc.errors import CapcError
+from capc.render.plan import build_context
+
+# artifact path -> template. The image task swaps in its own AutoML job shape and a JSONL-backed MLTable; the
+# pipeline (and its schedule) exists when both AutoML and the sweep are enabled.
+TEMPLATES: dict[str, str] = {
+    "automl_job.yml": "automl_job.yml.j2",
+    "data/MLTable": "MLTable.j2",
+    "conda.yml": "conda.yml.j2",
+    "environment.yml": "environment.yml.j2",
+    "endpoint.yml": "endpoint.yml.j2",
+    "deployment.yml": "deployment.yml.j2",
+    "score.py": "score.py.j2",
+    "sample_request.json": "sample_request.json.j2",
+}
+SWEEP_TEMPLATES: dict[str, str] = {"sweep_job.yml": "sweep_job.yml.j2"}
+PIPELINE_TEMPLATES: dict[str, str] = {
+    "pipeline_job.yml": "pipeline_job.yml.j2",
+    "sweep_trial.yml": "sweep_trial.yml.j2",
+    "select/select_best.py": "select_best.py.j2",
+}
+
+
+def render_artifacts(spec, out_dir: Path) -> dict[str, bytes]:
+    """Every artifact of `spec`, as it will lie under out_dir/<name>/ (manifest.json excepted)."""
+    context = build_context(spec, out_dir)
+    env = environment()
+    names = dict(TEMPLATES)
+    sweep = context["sweep"]
+    if sweep:
+        names.update(SWEEP_TEMPLATES)
+        if sweep["train"]:
+            names["src/train.py"] = "train.py.j2"
+    if context["is_image"]:
+        # The image task has its own trial script (keras_cnn, base64 model) and scoring script.
+        if sweep and sweep["train"] and sweep["train"]["family"] == "keras_cnn":
+            names["src/train.py"] = "train_image.py.j2"
+        names["score.py"] = "score_image.py.j2"
+        names["automl_job.yml"] = "automl_job_image.yml.j2"
+        names["data/MLTable"] = "MLTable_images.j2"
+        names["data/images.jsonl"] = "images.jsonl.j2"
+    if context["pipeline"]:
+        names.update(PIPELINE_TEMPLATES)
+        if context["schedule"]:
+            names["schedule.yml"] = "schedule.yml.j2"
+    files = {}
+    for path, template in sorted(names.items()):
+        try:
+            text = env.get_template(template).render(context)
+        except jinja2.TemplateError as exc:  # a template bug, not a spec problem: say which template
+            raise CapcError(f"rendering {template} for {spec.name} failed: {exc}") from exc
+        files[path] = text.encode("utf-8")
+    if sweep and sweep["user_script"]:
+        files["src/train.py"] = _read_user_script(Path(sweep["user_script"]))
+    return dict(sorted(files.items()))
+
+
+def _read_user_script(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise CapcError(f"cannot read the trial script {path}: {exc}", "sweep.script is relative to the spec file") from None
+
+
+@cache
+def environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("capc.templates", "."),
+        bytecode_cache=_bytecode_cache(),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["yaml"] = yaml_scalar
+    env.filters["py"] = py_literal
+    env.filters["json"] = json_value
+    return env
+
+
+def _bytecode_cache() -> jinja2.BytecodeCache | None:
+    """Compiled templates cached on disk: compiling them is most of a cold `capc build`'s time."""
+    import os
+
+    from capc import __version__
+
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "capc" / f"jinja-{__version__}"
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None  # a read-only home: compile every time
+    return jinja2.FileSystemBytecodeCache(str(base))
+
+
+# ---------------------------------------------------------------- quoting filters
+
+
+def yaml_scalar(value) -> str:
+    """Any value as YAML flow (JSON-like) text that PyYAML - Azure's loader - reads back as the same value.
+
+    JSON is nearly YAML 1.1; the differences handled here: floats need a dot (`1e-07` would load as a string),
+    infinities and NaN have YAML spellings, and characters YAML treats as line breaks or does not allow
+    (NEL, U+2028/9, C1 controls, BOM) are escaped.
+    """
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return _yaml_float(value)
+    if isinstance(value, str):
+        return _yaml_string(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(yaml_scalar(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_yaml_string(str(k))}: {yaml_scalar(v)}" for k, v in value.items()) + "}"
+    raise TypeError(f"no YAML form for {type(value).__name__}")
+
+
+def _yaml_float(value: float) -> str:
+    if math.isnan(value):
+        return ".nan"
+    if math.isinf(value):
+        return ".inf" if value > 0 else "-.inf"
+    text = repr(value)  # exponents always carry a sign (1e+20), as YAML 1.1 wants
+    mantissa, e, exponent = text.partition("e")
+    if e and "." not in mantissa:
+        text = f"{mantissa}.0e{exponent}"
+    return text
+
+
+def _yaml_string(text: str) -> str:
+    out = []
+    for ch in json.dumps(text, ensure_ascii=False)[1:-1]:
+        code = ord(ch)
+        if code == 0x7F or 0x80 <= code <= 0x9F or code in (0x2028, 0x2029, 0xFEFF) or 0xD800 <= code <= 0xDFFF or code in (0xFFFE, 0xFFFF):
+            out.append(f"\\u{code:04x}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
+def py_literal(value) -> str:
+    """Any plain value as Python source that evaluates to it (repr, with finite-float care)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"float({str(value)!r})"
+    if isinstance(value, (list, tuple)):
+        items = ", ".join(py_literal(v) for v in value)
+        return f"[{items}]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{py_literal(k)}: {py_literal(v)}" for k, v in value.items()) + "}"
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return repr(value)  # repr escapes quotes, newlines and every non-printable character
+    raise TypeError(f"no Python literal for {type(value).__name__}")
+
+
+def json_value(value, indent: int | None = None) -> str:
+    """JSON text (non-finite floats become null: JSON has no spelling for them)."""
+    return json.dumps(_finite(value), ensure_ascii=False, indent=indent)
+
+
+def _finite(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value

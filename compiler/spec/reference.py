@@ -1,0 +1,46 @@
+"""The spec reference (README's key table), generated from the JSON Schema so the docs never drift from it."""
+
+from __future__ import annotations
+
+import json
+
+from capc.spec.validate import schema
+
+
+def _resolve(node: dict) -> dict:
+    if "$ref" in node:
+        return schema()["$defs"][node["$ref"].rsplit("/", 1)[-1]]
+    return node
+
+
+def _type(node: dict) -> str:
+    if "enum" in node:
+        return " \\| ".join(f"`{v}`" for v in node["enum"])
+    kind = node.get("type", "")
+    if isinstance(kind, list):
+        return " or ".join(kind)
+    if kind == "array":
+        return f"list of {node.get('items', {}).get('type', 'values')}"
+    return kind or ("distribution" if "oneOf" in node else "")
+
+
+def rows(node: dict | None = None, prefix: str = "") -> list[tuple[str, str, str, str]]:
+    node = _resolve(node or schema())
+    required = set(node.get("required", []))
+    out = []
+    for key, sub in node.get("properties", {}).items():
+        sub = _resolve(sub)
+        path = f"{prefix}{key}"
+        default = json.dumps(sub["default"]) if "default" in sub else ("required" if key in required else "")
+        out.append((path, _type(sub), default, sub.get("description", "").replace("|", "\\|")))
+        if "properties" in sub:
+            out.extend(rows(sub, path + "."))
+        elif isinstance(sub.get("additionalProperties"), dict):
+            out.append((f"{path}.<param>", "distribution", "", _resolve(sub["additionalProperties"]).get("description", "").replace("|", "\\|")))
+    return out
+
+
+def markdown() -> str:
+    lines = ["| key | type | default | meaning |", "| --- | --- | --- | --- |"]
+    lines += [f"| `{p}` | {t} | {d and f'`{d}`' if d != 'required' else 'required'} | {m} |" for p, t, d, m in rows()]
+    return "\n".join(lines) + "\n"

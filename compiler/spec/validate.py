@@ -1,0 +1,464 @@
+"""Stage 2, validate: raw mapping -> Spec (defaults filled), or every problem at once as SpecInvalid.
+
+First the JSON Schema (shapes, types, enums, unknown keys), then semantic checks that need more than one field
+or a look at the data: each check is a small function registered in SEMANTIC_CHECKS.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import hashlib
+import json
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from pathlib import Path
+
+from capc import azure_names
+from capc.errors import SpecInvalid, SpecProblem
+from capc.families import FAMILIES
+from capc.spec.hints import did_you_mean
+from capc.spec.loader import LoadedSpec, load_spec_file
+from capc.spec.search_space import SAMPLING_ALLOWS, SearchSpaceError, normalise, parse_compact
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A validated spec: `data` holds every key with the schema's defaults filled in."""
+
+    path: Path
+    data: dict
+    sha256: str
+    overrides: tuple = field(default=())  # ("key.path", value) pairs from --set, for the record
+
+    @property
+    def name(self) -> str:
+        return self.data["name"]
+
+    @property
+    def task(self) -> str:
+        return self.data["task"]
+
+    @property
+    def metric(self) -> str:
+        return self.data["metric"]
+
+    @property
+    def goal(self) -> str:
+        return azure_names.AUTOML_METRICS[self.task][self.metric]
+
+    @property
+    def dataset_path(self) -> Path | None:
+        """The dataset on this machine, or None for a registered Azure data asset."""
+        path = self.data["dataset"]["path"]
+        return None if path.startswith("azureml:") else (self.path.parent / path)
+
+
+@cache
+def schema() -> dict:
+    return json.loads(resources.files("capc.spec").joinpath("schema.json").read_text(encoding="utf-8"))
+
+
+def load_spec(path: Path | str, overrides: list[str] | None = None) -> Spec:
+    """Load, apply `--set key.path=value` overrides, validate; raises SpecInvalid with every problem."""
+    loaded = load_spec_file(Path(path))
+    applied = apply_overrides(loaded, overrides or [])
+    schema_problems = list(_schema_problems(loaded))
+    data = copy.deepcopy(loaded.data)
+    fill_defaults(data, schema(), schema())
+    if isinstance(data.get("dataset"), dict) and "cross_validations" in data["dataset"]:
+        data["dataset"].pop("validation_fraction", None)
+    context = CheckContext(loaded, data)
+    for check in SEMANTIC_CHECKS:
+        try:
+            check(context)
+        except (KeyError, TypeError, AttributeError, ValueError):
+            # Only reachable when the shape is already wrong: the schema problems say why.
+            if not schema_problems:
+                raise
+    problems = schema_problems + [p for p in context.problems if p not in schema_problems]
+    if problems:
+        raise SpecInvalid(problems)
+    digest = hashlib.sha256(loaded.text)
+    for key, value in applied:
+        digest.update(f"\n--set {key}={json.dumps(value, sort_keys=True)}".encode())
+    return Spec(path=Path(path), data=data, sha256=digest.hexdigest(), overrides=tuple(applied))
+
+
+# ---------------------------------------------------------------- overrides
+
+
+def apply_overrides(loaded: LoadedSpec, overrides: list[str]) -> list[tuple[str, object]]:
+    """`--set a.b=value` like `az ml job create --set`: value is read as YAML (numbers, booleans, lists)."""
+    import yaml
+
+    applied = []
+    for index, expression in enumerate(overrides, start=1):
+        key, sep, raw = expression.partition("=")
+        key = key.strip()
+        if not sep or not key or any(not part for part in key.split(".")):
+            raise SpecInvalid([SpecProblem("--set", index, 1, key, f"cannot read override `{expression}`", "write --set key.path=value, e.g. --set automl.timeout_minutes=2")])
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            value = raw
+        node = loaded.data
+        parts = key.split(".")
+        for depth, part in enumerate(parts[:-1]):
+            child = node.get(part) if isinstance(node, dict) else None
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise SpecInvalid([SpecProblem("--set", index, 1, ".".join(parts[: depth + 1]), f"`{'.'.join(parts[:depth + 1])}` is a value, not a section", "override a key inside a section")])
+            node = child
+        node[parts[-1]] = value
+        path = tuple(parts)
+        # Problems at an overridden path point at the override, not at the file.
+        for mark_key in [k for k in loaded.marks if _marked_path(k)[: len(path)] == path]:
+            del loaded.marks[mark_key]
+        loaded.marks[path] = ("--set", index)
+        applied.append((key, value))
+    return applied
+
+
+def _marked_path(mark_key: tuple) -> tuple:
+    """The key path a marks entry belongs to: `path` for a value mark, `path` of `(path, "key")` for a key mark."""
+    # The root's mark is keyed by the empty path, so test the length before looking at the first element.
+    is_key_mark = len(mark_key) == 2 and isinstance(mark_key[0], tuple) and mark_key[1] == "key"
+    return mark_key[0] if is_key_mark else mark_key
+
+
+# ---------------------------------------------------------------- schema pass
+
+
+def _schema_problems(loaded: LoadedSpec) -> Iterator[SpecProblem]:
+    from jsonschema import Draft202012Validator
+
+    validator = Draft202012Validator(schema())
+    for error in validator.iter_errors(loaded.data):
+        if not _left_to_search_space_check(loaded, tuple(error.absolute_path)):
+            yield from _explain(loaded, error)
+
+
+def _left_to_search_space_check(loaded: LoadedSpec, path: tuple) -> bool:
+    """A distribution written as text or a mapping is checked by `search_space_is_valid`, whose messages are sharper."""
+    # Without this, `unifrom(0.1, 1)` would be reported twice: once as a pattern mismatch, once as a typo.
+    if len(path) < 3 or path[:2] != ("sweep", "search_space"):
+        return False
+    return isinstance(loaded.data["sweep"]["search_space"].get(path[2]), (str, dict))
+
+
+def _explain(loaded: LoadedSpec, error) -> Iterator[SpecProblem]:
+    path = tuple(error.absolute_path)
+    if error.validator == "additionalProperties":
+        allowed = list(error.schema.get("properties", {}))
+        extras = sorted(set(error.instance) - set(allowed))
+        for key in extras:
+            where = path + (key,)
+            yield problem_at(loaded, where, f"unknown key `{key}`", did_you_mean(key, allowed) if allowed else None, key_mark=True)
+        return
+    if error.validator == "oneOf" and not error.context:
+        # Valid under several branches: both alternatives given. A non-mapping also lands here; its type error says why.
+        if isinstance(error.instance, dict):
+            options = [branch["required"][0] for branch in error.validator_value if "required" in branch]
+            yield problem_at(loaded, path, f"give only one of {', '.join(f'`{o}`' for o in options)}, not both")
+        return
+    if error.validator == "oneOf" and error.context:
+        # Pick the branch the user most likely meant: the one whose errors go deepest into the value.
+        if isinstance(error.instance, dict) and {"required"} >= {e.validator for e in error.context}:
+            options = [e.validator_value[0] for e in error.context if e.validator == "required"]
+            yield problem_at(loaded, path, f"needs one of {', '.join(f'`{o}`' for o in options)}")
+            return
+        best = max(error.context, key=lambda e: (len(e.absolute_path), e.validator != "type"))
+        yield from _explain(loaded, best)
+        return
+    if error.validator == "required":
+        missing = [k for k in error.validator_value if isinstance(error.instance, dict) and k not in error.instance]
+        for key in missing:
+            yield problem_at(loaded, path, f"missing required key `{key}`", _describe(path + (key,)))
+        return
+    if error.validator == "enum":
+        choices = [str(c) for c in error.validator_value]
+        yield problem_at(loaded, path, f"`{error.instance}` is not allowed", did_you_mean(str(error.instance), choices))
+        return
+    if error.validator == "type":
+        expected = error.validator_value if isinstance(error.validator_value, str) else " or ".join(error.validator_value)
+        got = "null" if error.instance is None else f"{_json_type(error.instance)} `{error.instance!r}`"
+        yield problem_at(loaded, path, f"expected {_article(expected)}, got {got}")
+        return
+    if error.validator == "uniqueItems" and isinstance(error.instance, list):
+        seen, twice = [], []
+        for item in error.instance:
+            (twice if item in seen and item not in twice else seen).append(item)
+        yield problem_at(loaded, path, f"lists {', '.join(f'`{t}`' for t in twice)} more than once", "each entry may appear once")
+        return
+    if error.validator == "pattern":
+        yield problem_at(loaded, path, f"`{error.instance}` has the wrong form", _describe(path) or f"must match {error.validator_value}")
+        return
+    yield problem_at(loaded, path, error.message)
+
+
+def _describe(path: tuple) -> str | None:
+    """The schema's description of a key path, used as the hint for a missing or malformed value."""
+    node = schema()
+    for part in path:
+        if isinstance(part, int):
+            node = node.get("items", {})
+            continue
+        props = node.get("properties", {})
+        if part in props:
+            node = props[part]
+        elif isinstance(node.get("additionalProperties"), dict):
+            node = node["additionalProperties"]
+        else:
+            return None
+        if "$ref" in node:
+            node = schema()["$defs"][node["$ref"].rsplit("/", 1)[-1]]
+    return node.get("description")
+
+
+def _article(word: str) -> str:
+    return {"integer": "a whole number", "number": "a number", "string": "a string", "boolean": "true or false", "object": "a mapping", "array": "a list", "null": "null"}.get(word, word)
+
+
+def _json_type(value) -> str:
+    return {bool: "boolean", int: "integer", float: "number", str: "string", dict: "mapping", list: "list", type(None): "null"}.get(type(value), type(value).__name__)
+
+
+def problem_at(loaded: LoadedSpec, path: tuple, message: str, hint: str | None = None, key_mark: bool = False) -> SpecProblem:
+    key_path = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in path).replace(".[", "[")
+    mark = loaded.marks.get(path) if not key_mark else loaded.marks.get((path, "key"), loaded.marks.get(path))
+    if isinstance(mark, tuple):  # came from --set
+        return SpecProblem("--set", mark[1], 1, key_path, message, hint)
+    if mark is None:
+        mark = loaded.mark_of(path)
+        if isinstance(mark, tuple):
+            return SpecProblem("--set", mark[1], 1, key_path, message, hint)
+    return SpecProblem(str(loaded.path), mark.line, mark.column, key_path, message, hint)
+
+
+# ---------------------------------------------------------------- defaults
+
+
+def fill_defaults(data: dict, node: dict, root: dict) -> None:
+    """Fill every `default` the schema declares, recursing into sections that are present or defaulted."""
+    if "$ref" in node:
+        node = root["$defs"][node["$ref"].rsplit("/", 1)[-1]]
+    for key, sub in node.get("properties", {}).items():
+        resolved = root["$defs"][sub["$ref"].rsplit("/", 1)[-1]] if "$ref" in sub else sub
+        if key not in data and "default" in resolved:
+            data[key] = copy.deepcopy(resolved["default"])
+        if isinstance(data.get(key), dict) and "properties" in resolved:
+            fill_defaults(data[key], resolved, root)
+
+
+# ---------------------------------------------------------------- semantic checks
+
+
+@dataclass
+class CheckContext:
+    loaded: LoadedSpec
+    data: dict
+    problems: list = field(default_factory=list)
+
+    def report(self, path: tuple, message: str, hint: str | None = None) -> None:
+        self.problems.append(problem_at(self.loaded, path, message, hint))
+
+    @property
+    def spec_dir(self) -> Path:
+        return self.loaded.path.parent
+
+
+SEMANTIC_CHECKS: list[Callable[[CheckContext], None]] = []
+
+
+def check(fn: Callable[[CheckContext], None]) -> Callable[[CheckContext], None]:
+    SEMANTIC_CHECKS.append(fn)
+    return fn
+
+
+@check
+def metric_fits_task(ctx: CheckContext) -> None:
+    metrics = azure_names.AUTOML_METRICS[ctx.data["task"]]
+    if ctx.data["metric"] not in metrics:
+        ctx.report(("metric",), f"`{ctx.data['metric']}` is not a primary metric for {ctx.data['task']}", did_you_mean(ctx.data["metric"], metrics))
+
+
+@check
+def format_fits_task(ctx: CheckContext) -> None:
+    fmt, task = ctx.data["dataset"]["format"], ctx.data["task"]
+    if (fmt == "image_folder") != (task == "image_classification"):
+        want = "image_folder" if task == "image_classification" else "csv or parquet"
+        ctx.report(("dataset", "format"), f"format `{fmt}` does not fit task `{task}`", f"use {want}")
+    if fmt != "image_folder" and "target" not in ctx.data["dataset"]:
+        ctx.report(("dataset",), "missing required key `target`", "the label column of the table")
+    if fmt == "image_folder" and "target" in ctx.data["dataset"]:
+        ctx.report(("dataset", "target"), "image folders take their label from the sub-folder name", "remove `target`")
+    if "cross_validations" in ctx.loaded.data.get("dataset", {}) and "validation_fraction" in ctx.loaded.data.get("dataset", {}):
+        ctx.report(("dataset", "validation_fraction"), "give either cross_validations or validation_fraction, not both")
+
+
+@check
+def models_fit_task(ctx: CheckContext) -> None:
+    known = azure_names.ALGORITHMS[ctx.data["task"]]  # KeyError for an unknown task: the schema reports it
+    automl = ctx.data["automl"]
+    for key in ("allowed_models", "blocked_models"):
+        for i, name in enumerate(automl[key]):
+            if isinstance(name, str) and name not in known:  # a non-string is the schema's to report
+                hint = did_you_mean(name, known) if known else f"{ctx.data['task']} takes no algorithm list"
+                ctx.report(("automl", key, i), f"`{name}` is not an Azure AutoML algorithm for {ctx.data['task']}", hint)
+    both = sorted(set(automl["allowed_models"]) & set(automl["blocked_models"]))
+    if both:
+        ctx.report(("automl", "blocked_models"), f"{', '.join(both)} is both allowed and blocked", "list it in one of them")
+
+
+@check
+def sweep_fits_task(ctx: CheckContext) -> None:
+    sweep = ctx.data.get("sweep")
+    if not sweep:
+        return
+    task = ctx.data["task"]
+    family = FAMILIES.get(sweep.get("model", ""))
+    # An unknown task is the schema's to report; naming it again here would only repeat the typo.
+    if family and task in azure_names.AUTOML_METRICS and task not in family.tasks:
+        fitting = [f.name for f in FAMILIES.values() if task in f.tasks]
+        ctx.report(("sweep", "model"), f"trial family `{family.name}` does not serve task `{task}`", f"for {task} use one of: {', '.join(fitting)}")
+    if "script" in sweep and not (ctx.spec_dir / sweep["script"]).is_file():
+        ctx.report(("sweep", "script"), f"trial script `{sweep['script']}` not found next to the spec", "paths are relative to the spec file")
+
+
+@check
+def search_space_is_valid(ctx: CheckContext) -> None:
+    """Parse every distribution into Azure's mapping form (in place) and check it against sampling and family."""
+    sweep = ctx.data.get("sweep")
+    if not sweep:
+        return
+    family = FAMILIES.get(sweep.get("model", ""))
+    allowed = SAMPLING_ALLOWS.get(sweep["sampling"])  # None for an unknown algorithm: the schema reports it
+    for name, raw in sweep["search_space"].items():
+        if not isinstance(raw, (str, dict)):
+            continue  # the schema reports the type
+        where = ("sweep", "search_space", name)
+        try:
+            dist = parse_compact(raw) if isinstance(raw, str) else normalise(raw)
+        except SearchSpaceError as exc:
+            ctx.report(where, str(exc), exc.hint)
+            continue
+        sweep["search_space"][name] = dist
+        if allowed is not None and dist["type"] not in allowed:
+            ctx.report(where, f"`{sweep['sampling']}` sampling does not accept `{dist['type']}`", f"it accepts {', '.join(sorted(allowed))}")
+        if family and name not in family.parameter_names:
+            ctx.report(where, f"`{family.name}` has no hyperparameter `{name}`", did_you_mean(name, family.parameter_names))
+
+
+@check
+def image_learning_rate_is_valid(ctx: CheckContext) -> None:
+    """automl.image.learning_rate is a compact distribution too; catch its typos here, not while rendering."""
+    image = ctx.data["automl"]["image"]
+    if not isinstance(image.get("learning_rate"), str):
+        return  # the schema reports the type
+    where = ("automl", "image", "learning_rate")
+    try:
+        dist = parse_compact(image["learning_rate"])
+    except SearchSpaceError as exc:
+        ctx.report(where, str(exc), exc.hint)
+        return
+    allowed = SAMPLING_ALLOWS.get(image["sampling"])
+    if allowed is not None and dist["type"] not in allowed:
+        ctx.report(where, f"`{image['sampling']}` sampling does not accept `{dist['type']}`", f"it accepts {', '.join(sorted(allowed))}")
+
+
+@check
+def early_termination_is_complete(ctx: CheckContext) -> None:
+    sweep = ctx.data.get("sweep")
+    policy = sweep.get("early_termination") if sweep else None
+    if not policy:
+        return
+    kind = policy["type"]
+    if kind == "bandit" and ("slack_factor" in policy) == ("slack_amount" in policy):
+        ctx.report(("sweep", "early_termination"), "bandit needs exactly one of slack_factor and slack_amount", "e.g. slack_factor: 0.1")
+    if kind == "truncation_selection" and "truncation_percentage" not in policy:
+        ctx.report(("sweep", "early_termination"), "truncation_selection needs truncation_percentage", "e.g. truncation_percentage: 20")
+    if kind != "bandit" and ({"slack_factor", "slack_amount"} & set(policy)):
+        ctx.report(("sweep", "early_termination"), f"{kind} takes no slack_factor or slack_amount", "those belong to the bandit policy")
+    if kind != "truncation_selection" and "truncation_percentage" in policy:
+        ctx.report(("sweep", "early_termination", "truncation_percentage"), f"{kind} takes no truncation_percentage")
+
+
+@check
+def deployment_fits_task(ctx: CheckContext) -> None:
+    deployment = ctx.data["deployment"]
+    if deployment["probabilities"] and ctx.data["task"] == "regression":
+        ctx.report(("deployment", "probabilities"), "regression models have no class probabilities", "remove it or set it to false")
+    if deployment["model"] == "sweep" and not ctx.data.get("sweep"):
+        ctx.report(("deployment", "model"), "deploys the sweep's winner, but the spec has no sweep", "use `best` or `automl`")
+    compute = ctx.data["compute"]
+    if compute["min_instances"] > compute["max_instances"]:
+        ctx.report(("compute", "min_instances"), f"min_instances {compute['min_instances']} is above max_instances {compute['max_instances']}")
+
+
+@check
+def dataset_is_readable(ctx: CheckContext) -> None:
+    dataset = ctx.data["dataset"]
+    if dataset["path"].startswith("azureml:"):
+        if dataset["path"].count(":") != 2:
+            ctx.report(("dataset", "path"), f"`{dataset['path']}` is not a data asset reference", "write azureml:NAME:VERSION")
+        return
+    path = ctx.spec_dir / dataset["path"]
+    where = ("dataset", "path")
+    if dataset["format"] == "image_folder":
+        _check_image_folder(ctx, path, where)
+        return
+    if not path.is_file():
+        ctx.report(where, f"data file `{dataset['path']}` not found (looked at {os.path.normpath(path)})", "paths are relative to the spec file")
+        return
+    try:
+        header = read_header(path, dataset["format"])
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        ctx.report(where, f"cannot read the header of `{dataset['path']}`: {exc}")
+        return
+    if "target" in dataset and dataset["target"] not in header:
+        ctx.report(("dataset", "target"), f"column `{dataset['target']}` is not in {path.name}", did_you_mean(dataset["target"], header))
+    for i, column in enumerate(dataset["drop"]):
+        if column not in header:
+            ctx.report(("dataset", "drop", i), f"column `{column}` is not in {path.name}", did_you_mean(column, header))
+        elif column == dataset.get("target"):
+            ctx.report(("dataset", "drop", i), "the target column cannot be dropped")
+
+
+def _check_image_folder(ctx: CheckContext, path: Path, where: tuple) -> None:
+    if not path.is_dir():
+        ctx.report(where, f"image folder `{ctx.data['dataset']['path']}` not found", "one sub-folder per class, relative to the spec file")
+        return
+    classes = image_classes(path)
+    empty = sorted(name for name, count in classes.items() if count == 0)
+    for name in empty:
+        ctx.report(where, f"class folder `{name}` holds no images", "add images or remove the folder")
+    if len([c for c in classes.values() if c]) < 2:
+        ctx.report(where, f"image classification needs at least two class folders with images; found {len([c for c in classes.values() if c])}")
+
+
+def image_classes(folder: Path) -> dict[str, int]:
+    """Class name -> number of image files (by suffix) in each sub-folder."""
+    return {
+        sub.name: sum(1 for f in sub.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+        for sub in sorted(folder.iterdir())
+        if sub.is_dir() and not sub.name.startswith(".")
+    }
+
+
+def read_header(path: Path, fmt: str) -> list[str]:
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        return list(pq.read_schema(path).names)
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        header = next(csv.reader(f), None)
+    if not header:
+        raise ValueError("the file is empty")
+    return header

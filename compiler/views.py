@@ -1,0 +1,98 @@
+"""What the CLI prints: rich tables for runs, leaderboards and models, and JSON for scripts."""
+
+from __future__ import annotations
+
+import json
+import math
+
+from rich.console import Console
+from rich.table import Table
+
+from capc import azure_names
+
+LEAF_KINDS = ("candidate", "trial")
+
+
+def console() -> Console:
+    """Wide enough for run tables when piped (rich falls back to 80 columns off a terminal)."""
+    plain = Console()
+    return plain if plain.is_terminal else Console(width=160)
+
+
+def print_json(data) -> None:
+    print(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "-"
+        return f"{value:.4f}" if abs(value) < 1e5 else f"{value:,.0f}"
+    return str(value)
+
+
+def _params(params: dict, width: int = 60) -> str:
+    text = ", ".join(f"{k}={v}" for k, v in sorted(params.items()))
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def leaderboard_rows(rows, metric: str, goal: str):
+    """Leaf runs (AutoML candidates, sweep trials) that have the metric, best first; the rest after."""
+    leaves = [r for r in rows if r.kind in LEAF_KINDS]
+    scored = [r for r in leaves if metric in r.metrics and not math.isnan(r.metrics[metric])]
+    sign = -1 if goal == azure_names.MAXIMIZE else 1
+    scored.sort(key=lambda r: sign * r.metrics[metric])
+    return scored + [r for r in leaves if r not in scored]
+
+
+def runs_table(rows, title: str) -> Table:
+    table = Table(title=title, header_style="bold")
+    for col in ("run", "kind", "status", "duration", "metrics", "parameters"):
+        table.add_column(col, overflow="fold")
+    by_parent: dict = {}
+    for r in rows:
+        by_parent.setdefault(r.parent, []).append(r)
+
+    def add(run, depth):
+        metrics = ", ".join(f"{k}={_fmt(v)}" for k, v in sorted(run.metrics.items()))
+        table.add_row("  " * depth + f"{run.name} [dim]{run.run_id[:8]}", run.kind, _status(run.status), _duration(run.duration_s), metrics, _params(run.params))
+        for child in sorted(by_parent.get(run.run_id, []), key=lambda c: c.start):
+            add(child, depth + 1)
+
+    ids = {r.run_id for r in rows}
+    for root in [r for r in rows if r.parent not in ids]:
+        add(root, 0)
+    return table
+
+
+def leaderboard_table(rows, metric: str, goal: str, title: str) -> Table:
+    table = Table(title=title, header_style="bold")
+    for col, justify in (("#", "right"), ("source", "left"), ("run", "left"), ("status", "left"), (metric, "right"), ("duration", "right")):
+        table.add_column(col, justify=justify, no_wrap=True)
+    table.add_column("parameters", overflow="ellipsis", no_wrap=True, max_width=70)
+    for i, r in enumerate(rows, start=1):
+        source = "automl" if r.kind == "candidate" else "sweep"
+        table.add_row(str(i), source, f"{r.name} [dim]{r.run_id[:8]}", _status(r.status), _fmt(r.metrics.get(metric)), _duration(r.duration_s), _params(r.params))
+    return table
+
+
+def models_table(models) -> Table:
+    table = Table(title="registered models", header_style="bold")
+    for col in ("name", "version", "metric", "value", "source", "source run", "created"):
+        table.add_column(col)
+    for m in models:
+        table.add_row(m.name, str(m.version), m.metric, _fmt(m.value), m.source, m.run_id[:12], m.created)
+    return table
+
+
+def _duration(seconds) -> str:
+    if seconds is None:
+        return "-"
+    return f"{seconds:.1f}s" if seconds < 120 else f"{seconds / 60:.1f}m"
+
+
+def _status(status: str) -> str:
+    colour = {"completed": "green", "failed": "red", "early_terminated": "yellow", "interrupted": "yellow", "running": "cyan"}.get(status, "white")
+    return f"[{colour}]{status}[/]"

@@ -1,0 +1,111 @@
+"""Shared by the test_serve_* modules: a small real bank-marketing model and a job folder with a score.py.
+
+The model is a scikit-learn Pipeline saved with mlflow.sklearn.save_model, trained on a few hundred real rows;
+the job folder holds tests/serve_assets/score.py (the generated-score contract) and a sample_request.json,
+as generated/<name>/ would.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import warnings
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "specs" / "data" / "bankmarketing" / "bankmarketing_train.csv"
+ASSETS = Path(__file__).resolve().parent / "serve_assets"
+TARGET = "y"
+
+
+def bank_frame(rows: int | None = None, skip: int = 0) -> pd.DataFrame:
+    frame = pd.read_csv(DATA, nrows=(skip + rows) if rows else None)
+    return frame.iloc[skip:].reset_index(drop=True)
+
+
+def bank_records(rows: int, skip: int = 0) -> list[dict]:
+    return bank_frame(rows, skip).drop(columns=TARGET).to_dict("records")
+
+
+def save_model(target: Path, rows: int = 300, skip: int = 0, classifier: str = "logistic") -> Path:
+    """Fit a preprocessing + classifier Pipeline on real rows and save it as an MLflow model at `target`."""
+    import mlflow.sklearn
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    frame = bank_frame(rows, skip)
+    features, labels = frame.drop(columns=TARGET), frame[TARGET]
+    categorical = [c for c in features.columns if not pd.api.types.is_numeric_dtype(features[c])]
+    numeric = [c for c in features.columns if c not in categorical]
+    if classifier == "logistic":
+        from sklearn.linear_model import LogisticRegression
+
+        estimator = LogisticRegression(max_iter=1000)
+    else:
+        from sklearn.tree import DecisionTreeClassifier
+
+        estimator = DecisionTreeClassifier(max_depth=4, random_state=0)
+    pipeline = Pipeline([
+        ("preprocess", ColumnTransformer([
+            ("categorical", OneHotEncoder(handle_unknown="ignore"), categorical),
+            ("numeric", StandardScaler(), numeric),
+        ])),
+        ("model", estimator),
+    ])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pipeline.fit(features, labels)
+        # cloudpickle, as the generated train.py saves its models
+        mlflow.sklearn.save_model(pipeline, str(target), serialization_format="cloudpickle")
+    return target
+
+
+def registered_model(home: Path, name: str, version: int, **kwargs) -> Path:
+    """A model laid out as the registry keeps it: $CAPC_HOME/registry/<name>/<version>/model."""
+    target = home / "registry" / name / str(version) / "model"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    save_model(target, **kwargs)
+    registration = {"name": name, "version": version, "source": "test fixture"}
+    (target.parent / "registration.json").write_text(json.dumps(registration))
+    return target
+
+
+def job_dir(target: Path, score: Path = ASSETS / "score.py") -> Path:
+    """generated/<name>/ as far as serving needs it: score.py and sample_request.json."""
+    target.mkdir(parents=True, exist_ok=True)
+    shutil.copy(score, target / "score.py")
+    (target / "sample_request.json").write_text(json.dumps({"data": bank_records(2)}, indent=2))
+    return target
+
+
+def generated_job_dir(target: Path) -> Path | None:
+    """generated/bankmarketing/ as `capc build specs/bankmarketing.yaml` writes it (the real score.py template);
+    None while the build stage cannot produce it."""
+    try:
+        from capc.artifacts import write_tree
+        from capc.build import compile_spec
+        from capc.spec import load_spec
+
+        spec = load_spec(ROOT / "specs" / "bankmarketing.yaml")
+        files = compile_spec(spec, target)
+    except ImportError:
+        return None
+    if "score.py" not in files:
+        return None
+    write_tree(target / spec.name, files)
+    return target / spec.name
+
+
+def job_for(source: str, target: Path) -> Path:
+    """The job folder of a test run: "fixture" (tests/serve_assets/score.py) or "generated" (capc build's)."""
+    if source == "fixture":
+        return job_dir(target)
+    built = generated_job_dir(target)
+    if built is None:
+        import pytest
+
+        pytest.skip("capc build does not generate score.py yet")
+    return built

@@ -1,0 +1,103 @@
+"""Azure target: `capc submit SPEC --target azure --dry-run` - golden output for the four reference specs.
+
+The dry run prints the assets it would create and, per job, the REST request azure-ai-ml would send; it contacts
+nothing (any socket connect fails these tests). The goldens live in tests/golden/azure_dry_run/; after a reviewed
+change of the generated jobs, rewrite them with `CAPC_UPDATE_GOLDENS=1 pytest tests/test_azure_dry_run.py`.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import socket
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from capc.azure import backend
+from fake_azure import REFERENCE_SPECS, job_dirs, spec_compute  # noqa: F401
+
+GOLDEN = Path(__file__).parent / "golden" / "azure_dry_run"
+
+
+@pytest.fixture
+def no_sockets(monkeypatch):
+    """A dry run opens no connection at all, not even to loopback."""
+
+    def refuse(self, address):
+        raise AssertionError(f"the dry run tried to connect to {address}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *a, **k: (_ for _ in ()).throw(AssertionError(f"the dry run looked up {a[0]}")))
+
+
+def _dry_run(job_dir: Path, name: str, workspace=None, only=None):
+    console = Console(file=io.StringIO(), width=120)
+    result = backend.submit(job_dir, name, workspace, only=only, dry_run=True, compute=spec_compute(name), console=console)
+    return result, console.file.getvalue()
+
+
+@pytest.mark.parametrize("name, only", [(name, None) for name in REFERENCE_SPECS] + [("bankmarketing", "pipeline")])
+def test_dry_run_golden(name, only, job_dirs, no_sockets, tmp_path, monkeypatch):
+    monkeypatch.setenv("CAPC_HOME", str(tmp_path / "home"))
+    result, text = _dry_run(job_dirs(name), name, only=only)
+    golden = GOLDEN / (f"{name}-{only}.txt" if only else f"{name}.txt")
+    if os.environ.get("CAPC_UPDATE_GOLDENS") == "1":
+        golden.parent.mkdir(parents=True, exist_ok=True)
+        golden.write_text(text, encoding="utf-8")
+    assert text == golden.read_text(encoding="utf-8")
+    assert result.dry_run and not result.jobs and not result.assets
+    assert not (tmp_path / "home").exists(), "a dry run records no submission"
+    # the JSON printed for each job is the request body, exactly
+    for request in result.requests:
+        assert json.dumps(request["body"], indent=2, sort_keys=True) in text
+
+
+@pytest.mark.parametrize("name", ["housing", "mri"])
+def test_dry_run_golden_does_not_depend_on_where_the_build_lies(name, job_dirs, tmp_path):
+    """Versions hash content, not paths: a build elsewhere prints the same assets and bodies."""
+    from capc.artifacts import write_tree
+    from capc.build import compile_spec
+    from capc.spec import load_spec
+    from fake_azure import REPO
+
+    elsewhere = tmp_path / "deep" / "er" / "out"
+    spec = load_spec(REPO / "specs" / f"{name}.yaml")
+    write_tree(elsewhere / name, compile_spec(spec, elsewhere))
+    assert _dry_run(elsewhere / name, name)[1] == _dry_run(job_dirs(name), name)[1]
+
+
+def test_dry_run_with_a_workspace_names_it(job_dirs):
+    from capc.azure.workspace import WorkspaceRef
+
+    ws = WorkspaceRef("sub-1", "rg-1", "ws-1", "config.json")
+    result, text = _dry_run(job_dirs("mnist"), "mnist", ws)
+    assert "# workspace: /subscriptions/sub-1/resourceGroups/rg-1/providers/Microsoft.MachineLearningServices/workspaces/ws-1 (config.json)" in text
+    automl = next(r for r in result.requests if r["job"] == "automl")
+    assert automl["body"]["properties"]["computeId"] == f"{ws.arm_id}/computes/cpu-cluster"
+    assert automl["body"]["properties"]["taskDetails"]["trainingData"]["uri"].startswith(f"{ws.arm_id}/data/mnist-training/versions/")
+
+
+def test_dry_run_of_one_job(job_dirs):
+    console = Console(file=io.StringIO(), width=120)
+    result = backend.submit(job_dirs("mnist"), "mnist", None, only="sweep", dry_run=True, compute=spec_compute("mnist"), console=console)
+    assert [r["job"] for r in result.requests] == ["sweep"]
+    assert "mnist-training:" not in console.file.getvalue(), "the AutoML table is not needed by the sweep"
+
+
+def test_image_table_is_staged_with_its_images(job_dirs):
+    """mri: the images go up as a folder asset; the MLTable asset is versioned with them."""
+    from capc.azure.assets import plan_assets
+    from capc.azure.job_folder import read_job_folder
+
+    plan = plan_assets(read_job_folder(job_dirs("mri")), spec_compute("mri"))
+    images, table = plan.data
+    assert (images.name, images.type, table.name, table.type) == ("mri-images", "uri_folder", "mri-training", "mltable")
+    assert table.images is images
+    assert sorted(table.files) == ["MLTable", "images.jsonl"]
+    assert len(images.files) == sum(len(rows) for rows in table.image_lines.values())
+    assert {rel.split("/")[0] for rel in images.files} == {"yes", "no"}
+    assert plan.inputs["sweep"]["training_data"] is images, "the sweep reads the same folder: one upload"

@@ -1,0 +1,142 @@
+"""`capc submit` on the local engine, end to end through the CLI, on small samples of the real data."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from capc.cli import cli
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _sample(source: Path, target: Path, rows: int) -> None:
+    lines = source.read_text().splitlines(keepends=True)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text("".join(lines[: rows + 1]))
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    monkeypatch.setenv("CAPC_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def _digits_spec(workdir: Path, extra: str = "") -> Path:
+    _sample(REPO / "specs/data/digits/digits_train.csv", workdir / "data/digits.csv", 400)
+    spec = workdir / "digits.yaml"
+    spec.write_text(
+        "name: digits-small\n"
+        "dataset: {path: data/digits.csv, format: csv, target: label, cross_validations: 3}\n"
+        "task: classification\nmetric: accuracy\n"
+        "automl: {timeout_minutes: 1, max_trials: 4}\n"
+        "sweep:\n  model: logistic_regression\n  sampling: grid\n"
+        "  search_space: {C: 'choice(0.5, 2.0)', max_iter: 'choice(50)'}\n"
+        "  limits: {max_total_trials: 2, max_concurrent_trials: 2}\n" + extra
+    )
+    return spec
+
+
+def _invoke(*args):
+    result = CliRunner().invoke(cli, [str(a) for a in args])
+    return result
+
+
+def test_sweep_only_registers_the_best_trial(workdir):
+    spec = _digits_spec(workdir)
+    result = _invoke("submit", spec, "--only", "sweep", "--json", "--out", workdir / "generated")
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout[result.stdout.index("{"):])
+    assert payload["winner"] == "sweep"
+    assert payload["model"]["name"] == "digits-small" and payload["model"]["version"] == 1
+    assert 0.5 < payload["model"]["value"] <= 1.0
+
+    models = json.loads(_invoke("models", "list", "--json").stdout)
+    assert [(m["name"], m["version"], m["source"]) for m in models] == [("digits-small", 1, "sweep")]
+    assert Path(models[0]["model_dir"], "MLmodel").is_file()
+
+    board = json.loads(_invoke("leaderboard", "digits-small", "--json").stdout)
+    values = [r["metrics"]["accuracy"] for r in board["runs"]]
+    assert len(values) == 2 and values == sorted(values, reverse=True)
+
+    runs = json.loads(_invoke("runs", "digits-small", "--json").stdout)
+    assert {r["kind"] for r in runs} == {"submit", "sweep", "trial"}
+
+
+def test_second_submit_gets_the_next_version(workdir):
+    spec = _digits_spec(workdir)
+    for _ in range(2):
+        assert _invoke("submit", spec, "--only", "sweep", "--out", workdir / "generated").exit_code == 0
+    versions = [m["version"] for m in json.loads(_invoke("models", "list", "--json").stdout)]
+    assert versions == [1, 2]
+
+
+def test_set_override_is_validated_and_leaves_generated_alone(workdir):
+    spec = _digits_spec(workdir)
+    bad = _invoke("submit", spec, "--set", "sweep.limits.max_total_trials=many", "--out", workdir / "generated")
+    assert bad.exit_code == 1
+    assert "--set:1:1: sweep.limits.max_total_trials: expected a whole number" in bad.stderr
+    assert "Traceback" not in bad.output
+    ok = _invoke("submit", spec, "--only", "sweep", "--set", "sweep.limits.max_total_trials=1", "--json", "--out", workdir / "generated")
+    assert ok.exit_code == 0, ok.output
+    assert not (workdir / "generated").exists(), "an overridden run must not rewrite the committed build"
+    board = json.loads(_invoke("leaderboard", "digits-small", "--json").stdout)
+    assert len(board["runs"]) == 1
+
+
+def test_one_class_target_is_a_clear_error(workdir):
+    data = workdir / "data/one.csv"
+    data.parent.mkdir(parents=True)
+    data.write_text("a,b,y\n" + "".join(f"{i},{i * 2},yes\n" for i in range(50)))
+    spec = workdir / "one.yaml"
+    spec.write_text(
+        "name: one-class\ndataset: {path: data/one.csv, format: csv, target: y}\n"
+        "task: classification\nmetric: accuracy\nautoml: {timeout_minutes: 1}\n"
+    )
+    result = _invoke("submit", spec, "--out", workdir / "generated")
+    assert result.exit_code == 1
+    assert "holds one class only" in result.stderr
+    assert "Traceback" not in result.output
+    assert _invoke("models", "list", "--json").stdout.strip() == "[]"
+
+
+def test_missing_data_file_is_reported_before_anything_runs(workdir):
+    spec = _digits_spec(workdir)
+    os.remove(workdir / "data/digits.csv")
+    result = _invoke("submit", spec, "--out", workdir / "generated")
+    assert result.exit_code == 1
+    assert "dataset.path: data file `data/digits.csv` not found" in result.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "name,source,target,task,metric,rows",
+    [
+        ("bank-small", "bankmarketing/bankmarketing_train.csv", "y", "classification", "AUC_weighted", 1500),
+        ("housing-small", "housing/housing.csv", "median_house_value", "regression", "normalized_mean_absolute_error", 1500),
+    ],
+)
+def test_automl_and_sweep_end_to_end(workdir, name, source, target, task, metric, rows):
+    _sample(REPO / "specs/data" / source, workdir / "data/train.csv", rows)
+    spec = workdir / f"{name}.yaml"
+    spec.write_text(
+        f"name: {name}\ndataset: {{path: data/train.csv, format: csv, target: {target}, validation_fraction: 0.2}}\n"
+        f"task: {task}\nmetric: {metric}\nautoml: {{timeout_minutes: 1, max_trials: 6}}\n"
+        "sweep:\n  model: lightgbm\n  sampling: random\n"
+        "  search_space: {n_estimators: 'choice(50, 100)', learning_rate: 'uniform(0.05, 0.2)'}\n"
+        "  early_termination: {type: bandit, slack_factor: 0.2}\n"
+        "  limits: {max_total_trials: 2, max_concurrent_trials: 1}\n"
+    )
+    result = _invoke("submit", spec, "--json", "--out", workdir / "generated")
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout[result.stdout.index("{"):])
+    assert {r["source"] for r in payload["results"]} == {"automl", "sweep"}
+    values = {r["source"]: r["value"] for r in payload["results"]}
+    best = max(values.values()) if metric == "AUC_weighted" else min(values.values())
+    assert payload["model"]["value"] == best
