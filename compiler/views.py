@@ -87,6 +87,22 @@ def models_table(models) -> Table:
     return table
 
 
+def pipeline_table(result) -> Table:
+    """One row per pipeline step, in dependency order, with the best metric an engine step reached."""
+    table = Table(title=f"{result.name}: pipeline run {result.run_id[:8]}", header_style="bold")
+    for col in ("step", "type", "needs", "status", "duration", result.metric, "note"):
+        table.add_column(col, overflow="fold")
+    for step in result.steps:
+        value = result.summaries.get(step.name, {}).get("value")
+        if step.type == "command" and result.winner:
+            value = result.winner.get("value")
+        note = step.detail.splitlines()[0] if step.detail else ""
+        if step.type == "command" and result.winner:
+            note = f"winner: {result.winner.get('source')}"
+        table.add_row(step.name, step.type, ", ".join(step.needs) or "-", _status(step.status), _duration(step.duration_s), _fmt(value), note)
+    return table
+
+
 def _duration(seconds) -> str:
     if seconds is None:
         return "-"

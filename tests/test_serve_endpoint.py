@@ -318,7 +318,7 @@ def test_a_broken_score_py_fails_the_deploy_and_the_endpoint_keeps_serving(endpo
     live = serve.show(NAME, endpoint.home)
     with pytest.raises(CapcError) as failure:
         serve.deploy(NAME, Path(live.model_dir), broken, home=endpoint.home, max_body_bytes=BODY_LIMIT, ready_timeout_s=60)
-    assert "did not start" in failure.value.message and "model store unreachable" in failure.value.message
+    assert "did not start" in failure.value.message and "model store unreachable" in failure.value.message, failure.value.message
     assert serve.invoke(NAME, home=endpoint.home).status == 200
     assert serve.show(NAME, endpoint.home).generation == live.generation
 

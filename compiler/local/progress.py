@@ -98,3 +98,61 @@ class SubmitProgress:
     def sweep_finished(self, result) -> None:
         if self.sweep_task is not None:
             self.progress.update(self.sweep_task, total=max(len(result.trials), 1), completed=len(result.trials))
+
+
+class PipelineProgress:
+    """One line per pipeline step: its state, time and the last thing it printed."""
+
+    ICONS = {"waiting": "·", "running": "▶", "completed": "✔", "failed": "✘", "skipped": "-", "interrupted": "■"}
+
+    def __init__(self, console: Console | None = None):
+        from rich.progress import SpinnerColumn
+
+        self.console = console or Console(stderr=True)
+        self.progress = Progress(
+            SpinnerColumn(finished_text=" "),
+            TextColumn("[bold]{task.fields[step]:<12}"),
+            TextColumn("{task.fields[state]:<13}"),
+            TimeElapsedColumn(),
+            TextColumn("[dim]{task.description}"),
+            console=self.console,
+            transient=False,
+            disable=not self.console.is_terminal and not self.console.is_jupyter,
+        )
+        self.tasks: dict[str, int] = {}
+
+    def __enter__(self):
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self.progress.__exit__(*exc)
+
+    def step(self, step) -> None:
+        state = f"{self.ICONS.get(step.status, '?')} {step.status}"
+        if step.name not in self.tasks:
+            self.tasks[step.name] = self.progress.add_task("", total=1, step=step.name, state=state, start=step.status == "running")
+        task = self.tasks[step.name]
+        if step.status == "running":
+            self.progress.start_task(task)
+        self.progress.update(task, state=state, description=step.detail.splitlines()[0] if step.detail else "")
+        if step.status not in ("waiting", "running"):
+            self.progress.update(task, completed=1)
+            self.progress.stop_task(task)
+
+    def poll(self, steps) -> None:
+        """Show the last line each running step printed."""
+        for step in steps:
+            if step.status == "running" and step.log and step.name in self.tasks:
+                self.progress.update(self.tasks[step.name], description=_last_line(step.log))
+
+
+def _last_line(path) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, 2)
+            f.seek(max(0, f.tell() - 2048))
+            lines = [line for line in f.read().decode(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return ""
+    return lines[-1][:100] if lines else ""

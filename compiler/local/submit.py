@@ -80,11 +80,11 @@ def submit_local(spec, job_dir: Path, only: str | None = None, resume: bool = Fa
     interrupted = False
     try:
         if only in (None, "automl") and spec.data["automl"]["enabled"]:
-            outcome = _run_automl(spec, job_dir, mlflow_client, exp_id, submit_run, work_dir, progress)
+            outcome = run_automl_job(spec, job_dir, mlflow_client, exp_id, submit_run, work_dir, progress)
             if outcome:
                 outcomes.append(outcome)
         if only in (None, "sweep") and spec.data.get("sweep") and spec.data["sweep"]["enabled"]:
-            outcome, interrupted = _run_sweep(spec, job_dir, mlflow_client, exp_id, submit_run, work_dir, resume, progress)
+            outcome, interrupted = run_sweep_job(spec, job_dir, mlflow_client, exp_id, submit_run, work_dir, resume, progress)
             if outcome:
                 outcomes.append(outcome)
     except KeyboardInterrupt:
@@ -128,7 +128,8 @@ def _choose(outcomes: list[Outcome], which: str, goal: str) -> Outcome | None:
     return best
 
 
-def _run_automl(spec, job_dir, mlflow_client, exp_id, submit_run, work_dir, progress) -> Outcome | None:
+def run_automl_job(spec, job_dir, mlflow_client, exp_id, submit_run, work_dir, progress) -> Outcome | None:
+    """automl_job.yml on the local AutoML engine, as a child run of `submit_run`; its best model lies in work_dir."""
     from capc.local.automl import AutoMLSettings, run_automl
 
     job = yaml.safe_load((job_dir / "automl_job.yml").read_text(encoding="utf-8"))
@@ -175,7 +176,8 @@ def _run_automl(spec, job_dir, mlflow_client, exp_id, submit_run, work_dir, prog
     return Outcome("automl", automl_run, best.value, model_dir, params, {spec.metric: best.value}, best.estimator)
 
 
-def _run_sweep(spec, job_dir, mlflow_client, exp_id, submit_run, work_dir, resume, progress):
+def run_sweep_job(spec, job_dir, mlflow_client, exp_id, submit_run, work_dir, resume, progress):
+    """sweep_job.yml on the local sweep, as a child run of `submit_run`; returns (best outcome or None, interrupted)."""
     from capc.local.sweep import run_sweep_interruptibly
 
     job = yaml.safe_load((job_dir / "sweep_job.yml").read_text(encoding="utf-8"))

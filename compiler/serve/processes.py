@@ -145,7 +145,7 @@ def raised_errors(path: Path, limit: int = 3) -> list[str]:
     found: list[str] = []
     in_traceback = False
     for line in lines:
-        if line.startswith("Traceback (most recent call last):"):
+        if "Traceback (most recent call last):" in line:  # azmlinfsrv logs it after a "... Exception" prefix
             in_traceback = True
         elif in_traceback and line and not line[0].isspace():
             in_traceback = False

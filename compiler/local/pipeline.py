@@ -1,0 +1,312 @@
+"""Backend, local: `capc submit SPEC --only pipeline` runs the generated pipeline_job.yml's graph on this machine.
+
+The graph comes from pipeline_job.yml itself: a step waits for the steps whose outputs its inputs name
+(`${{parent.jobs.STEP.outputs.NAME}}`), steps whose inputs are ready start side by side, each as its own process,
+and a failed step stops only what depends on it. The AutoML and sweep nodes run the local engine on the same
+settings as automl_job.yml and sweep_job.yml (all rendered from one plan); command nodes run their generated
+command as written, with `${{inputs.*}}` / `${{outputs.*}}` bound to folders under $CAPC_HOME/runs/<run>/ and
+MLflow pointed at capc's store, as Azure ML binds them to datastore paths and the workspace's tracking server.
+When the selecting step leaves a winner.json, its model is registered in capc's registry.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from capc.errors import CapcError
+from capc.local import registry, tracking
+
+STEP_LOG = "step.log"
+WINNER_FILE = "winner.json"
+STEP_SUMMARY = "metrics.json"  # what an engine step leaves beside its model; select_best.py reads it
+_PARENT_OUTPUT = re.compile(r"^\$\{\{\s*parent\.jobs\.([A-Za-z0-9_-]+)\.outputs\.([A-Za-z0-9_-]+)\s*\}\}$")
+_PARENT_INPUT = re.compile(r"^\$\{\{\s*parent\.inputs\.([A-Za-z0-9_-]+)\s*\}\}$")
+_BINDING = re.compile(r"\$\{\{\s*(inputs|outputs)\.([A-Za-z0-9_-]+)\s*\}\}")
+ENGINE_STEPS = ("automl", "sweep")  # node types the local engine runs itself
+
+
+@dataclass
+class Step:
+    name: str
+    type: str
+    needs: list[str]
+    node: dict
+    status: str = "waiting"  # waiting | running | completed | failed | skipped | interrupted
+    started: float | None = None
+    ended: float | None = None
+    log: Path | None = None
+    detail: str = ""
+    output_tail: str = ""  # a failed step's last output lines
+    run_id: str | None = None  # command steps: the MLflow run their mlflow calls land in
+    started_at: float | None = None  # wall clock, for reports and for seeing which steps ran side by side
+
+    @property
+    def duration_s(self) -> float | None:
+        return None if self.started is None else (self.ended or time.monotonic()) - self.started
+
+    def to_dict(self) -> dict:
+        return {
+            "step": self.name, "type": self.type, "needs": self.needs, "status": self.status,
+            "started_at": self.started_at, "duration_s": self.duration_s, "log": str(self.log) if self.log else None, "detail": self.detail,
+        }
+
+
+@dataclass
+class PipelineResult:
+    name: str
+    metric: str
+    goal: str
+    run_id: str
+    steps: list[Step]
+    winner: dict | None = None
+    model: registry.ModelVersion | None = None
+    interrupted: bool = False
+    summaries: dict = field(default_factory=dict)  # engine step -> its metrics.json
+
+    @property
+    def failed(self) -> list[Step]:
+        return [s for s in self.steps if s.status == "failed"]
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name, "metric": self.metric, "goal": self.goal, "run_id": self.run_id,
+            "interrupted": self.interrupted, "steps": [s.to_dict() for s in self.steps],
+            "results": [{"source": k, **v} for k, v in sorted(self.summaries.items())],
+            "winner": self.winner, "model": self.model.to_dict() if self.model else None,
+        }
+
+
+def plan_steps(job: dict) -> list[Step]:
+    """The pipeline's steps in a dependency order; raises CapcError on an unknown reference or a cycle."""
+    nodes = job.get("jobs") or {}
+    steps = {}
+    for name, node in nodes.items():
+        needs = []
+        for value in (node.get("inputs") or {}).values():
+            match = _PARENT_OUTPUT.match(str(value.get("path", "") if isinstance(value, dict) else value))
+            if match:
+                if match.group(1) not in nodes:
+                    raise CapcError(f"pipeline step `{name}` reads the outputs of `{match.group(1)}`, which is not a step of the pipeline.")
+                if match.group(1) not in needs:
+                    needs.append(match.group(1))
+        steps[name] = Step(name, str(node.get("type", "command")), needs, node)
+    ordered: list[Step] = []
+    placed: set[str] = set()
+    while len(ordered) < len(steps):
+        ready = [s for s in steps.values() if s.name not in placed and set(s.needs) <= placed]
+        if not ready:
+            stuck = sorted(set(steps) - placed)
+            raise CapcError(f"the pipeline's steps depend on each other in a cycle: {', '.join(stuck)}.")
+        for step in ready:
+            ordered.append(step)
+            placed.add(step.name)
+    return ordered
+
+
+def load_pipeline(job_dir: Path) -> dict:
+    path = job_dir / "pipeline_job.yml"
+    if not path.is_file():
+        raise CapcError(
+            f"{path} does not exist: a spec has a pipeline when both AutoML and the sweep are enabled.",
+            "enable both in the spec, or run one job with --only automl / --only sweep",
+        )
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def run_pipeline(spec, job_dir: Path, spec_args: list[str], resume: bool = False, display=None, poll_s: float = 0.2) -> PipelineResult:
+    """Run the pipeline's graph here. spec_args: the spec path and its --set overrides, for the step processes."""
+    job_dir = job_dir.resolve()  # steps run in other working directories
+    job = load_pipeline(job_dir)
+    steps = plan_steps(job)
+    mlflow_client = tracking.client()
+    exp_id = tracking.experiment_id(mlflow_client, spec.name)
+    run_id = tracking.start_run(
+        mlflow_client, exp_id, f"pipeline-{time.strftime('%Y%m%d-%H%M%S')}", "submit",
+        tags={"capc.spec_sha256": spec.sha256, "capc.job_dir": str(job_dir), "capc.metric": spec.metric,
+              "capc.goal": spec.goal, "capc.pipeline": "true"},
+    )
+    work_dir = registry.capc_home() / "runs" / run_id
+    result = PipelineResult(spec.name, spec.metric, spec.goal, run_id, steps)
+    runner = _GraphRunner(spec, job, job_dir, work_dir, steps, spec_args, resume, mlflow_client, exp_id, run_id, display)
+    try:
+        runner.run(poll_s)
+    except KeyboardInterrupt:
+        result.interrupted = True
+        runner.stop_all()
+    except BaseException:
+        runner.stop_all()
+        tracking.finish_run(mlflow_client, run_id, "failed")
+        raise
+    for step in steps:
+        if step.type in ENGINE_STEPS and step.status == "completed":
+            result.summaries[step.name] = json.loads((runner.output_dir(step) / STEP_SUMMARY).read_text())
+    winner_dir = runner.winner_dir()
+    if winner_dir is not None and not result.interrupted:
+        result.winner = json.loads((winner_dir / WINNER_FILE).read_text())
+        result.model = _register(spec, job_dir, winner_dir, result)
+        mlflow_client.set_tag(run_id, "capc.registered_model", result.model.ref)
+        mlflow_client.log_metric(run_id, spec.metric, float(result.winner["value"]))
+    status = "interrupted" if result.interrupted else ("failed" if result.failed else "completed")
+    tracking.finish_run(mlflow_client, run_id, status)
+    return result
+
+
+def _register(spec, job_dir: Path, winner_dir: Path, result: PipelineResult) -> registry.ModelVersion:
+    winner = result.winner
+    summary = result.summaries.get(winner["source"], {})
+    return registry.register(
+        winner_dir / "model",
+        name=spec.name, task=spec.task, metric=spec.metric, value=float(winner["value"]), goal=spec.goal,
+        source=winner["source"], run_id=summary.get("run_id", result.run_id), spec_sha256=spec.sha256,
+        job_dir=str(job_dir.resolve()), metrics={spec.metric: float(winner["value"])}, params=summary.get("params", {}),
+        description=spec.data["description"],
+    )
+
+
+class _GraphRunner:
+    """Starts each step once its inputs exist, side by side; a failed step skips what depends on it."""
+
+    def __init__(self, spec, job, job_dir, work_dir, steps, spec_args, resume, mlflow_client, exp_id, run_id, display):
+        self.spec, self.job, self.job_dir, self.work_dir = spec, job, job_dir, work_dir
+        self.steps = {s.name: s for s in steps}
+        self.spec_args, self.resume = spec_args, resume
+        self.mlflow_client, self.exp_id, self.run_id = mlflow_client, exp_id, run_id
+        self.display = display
+        self.processes: dict[str, subprocess.Popen] = {}
+
+    def output_dir(self, step: Step, output: str | None = None) -> Path:
+        outputs = list((step.node.get("outputs") or {}).keys()) or ["output"]
+        return self.work_dir / step.name / "outputs" / (output or outputs[0])
+
+    def winner_dir(self) -> Path | None:
+        for step in self.steps.values():
+            if step.type == "command" and step.status == "completed":
+                for output in step.node.get("outputs") or {}:
+                    folder = self.output_dir(step, output)
+                    if (folder / WINNER_FILE).is_file() and (folder / "model" / "MLmodel").is_file():
+                        return folder
+        return None
+
+    def run(self, poll_s: float) -> None:
+        while True:
+            for step in self.steps.values():
+                if step.status != "waiting":
+                    continue
+                blocked = [n for n in step.needs if self.steps[n].status in ("failed", "skipped", "interrupted")]
+                if blocked:
+                    step.status, step.detail = "skipped", f"not run: {', '.join(blocked)} did not complete"
+                    self._show(step)
+                elif all(self.steps[n].status == "completed" for n in step.needs):
+                    self._start(step)
+            for name, process in list(self.processes.items()):
+                code = process.poll()
+                if code is not None:
+                    del self.processes[name]
+                    self._finished(self.steps[name], code)
+            if not self.processes and not any(s.status == "waiting" for s in self.steps.values()):
+                return
+            if self.display:
+                self.display.poll(self.steps.values())
+            time.sleep(poll_s)
+
+    def _start(self, step: Step) -> None:
+        folder = self.work_dir / step.name
+        folder.mkdir(parents=True, exist_ok=True)
+        step.log = folder / STEP_LOG
+        argv, cwd, env = self._command(step)
+        with step.log.open("wb") as log:
+            self.processes[step.name] = subprocess.Popen(argv, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        step.status, step.started, step.started_at = "running", time.monotonic(), time.time()
+        self._show(step)
+
+    def _command(self, step: Step) -> tuple[list[str], Path, dict]:
+        env = {**os.environ, "MLFLOW_TRACKING_URI": tracking.tracking_uri(), "PYTHONUNBUFFERED": "1"}
+        if step.type in ENGINE_STEPS:
+            argv = [sys.executable, "-m", "capc.local.pipeline_step", step.type, "--job-dir", str(self.job_dir),
+                    "--output", str(self.output_dir(step)), "--parent-run", self.run_id, *self.spec_args]
+            if self.resume and step.type == "sweep":
+                argv.append("--resume")
+            return argv, self.job_dir, env
+        if step.type != "command":
+            raise CapcError(f"pipeline step `{step.name}` has type `{step.type}`, which the local engine does not run.", "submit the pipeline with --target azure")
+        bound = {"inputs": {k: self._input_path(v) for k, v in (step.node.get("inputs") or {}).items()},
+                 "outputs": {k: str(self.output_dir(step, k)) for k in step.node.get("outputs") or {}}}
+        for folder in bound["outputs"].values():
+            Path(folder).mkdir(parents=True, exist_ok=True)
+
+        def bind(match: re.Match) -> str:
+            kind, key = match.group(1), match.group(2)
+            if key not in bound[kind]:
+                raise CapcError(f"pipeline step `{step.name}`'s command uses ${{{{{kind}.{key}}}}}, which the step does not declare.")
+            return bound[kind][key]
+
+        argv = [_BINDING.sub(bind, word) for word in shlex.split(str(step.node.get("command", "")))]
+        if argv and argv[0] in ("python", "python3"):
+            argv[0] = sys.executable  # the environment capc runs in stands for the step's conda environment
+        # Azure ML gives each step a run of its own and MLFLOW_RUN_ID; the step's mlflow calls land in it.
+        step.run_id = tracking.start_run(self.mlflow_client, self.exp_id, step.name, "step", parent=self.run_id)
+        env["MLFLOW_RUN_ID"] = step.run_id
+        code = (self.job_dir / str(step.node.get("code", "."))).resolve()
+        return argv, code, env
+
+    def _input_path(self, value) -> str:
+        text = str(value.get("path", "") if isinstance(value, dict) else value)
+        match = _PARENT_OUTPUT.match(text)
+        if match:
+            return str(self.output_dir(self.steps[match.group(1)], match.group(2)))
+        match = _PARENT_INPUT.match(text)
+        if match:
+            declared = (self.job.get("inputs") or {}).get(match.group(1)) or {}
+            path = declared.get("path", "") if isinstance(declared, dict) else str(declared)
+            return str((self.job_dir / path).resolve()) if path and not str(path).startswith("azureml:") else str(path)
+        return text
+
+    def _finished(self, step: Step, code: int) -> None:
+        step.ended = time.monotonic()
+        if code == 0:
+            step.status = "completed"
+        else:
+            step.status = "interrupted" if code in (130, -2) else "failed"
+            step.output_tail = _tail(step.log)
+            last = next((line.strip() for line in reversed(step.output_tail.splitlines()) if line.strip()), "")
+            step.detail = f"exit status {code}" + (f": {last}" if last else "")
+        if step.run_id:
+            tracking.finish_run(self.mlflow_client, step.run_id, step.status)
+        self._show(step)
+
+    def _show(self, step: Step) -> None:
+        if self.display:
+            self.display.step(step)
+
+    def stop_all(self, grace_s: float = 30.0) -> None:
+        """Ctrl-C reached the steps too (one process group); give them time to record what finished."""
+        deadline = time.monotonic() + grace_s
+        for name, process in list(self.processes.items()):
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.terminate()
+                process.wait(timeout=10)
+            except KeyboardInterrupt:
+                process.kill()
+            self._finished(self.steps[name], process.returncode if process.returncode is not None else 130)
+        self.processes.clear()
+        for step in self.steps.values():
+            if step.status == "waiting":
+                step.status, step.detail = "skipped", "not run: interrupted"
+
+
+def _tail(path: Path | None, lines: int = 15) -> str:
+    if path is None or not path.is_file():
+        return ""
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])

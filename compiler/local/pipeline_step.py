@@ -1,0 +1,73 @@
+"""Backend, local: one engine step of a local pipeline run, as its own process (`python -m capc.local.pipeline_step`).
+
+    python -m capc.local.pipeline_step automl|sweep --job-dir DIR --output DIR --parent-run ID SPEC [--set K=V ...] [--resume]
+
+Runs the local AutoML or sweep on the job folder's automl_job.yml / sweep_job.yml, under the pipeline's run, and
+leaves the step's best model in OUTPUT/model with OUTPUT/metrics.json (metric, value, run) for the selecting step.
+Exit status: 0 done, 1 failed (the reason on stderr), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+from capc.errors import CapcError
+from capc.local import registry, tracking
+from capc.local.pipeline import STEP_SUMMARY
+
+
+def run_step(kind: str, spec, job_dir: Path, output: Path, parent_run: str, resume: bool) -> int:
+    from capc.local.submit import run_automl_job, run_sweep_job
+
+    mlflow_client = tracking.client()
+    exp_id = tracking.experiment_id(mlflow_client, spec.name)
+    work_dir = registry.capc_home() / "runs" / parent_run
+    work_dir.mkdir(parents=True, exist_ok=True)
+    if kind == "automl":
+        outcome, interrupted = run_automl_job(spec, job_dir, mlflow_client, exp_id, parent_run, work_dir, None), False
+    else:
+        outcome, interrupted = run_sweep_job(spec, job_dir, mlflow_client, exp_id, parent_run, work_dir, resume, None)
+    if interrupted:
+        print(f"{kind}: interrupted; finished work is recorded", file=sys.stderr)
+        return 130
+    if outcome is None:
+        raise CapcError(f"the {kind} step produced no model: no trial finished with a {spec.metric}.")
+    target = output / "model"
+    if target.exists():
+        shutil.rmtree(target)
+    output.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(outcome.model_dir, target)
+    summary = {"metric": spec.metric, "value": outcome.value, "run_id": outcome.run_id, "label": outcome.label, "params": outcome.params}
+    (output / STEP_SUMMARY).write_text(json.dumps(summary, indent=2, sort_keys=True, default=str) + "\n")
+    print(f"{kind}: best {spec.metric} {outcome.value:.6g} ({outcome.label}, run {outcome.run_id})")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m capc.local.pipeline_step")
+    parser.add_argument("kind", choices=["automl", "sweep"])
+    parser.add_argument("spec", type=Path)
+    parser.add_argument("--job-dir", type=Path, required=True)
+    parser.add_argument("--output", type=Path, required=True)
+    parser.add_argument("--parent-run", required=True)
+    parser.add_argument("--set", dest="overrides", action="append", default=[])
+    parser.add_argument("--resume", action="store_true")
+    args = parser.parse_args(argv)
+    from capc.spec import load_spec
+
+    try:
+        spec = load_spec(args.spec, args.overrides)
+        return run_step(args.kind, spec, args.job_dir, args.output, args.parent_run, args.resume)
+    except KeyboardInterrupt:
+        return 130
+    except CapcError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

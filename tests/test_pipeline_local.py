@@ -1,0 +1,143 @@
+"""`capc submit SPEC --only pipeline` on the local engine: the graph of pipeline_job.yml, run here."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from capc.cli import cli
+from capc.errors import CapcError
+from capc.local.pipeline import plan_steps, run_pipeline
+
+REPO = Path(__file__).resolve().parents[1]
+SPECS = ["mnist", "housing", "bankmarketing", "mri"]
+
+
+def _generated(name: str, file: str) -> dict:
+    return yaml.safe_load((REPO / "generated" / name / file).read_text())
+
+
+@pytest.mark.parametrize("name", SPECS)
+def test_engines_and_selection_step_in_dependency_order(name):
+    steps = plan_steps(_generated(name, "pipeline_job.yml"))
+    assert [(s.name, s.type, s.needs) for s in steps] == [
+        ("automl", "automl", []), ("sweep", "sweep", []), ("select_best", "command", ["automl", "sweep"]),
+    ]
+
+
+@pytest.mark.parametrize("name", SPECS)
+def test_pipeline_nodes_carry_the_standalone_jobs_settings(name):
+    """Locally the engine nodes run automl_job.yml / sweep_job.yml: they must say what the pipeline's nodes say."""
+    pipeline = _generated(name, "pipeline_job.yml")["jobs"]
+    automl, sweep = _generated(name, "automl_job.yml"), _generated(name, "sweep_job.yml")
+    shared = set(pipeline["automl"]) & set(automl) - {"training_data", "validation_data", "compute", "outputs", "type", "$schema"}
+    assert {"task", "primary_metric", "limits"} <= shared
+    for key in shared:
+        assert pipeline["automl"][key] == automl[key], key
+    for key in ("sampling_algorithm", "search_space", "objective", "early_termination", "limits"):
+        assert pipeline["sweep"].get(key) == sweep.get(key), key
+    trial = _generated(name, "sweep_trial.yml")["command"]
+    assert trial.split(" --output_dir ")[0].replace("${{inputs.", "${{search_space.").replace(
+        "${{search_space.training_data}}", "${{inputs.training_data}}") == sweep["trial"]["command"]
+
+
+def test_a_cycle_or_an_unknown_step_is_a_clear_error():
+    cycle = {"jobs": {"a": {"inputs": {"x": "${{parent.jobs.b.outputs.o}}"}}, "b": {"inputs": {"x": "${{parent.jobs.a.outputs.o}}"}}}}
+    with pytest.raises(CapcError, match="cycle: a, b"):
+        plan_steps(cycle)
+    with pytest.raises(CapcError, match="`ghost`, which is not a step"):
+        plan_steps({"jobs": {"a": {"inputs": {"x": "${{parent.jobs.ghost.outputs.o}}"}}}})
+
+
+class _Spec:
+    name, metric, goal, task, sha256 = "graph", "accuracy", "maximize", "classification", "0" * 64
+    data = {"description": ""}
+
+
+def _command(code: str, outputs: tuple = ("out",), **inputs) -> dict:
+    node = {"type": "command", "code": ".", "command": f"python -c {json.dumps(code)} " + " ".join(f"${{{{inputs.{k}}}}}" for k in inputs) + " " + " ".join(f"${{{{outputs.{o}}}}}" for o in outputs)}
+    node["inputs"] = {k: v for k, v in inputs.items()}
+    node["outputs"] = {o: {"type": "uri_folder"} for o in outputs}
+    return node
+
+
+def test_a_failed_step_skips_what_needs_it_and_the_rest_runs(tmp_path, monkeypatch):
+    monkeypatch.setenv("CAPC_HOME", str(tmp_path / "home"))
+    write = "import pathlib, sys, time; time.sleep(0.5); pathlib.Path(sys.argv[-1], 'done').write_text(str(time.time()))"
+    job = {"jobs": {
+        "good": _command(write),
+        "bad": _command("import sys; print('disk full'); sys.exit(3)"),
+        "after_good": _command("import pathlib, sys; assert pathlib.Path(sys.argv[1], 'done').is_file(); pathlib.Path(sys.argv[-1], 'ok').write_text('')",
+                               data="${{parent.jobs.good.outputs.out}}"),
+        "after_bad": _command("pass", data="${{parent.jobs.bad.outputs.out}}"),
+    }}
+    (tmp_path / "pipeline_job.yml").write_text(yaml.safe_dump(job))
+    result = run_pipeline(_Spec(), tmp_path, [], poll_s=0.05)
+    status = {s.name: s.status for s in result.steps}
+    assert status == {"good": "completed", "bad": "failed", "after_good": "completed", "after_bad": "skipped"}
+    bad = next(s for s in result.steps if s.name == "bad")
+    assert "exit status 3" in bad.detail and "disk full" in bad.detail
+    assert "bad did not complete" in next(s for s in result.steps if s.name == "after_bad").detail
+    assert result.model is None
+    good, failed = (next(s for s in result.steps if s.name == n) for n in ("good", "bad"))
+    assert failed.started_at < good.started_at + 0.5  # independent steps started side by side, not one after the other
+
+
+def _digits_spec(workdir: Path, sweep_model: str = "logistic_regression") -> Path:
+    lines = (REPO / "specs/data/digits/digits_train.csv").read_text().splitlines(keepends=True)
+    (workdir / "data").mkdir(parents=True, exist_ok=True)
+    (workdir / "data/digits.csv").write_text("".join(lines[:401]))
+    spec = workdir / "digits.yaml"
+    spec.write_text(
+        "name: digits-pipe\n"
+        "dataset: {path: data/digits.csv, format: csv, target: label, cross_validations: 3}\n"
+        "task: classification\nmetric: accuracy\n"
+        "automl: {timeout_minutes: 1, max_trials: 3, allowed_models: [LogisticRegression, RandomForest]}\n"
+        "sweep:\n  model: " + sweep_model + "\n  sampling: grid\n"
+        "  search_space: {C: 'choice(0.5, 2.0)', max_iter: 'choice(50)'}\n"
+        "  limits: {max_total_trials: 2, max_concurrent_trials: 2}\n"
+    )
+    return spec
+
+
+@pytest.mark.slow
+def test_local_pipeline_runs_both_engines_then_registers_the_selected_winner(tmp_path, monkeypatch):
+    monkeypatch.setenv("CAPC_HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    spec = _digits_spec(tmp_path)
+    result = CliRunner().invoke(cli, ["submit", str(spec), "--only", "pipeline", "--json", "--out", str(tmp_path / "generated")])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout[result.stdout.index("{"):])
+    steps = {s["step"]: s for s in payload["steps"]}
+    assert {n: s["status"] for n, s in steps.items()} == {"automl": "completed", "sweep": "completed", "select_best": "completed"}
+    assert steps["sweep"]["started_at"] < steps["automl"]["started_at"] + steps["automl"]["duration_s"]  # side by side
+    results = {r["source"]: r["value"] for r in payload["results"]}
+    winner = payload["winner"]
+    assert winner["value"] == max(results.values()) and results[winner["source"]] == winner["value"]
+    assert payload["model"]["version"] == 1 and payload["model"]["source"] == winner["source"]
+
+    runs = json.loads(CliRunner().invoke(cli, ["runs", "digits-pipe", "--json"]).stdout)
+    kinds = {r["kind"] for r in runs}
+    assert {"submit", "automl", "candidate", "sweep", "trial", "step"} <= kinds
+    select_run = next(r for r in runs if r["kind"] == "step")
+    assert select_run["status"] == "completed" and select_run["metrics"]["accuracy"] == pytest.approx(winner["value"])
+
+
+@pytest.mark.slow
+def test_local_pipeline_with_a_failing_sweep_reports_it_and_registers_nothing(tmp_path, monkeypatch):
+    monkeypatch.setenv("CAPC_HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    spec = _digits_spec(tmp_path)
+    (tmp_path / "crash.py").write_text("import sys\nprint('loading data')\nsys.exit('boom: the trial cannot read its data')\n")
+    spec.write_text(spec.read_text().replace("model: logistic_regression", "script: crash.py"))
+    result = CliRunner().invoke(cli, ["submit", str(spec), "--only", "pipeline", "--out", str(tmp_path / "generated")])
+    assert result.exit_code == 1, result.output
+    assert "pipeline step `sweep` of digits-pipe failed" in result.output and "boom: the trial cannot read" in result.output
+    assert "Traceback" not in result.output
+    assert "skipped" in result.output and "completed" in result.output  # the table: automl ran, select_best skipped
+    assert CliRunner().invoke(cli, ["models", "list", "--json"]).stdout.strip() == "[]"
