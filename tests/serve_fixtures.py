@@ -29,8 +29,10 @@ def bank_records(rows: int, skip: int = 0) -> list[dict]:
     return bank_frame(rows, skip).drop(columns=TARGET).to_dict("records")
 
 
-def save_model(target: Path, rows: int = 300, skip: int = 0, classifier: str = "logistic") -> Path:
-    """Fit a preprocessing + classifier Pipeline on real rows and save it as an MLflow model at `target`."""
+def save_model(target: Path, rows: int = 300, skip: int = 0, classifier: str = "logistic", pip_requirements: list[str] | None = None) -> Path:
+    """Fit a preprocessing + classifier Pipeline on real rows and save it as an MLflow model at `target`.
+
+    pip_requirements given, MLflow skips inferring them (seconds: it loads the model in a subprocess)."""
     import mlflow.sklearn
     from sklearn.compose import ColumnTransformer
     from sklearn.pipeline import Pipeline
@@ -59,7 +61,7 @@ def save_model(target: Path, rows: int = 300, skip: int = 0, classifier: str = "
         warnings.simplefilter("ignore")
         pipeline.fit(features, labels)
         # cloudpickle, as the generated train.py saves its models
-        mlflow.sklearn.save_model(pipeline, str(target), serialization_format="cloudpickle")
+        mlflow.sklearn.save_model(pipeline, str(target), serialization_format="cloudpickle", pip_requirements=pip_requirements)
     return target
 
 

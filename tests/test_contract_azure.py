@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+from datetime import timedelta
 from importlib.metadata import version
 from pathlib import Path
 
@@ -24,6 +25,8 @@ SDK_LOADERS = {
     "pipeline_job.yml": "load_job",
     "endpoint.yml": "load_online_endpoint",
     "deployment.yml": "load_online_deployment",
+    "batch_endpoint.yml": "load_batch_endpoint",
+    "batch_deployment.yml": "load_batch_deployment",
     "environment.yml": "load_environment",
     "schedule.yml": "load_schedule",
     "sweep_trial.yml": "load_component",
@@ -38,6 +41,10 @@ def load_with_sdk(path: Path):
     entity = loader(source=path)
     if path.name.endswith("job.yml") or path.name == "schedule.yml":
         entity._to_rest_object()  # what `az ml ... create` sends: fails on anything the service model rejects
+    elif path.name == "batch_deployment.yml":
+        entity._to_rest_object(location="westeurope")
+    elif path.name == "batch_endpoint.yml":
+        entity._to_rest_batch_endpoint(location="westeurope")
     return entity
 
 
@@ -75,7 +82,7 @@ def test_reference_specs_load_with_azure_sdk(tmp_path, spec_path):
     spec = load_spec(spec_path)
     files = render_to(spec, tmp_path / "generated")
     entities = check_job_folder(tmp_path / "generated" / spec.name, files)
-    assert {"automl_job.yml", "endpoint.yml", "deployment.yml", "environment.yml"} <= set(entities)
+    assert {"automl_job.yml", "endpoint.yml", "deployment.yml", "environment.yml", "batch_endpoint.yml", "batch_deployment.yml"} <= set(entities)
 
 
 @pytest.fixture(scope="module")
@@ -201,6 +208,47 @@ def test_endpoint_deployment_and_environment(built):
     assert "mlflow==3.17.2" in pip and "lightgbm==4.7.0" in pip and "azureml-inference-server-http==1.5.1" in pip
     keras_pip = built["housing"][3]["environment.yml"].conda_file["dependencies"][-1]["pip"]
     assert "keras==3.15.0" in keras_pip and "torch==2.13.0" in keras_pip
+
+
+@pytest.mark.parametrize("spec_path", REFERENCE_SPECS, ids=[p.stem for p in REFERENCE_SPECS])
+def test_batch_endpoint_and_mlflow_model_deployment(tmp_path, spec_path):
+    from azure.ai.ml.entities import BatchEndpoint, ModelBatchDeployment
+
+    from capc.spec import load_spec
+
+    spec = load_spec(spec_path)
+    files = render_to(spec, tmp_path / "generated")
+    job_dir = tmp_path / "generated" / spec.name
+    endpoint = load_with_sdk(job_dir / "batch_endpoint.yml")
+    deployment = load_with_sdk(job_dir / "batch_deployment.yml")
+    assert isinstance(endpoint, BatchEndpoint) and isinstance(deployment, ModelBatchDeployment)
+    assert endpoint.name == deployment.endpoint_name == f"{spec.name}-batch"
+    assert endpoint.name != load_with_sdk(job_dir / "endpoint.yml").name  # one name space for online and batch
+    assert endpoint.auth_mode == "aad_token" and endpoint.description == spec.data["description"]
+    rest_endpoint = endpoint._to_rest_batch_endpoint(location="westeurope")
+    assert rest_endpoint.properties.auth_mode.lower() == "aadtoken"  # the SDK sends "aadToken" for the enum AADToken
+    # An MLflow model deployment: Azure generates the scoring script and the environment.
+    assert deployment.code_configuration is None and deployment.environment is None
+    assert deployment.model.removeprefix("azureml:") == f"{spec.name}@latest"
+    assert deployment.compute.removeprefix("azureml:") == spec.data["compute"]["name"]
+    assert deployment.resources.instance_count == spec.data["compute"]["max_instances"]
+    rest = deployment._to_rest_object(location="westeurope").properties
+    assert rest.output_action == "AppendRow" and rest.output_file_name == "predictions.csv"
+    assert rest.mini_batch_size == 10 and rest.error_threshold == -1 and rest.logging_level == "info"
+    assert (rest.retry_settings.max_retries, rest.retry_settings.timeout) == (3, timedelta(minutes=5))
+    assert "batch_deployment.yml" in files and b"scoring_script" not in files["batch_deployment.yml"]
+
+
+def test_batch_endpoint_name_of_a_long_spec_name_fits_azure(tmp_path):
+    from azure.ai.ml.constants._endpoint import EndpointConfigurations
+
+    place_data(tmp_path, "digits")
+    name = "a" * 25 + "-bcdef"  # 31 characters: "-batch" appended would make 37
+    spec = load(tmp_path, base_spec("digits", name=name))
+    render_to(spec, tmp_path / "generated")
+    endpoint = load_with_sdk(tmp_path / "generated" / name / "batch_endpoint.yml")
+    assert endpoint.name == "a" * 25 + "-batch"
+    assert EndpointConfigurations.MIN_NAME_LENGTH <= len(endpoint.name) <= EndpointConfigurations.MAX_NAME_LENGTH
 
 
 def test_sample_request_rows_are_typed_and_exclude_target_and_drops(tmp_path):

@@ -75,6 +75,7 @@ def build_context(spec, out_dir: Path) -> dict:
         "sweep": sweep,
         "environment": environment,
         "deployment": deployment,
+        "batch": _batch(spec, deployment),
         "schedule": _schedule(spec),
         "model_name": spec.name,
     }
@@ -456,6 +457,39 @@ def _deployment(spec) -> dict:
             "OMP_NUM_THREADS": "1",  # workers are processes; threads per one-row request only add overhead
         },
         "probabilities": bool(d["probabilities"]) and spec.task != "regression",
+    }
+
+
+# Batch endpoints share the online endpoints' name rules (azure.ai.ml EndpointConfigurations: 3-32 characters).
+ENDPOINT_NAME_MAX_LENGTH = 32
+BATCH_ENDPOINT_SUFFIX = "-batch"
+BATCH_DEPLOYMENT = "mlflow"
+# Azure's documented defaults, except a mini-batch timeout of 5 minutes instead of 30 s: loading an MLflow model
+# and its environment on a fresh node takes longer than scoring.
+BATCH_SETTINGS = {
+    "mini_batch_size": 10,  # input files per run() of the generated MLflow scoring script
+    "max_concurrency_per_instance": 1,
+    "output_action": "append_row",
+    "output_file_name": "predictions.csv",
+    "retry_settings": {"max_retries": 3, "timeout": 300},
+    "error_threshold": -1,  # count failed files, never abort the job for them: the log names each
+    "logging_level": "info",
+}
+
+
+def _batch(spec, deployment: dict) -> dict:
+    """The batch endpoint and its MLflow model deployment: no scoring script, no environment (Azure builds both)."""
+    stem = spec.name[: ENDPOINT_NAME_MAX_LENGTH - len(BATCH_ENDPOINT_SUFFIX)].rstrip("-")
+    return {
+        "endpoint": stem + BATCH_ENDPOINT_SUFFIX,
+        "name": BATCH_DEPLOYMENT,
+        "description": f"The latest registered {spec.name} model (MLflow), scored without a scoring script.",
+        "model": deployment["model"],
+        # Only Microsoft Entra tokens: batch endpoints have no keys.
+        "auth_mode": "aad_token",
+        "compute": f"azureml:{spec.data['compute']['name']}",
+        "instance_count": spec.data["compute"]["max_instances"],
+        "settings": dict(BATCH_SETTINGS),
     }
 
 

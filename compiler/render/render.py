@@ -27,6 +27,8 @@ TEMPLATES: dict[str, str] = {
     "environment.yml": "environment.yml.j2",
     "endpoint.yml": "endpoint.yml.j2",
     "deployment.yml": "deployment.yml.j2",
+    "batch_endpoint.yml": "batch_endpoint.yml.j2",
+    "batch_deployment.yml": "batch_deployment.yml.j2",
     "score.py": "score.py.j2",
     "sample_request.json": "sample_request.json.j2",
 }

@@ -1,0 +1,392 @@
+"""Backend, local batch scoring: `capc predict` - a CSV file of any size through the endpoint's own score.py.
+
+The generated score.py is loaded into this process the way azmlinfsrv loads it (AZUREML_MODEL_DIR set as the
+local endpoint sets it, the job folder on sys.path), init() runs once, and run() takes each chunk of rows as the
+`{"input_data": {"columns": [...], "data": [[...]]}}` body the server would hand it. So every row gets the answer
+the endpoint gives it, with no HTTP, body limit or request timeout in between.
+
+Memory holds one chunk: rows are read with pandas' `read_csv(chunksize=...)`, scored, and appended to a temp file
+beside OUT, which replaces OUT (os.replace) only once every chunk scored. A failure leaves any previous OUT as it was.
+
+Output: the input's columns as read, then `prediction` (label or value), then `probability_<class>` per class when
+score.py answers with probabilities (the spec's deployment.probabilities).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import json
+import os
+import re
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+from capc.errors import CapcError
+from capc.serve.endpoints import _azureml_model_dir
+from capc.serve.inference_server import ENTRY_SCRIPT
+
+DEFAULT_CHUNK_ROWS = 10_000
+PREDICTION_COLUMN = "prediction"
+PROBABILITY_PREFIX = "probability_"
+IMAGE_TASK = "image_classification"
+NUMBER_KINDS = ("integer", "number")  # score.py's FEATURES kinds that JSON carries as numbers
+# score.py names a bad cell by its row in the request; the file's row is the chunk's first row plus that.
+REQUEST_ROW = re.compile(r"\brow (\d+)\b")
+
+_LOADS = itertools.count(1)
+
+Progress = Callable[[int, int, int], None]  # (bytes read, total bytes, rows scored)
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    model: str
+    input: str
+    output: str
+    rows: int
+    chunks: int
+    chunk_rows: int
+    added_columns: list[str]
+    seconds: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def summary(self) -> str:
+        return (
+            f"scored {self.rows} rows of {self.input} with {self.model} in {self.chunks} chunk(s) of up to "
+            f"{self.chunk_rows} rows ({self.seconds:.1f}s): {self.output} (added: {', '.join(self.added_columns)})"
+        )
+
+
+def score_csv(
+    model_dir: Path,
+    job_dir: Path,
+    input_path: Path,
+    output_path: Path,
+    *,
+    chunk_rows: int | None = None,
+    model_ref: str | None = None,
+    task: str | None = None,
+    progress: Progress | None = None,
+) -> BatchResult:
+    """Score every row of `input_path` with the model and its job folder's score.py; write `output_path` atomically."""
+    input_path, output_path = Path(input_path), Path(output_path)
+    chunk_rows = chunk_rows or DEFAULT_CHUNK_ROWS
+    model_ref = model_ref or Path(model_dir).name
+    if chunk_rows < 1:
+        raise CapcError(f"--chunk-rows must be at least 1, got {chunk_rows}.")
+    if task == IMAGE_TASK:
+        raise CapcError(
+            f"`{model_ref}` classifies images; `capc predict` scores the rows of a CSV file.",
+            "send images to its endpoint one by one with `capc invoke NAME --data IMAGE`",
+        )
+    _check_paths(input_path, output_path)
+    header = _read_header(input_path)
+    started = time.perf_counter()
+    rows = chunks = 0
+    with loaded_scoring_script(Path(job_dir), Path(model_dir)) as script:
+        _check_columns(header, script, input_path)
+        added: list[str] = []
+        with _replaced_atomically(output_path) as out, open(input_path, "rb") as source:
+            total = os.fstat(source.fileno()).st_size
+            if progress:
+                progress(0, total, 0)  # the model is loaded: reading starts
+            for chunk in _chunks(source, input_path, chunk_rows, script.text_columns(header)):
+                scored = script.score(chunk, first_row=rows + 1, input_path=input_path)
+                if chunks == 0:
+                    added = list(scored)
+                    _check_no_clash(header, added, input_path)
+                for column in added:
+                    chunk[column] = scored[column]
+                chunk.to_csv(out, header=chunks == 0, index=False, lineterminator="\n")
+                rows += len(chunk)
+                chunks += 1
+                if progress:
+                    progress(source.tell(), total, rows)
+            if not chunks:
+                raise _no_rows(input_path)
+            if progress:
+                progress(total, total, rows)
+    return BatchResult(
+        model=model_ref, input=str(input_path), output=str(output_path), rows=rows, chunks=chunks,
+        chunk_rows=chunk_rows, added_columns=added, seconds=round(time.perf_counter() - started, 3),
+    )
+
+
+# ---------------------------------------------------------------------------------------------- the input file
+
+
+def _check_paths(input_path: Path, output_path: Path) -> None:
+    if not input_path.is_file():
+        what = "is a folder" if input_path.is_dir() else "does not exist"
+        raise CapcError(f"input file {input_path} {what}.", "pass a CSV file with a header row: --input FILE.csv")
+    if output_path.is_dir():
+        raise CapcError(f"--output {output_path} is a folder.", "name the CSV file to write, e.g. --output predictions.csv")
+    if output_path.exists() and output_path.resolve() == input_path.resolve():
+        raise CapcError(f"--output {output_path} is the input file.", "write the predictions to another file")
+
+
+def _read_header(input_path: Path) -> list[str]:
+    """The column names, once the file proved to hold a header and a row (before the model takes seconds to load)."""
+    import pandas as pd
+
+    try:
+        first = pd.read_csv(input_path, nrows=1)
+    except pd.errors.EmptyDataError:
+        raise CapcError(f"{input_path} is empty: no header row, no rows.", "a CSV file with a header row, then one row per prediction") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise CapcError(f"cannot read {input_path}: {exc}") from None
+    if first.empty:
+        raise _no_rows(input_path)
+    return [str(c) for c in first.columns]
+
+
+def _no_rows(input_path: Path) -> CapcError:
+    return CapcError(f"{input_path} has a header but no rows to score.")
+
+
+def _check_columns(header: list[str], script: "ScoringScript", input_path: Path) -> None:
+    if script.features is None:
+        return
+    missing = [name for name in script.features if name not in header]
+    if missing:
+        shown = ", ".join(f"`{name}`" for name in missing[:10]) + (", ..." if len(missing) > 10 else "")
+        noun = "column" if len(missing) == 1 else f"{len(missing)} columns"
+        raise CapcError(
+            f"{input_path} has no {noun} {shown}, which the model needs.",
+            f"the model takes {len(script.features)} columns: {', '.join(script.features[:30])}{', ...' if len(script.features) > 30 else ''}",
+        )
+
+
+def _check_no_clash(header: list[str], added: list[str], input_path: Path) -> None:
+    clash = [name for name in added if name in header]
+    if clash:
+        raise CapcError(
+            f"{input_path} already has a column `{clash[0]}`, which `capc predict` writes.",
+            "rename or drop that column first (is the input an earlier output?)",
+        )
+
+
+def _chunks(source, input_path: Path, chunk_rows: int, text_columns: list[str]) -> Iterator:
+    """DataFrames of up to chunk_rows rows. Text columns stay text, as training read them, whatever one chunk holds."""
+    import pandas as pd
+
+    try:
+        # round_trip: each number exactly as Python's float() (the endpoint's JSON parser) reads its digits.
+        reader = pd.read_csv(source, chunksize=chunk_rows, dtype={name: str for name in text_columns}, float_precision="round_trip")
+        for chunk in reader:
+            if len(chunk):  # a header-only file reads as one empty chunk
+                yield chunk
+    except pd.errors.EmptyDataError:
+        return
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
+        raise CapcError(f"cannot read {input_path}: {exc}", "every row needs the header's columns, comma-separated") from None
+
+
+# ---------------------------------------------------------------------------------------------- the output file
+
+
+@contextmanager
+def _replaced_atomically(output_path: Path):
+    """A text file beside output_path that becomes output_path on success; removed, with OUT untouched, on failure."""
+    folder = output_path.parent if str(output_path.parent) else Path(".")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle = tempfile.NamedTemporaryFile(
+            "w", dir=folder, prefix=f".{output_path.name}.", suffix=".partial", delete=False, encoding="utf-8", newline=""
+        )
+    except OSError as exc:
+        raise CapcError(f"cannot write {output_path}: {exc.strerror or exc}") from None
+    temp = Path(handle.name)
+    try:
+        with handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, output_path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+
+
+# ---------------------------------------------------------------------------------------------- score.py in-process
+
+
+class ScoringScript:
+    """A job folder's score.py after init(): run() per chunk, as azmlinfsrv calls it (keyword arguments of the body)."""
+
+    def __init__(self, module, path: Path):
+        self.module = module
+        self.path = path
+        kinds = getattr(module, "FEATURES", None)
+        self.kinds = dict((name, kind) for name, kind in kinds) if kinds is not None else None
+        self.probability_classes: list[str] | None = None
+
+    @property
+    def features(self) -> list[str] | None:
+        """The columns the model takes, in training order; None when score.py does not know them."""
+        return list(self.kinds) if self.kinds is not None else None
+
+    def text_columns(self, header: list[str]) -> list[str]:
+        return [name for name, kind in (self.kinds or {}).items() if kind == "string" and name in header]
+
+    def score(self, chunk, *, first_row: int, input_path: Path) -> dict[str, list]:
+        """One chunk -> {output column: values}; any answer but a 200 is a CapcError naming the file's rows."""
+        columns = self.features if self.features is not None else [str(c) for c in chunk.columns]
+        values = [_json_values(chunk[name], (self.kinds or {}).get(name)) for name in columns]
+        body = {"columns": columns, "data": [list(row) for row in zip(*values)]}
+        where = f"rows {first_row}-{first_row + len(chunk) - 1} of {input_path}"
+        try:
+            reply = self.module.run(input_data=body)
+        except Exception as exc:  # a score.py that raises; the server would answer 500
+            raise CapcError(f"{self.path.name} failed on {where}: {type(exc).__name__}: {exc}") from None
+        status = getattr(reply, "status_code", 200)
+        if status != 200:
+            text = _renumbered(_error_text(reply), first_row).rstrip()
+            raise CapcError(f"{where}: {text}{'' if text.endswith('.') else '.'}", f"the endpoint answers these rows with HTTP {status} too")
+        return self._columns(reply, len(chunk), where)
+
+    def _columns(self, reply, rows: int, where: str) -> dict[str, list]:
+        if isinstance(reply, str):  # a score.py that answers JSON text, as the server would send it
+            reply = json.loads(reply)
+        result = reply.get("result") if isinstance(reply, dict) else None
+        if not isinstance(result, list) or len(result) != rows:
+            raise CapcError(f"{self.path.name} answered {where} without one result per row.", "its run() must return {\"result\": [...]}")
+        out = {PREDICTION_COLUMN: result}
+        probabilities = reply.get("probabilities")
+        if isinstance(probabilities, list) and len(probabilities) == rows:
+            if self.probability_classes is None:  # fixed by the first chunk: every chunk writes the same columns
+                self.probability_classes = list(probabilities[0]) if probabilities else []
+            for name in self.probability_classes:
+                out[PROBABILITY_PREFIX + name] = [p.get(name) for p in probabilities]
+        return out
+
+
+@contextmanager
+def loaded_scoring_script(job_dir: Path, model_dir: Path):
+    """job_dir/score.py imported and init()-ed against model_dir; the environment and sys.path restored afterwards."""
+    script = job_dir / ENTRY_SCRIPT
+    if not script.is_file():
+        raise CapcError(f"no {ENTRY_SCRIPT} in {job_dir}, the job folder the model was trained from.", "run `capc build SPEC` to generate it again")
+    if not model_dir.is_dir():
+        raise CapcError(f"model folder {model_dir} does not exist.")
+    saved_environment, saved_path = dict(os.environ), list(sys.path)
+    os.environ["AZUREML_MODEL_DIR"] = str(_azureml_model_dir(model_dir.absolute()))
+    os.environ["AML_APP_ROOT"] = str(job_dir.absolute())
+    sys.path.append(str(job_dir.absolute()))  # as azmlinfsrv appends its app root: score.py's sibling modules import
+    try:
+        module = _import(script)
+        try:
+            module.init()
+        except Exception as exc:
+            raise CapcError(f"{script}: init() failed: {type(exc).__name__}: {exc}", "the endpoint would not start either; fix score.py or the model") from None
+        yield ScoringScript(module, script)
+    finally:
+        _restore_environment(saved_environment)
+        sys.path[:] = saved_path
+
+
+def _import(script: Path):
+    # A module name of its own per load: inference-schema registers run()'s schema under it, once per process.
+    name = f"capc_batch_score_{next(_LOADS)}"
+    spec = importlib.util.spec_from_file_location(name, script)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        raise CapcError(f"cannot load {script}: {type(exc).__name__}: {exc}", "run `capc build SPEC` to generate it again") from None
+    if not callable(getattr(module, "init", None)) or not callable(getattr(module, "run", None)):
+        raise CapcError(f"{script} has no init() and run().", "run `capc build SPEC` to generate it again")
+    return module
+
+
+def _restore_environment(saved: dict) -> None:
+    for key in set(os.environ) - set(saved):
+        del os.environ[key]
+    for key, value in saved.items():
+        if os.environ.get(key) != value:
+            os.environ[key] = value
+
+
+def _json_values(series, kind: str | None) -> list:
+    """A column as the JSON values a client sends for those cells: plain Python scalars, missing cells as null.
+
+    pandas types a column per chunk: one bad cell turns a number column's whole chunk into text. Each cell of a
+    number column is read on its own, so the good ones stay numbers and score.py names the bad one.
+    """
+    import pandas as pd
+
+    values = series.tolist()
+    if kind in NUMBER_KINDS and not pd.api.types.is_numeric_dtype(series):
+        values = [_number(value) for value in values]
+    missing = series.isna().tolist()
+    return [None if gap else value for value, gap in zip(values, missing)]
+
+
+def _number(text):
+    if not isinstance(text, str) or "_" in text:  # Python reads 1_000 as a number; CSV readers do not
+        return text
+    for parse in (int, float):
+        try:
+            return parse(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _error_text(reply) -> str:
+    data = reply.get_data(as_text=True) if hasattr(reply, "get_data") else str(reply)
+    try:
+        body = json.loads(data)
+    except ValueError:
+        return data
+    return str(body.get("error") or body.get("message") or data) if isinstance(body, dict) else data
+
+
+def _renumbered(message: str, first_row: int) -> str:
+    """score.py's request row numbers (from 0) as the file's data rows (from 1, the header not counted)."""
+    return REQUEST_ROW.sub(lambda m: f"row {first_row + int(m.group(1))}", message)
+
+
+# ---------------------------------------------------------------------------------------------- the live display
+
+
+class BatchProgress:
+    """`capc predict`'s progress bar on stderr: bytes of the input read, rows scored, time left (off when piped)."""
+
+    def __init__(self, input_path: Path, console=None):
+        from rich.console import Console
+        from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        self.console = console or Console(stderr=True)
+        self.progress = Progress(
+            TextColumn("[bold]predict[/] {task.description}"),
+            BarColumn(bar_width=28),
+            DownloadColumn(),
+            TextColumn("{task.fields[rows]} rows"),
+            TimeElapsedColumn(),
+            TextColumn("left"),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=False,
+            disable=not self.console.is_terminal and not self.console.is_jupyter,
+        )
+        self.label = Path(input_path).name
+        self.task = self.progress.add_task("(loading the model)", total=None, rows=0)
+
+    def __enter__(self) -> "BatchProgress":
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.progress.__exit__(*exc)
+
+    def __call__(self, bytes_read: int, total_bytes: int, rows: int) -> None:
+        self.progress.update(self.task, description=self.label, completed=bytes_read, total=total_bytes, rows=f"{rows:,}")
