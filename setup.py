@@ -18,7 +18,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
     package_dir={"capc": "compiler", "capc.templates": "templates"},
-    packages=["capc", "capc.spec", "capc.render", "capc.local", "capc.serve", "capc.azure", "capc.templates"],
+    packages=["capc", "capc.spec", "capc.render", "capc.local", "capc.serve", "capc.azure", "capc.report", "capc.templates"],
     package_data={"capc.spec": ["*.json"], "capc.templates": ["*.j2", "*/*.j2"]},
     install_requires=[
         "jinja2>=3.1",
@@ -39,6 +39,7 @@ setup(
         "xgboost==2.1.4",
         "aiohttp>=3.9",
         "swagger-ui-bundle==1.1.0",
+        "matplotlib>=3.8",  # capc report draws its figures (also an mlflow dependency)
     ],
     extras_require={"keras": KERAS, "test": TEST, "all": KERAS + TEST},
     entry_points={"console_scripts": ["capc=capc.cli:main"]},

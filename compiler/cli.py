@@ -195,10 +195,8 @@ def submit(spec_path: Path, target: str, only: str | None, overrides: tuple[str,
     if dry_run or no_wait:
         raise CapcError("--dry-run and --no-wait apply to --target azure.", "`capc diff SPEC` shows what a local build would change")
     if only == "pipeline":
-        raise CapcError(
-            "the local engine does not run pipeline_job.yml yet; locally, `capc submit SPEC` runs the same AutoML and sweep steps and registers the winner.",
-            "submit the pipeline to Azure with --target azure --only pipeline",
-        )
+        _submit_pipeline(spec, job_dir, [str(spec_path.resolve()), *(f"--set={o}" for o in overrides)], resume, as_json)
+        return
     from capc.local.progress import SubmitProgress
     from capc.local.submit import submit_local
 
@@ -211,6 +209,32 @@ def submit(spec_path: Path, target: str, only: str | None, overrides: tuple[str,
     if result.interrupted:
         click.echo(f"interrupted: finished work is recorded; run `capc submit {spec_path} --resume` to continue the sweep.", err=True)
         sys.exit(130)
+
+
+def _submit_pipeline(spec, job_dir: Path, spec_args: list[str], resume: bool, as_json: bool) -> None:
+    from capc import views
+    from capc.local.pipeline import run_pipeline
+    from capc.local.progress import PipelineProgress
+
+    with PipelineProgress() as display:
+        result = run_pipeline(spec, job_dir, spec_args, resume=resume, display=display)
+    if as_json:
+        views.print_json(result.to_dict())
+    else:
+        out = views.console()
+        out.print(views.pipeline_table(result))
+        if result.model:
+            out.print(f"registered model [bold]{result.model.ref}[/] ({result.model.source}, {result.metric} {result.model.value:.4f})")
+    if result.interrupted:
+        click.echo("interrupted: finished steps are recorded.", err=True)
+        sys.exit(130)
+    if result.failed:
+        failed = result.failed[0]
+        raise CapcError(
+            f"pipeline step `{failed.name}` of {spec.name} failed with {failed.detail} ({len(result.failed)} step(s) failed;"
+            f" steps that needed them were skipped). Its last output lines:\n{failed.output_tail}",
+            f"the whole log: {failed.log}",
+        )
 
 
 def _print_submit(result) -> None:
@@ -572,6 +596,43 @@ def bench_command(name: str, request_count: int, concurrency: int, rows_per_requ
         click.echo(result.report())
     if result.errors:
         raise CapcError(f"{result.errors} of {result.requests} requests failed; first error: {result.first_error}")
+
+
+@cli.command("predict")
+@click.argument("ref", metavar="NAME[:VERSION]")
+@click.option("--input", "input_path", required=True, type=click.Path(path_type=Path), help="CSV file to score: a header row, then one row per prediction.")
+@click.option("--output", "output_path", required=True, type=click.Path(path_type=Path), help="CSV file to write: the input's columns plus prediction (and probability_<class>); replaced only once every row scored.")
+@click.option("--chunk-rows", type=click.IntRange(min=1), default=None, help="Rows read and scored at once; memory holds one chunk.")
+@json_option
+def predict_command(ref: str, input_path: Path, output_path: Path, chunk_rows: int | None, as_json: bool) -> None:
+    """Score a CSV file of any size with a registered model (latest by default), as its local endpoint would."""
+    from capc import views
+    from capc.local import registry
+    from capc.serve.batch import BatchProgress, score_csv
+
+    model = registry.get(ref)
+    with BatchProgress(input_path) as progress:
+        result = score_csv(
+            model.model_dir, Path(model.job_dir), input_path, output_path,
+            chunk_rows=chunk_rows, model_ref=model.ref, task=model.task, progress=progress,
+        )
+    if as_json:
+        views.print_json(result.to_dict())
+    else:
+        click.echo(result.summary())
+
+
+@cli.command("report")
+@click.argument("ref", metavar="NAME[:VERSION]")
+@click.option("--out", "out_file", type=click.Path(dir_okay=False, path_type=Path), default=None, help="HTML file to write (default: NAME-report.html, or NAME-VERSION-report.html, in the working directory).")
+def report_command(ref: str, out_file: Path | None) -> None:
+    """One self-contained HTML report of a registered model (latest by default): leaderboard, runs, validation figures."""
+    from capc.report import write_report
+
+    written = write_report(ref, out_file)
+    click.echo(f"wrote {written.path} ({written.ref}, {written.figures} figures)")
+    for note in written.notes:
+        click.echo(f"note: {note}", err=True)
 
 
 def main() -> None:

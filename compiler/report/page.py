@@ -1,0 +1,208 @@
+"""Report stage, page: ReportData, figures and the evaluation -> the HTML page's bytes (pure, in memory).
+
+Rendered by templates/report.html.j2 in an HTML environment of its own: autoescape on, so every value that
+comes from runs, specs or data is escaped; only the SVG figures (see capc.report.figures.inline_svg) enter as
+markup. The page is self-contained: inline CSS, inline SVG, no script, no external URL.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import cache
+
+import jinja2
+from markupsafe import Markup
+
+from capc import __version__
+from capc.report.collect import BoardRow, ReportData
+from capc.report.evaluation import Evaluation
+from capc.report.figures import Figure
+
+TEMPLATE = "report.html.j2"
+PARAMS_WIDTH = 110  # characters of a run's parameters shown in a leaderboard cell (all of them on hover)
+
+
+@cache
+def environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("capc.templates", "."),
+        undefined=jinja2.StrictUndefined,
+        autoescape=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+
+
+def render_page(data: ReportData, run_figures: list[Figure], evaluation: Evaluation | None,
+                evaluation_figures: list[Figure], evaluation_problem: str | None) -> bytes:
+    context = page_context(data, run_figures, evaluation, evaluation_figures, evaluation_problem)
+    return environment().get_template(TEMPLATE).render(context).encode("utf-8")
+
+
+def page_context(data: ReportData, run_figures: list[Figure], evaluation: Evaluation | None,
+                 evaluation_figures: list[Figure], evaluation_problem: str | None) -> dict:
+    model = data.model
+    source_name = {"automl": "AutoML", "sweep": "sweep"}
+    winner_row = next((r for r in data.automl_board + data.sweep_board if r.winner), None)
+    return {
+        "title": f"Model report: {model.ref}",
+        "subtitle": model.description or f"{model.task} on {model.metric}",
+        "facts": _facts(data, winner_row, source_name),
+        "notes": data.notes + ([f"validation figures not drawn: {evaluation_problem}"] if evaluation_problem else []),
+        "scope": f"submit {data.submit_name}" if data.submit_name else f"every submit of {model.name}",
+        "metric": model.metric,
+        "metric_header": Markup("_<wbr>").join(model.metric.split("_")),  # long metric names wrap at underscores
+        "goal": model.goal,
+        "boards": [
+            _board("automl", "AutoML", data.automl_board, model.metric, "AutoML did not run in this submit."),
+            _board("sweep", "sweep", data.sweep_board, model.metric, "The sweep did not run in this submit."),
+        ],
+        "sections": [s for s in (_runs_section(run_figures), _evaluation_section(evaluation, evaluation_figures, evaluation_problem)) if s],
+        "spec_text": data.spec_text,
+        "spec_label": _spec_label(data),
+        "compiled": sorted(data.compiled.items()),
+        "footer": f"Written by capc {__version__} from the registry and the MLflow store under $CAPC_HOME. "
+                  "Self-contained: no script, no external resource.",
+    }
+
+
+def _facts(data: ReportData, winner_row: BoardRow | None, source_name: dict) -> list[dict]:
+    model = data.model
+    manifest = data.manifest or {}
+    winner = source_name.get(model.source, model.source)
+    if winner_row:
+        winner += f" ({winner_row.name})"
+    facts = [
+        _fact("model", model.name),
+        _fact("registered version", f"{model.ref}, registered {model.created}"),
+        _fact("task", model.task),
+        _fact("primary metric", f"{model.metric} ({model.goal})"),
+        _fact("registered value", _number(model.value)),
+        _fact("won by", winner, badge=(model.source, source_name.get(model.source, model.source))),
+        _fact("best of each side", _sides(data)),
+        _fact("spec sha256 (registry)", model.spec_sha256, mono=True),
+    ]
+    if data.submit_sha256 is not None:
+        facts.append(_fact("spec sha256 (submit run)", data.submit_sha256, mono=True, badge=_match(data.submit_sha256, model.spec_sha256)))
+    if manifest:
+        facts.append(_fact("spec sha256 (manifest)", str(manifest.get("spec_sha256", "-")), mono=True,
+                           badge=_match(manifest.get("spec_sha256"), model.spec_sha256)))
+        facts.append(_fact("built by", f"capc {manifest.get('capc_version', '?')} into {model.job_dir}"))
+    else:
+        facts.append(_fact("build", f"{model.job_dir} (no manifest.json)"))
+    if data.submit_name:
+        facts.append(_fact("submit run", data.submit_name))
+    return facts
+
+
+def _fact(label: str, value: str, mono: bool = False, badge: tuple[str, str] | None = None) -> dict:
+    return {"label": label, "value": value, "mono": mono, "badge": {"kind": badge[0], "text": badge[1]} if badge else None}
+
+
+def _match(value, expected) -> tuple[str, str]:
+    return ("ok", "matches") if value == expected else ("warn", "differs")
+
+
+def _sides(data: ReportData) -> str:
+    parts = []
+    for label, board in (("AutoML", data.automl_board), ("sweep", data.sweep_board)):
+        best = board[0] if board and board[0].rank is not None else None
+        parts.append(f"{label} {_number(best.value)} ({best.name})" if best else f"{label} -")
+    return "; ".join(parts)
+
+
+def _board(source: str, title: str, rows: list[BoardRow], metric: str, empty: str) -> dict:
+    noun = "candidate" if source == "automl" else "trial"
+    stopped = sum(1 for r in rows if r.status == "early_terminated")
+    summary = f"{len(rows)} {noun}{'s' if len(rows) != 1 else ''}" + (f", {stopped} early terminated" if stopped else "")
+    return {
+        "source": source,
+        "title": title,
+        "summary": summary,
+        "empty": empty,
+        "rows": [
+            {
+                "rank": "-" if r.rank is None else str(r.rank),
+                "name": r.name,
+                "run_id": r.run_id[:8],
+                "winner": r.winner,
+                "status": r.status.replace("_", " "),
+                "status_class": r.status,
+                "value": _number(r.value),
+                "duration": _duration(r.duration_s),
+                "params": _shorten(_params(r.params), PARAMS_WIDTH),
+                "params_full": _params(r.params),
+            }
+            for r in rows
+        ],
+    }
+
+
+def _runs_section(figures: list[Figure]) -> dict | None:
+    return {
+        "key": "runs",
+        "title": "Runs",
+        "badge": None,
+        "text": [],
+        "scores": [],
+        "figures": [{"title": f.title, "svg": Markup(f.svg), "caption": f.caption} for f in figures],
+        "empty": "" if figures else "No run reported the primary metric.",
+    }
+
+
+def _evaluation_section(evaluation: Evaluation | None, figures: list[Figure], problem: str | None) -> dict:
+    if evaluation is None:
+        return {"key": "validation", "title": "Validation", "badge": None, "text": [], "scores": [], "figures": [],
+                "empty": f"Not drawn: {problem}" if problem else "Not drawn."}
+    badge = ("held-out", "held-out rows") if evaluation.held_out else ("trained-on", "rows the model was trained on")
+    return {
+        "key": "validation",
+        "title": "Validation",
+        "badge": {"kind": badge[0], "text": badge[1]},
+        "text": [evaluation.how, *evaluation.notes],
+        "scores": [{"name": name, "value": _number(value)} for name, value in evaluation.scores.items()],
+        "figures": [{"title": f.title, "svg": Markup(f.svg), "caption": f.caption} for f in figures],
+        "empty": "",
+    }
+
+
+def _spec_label(data: ReportData) -> str:
+    if data.spec_path is not None:
+        return f"{data.spec_path}: its sha256 is the model's spec sha256, so this is the spec the model was trained from."
+    return ("The spec file was not found (no file in specs/ or the working directory has the model's spec sha256); "
+            "the compiled job settings below are what ran.")
+
+
+def _params(params: dict) -> str:
+    return ", ".join(f"{k}={_param_value(v)}" for k, v in params.items())
+
+
+def _param_value(text: str) -> str:
+    """Long float spellings (0.09999999999999995) shortened; everything else as logged."""
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        return str(text)
+    if "." in str(text) and len(str(text)) > 8 and math.isfinite(value):
+        return f"{value:.4g}"
+    return str(text)
+
+
+def _shorten(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _number(value) -> str:
+    if value is None:
+        return "-"
+    value = float(value)
+    if math.isnan(value):
+        return "-"
+    return f"{value:.4f}" if abs(value) < 1e5 else f"{value:,.0f}"
+
+
+def _duration(seconds) -> str:
+    if seconds is None:
+        return "-"
+    return f"{seconds:.1f}s" if seconds < 120 else f"{seconds / 60:.1f}m"
