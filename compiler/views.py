@@ -93,13 +93,8 @@ def pipeline_table(result) -> Table:
     for col in ("step", "type", "needs", "status", "duration", result.metric, "note"):
         table.add_column(col, overflow="fold")
     for step in result.steps:
-        value = result.summaries.get(step.name, {}).get("value")
-        if step.type == "command" and result.winner:
-            value = result.winner.get("value")
         note = step.detail.splitlines()[0] if step.detail else ""
-        if step.type == "command" and result.winner:
-            note = f"winner: {result.winner.get('source')}"
-        table.add_row(step.name, step.type, ", ".join(step.needs) or "-", _status(step.status), _duration(step.duration_s), _fmt(value), note)
+        table.add_row(step.name, step.type, ", ".join(step.needs) or "-", _status(step.status), _duration(step.duration_s), _fmt(step.value), note)
     return table
 
 

@@ -19,6 +19,8 @@ import yaml
 
 from render_specs import BASE_SPECS, REFERENCE_SPECS, base_spec, load, place_data, render_to
 
+REPO_SPECS = Path(__file__).resolve().parents[1] / "specs"
+
 SDK_LOADERS = {
     "automl_job.yml": "load_job",
     "sweep_job.yml": "load_job",
@@ -426,3 +428,72 @@ def test_yaml_filter_round_trips_through_pyyaml(value):
     assert eval(py_literal(value), {}) == value  # noqa: S307 - a literal we just wrote
     if not (isinstance(value, float) and value == float("inf")):
         assert json.loads(json_value(value)) == value
+
+
+def test_auto_deploy_adds_a_deploy_step_after_the_selection(tmp_path):
+    """bankmarketing.yaml sets deployment.auto_deploy: the pipeline ends in a step that deploys as the user."""
+    from azure.ai.ml.entities import UserIdentityConfiguration
+
+    from capc.spec import load_spec
+
+    spec = load_spec(REPO_SPECS / "bankmarketing.yaml")
+    files = render_to(spec, tmp_path / "generated")
+    job_dir = tmp_path / "generated" / spec.name
+    pipeline = check_job_folder(job_dir, files)["pipeline_job.yml"]
+    assert list(pipeline.jobs) == ["automl", "sweep", "select_best", "deploy"]
+    deploy = pipeline.jobs["deploy"]
+    assert isinstance(deploy.identity, UserIdentityConfiguration) and deploy.tags == {"capc_step": "deploy"}
+    assert str(deploy.inputs["winner"]._data) == "${{parent.jobs.select_best.outputs.winner}}"
+    rest = pipeline._to_rest_object().as_dict()
+    assert rest["properties"]["jobs"]["deploy"]["identity"]["identity_type"].lower() == "userIdentity".lower()
+    select_pip = yaml.safe_load(files["select/conda.yml"])["dependencies"][-1]["pip"]
+    assert "azureml-mlflow==1.62.0.post6" in select_pip and "azure-ai-ml==1.35.2" in select_pip
+    # Without auto_deploy there is no deploy step and no script for it.
+    other = load_spec(REPO_SPECS / "mnist.yaml")
+    assert "select/deploy_winner.py" not in render_to(other, tmp_path / "other")
+
+
+def test_deploy_winner_script_deploys_the_registered_version_with_all_traffic(tmp_path, monkeypatch):
+    """The generated deploy step against a recording client: endpoint, deployment of NAME:VERSION, then traffic."""
+    import importlib.util
+
+    from capc.spec import load_spec
+
+    spec = load_spec(REPO_SPECS / "bankmarketing.yaml")
+    render_to(spec, tmp_path / "generated")
+    job_dir = tmp_path / "generated" / spec.name
+    module_spec = importlib.util.spec_from_file_location("deploy_winner", job_dir / "select" / "deploy_winner.py")
+    script = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(script)
+    winner = tmp_path / "winner"
+    winner.mkdir()
+    (winner / "winner.json").write_text(json.dumps({"model_name": "bankmarketing", "version": "7", "source": "sweep"}))
+    calls = []
+
+    class Poller:
+        def result(self):
+            return None
+
+    class Operations:
+        def __init__(self, kind):
+            self.kind = kind
+
+        def begin_create_or_update(self, entity):
+            calls.append((self.kind, entity.name, getattr(entity, "model", None), dict(getattr(entity, "traffic", None) or {})))
+            return Poller()
+
+    client = type("Client", (), {"online_endpoints": Operations("endpoint"), "online_deployments": Operations("deployment")})()
+    name, version = script.registered_winner(str(winner))
+    script.deploy(client, name, version, str(job_dir / "endpoint.yml"), str(job_dir / "deployment.yml"), log=lambda _: None)
+    assert calls == [
+        ("endpoint", "bankmarketing-endpoint", None, {}),
+        ("deployment", "blue", "azureml:bankmarketing:7", {}),
+        ("endpoint", "bankmarketing-endpoint", None, {"blue": 100}),
+    ]
+    (winner / "winner.json").write_text(json.dumps({"model_name": "bankmarketing", "source": "sweep"}))
+    with pytest.raises(SystemExit, match="no registered version"):
+        script.registered_winner(str(winner))
+    for variable in script.WORKSPACE_VARIABLES:
+        monkeypatch.delenv(variable, raising=False)
+    with pytest.raises(SystemExit, match="AZUREML_ARM_SUBSCRIPTION"):
+        script.workspace_client()  # outside a job it says so instead of reaching for any credential

@@ -88,7 +88,7 @@ def test_a_failed_step_skips_what_needs_it_and_the_rest_runs(tmp_path, monkeypat
     assert failed.started_at < good.started_at + 0.5  # independent steps started side by side, not one after the other
 
 
-def _digits_spec(workdir: Path, sweep_model: str = "logistic_regression") -> Path:
+def _digits_spec(workdir: Path, sweep_model: str = "logistic_regression", extra: str = "") -> Path:
     lines = (REPO / "specs/data/digits/digits_train.csv").read_text().splitlines(keepends=True)
     (workdir / "data").mkdir(parents=True, exist_ok=True)
     (workdir / "data/digits.csv").write_text("".join(lines[:401]))
@@ -100,7 +100,7 @@ def _digits_spec(workdir: Path, sweep_model: str = "logistic_regression") -> Pat
         "automl: {timeout_minutes: 1, max_trials: 3, allowed_models: [LogisticRegression, RandomForest]}\n"
         "sweep:\n  model: " + sweep_model + "\n  sampling: grid\n"
         "  search_space: {C: 'choice(0.5, 2.0)', max_iter: 'choice(50)'}\n"
-        "  limits: {max_total_trials: 2, max_concurrent_trials: 2}\n"
+        "  limits: {max_total_trials: 2, max_concurrent_trials: 2}\n" + extra
     )
     return spec
 
@@ -109,12 +109,20 @@ def _digits_spec(workdir: Path, sweep_model: str = "logistic_regression") -> Pat
 def test_local_pipeline_runs_both_engines_then_registers_the_selected_winner(tmp_path, monkeypatch):
     monkeypatch.setenv("CAPC_HOME", str(tmp_path / "home"))
     monkeypatch.chdir(tmp_path)
-    spec = _digits_spec(tmp_path)
-    result = CliRunner().invoke(cli, ["submit", str(spec), "--only", "pipeline", "--json", "--out", str(tmp_path / "generated")])
-    assert result.exit_code == 0, result.output
+    spec = _digits_spec(tmp_path, extra="deployment: {auto_deploy: true}\n")
+    try:
+        result = CliRunner().invoke(cli, ["submit", str(spec), "--only", "pipeline", "--json", "--out", str(tmp_path / "generated")])
+        assert result.exit_code == 0, result.output
+        # The deploy step put the registered winner behind the local endpoint.
+        shown = CliRunner().invoke(cli, ["endpoints", "show", "digits-pipe", "--json"])
+        assert shown.exit_code == 0, shown.output
+        endpoint = json.loads(shown.stdout)
+        assert endpoint["model"] == "digits-pipe:1" and endpoint["state"] in ("running", "healthy", "ready"), endpoint
+    finally:
+        CliRunner().invoke(cli, ["endpoints", "delete", "digits-pipe"])
     payload = json.loads(result.stdout[result.stdout.index("{"):])
     steps = {s["step"]: s for s in payload["steps"]}
-    assert {n: s["status"] for n, s in steps.items()} == {"automl": "completed", "sweep": "completed", "select_best": "completed"}
+    assert {n: s["status"] for n, s in steps.items()} == {"automl": "completed", "sweep": "completed", "select_best": "completed", "deploy": "completed"}
     assert steps["sweep"]["started_at"] < steps["automl"]["started_at"] + steps["automl"]["duration_s"]  # side by side
     results = {r["source"]: r["value"] for r in payload["results"]}
     winner = payload["winner"]
@@ -126,6 +134,7 @@ def test_local_pipeline_runs_both_engines_then_registers_the_selected_winner(tmp
     assert {"submit", "automl", "candidate", "sweep", "trial", "step"} <= kinds
     select_run = next(r for r in runs if r["kind"] == "step")
     assert select_run["status"] == "completed" and select_run["metrics"]["accuracy"] == pytest.approx(winner["value"])
+    assert steps["deploy"]["started_at"] >= steps["select_best"]["started_at"] + steps["select_best"]["duration_s"]
 
 
 @pytest.mark.slow

@@ -6,7 +6,9 @@ and a failed step stops only what depends on it. The AutoML and sweep nodes run 
 settings as automl_job.yml and sweep_job.yml (all rendered from one plan); command nodes run their generated
 command as written, with `${{inputs.*}}` / `${{outputs.*}}` bound to folders under $CAPC_HOME/runs/<run>/ and
 MLflow pointed at capc's store, as Azure ML binds them to datastore paths and the workspace's tracking server.
-When the selecting step leaves a winner.json, its model is registered in capc's registry.
+When the selecting step leaves a winner.json, its model is registered in capc's registry before any later step
+starts; the node tagged `capc_step: deploy` (spec deployment.auto_deploy), which deploys the winner to the
+workspace's endpoint on Azure, deploys it to the local endpoint here.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ _PARENT_OUTPUT = re.compile(r"^\$\{\{\s*parent\.jobs\.([A-Za-z0-9_-]+)\.outputs\
 _PARENT_INPUT = re.compile(r"^\$\{\{\s*parent\.inputs\.([A-Za-z0-9_-]+)\s*\}\}$")
 _BINDING = re.compile(r"\$\{\{\s*(inputs|outputs)\.([A-Za-z0-9_-]+)\s*\}\}")
 ENGINE_STEPS = ("automl", "sweep")  # node types the local engine runs itself
+DEPLOY_TAG = ("capc_step", "deploy")  # the node that deploys the winner: locally, to the local endpoint
 
 
 @dataclass
@@ -47,6 +50,7 @@ class Step:
     log: Path | None = None
     detail: str = ""
     output_tail: str = ""  # a failed step's last output lines
+    value: float | None = None  # the primary metric the step reached or selected
     run_id: str | None = None  # command steps: the MLflow run their mlflow calls land in
     started_at: float | None = None  # wall clock, for reports and for seeing which steps ran side by side
 
@@ -150,24 +154,18 @@ def run_pipeline(spec, job_dir: Path, spec_args: list[str], resume: bool = False
     for step in steps:
         if step.type in ENGINE_STEPS and step.status == "completed":
             result.summaries[step.name] = json.loads((runner.output_dir(step) / STEP_SUMMARY).read_text())
-    winner_dir = runner.winner_dir()
-    if winner_dir is not None and not result.interrupted:
-        result.winner = json.loads((winner_dir / WINNER_FILE).read_text())
-        result.model = _register(spec, job_dir, winner_dir, result)
-        mlflow_client.set_tag(run_id, "capc.registered_model", result.model.ref)
-        mlflow_client.log_metric(run_id, spec.metric, float(result.winner["value"]))
+            step.value = float(result.summaries[step.name]["value"])
+    result.winner, result.model = runner.winner, runner.model
     status = "interrupted" if result.interrupted else ("failed" if result.failed else "completed")
     tracking.finish_run(mlflow_client, run_id, status)
     return result
 
 
-def _register(spec, job_dir: Path, winner_dir: Path, result: PipelineResult) -> registry.ModelVersion:
-    winner = result.winner
-    summary = result.summaries.get(winner["source"], {})
+def _register(spec, job_dir: Path, winner_dir: Path, winner: dict, summary: dict, pipeline_run: str) -> registry.ModelVersion:
     return registry.register(
         winner_dir / "model",
         name=spec.name, task=spec.task, metric=spec.metric, value=float(winner["value"]), goal=spec.goal,
-        source=winner["source"], run_id=summary.get("run_id", result.run_id), spec_sha256=spec.sha256,
+        source=winner["source"], run_id=summary.get("run_id", pipeline_run), spec_sha256=spec.sha256,
         job_dir=str(job_dir.resolve()), metrics={spec.metric: float(winner["value"])}, params=summary.get("params", {}),
         description=spec.data["description"],
     )
@@ -183,19 +181,32 @@ class _GraphRunner:
         self.mlflow_client, self.exp_id, self.run_id = mlflow_client, exp_id, run_id
         self.display = display
         self.processes: dict[str, subprocess.Popen] = {}
+        self.winner: dict | None = None
+        self.model: registry.ModelVersion | None = None
 
     def output_dir(self, step: Step, output: str | None = None) -> Path:
         outputs = list((step.node.get("outputs") or {}).keys()) or ["output"]
         return self.work_dir / step.name / "outputs" / (output or outputs[0])
 
-    def winner_dir(self) -> Path | None:
+    def _register_winner(self, step: Step) -> None:
+        """A step that left winner.json and its model selected the pipeline's model: register it before what follows."""
+        for output in step.node.get("outputs") or {}:
+            folder = self.output_dir(step, output)
+            if (folder / WINNER_FILE).is_file() and (folder / "model" / "MLmodel").is_file():
+                self.winner = json.loads((folder / WINNER_FILE).read_text())
+                summary = self._summary(self.winner.get("source", ""))
+                self.model = _register(self.spec, self.job_dir, folder, self.winner, summary, self.run_id)
+                self.mlflow_client.set_tag(self.run_id, "capc.registered_model", self.model.ref)
+                self.mlflow_client.log_metric(self.run_id, self.spec.metric, float(self.winner["value"]))
+                step.detail = f"winner: {self.winner.get('source')}, registered {self.model.ref}"
+                step.value = float(self.winner["value"])
+                return
+
+    def _summary(self, source: str) -> dict:
         for step in self.steps.values():
-            if step.type == "command" and step.status == "completed":
-                for output in step.node.get("outputs") or {}:
-                    folder = self.output_dir(step, output)
-                    if (folder / WINNER_FILE).is_file() and (folder / "model" / "MLmodel").is_file():
-                        return folder
-        return None
+            if step.type == source and (self.output_dir(step) / STEP_SUMMARY).is_file():
+                return json.loads((self.output_dir(step) / STEP_SUMMARY).read_text())
+        return {}
 
     def run(self, poll_s: float) -> None:
         while True:
@@ -237,6 +248,12 @@ class _GraphRunner:
             if self.resume and step.type == "sweep":
                 argv.append("--resume")
             return argv, self.job_dir, env
+        if (step.node.get("tags") or {}).get(DEPLOY_TAG[0]) == DEPLOY_TAG[1]:
+            # Azure's step deploys to the workspace's endpoint; here the winner goes to the local endpoint.
+            if self.model is None:
+                raise CapcError(f"pipeline step `{step.name}` deploys the registered winner, but no step before it registered one.")
+            step.detail = f"{self.model.ref} to the local endpoint `{self.spec.name}`"
+            return [sys.executable, "-m", "capc", "deploy", self.spec.name, "--model", self.model.ref], self.job_dir, env
         if step.type != "command":
             raise CapcError(f"pipeline step `{step.name}` has type `{step.type}`, which the local engine does not run.", "submit the pipeline with --target azure")
         bound = {"inputs": {k: self._input_path(v) for k, v in (step.node.get("inputs") or {}).items()},
@@ -275,6 +292,8 @@ class _GraphRunner:
         step.ended = time.monotonic()
         if code == 0:
             step.status = "completed"
+            if step.type == "command" and self.model is None:
+                self._register_winner(step)
         else:
             step.status = "interrupted" if code in (130, -2) else "failed"
             step.output_tail = _tail(step.log)

@@ -32,6 +32,16 @@ RUNTIME_PINS: dict[str, str] = {
     "scikit-learn": "1.9.1",
 }
 
+# The pipeline's select and deploy steps talk to the workspace: MLflow through the azureml-mlflow plugin (whose
+# latest release takes mlflow-skinny <= 3.15.0) and the SDK with the submitting user's identity.
+SELECT_STEP_PINS: dict[str, str] = {
+    "azure-ai-ml": "1.35.2",
+    "azure-identity": "1.27.0",
+    "azureml-mlflow": "1.62.0.post6",
+    "mlflow-skinny": "3.15.0",
+    "pyyaml": "6.0.3",
+}
+
 # What pandas.read_csv reads as missing by default: these cells become None in sample rows.
 CSV_MISSING = frozenset({
     "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>", "N/A",
@@ -397,6 +407,15 @@ def _pipeline(spec, dataset: dict, automl: dict, sweep: dict | None) -> dict | N
         *(f"--{p} ${{{{inputs.{p}}}}}" for p in sweep["search_space"]),
         "--output_dir ${{outputs.model_output}}",
     ]
+    deploy = None
+    if spec.data["deployment"]["auto_deploy"]:
+        # Its code is the whole job folder: endpoint.yml and deployment.yml name score.py and conda.yml beside them.
+        deploy = {"command": " ".join([
+            "python select/deploy_winner.py",
+            "--winner ${{inputs.winner}}",
+            "--endpoint_file endpoint.yml",
+            "--deployment_file deployment.yml",
+        ])}
     select = [
         "python select_best.py",
         "--automl_model ${{inputs.automl_model}}",
@@ -415,6 +434,13 @@ def _pipeline(spec, dataset: dict, automl: dict, sweep: dict | None) -> dict | N
         "automl_model": "${{parent.jobs.automl.outputs.best_model}}",
         "sweep_model": "${{parent.jobs.sweep.outputs.model_output}}",
         "select_command": " ".join(select),
+        "select_environment": {
+            "name": f"{spec.name}-select-env",
+            "python": spec.data["environment"]["python"],
+            "pip": [f"{name}=={version}" for name, version in sorted(SELECT_STEP_PINS.items())],
+        },
+        "winner": "${{parent.jobs.select_best.outputs.winner}}",
+        "deploy": deploy,
     }
 
 

@@ -37,6 +37,7 @@ PIPELINE_TEMPLATES: dict[str, str] = {
     "pipeline_job.yml": "pipeline_job.yml.j2",
     "sweep_trial.yml": "sweep_trial.yml.j2",
     "select/select_best.py": "select_best.py.j2",
+    "select/conda.yml": "select_conda.yml.j2",
 }
 
 
@@ -62,6 +63,8 @@ def render_artifacts(spec, out_dir: Path) -> dict[str, bytes]:
         names.update(PIPELINE_TEMPLATES)
         if context["schedule"]:
             names["schedule.yml"] = "schedule.yml.j2"
+        if context["pipeline"]["deploy"]:
+            names["select/deploy_winner.py"] = "deploy_winner.py.j2"
     files = {}
     for path, template in sorted(names.items()):
         try:
