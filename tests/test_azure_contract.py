@@ -204,13 +204,23 @@ def test_pipeline_runs_both_and_its_step_registers_the_model(run, fake_azure):
     result = run(only="pipeline")
     [pipeline] = fake_azure.find("PUT", r"/jobs/[^/]+$")
     body = pipeline.json["properties"]
-    assert body["jobType"] == "Pipeline" and set(body["jobs"]) == {"automl", "sweep", "select_best"}
+    # bankmarketing.yaml sets deployment.auto_deploy: the pipeline ends in a deploy step, run as the submitting user.
+    assert body["jobType"] == "Pipeline" and set(body["jobs"]) == {"automl", "sweep", "select_best", "deploy"}
+    assert body["jobs"]["deploy"]["identity"] == {"identity_type": "UserIdentity"}
     assert body["inputs"]["training_table"]["uri"] == _only_put(fake_azure, r"/data/bankmarketing-training/versions/").path
     assert body["inputs"]["training_file"]["uri"] == _only_put(fake_azure, r"/data/bankmarketing-training-file/versions/").path
     env_id = _only_put(fake_azure, r"/environments/bankmarketing-env/versions/").path
     components = [r.json["properties"]["componentSpec"] for r in fake_azure.find("PUT", r"/components/azureml_anonymous/versions/")]
-    assert len(components) == 2 and all(c["environment"] == f"azureml:{env_id}" for c in components)
-    assert not fake_azure.find("PUT", r"/environments/CliV2AnonymousEnvironment/"), "every step runs in the registered environment"
+    trial = [c for c in components if "train.py" in c["command"]]
+    steps = [c for c in components if "train.py" not in c["command"]]
+    assert len(trial) == 1 and trial[0]["environment"] == f"azureml:{env_id}", "trials run in the registered environment"
+    # select_best.py and deploy_winner.py talk to the workspace: they keep select/conda.yml (azureml-mlflow, azure-ai-ml),
+    # which azure-ai-ml registers as one anonymous environment, versioned by its content.
+    workspace_envs = {r.path for r in fake_azure.find("PUT", r"/environments/CliV2AnonymousEnvironment/versions/")}
+    assert len(workspace_envs) == 1
+    [put] = fake_azure.find("PUT", r"/environments/CliV2AnonymousEnvironment/versions/")[:1]
+    assert "azureml-mlflow==" in json.dumps(put.json)
+    assert len(steps) == 2 and all(c["environment"] == f"azureml:{put.path}" for c in steps)
     assert [(j.kind, j.status) for j in result.jobs] == [("pipeline", "Completed")]
     assert not fake_azure.find("PUT", r"/models/"), "capc registers nothing itself: the pipeline's step did"
     assert (result.model.ref, result.model.source, result.model.job) == ("bankmarketing:1", "pipeline", result.jobs[0].name)

@@ -25,9 +25,10 @@ def _generated(name: str, file: str) -> dict:
 @pytest.mark.parametrize("name", SPECS)
 def test_engines_and_selection_step_in_dependency_order(name):
     steps = plan_steps(_generated(name, "pipeline_job.yml"))
-    assert [(s.name, s.type, s.needs) for s in steps] == [
-        ("automl", "automl", []), ("sweep", "sweep", []), ("select_best", "command", ["automl", "sweep"]),
-    ]
+    expected = [("automl", "automl", []), ("sweep", "sweep", []), ("select_best", "command", ["automl", "sweep"])]
+    if name == "bankmarketing":  # deployment.auto_deploy
+        expected.append(("deploy", "command", ["select_best"]))
+    assert [(s.name, s.type, s.needs) for s in steps] == expected
 
 
 @pytest.mark.parametrize("name", SPECS)

@@ -73,8 +73,11 @@ def load_jobs(folder: JobFolder, plan: AssetPlan) -> dict[str, object]:
             for input_name, asset in inputs.items():
                 setattr(job.inputs, input_name, Input(type=asset.type, path=asset.ref))  # pipeline inputs wrap Input
             if plan.environment is not None:
+                trial_conda = _conda_of(folder.path / "conda.yml")
                 for node in job.jobs.values():
-                    _use_environment(node, plan.environment.ref)
+                    # Steps with an environment of their own (select/conda.yml: azureml-mlflow, azure-ai-ml) keep it.
+                    if _node_conda(node) in (None, trial_conda):
+                        _use_environment(node, plan.environment.ref)
         else:
             for input_name, asset in inputs.items():
                 mode = getattr(job.inputs.get(input_name), "mode", None)
@@ -83,6 +86,19 @@ def load_jobs(folder: JobFolder, plan: AssetPlan) -> dict[str, object]:
                 _use_environment(job, plan.environment.ref)
         jobs[job_file.kind] = job
     return jobs
+
+
+def _conda_of(path: Path) -> dict | None:
+    import yaml
+
+    return yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def _node_conda(node) -> dict | None:
+    """The conda file (as loaded) of a pipeline command step's inline environment; None for other nodes."""
+    component = getattr(node, "component", None) if type(node).__name__ == "Command" else None
+    environment = getattr(component, "environment", None)
+    return getattr(environment, "conda_file", None)
 
 
 def _use_environment(job, ref: str) -> None:
