@@ -137,6 +137,13 @@ def test_local_pipeline_runs_both_engines_then_registers_the_selected_winner(tmp
     assert select_run["status"] == "completed" and select_run["metrics"]["accuracy"] == pytest.approx(winner["value"])
     assert steps["deploy"]["started_at"] >= steps["select_best"]["started_at"] + steps["select_best"]["duration_s"]
 
+    # The report follows the registered run up to the pipeline run and highlights it among both engines' runs.
+    report = CliRunner().invoke(cli, ["report", "digits-pipe", "--out", str(tmp_path / "report.html")])
+    assert report.exit_code == 0, report.output
+    page = (tmp_path / "report.html").read_text()
+    assert "digits-pipe:1" in page and "<svg" in page
+    assert "is not in the store" not in page and "none is highlighted" not in page
+
 
 @pytest.mark.slow
 def test_local_pipeline_with_a_failing_sweep_reports_it_and_registers_nothing(tmp_path, monkeypatch):
