@@ -1,0 +1,103 @@
+"""Benchmark of the whole local main job: `capc submit` of a reference spec (AutoML + sweep + selection), then the
+registered model scored on rows it never saw.
+
+For each tabular reference spec: hold out 20% of its training file (stratified for classification, seed 0), write
+the other 80% and a copy of the spec pointing at it into a temporary folder, run the real console command
+
+    capc submit SPEC --set automl.timeout_minutes=2 --set sweep.limits.max_total_trials=6 --json
+
+(the README's main job) with a throw-away $CAPC_HOME, load the model it registered with MLflow (as a user would,
+without capc) and score the holdout. Prints the winner (automl or sweep), its validation value, the holdout
+figure against the issue's target and the wall time.
+
+    python bench/bench_submit.py [--only bankmarketing] [--automl-minutes 2] [--sweep-trials 6]
+
+Targets (holdout): bank marketing accuracy > 0.915, housing MAE < 30,000, digits accuracy > 0.95.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+from sklearn.metrics import accuracy_score, mean_absolute_error
+from sklearn.model_selection import train_test_split
+
+REPO = Path(__file__).resolve().parent.parent
+SEED = 0
+
+# spec -> (holdout figure, passes, target text)
+CASES = {
+    "bankmarketing": ("accuracy", lambda v: v > 0.915, "> 0.915"),
+    "housing": ("MAE", lambda v: v < 30_000, "< 30,000"),
+    "mnist": ("accuracy", lambda v: v > 0.95, "> 0.95"),
+}
+
+
+def run_case(name: str, minutes: int, trials: int, work: Path) -> dict:
+    figure, passes, target_text = CASES[name]
+    spec_path = REPO / "specs" / f"{name}.yaml"
+    spec = yaml.safe_load(spec_path.read_text())
+    data = spec_path.parent / spec["dataset"]["path"]
+    target = spec["dataset"]["target"]
+    frame = pd.read_csv(data)
+    stratify = frame[target] if spec["task"] == "classification" else None
+    train, holdout = train_test_split(frame, test_size=0.2, random_state=SEED, stratify=stratify)
+    folder = work / name
+    folder.mkdir(parents=True)
+    train.to_csv(folder / "train.csv", index=False)
+    spec["dataset"]["path"] = "train.csv"
+    (folder / "spec.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    env = {**os.environ, "CAPC_HOME": str(folder / "home")}
+    argv = ["capc", "submit", str(folder / "spec.yaml"), "--out", str(folder / "generated"), "--json",
+            "--set", f"automl.timeout_minutes={minutes}", "--set", f"sweep.limits.max_total_trials={trials}"]
+    print(f"\n== {name}: {len(train)} training rows, {len(holdout)} holdout rows; {' '.join(argv[:3])} ...", flush=True)
+    started = time.monotonic()
+    done = subprocess.run(argv, env=env, capture_output=True, text=True)
+    elapsed = time.monotonic() - started
+    if done.returncode != 0:
+        print(done.stdout[-2000:], done.stderr[-4000:])
+        return {"name": name, "figure": figure, "value": "failed", "target": target_text, "ok": False, "winner": "-", "wall_s": elapsed}
+    result = json.loads(done.stdout[done.stdout.index("{"):])
+    for side in result["results"]:
+        print(f"   {side['source']:<6} best {result['metric']} {side['value']:.5f} ({side['label']})")
+    import mlflow.pyfunc
+
+    model = mlflow.pyfunc.load_model(result["model"]["model_dir"])
+    predictions = np.asarray(model.predict(holdout.drop(columns=[target])))
+    truth = holdout[target].to_numpy()
+    value = accuracy_score(truth, predictions) if figure == "accuracy" else mean_absolute_error(truth, predictions)
+    shown = f"{value:.4f}" if figure == "accuracy" else f"{value:,.0f}"
+    print(f"   registered {result['model']['name']}:{result['model']['version']} from {result['winner']}; "
+          f"holdout {figure} {shown} ({'meets' if passes(value) else 'MISSES'} target {target_text}); wall {elapsed:.0f}s", flush=True)
+    return {"name": name, "figure": figure, "value": shown, "target": target_text, "ok": passes(value),
+            "winner": result["winner"], "wall_s": elapsed}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", choices=sorted(CASES), action="append", help="run only this spec (repeatable)")
+    parser.add_argument("--automl-minutes", type=int, default=2)
+    parser.add_argument("--sweep-trials", type=int, default=6)
+    args = parser.parse_args(argv)
+    print(f"cores: {os.cpu_count()}, load average at start: {os.getloadavg()[0]:.1f}")
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = [run_case(n, args.automl_minutes, args.sweep_trials, Path(tmp)) for n in (args.only or list(CASES))]
+    print("\nspec           holdout figure        target     winner  wall")
+    for r in rows:
+        print(f"{r['name']:<14} {r['figure']:<8} {r['value']:>12} {r['target']:>10}  {r['winner']:<6} {r['wall_s']:>5.0f}s  "
+              f"{'ok' if r['ok'] else 'MISSED'}")
+    return 0 if all(r["ok"] for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
