@@ -10,7 +10,10 @@ the other 80% and a copy of the spec pointing at it into a temporary folder, run
 without capc) and score the holdout. Prints the winner (automl or sweep), its validation value, the holdout
 figure against the issue's target and the wall time.
 
-    python bench/bench_submit.py [--only bankmarketing] [--automl-minutes 2] [--sweep-trials 6]
+    python bench/bench_submit.py [--only bankmarketing] [--automl-minutes 2] [--sweep-trials 6] [--set K=V ...]
+
+The reference specs' automl.max_trials (30-40, as the seeds' cloud runs had) ends local AutoML before 2 minutes
+are up; `--set automl.max_trials=1000` measures what the 2-minute budget alone gives.
 
 Targets (holdout): bank marketing accuracy > 0.915, housing MAE < 30,000, digits accuracy > 0.95.
 """
@@ -43,7 +46,7 @@ CASES = {
 }
 
 
-def run_case(name: str, minutes: int, trials: int, work: Path) -> dict:
+def run_case(name: str, minutes: int, trials: int, work: Path, extra: list[str]) -> dict:
     figure, passes, target_text = CASES[name]
     spec_path = REPO / "specs" / f"{name}.yaml"
     spec = yaml.safe_load(spec_path.read_text())
@@ -59,7 +62,8 @@ def run_case(name: str, minutes: int, trials: int, work: Path) -> dict:
     (folder / "spec.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
     env = {**os.environ, "CAPC_HOME": str(folder / "home")}
     argv = ["capc", "submit", str(folder / "spec.yaml"), "--out", str(folder / "generated"), "--json",
-            "--set", f"automl.timeout_minutes={minutes}", "--set", f"sweep.limits.max_total_trials={trials}"]
+            "--set", f"automl.timeout_minutes={minutes}", "--set", f"sweep.limits.max_total_trials={trials}",
+            *(word for override in extra for word in ("--set", override))]
     print(f"\n== {name}: {len(train)} training rows, {len(holdout)} holdout rows; {' '.join(argv[:3])} ...", flush=True)
     started = time.monotonic()
     done = subprocess.run(argv, env=env, capture_output=True, text=True)
@@ -88,10 +92,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", choices=sorted(CASES), action="append", help="run only this spec (repeatable)")
     parser.add_argument("--automl-minutes", type=int, default=2)
     parser.add_argument("--sweep-trials", type=int, default=6)
+    parser.add_argument("--set", dest="extra", action="append", default=[], metavar="KEY.PATH=VALUE",
+                        help="one more override, e.g. automl.max_trials=1000 so that the time budget alone ends AutoML")
     args = parser.parse_args(argv)
     print(f"cores: {os.cpu_count()}, load average at start: {os.getloadavg()[0]:.1f}")
     with tempfile.TemporaryDirectory() as tmp:
-        rows = [run_case(n, args.automl_minutes, args.sweep_trials, Path(tmp)) for n in (args.only or list(CASES))]
+        rows = [run_case(n, args.automl_minutes, args.sweep_trials, Path(tmp), args.extra) for n in (args.only or list(CASES))]
     print("\nspec           holdout figure        target     winner  wall")
     for r in rows:
         print(f"{r['name']:<14} {r['figure']:<8} {r['value']:>12} {r['target']:>10}  {r['winner']:<6} {r['wall_s']:>5.0f}s  "
