@@ -207,7 +207,10 @@ def test_endpoint_deployment_and_environment(built):
     environment = entities["environment.yml"]
     assert environment.name == "bank-env"
     pip = environment.conda_file["dependencies"][-1]["pip"]
-    assert "mlflow==3.17.2" in pip and "lightgbm==4.7.0" in pip and "azureml-inference-server-http==1.5.1" in pip
+    assert "lightgbm==4.7.0" in pip and "azureml-inference-server-http==1.5.1" in pip
+    # Jobs on Azure log through azureml-mlflow, which takes mlflow-skinny <= 3.15.0.
+    assert "azureml-mlflow==1.62.0.post6" in pip and "mlflow-skinny==3.15.0" in pip
+    assert not any(p.startswith("mlflow==") for p in pip)
     keras_pip = built["housing"][3]["environment.yml"].conda_file["dependencies"][-1]["pip"]
     assert "keras==3.15.0" in keras_pip and "torch==2.13.0" in keras_pip
 

@@ -26,19 +26,26 @@ RUNTIME_PINS: dict[str, str] = {
     "flaml": "2.7.0",
     "inference-schema": "1.8",
     "lightgbm": "4.7.0",
-    "mlflow": "3.17.2",
     "pandas": "3.1.1",
     "pyarrow": "25.0.1",
     "scikit-learn": "1.9.1",
 }
 
-# The pipeline's select and deploy steps talk to the workspace: MLflow through the azureml-mlflow plugin (whose
-# latest release takes mlflow-skinny <= 3.15.0) and the SDK with the submitting user's identity.
-SELECT_STEP_PINS: dict[str, str] = {
-    "azure-ai-ml": "1.35.2",
-    "azure-identity": "1.27.0",
+# MLflow in an Azure ML job logs to the workspace only through the azureml-mlflow plugin, whose newest release
+# (1.62.0.post6) takes mlflow-skinny <= 3.15.0 (and full mlflow 3.15.0 takes pandas < 3). So the environments pin
+# mlflow-skinny 3.15.0 with it, while capc itself runs mlflow 3.17.2: the same 3.x model format both ways (the
+# generated train.py was run under these pins and its model loaded with 3.17.2).
+AZURE_MLFLOW_PINS: dict[str, str] = {
     "azureml-mlflow": "1.62.0.post6",
     "mlflow-skinny": "3.15.0",
+}
+
+# The pipeline's select and deploy steps talk to the workspace: MLflow as above, and the SDK with the submitting
+# user's identity.
+SELECT_STEP_PINS: dict[str, str] = {
+    **AZURE_MLFLOW_PINS,
+    "azure-ai-ml": "1.35.2",
+    "azure-identity": "1.27.0",
     "pyyaml": "6.0.3",
 }
 
@@ -449,7 +456,7 @@ def _pipeline(spec, dataset: dict, automl: dict, sweep: dict | None) -> dict | N
 
 def _environment(spec, sweep: dict | None) -> dict:
     env = spec.data["environment"]
-    pip = [f"{name}=={version}" for name, version in sorted(RUNTIME_PINS.items())]
+    pip = [f"{name}=={version}" for name, version in sorted({**RUNTIME_PINS, **AZURE_MLFLOW_PINS}.items())]
     # The sweep family's extras (keras, torch): the deployment may serve the sweep's winner.
     if sweep and sweep["family"]:
         pip += [p for p in FAMILIES[sweep["family"]].pip if p not in pip]
