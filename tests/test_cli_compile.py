@@ -27,13 +27,6 @@ REPO = Path(__file__).resolve().parents[1]
 REFERENCE_SPECS = sorted((REPO / "specs").glob("*.yaml"))
 GOLDEN = REPO / "generated"
 
-try:
-    import capc.render.render  # noqa: F401  (written by the render stage; build/diff need it)
-
-    HAVE_RENDER = True
-except ImportError:
-    HAVE_RENDER = False
-needs_render = pytest.mark.skipif(not HAVE_RENDER, reason="capc.render.render (render_artifacts) does not exist yet")
 
 SPEC = """\
 name: bank-demo
@@ -198,7 +191,6 @@ def manifest_of(folder: Path) -> dict:
     return json.loads((folder / "manifest.json").read_text())
 
 
-@needs_render
 def test_build_writes_folder_and_manifest(runner: CliRunner, workdir: Path) -> None:
     path, out = write(workdir, SPEC), workdir / "out"
     result = run(runner, "build", path, "--out", out)
@@ -221,7 +213,6 @@ def test_build_writes_folder_and_manifest(runner: CliRunner, workdir: Path) -> N
     assert sorted(p.name for p in out.iterdir()) == ["bank-demo"]
 
 
-@needs_render
 def test_second_build_is_up_to_date(runner: CliRunner, workdir: Path) -> None:
     path, out = write(workdir, SPEC), workdir / "out"
     assert run(runner, "build", path, "--out", out).exit_code == 0
@@ -232,7 +223,6 @@ def test_second_build_is_up_to_date(runner: CliRunner, workdir: Path) -> None:
     assert {p: p.stat().st_mtime_ns for p in (out / "bank-demo").rglob("*")} == before  # not rewritten
 
 
-@needs_render
 def test_build_of_a_bad_spec_writes_nothing(runner: CliRunner, workdir: Path) -> None:
     out = workdir / "out"
     result = run(runner, "build", write(workdir, BAD_SPEC), "--out", out)
@@ -241,7 +231,6 @@ def test_build_of_a_bad_spec_writes_nothing(runner: CliRunner, workdir: Path) ->
     assert not out.exists()
 
 
-@needs_render
 def test_diff_is_clean_after_build(runner: CliRunner, workdir: Path) -> None:
     path, out = write(workdir, SPEC), workdir / "out"
     assert run(runner, "build", path, "--out", out).exit_code == 0
@@ -250,7 +239,6 @@ def test_diff_is_clean_after_build(runner: CliRunner, workdir: Path) -> None:
     assert result.stdout == f"{out / 'bank-demo'}: no changes\n"
 
 
-@needs_render
 def test_diff_before_any_build(runner: CliRunner, workdir: Path) -> None:
     path, out = write(workdir, SPEC), workdir / "out"
     result = run(runner, "diff", "--exit-code", "--stat", path, "--out", out)
@@ -260,7 +248,6 @@ def test_diff_before_any_build(runner: CliRunner, workdir: Path) -> None:
     assert not out.exists()  # diff never writes
 
 
-@needs_render
 def test_diff_shows_an_edited_file(runner: CliRunner, workdir: Path) -> None:
     path, out = write(workdir, SPEC), workdir / "out"
     assert run(runner, "build", path, "--out", out).exit_code == 0
@@ -285,7 +272,6 @@ def test_diff_shows_an_edited_file(runner: CliRunner, workdir: Path) -> None:
     assert job.read_text() == built
 
 
-@needs_render
 def test_diff_shows_a_removed_file(runner: CliRunner, workdir: Path) -> None:
     path, out = write(workdir, SPEC), workdir / "out"
     assert run(runner, "build", path, "--out", out).exit_code == 0
@@ -296,7 +282,6 @@ def test_diff_shows_a_removed_file(runner: CliRunner, workdir: Path) -> None:
     assert f"--- /dev/null\n+++ b/{(out / 'bank-demo').as_posix()}/score.py\n" in result.stdout
 
 
-@needs_render
 def test_diff_shows_an_extra_file(runner: CliRunner, workdir: Path) -> None:
     path, out = write(workdir, SPEC), workdir / "out"
     assert run(runner, "build", path, "--out", out).exit_code == 0
@@ -309,7 +294,6 @@ def test_diff_shows_an_extra_file(runner: CliRunner, workdir: Path) -> None:
     assert not (out / "bank-demo" / "notes.txt").exists()
 
 
-@needs_render
 def test_spec_change_shows_in_diff(runner: CliRunner, workdir: Path) -> None:
     path, out = write(workdir, SPEC), workdir / "out"
     assert run(runner, "build", path, "--out", out).exit_code == 0
@@ -320,7 +304,6 @@ def test_spec_change_shows_in_diff(runner: CliRunner, workdir: Path) -> None:
     assert "  ~ manifest.json\n" in result.stdout  # the spec hash changed
 
 
-@needs_render
 def test_interrupted_build_leaves_the_old_folder_whole(runner: CliRunner, workdir: Path, monkeypatch) -> None:
     path, out = write(workdir, SPEC), workdir / "out"
     assert run(runner, "build", path, "--out", out).exit_code == 0
@@ -377,7 +360,6 @@ def test_write_tree_replaces_exactly(tmp_path: Path) -> None:
     assert read_tree(target) == {"a.txt": b"3"}
 
 
-@needs_render
 def test_build_is_deterministic(runner: CliRunner, workdir: Path) -> None:
     path = write(workdir, SPEC)
     # Sibling folders at the same depth: the relative data paths inside the artifacts are the same.
@@ -387,7 +369,6 @@ def test_build_is_deterministic(runner: CliRunner, workdir: Path) -> None:
     assert first and first == second
 
 
-@needs_render
 def test_reference_specs_build_deterministically(runner: CliRunner, tmp_path: Path) -> None:
     specs = reference_checkout(tmp_path)
     for out in ("one", "two"):
@@ -408,8 +389,6 @@ def golden_names() -> list[str]:
     return sorted(p.name for p in GOLDEN.iterdir() if p.is_dir()) if GOLDEN.is_dir() else []
 
 
-@needs_render
-@pytest.mark.skipif(not golden_names(), reason="generated/ holds no goldens yet (the lead commits them with `capc build specs/*.yaml`)")
 def test_golden_files(runner: CliRunner, tmp_path: Path) -> None:
     specs = reference_checkout(tmp_path)
     result = run(runner, "build", *sorted(specs.glob("*.yaml")), "--out", tmp_path / "generated")

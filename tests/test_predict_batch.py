@@ -36,8 +36,7 @@ def registered(tmp_path_factory):
 
     home = tmp_path_factory.mktemp("capc_home")
     job = generated_job_dir(home / "generated")
-    if job is None:
-        pytest.skip("capc build does not generate score.py")
+    assert job is not None, "capc build generated no score.py"
     model_dir = save_model(home / "trained" / "model", pip_requirements=["scikit-learn"])
     previous = os.environ.get("CAPC_HOME")
     os.environ["CAPC_HOME"] = str(home)
