@@ -74,10 +74,10 @@ def test_model_reference_comes_from_the_registry_layout(tmp_path):
 def test_azureml_model_dir_is_the_version_folder_of_a_registered_model(tmp_path):
     version = tmp_path / "registry" / "bank" / "3"
     (version / "model").mkdir(parents=True)
-    assert endpoints._azureml_model_dir(version / "model") == version / "model"
+    assert endpoints.azureml_model_dir(version / "model") == version / "model"
     (version / "registration.json").write_text("{}")
-    assert endpoints._azureml_model_dir(version / "model") == version
-    assert endpoints._azureml_model_dir(tmp_path / "outputs" / "model") == tmp_path / "outputs" / "model"
+    assert endpoints.azureml_model_dir(version / "model") == version
+    assert endpoints.azureml_model_dir(tmp_path / "outputs" / "model") == tmp_path / "outputs" / "model"
 
 
 def test_deployment_settings_are_read_from_deployment_yml(tmp_path):

@@ -27,6 +27,7 @@ import yaml
 
 from capc.errors import CapcError
 from capc.local import registry, tracking
+from capc.local.sweep import output_tail
 
 STEP_LOG = "step.log"
 WINNER_FILE = "winner.json"
@@ -151,11 +152,7 @@ def run_pipeline(spec, job_dir: Path, spec_args: list[str], resume: bool = False
         runner.stop_all()
         tracking.finish_run(mlflow_client, run_id, "failed")
         raise
-    for step in steps:
-        if step.type in ENGINE_STEPS and step.status == "completed":
-            result.summaries[step.name] = json.loads((runner.output_dir(step) / STEP_SUMMARY).read_text())
-            step.value = float(result.summaries[step.name]["value"])
-    result.winner, result.model = runner.winner, runner.model
+    result.summaries, result.winner, result.model = runner.summaries, runner.winner, runner.model
     status = "interrupted" if result.interrupted else ("failed" if result.failed else "completed")
     tracking.finish_run(mlflow_client, run_id, status)
     return result
@@ -181,6 +178,7 @@ class _GraphRunner:
         self.mlflow_client, self.exp_id, self.run_id = mlflow_client, exp_id, run_id
         self.display = display
         self.processes: dict[str, subprocess.Popen] = {}
+        self.summaries: dict[str, dict] = {}  # engine step -> the metrics.json it left
         self.winner: dict | None = None
         self.model: registry.ModelVersion | None = None
 
@@ -194,19 +192,13 @@ class _GraphRunner:
             folder = self.output_dir(step, output)
             if (folder / WINNER_FILE).is_file() and (folder / "model" / "MLmodel").is_file():
                 self.winner = json.loads((folder / WINNER_FILE).read_text())
-                summary = self._summary(self.winner.get("source", ""))
+                summary = next((v for k, v in self.summaries.items() if self.steps[k].type == self.winner.get("source")), {})
                 self.model = _register(self.spec, self.job_dir, folder, self.winner, summary, self.run_id)
                 self.mlflow_client.set_tag(self.run_id, "capc.registered_model", self.model.ref)
                 self.mlflow_client.log_metric(self.run_id, self.spec.metric, float(self.winner["value"]))
                 step.detail = f"winner: {self.winner.get('source')}, registered {self.model.ref}"
                 step.value = float(self.winner["value"])
                 return
-
-    def _summary(self, source: str) -> dict:
-        for step in self.steps.values():
-            if step.type == source and (self.output_dir(step) / STEP_SUMMARY).is_file():
-                return json.loads((self.output_dir(step) / STEP_SUMMARY).read_text())
-        return {}
 
     def run(self, poll_s: float) -> None:
         while True:
@@ -292,11 +284,14 @@ class _GraphRunner:
         step.ended = time.monotonic()
         if code == 0:
             step.status = "completed"
-            if step.type == "command" and self.model is None:
+            if step.type in ENGINE_STEPS:
+                self.summaries[step.name] = json.loads((self.output_dir(step) / STEP_SUMMARY).read_text())
+                step.value = float(self.summaries[step.name]["value"])
+            elif step.type == "command" and self.model is None:
                 self._register_winner(step)
         else:
             step.status = "interrupted" if code in (130, -2) else "failed"
-            step.output_tail = _tail(step.log)
+            step.output_tail = output_tail(step.log, 15) if step.log else ""
             last = next((line.strip() for line in reversed(step.output_tail.splitlines()) if line.strip()), "")
             step.detail = f"exit status {code}" + (f": {last}" if last else "")
         if step.run_id:
@@ -324,8 +319,3 @@ class _GraphRunner:
             if step.status == "waiting":
                 step.status, step.detail = "skipped", "not run: interrupted"
 
-
-def _tail(path: Path | None, lines: int = 15) -> str:
-    if path is None or not path.is_file():
-        return ""
-    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])

@@ -148,11 +148,7 @@ class PipelineProgress:
 
 
 def _last_line(path) -> str:
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, 2)
-            f.seek(max(0, f.tell() - 2048))
-            lines = [line for line in f.read().decode(errors="replace").splitlines() if line.strip()]
-    except OSError:
-        return ""
+    from capc.local.sweep import output_tail
+
+    lines = [line for line in output_tail(path, 5).splitlines() if line.strip()]
     return lines[-1][:100] if lines else ""

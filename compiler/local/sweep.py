@@ -246,7 +246,8 @@ class _Running:
     killed: bool = False
 
 
-def _tail(path: Path, lines: int = OUTPUT_TAIL_LINES) -> str:
+def output_tail(path: Path, lines: int = OUTPUT_TAIL_LINES) -> str:
+    """The last lines a process wrote to its log (read from the end: logs can be large)."""
     try:
         with open(path, "rb") as handle:
             handle.seek(0, os.SEEK_END)
@@ -457,7 +458,7 @@ class _SweepRunner:
         else:
             status = COMPLETED
         if status == FAILED:
-            trial.output_tail = _tail(Path(trial.log_path))
+            trial.output_tail = output_tail(Path(trial.log_path))
         self.record(trial, entry.optuna_trial, status)
 
     def record(self, trial: SweepTrial, optuna_trial, status: str) -> None:

@@ -78,7 +78,7 @@ def collect(model: ModelVersion) -> ReportData:
     board = _board(scope, model.metric, model.goal, winner_id)
     origin = root.start if root else min(r.start for r in scope)
     job_dir = Path(model.job_dir)
-    sweep_job = _yaml_file(job_dir / "sweep_job.yml")
+    sweep_job = read_yaml_mapping(job_dir / "sweep_job.yml")
     parameters = list((sweep_job or {}).get("search_space") or {}) or sorted(
         {k for r in scope if r.kind == "trial" for k in r.params if k != "family"}
     )
@@ -235,7 +235,8 @@ def find_spec_file(sha256: str, folders: list[Path]) -> Path | None:
     return None
 
 
-def _yaml_file(path: Path) -> dict | None:
+def read_yaml_mapping(path: Path) -> dict | None:
+    """A YAML file's mapping; None when it is missing, unreadable or not a mapping."""
     try:
         loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError):

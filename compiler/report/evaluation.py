@@ -26,6 +26,7 @@ import yaml
 from capc.errors import CapcError
 from capc.local.data import mltable_source, read_frame
 from capc.local.registry import ModelVersion
+from capc.report.collect import read_yaml_mapping
 
 MAX_ROWS = 5_000
 TRAINED_ON_SHARE = 0.2
@@ -91,7 +92,7 @@ def _trial_holdout(job_dir: Path) -> _Rows | None:
     """The held-out rows of the generated trial script's split, or trained-on rows under cross-validation;
     None when the trial script is not one capc generated (its split cannot be known)."""
     script = job_dir / "src" / "train.py"
-    job = _yaml(job_dir / "sweep_job.yml")
+    job = read_yaml_mapping(job_dir / "sweep_job.yml")
     if not script.is_file() or job is None or not _is_generated(script):
         return None
     data, target = _trial_input(job, job_dir)
@@ -159,7 +160,7 @@ def _import_script(script: Path):
 def _trained_on_sample(job_dir: Path, source: str) -> _Rows:
     """The training table as AutoML reads it (the job's MLTable), unlabelled rows dropped."""
     data_file, fmt, drop = mltable_source(job_dir / "data")
-    job = _yaml(job_dir / "automl_job.yml") or {}
+    job = read_yaml_mapping(job_dir / "automl_job.yml") or {}
     target = job.get("target_column_name")
     frame = read_frame(data_file, fmt, drop)
     if not target or target not in frame.columns:
@@ -268,10 +269,3 @@ def _scores(evaluation: Evaluation) -> dict[str, float]:
             pass
     return scores
 
-
-def _yaml(path: Path) -> dict | None:
-    try:
-        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
-        return None
-    return loaded if isinstance(loaded, dict) else None

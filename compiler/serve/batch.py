@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from capc.errors import CapcError
-from capc.serve.endpoints import _azureml_model_dir
+from capc.serve.endpoints import azureml_model_dir
 from capc.serve.inference_server import ENTRY_SCRIPT
 
 DEFAULT_CHUNK_ROWS = 10_000
@@ -278,7 +278,7 @@ def loaded_scoring_script(job_dir: Path, model_dir: Path):
     if not model_dir.is_dir():
         raise CapcError(f"model folder {model_dir} does not exist.")
     saved_environment, saved_path = dict(os.environ), list(sys.path)
-    os.environ["AZUREML_MODEL_DIR"] = str(_azureml_model_dir(model_dir.absolute()))
+    os.environ["AZUREML_MODEL_DIR"] = str(azureml_model_dir(model_dir.absolute()))
     os.environ["AML_APP_ROOT"] = str(job_dir.absolute())
     sys.path.append(str(job_dir.absolute()))  # as azmlinfsrv appends its app root: score.py's sibling modules import
     try:

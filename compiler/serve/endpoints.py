@@ -181,7 +181,7 @@ def _model_ref(model_dir: Path) -> str:
     return model_dir.name
 
 
-def _azureml_model_dir(model_dir: Path) -> Path:
+def azureml_model_dir(model_dir: Path) -> Path:
     """What AZUREML_MODEL_DIR points at. Azure mounts a registered model as <name>/<version>/<its folder>, so for
     a registry entry it is the version folder, with the MLflow folder inside, as score.py will find it on Azure."""
     version_dir = model_dir.parent
@@ -221,7 +221,7 @@ def _start_server(folder, name, model_dir, job_dir, generation, settings, ready_
     code_dir = gen_dir / "code"
     inference_server.snapshot_code(job_dir, code_dir)
     port = free_port()
-    argv, env = inference_server.command(code_dir, _azureml_model_dir(model_dir), port, settings, service_name=name)
+    argv, env = inference_server.command(code_dir, azureml_model_dir(model_dir), port, settings, service_name=name)
     log_file = gen_dir / SERVER_LOG
     process = start_detached(argv, log_file, env, cwd=code_dir)
     problem = wait_until_healthy(process, port, "/", ready_timeout_s, expect=b"Healthy")
