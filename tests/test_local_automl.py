@@ -265,6 +265,19 @@ def test_bank_candidates_are_reported_as_they_finish_with_azure_names(bank):
         assert all(not isinstance(v, np.generic) for v in c.params.values())
 
 
+def test_search_starts_from_flamls_zero_shot_configuration_for_the_data(bank):
+    """Warm start: the first trial is FLAML's meta-learned suggestion for this data, not its 4-tree cold start."""
+    from flaml.default import suggest_config
+
+    frame, job, result, _ = bank
+    first = result.candidates[0]
+    X, y = frame.drop(columns=["y"]), (frame["y"] == "yes").astype(int)
+    suggested = suggest_config("classification", X, y, first.engine_estimator, "", k=1)[0]["hyperparameters"]
+    assert first.params.keys() == suggested.keys()
+    for key, value in suggested.items():
+        assert first.params[key] == pytest.approx(value), key
+
+
 def test_accuracy_is_maximised_and_the_best_is_served(bank):
     frame, job, result, _ = bank
     completed = [c for c in result.candidates if c.status == "completed"]

@@ -14,6 +14,11 @@ How Azure's settings map (what FLAML cannot do is said here, and at run time in 
   trial_timeout_minutes -> `train_time_limit`; max_trials and exit_score end the search after the trial that
   reaches them; enable_early_termination -> FLAML `early_stop` (its convergence test: FLAML's trials are many
   and small, so Azure's "no gain in 20 iterations" would stop it long before its search has converged).
+- Warm start: each learner's first trial is FLAML's zero-shot configuration for this data (`starting_points=
+  "data"`: a portfolio meta-learned offline and shipped inside FLAML, picked by the data's size and shape), as
+  Azure's first trials are its recommender's configurations. FLAML's own cold start (4 trees, 4 leaves, growing
+  from there) spends a trial cap like Azure's 30-40 on toy models within seconds: housing, 40 trials, stopped
+  after 8 s at a 31,342 holdout MAE; warm-started, the same cap used the budget and reached 28,991.
 - max_concurrent_trials: not honoured; FLAML runs trials one after another (parallel trials need Ray or
   Spark), each on all cores but one (see _trial_threads).
 - normalized_mean_absolute_error: LightGBM also searches its absolute-error objective, so it trains on the
@@ -64,6 +69,8 @@ ENSEMBLE_ITERATIONS = 15  # Azure's default ensemble_iterations
 ENSEMBLE_LIBRARY_SIZE = 15  # best candidates the selection draws from
 STACK_MAX_MEMBERS = 6
 MIN_ROWS = 10
+# Where each learner's search starts: FLAML's zero-shot configurations for the data (see the module docstring).
+STARTING_POINTS = "data"
 
 
 # ================================================================== settings
@@ -713,7 +720,8 @@ def run_automl(frame: pd.DataFrame, settings: AutoMLSettings, on_candidate: Call
     fit_args = dict(
         task=settings.task,
         metric=scorer,
-        estimator_list=estimators,
+        estimator_list=list(estimators),  # FLAML reorders it in place (zero-shot puts the suggested learner first)
+        starting_points=STARTING_POINTS,
         time_budget=search_budget,
         # FLAML does not score a lone trial; max_trials 1 is enforced by the listener instead.
         max_iter=max(2, settings.max_trials),
