@@ -17,8 +17,8 @@ How Azure's settings map (what FLAML cannot do is said here, and at run time in 
 - Warm start: each learner's first trial is FLAML's zero-shot configuration for this data (`starting_points=
   "data"`: a portfolio meta-learned offline and shipped inside FLAML, picked by the data's size and shape), as
   Azure's first trials are its recommender's configurations. FLAML's own cold start (4 trees, 4 leaves, growing
-  from there) spends a trial cap like Azure's 30-40 on toy models within seconds: housing, 40 trials, stopped
-  after 8 s at a 31,342 holdout MAE; warm-started, the same cap used the budget and reached 28,991.
+  from there) spends a trial cap like Azure's 30-40 on toy models within seconds: housing (2-minute budget,
+  40 trials) stopped after 8 s at a 31,342 holdout MAE; warm-started, it used the budget and reached 28,991.
 - max_concurrent_trials: not honoured; FLAML runs trials one after another (parallel trials need Ray or
   Spark), each on all cores but one (see _trial_threads).
 - normalized_mean_absolute_error: LightGBM also searches its absolute-error objective, so it trains on the
