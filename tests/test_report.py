@@ -23,16 +23,11 @@ from capc.cli import cli
 from capc.local import registry
 from capc.report import evaluation
 from devtools import FETCHING, chromium_page
+from engine_workdir import csv_head, use_private_capc_home
 
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 HOSTILE_DESCRIPTION = "<b>digits</b> & <script>alert(1)</script>"
-
-
-def _sample(source: Path, target: Path, rows: int) -> None:
-    lines = source.read_text().splitlines(keepends=True)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text("".join(lines[: rows + 1]))
 
 
 def _invoke(*args):
@@ -41,9 +36,7 @@ def _invoke(*args):
 
 @pytest.fixture
 def workdir(tmp_path, monkeypatch):
-    monkeypatch.setenv("CAPC_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
-    monkeypatch.chdir(tmp_path)
+    use_private_capc_home(monkeypatch, tmp_path)
     return tmp_path
 
 
@@ -88,7 +81,7 @@ def test_image_models_get_a_note_instead_of_validation_figures(workdir):
 
 
 def _build(workdir: Path, dataset_extra: str, trials: str = "  model: logistic_regression\n") -> Path:
-    _sample(REPO / "specs/data/digits/digits_train.csv", workdir / "data/digits.csv", 300)
+    csv_head(REPO / "specs/data/digits/digits_train.csv", workdir / "data/digits.csv", 300)
     spec = workdir / "digits.yaml"
     spec.write_text(
         f"name: digits-rows\ndataset: {{path: data/digits.csv, format: csv, target: label{dataset_extra}}}\n"
@@ -164,11 +157,9 @@ def submitted(tmp_path_factory):
     """Two real local submits (AutoML and a sweep each) in one $CAPC_HOME, then `capc report` of each."""
     root = tmp_path_factory.mktemp("report")
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("CAPC_HOME", str(root / "home"))
-        patch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
-        patch.chdir(root)
-        _sample(REPO / "specs/data/digits/digits_train.csv", root / "data/digits.csv", 400)
-        _sample(REPO / "specs/data/housing/housing.csv", root / "data/housing.csv", 800)
+        use_private_capc_home(patch, root)
+        csv_head(REPO / "specs/data/digits/digits_train.csv", root / "data/digits.csv", 400)
+        csv_head(REPO / "specs/data/housing/housing.csv", root / "data/housing.csv", 800)
         (root / "digits.yaml").write_text(CLASSIFICATION)
         (root / "housing.yaml").write_text(REGRESSION)
         for spec in ("digits.yaml", "housing.yaml"):

@@ -10,26 +10,19 @@ import pytest
 from click.testing import CliRunner
 
 from capc.cli import cli
+from engine_workdir import csv_head, use_private_capc_home
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _sample(source: Path, target: Path, rows: int) -> None:
-    lines = source.read_text().splitlines(keepends=True)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text("".join(lines[: rows + 1]))
-
-
 @pytest.fixture
 def workdir(tmp_path, monkeypatch):
-    monkeypatch.setenv("CAPC_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
-    monkeypatch.chdir(tmp_path)
+    use_private_capc_home(monkeypatch, tmp_path)
     return tmp_path
 
 
 def _digits_spec(workdir: Path, extra: str = "") -> Path:
-    _sample(REPO / "specs/data/digits/digits_train.csv", workdir / "data/digits.csv", 400)
+    csv_head(REPO / "specs/data/digits/digits_train.csv", workdir / "data/digits.csv", 400)
     spec = workdir / "digits.yaml"
     spec.write_text(
         "name: digits-small\n"
@@ -123,7 +116,7 @@ def test_missing_data_file_is_reported_before_anything_runs(workdir):
     ],
 )
 def test_automl_and_sweep_end_to_end(workdir, name, source, target, task, metric, rows):
-    _sample(REPO / "specs/data" / source, workdir / "data/train.csv", rows)
+    csv_head(REPO / "specs/data" / source, workdir / "data/train.csv", rows)
     spec = workdir / f"{name}.yaml"
     spec.write_text(
         f"name: {name}\ndataset: {{path: data/train.csv, format: csv, target: {target}, validation_fraction: 0.2}}\n"
