@@ -85,7 +85,7 @@ def pick_model(home: Path, args) -> tuple[Path, Path, str]:
     job = build_generated(home)
     if job is not None:
         try:
-            from capc.local import registry
+            from capc.state import registry
 
             model = registry.get("bankmarketing")
             return model.model_dir, job, f"registered {model.ref} ({model.source}) + generated score.py"

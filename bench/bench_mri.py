@@ -104,7 +104,8 @@ def automl_job(spec_file: Path, minutes: int) -> dict:
 
 
 def train_automl(job_dir: Path, minutes: int, home: Path):
-    from capc.local import images, tracking
+    from capc.local import images
+    from capc.state import tracking
 
     os.environ["CAPC_HOME"] = str(home)
     client = tracking.client()

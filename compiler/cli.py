@@ -152,7 +152,7 @@ def _build_for_submit(spec_path: Path, overrides: list[str], out_dir: Path):
 
     from capc.artifacts import plan_changes, write_tree
     from capc.build import compile_spec
-    from capc.local.registry import capc_home
+    from capc.state.home import capc_home
     from capc.spec import load_spec
 
     spec = load_spec(spec_path, overrides)
@@ -261,7 +261,7 @@ def runs(name: str | None, as_json: bool) -> None:
     """Every run and child run (status, duration, parameters, metrics)."""
     from capc import views
 
-    from capc.local.tracking import list_runs
+    from capc.state.tracking import list_runs
 
     rows = list_runs(name)
     if as_json:
@@ -280,7 +280,7 @@ def leaderboard(name: str, as_json: bool) -> None:
     """AutoML candidates and sweep trials of NAME, best first by the primary metric."""
     from capc import views
 
-    from capc.local.tracking import list_runs
+    from capc.state.tracking import list_runs
 
     rows = list_runs(name)
     submits = [r for r in rows if r.kind == "submit"]
@@ -295,7 +295,7 @@ def leaderboard(name: str, as_json: bool) -> None:
 
 
 def _metric_of(submit_row):
-    from capc.local.tracking import client
+    from capc.state.tracking import client
 
     tags = client().get_run(submit_row.run_id).data.tags
     return tags["capc.metric"], tags["capc.goal"]
@@ -313,7 +313,7 @@ def models_list(name: str | None, as_json: bool) -> None:
     """Registered models and versions."""
     from capc import views
 
-    from capc.local import registry
+    from capc.state import registry
 
     found = registry.list_models(name)
     if as_json:
@@ -332,7 +332,7 @@ def models_show(ref: str, as_json: bool) -> None:
     """One registered model version (latest by default)."""
     from capc import views
 
-    from capc.local import registry
+    from capc.state import registry
 
     model = registry.get(ref)
     if as_json:
@@ -354,7 +354,7 @@ def status(name_or_job: str, target: str, workspace_config: Path | None) -> None
         azure_status(name_or_job, _workspace(workspace_config) if workspace_config else None)
         return
     from capc import views
-    from capc.local.tracking import list_runs
+    from capc.state.tracking import list_runs
 
     rows = [r for r in list_runs(name_or_job) if r.kind in ("submit", "automl", "sweep")]
     if not rows:
@@ -413,7 +413,7 @@ def deploy(name: str, model_ref: str | None, target: str, port: int | None, work
         azure_deploy(_azure_job_dir(name), name, _workspace(workspace_config) if workspace_config else None, model_version=version)
         return
     from capc import serve
-    from capc.local import registry
+    from capc.state import registry
 
     model = registry.get(model_ref or name)
     info = serve.deploy(name, model.model_dir, Path(model.job_dir), port=port, model_ref=model.ref)
@@ -607,7 +607,7 @@ def bench_command(name: str, request_count: int, concurrency: int, rows_per_requ
 def predict_command(ref: str, input_path: Path, output_path: Path, chunk_rows: int | None, as_json: bool) -> None:
     """Score a CSV file of any size with a registered model (latest by default), as its local endpoint would."""
     from capc import views
-    from capc.local import registry
+    from capc.state import registry
     from capc.serve.batch import BatchProgress, score_csv
 
     model = registry.get(ref)

@@ -447,7 +447,7 @@ def test_score_swagger_describes_base64_images(score):
 @needs_keras
 @pytest.mark.slow
 def test_run_image_automl_end_to_end(tmp_path, monkeypatch):
-    from capc.local import tracking
+    from capc.state import tracking
     from capc.local.submit import Outcome
 
     monkeypatch.setenv("CAPC_HOME", str(tmp_path / "home"))

@@ -32,7 +32,7 @@ ROWS, CHUNK_ROWS = 2500, 1000
 @pytest.fixture(scope="module")
 def registered(tmp_path_factory):
     """bank:1 in a fresh $CAPC_HOME, trained from generated/bankmarketing/, plus a 2,500-row input file."""
-    from capc.local import registry
+    from capc.state import registry
 
     home = tmp_path_factory.mktemp("capc_home")
     job = generated_job_dir(home / "generated")

@@ -20,7 +20,7 @@ import pytest
 from click.testing import CliRunner
 
 from capc.cli import cli
-from capc.local import registry
+from capc.state import registry
 from capc.report import evaluation
 from devtools import FETCHING, chromium_page
 from engine_workdir import csv_head, use_private_capc_home

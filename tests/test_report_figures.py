@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from capc.local.registry import ModelVersion
+from capc.state.registry import ModelVersion
 from capc.report import default_report_path, figures
 from capc.report.collect import BoardRow, ReportData, find_spec_file
 from capc.report.evaluation import Evaluation

@@ -357,7 +357,7 @@ def _client_for(job_dir: Path, workspace: WorkspaceRef | None, credential):
 
 
 def record_path(name: str) -> Path:
-    from capc.local.registry import capc_home
+    from capc.state.home import capc_home
 
     return capc_home() / "azure" / f"{name}.json"
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import yaml
 
 from capc.errors import CapcError
-from capc.local import tracking
+from capc.state import tracking
 from capc.render.plan import IMAGE_SUFFIXES  # one list of image suffixes for the build's listing and this scan
 
 FAMILY = "keras_cnn"

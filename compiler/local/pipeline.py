@@ -26,7 +26,7 @@ from pathlib import Path
 import yaml
 
 from capc.errors import CapcError
-from capc.local import registry, tracking
+from capc.state import registry, tracking
 from capc.local.sweep import output_tail
 
 STEP_LOG = "step.log"

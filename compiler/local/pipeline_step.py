@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from capc.errors import CapcError
-from capc.local import registry, tracking
+from capc.state import registry, tracking
 from capc.local.pipeline import STEP_SUMMARY
 
 

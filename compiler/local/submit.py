@@ -16,7 +16,7 @@ import yaml
 
 from capc import azure_names
 from capc.errors import CapcError
-from capc.local import registry, tracking
+from capc.state import registry, tracking
 from capc.local.data import check_target, mltable_source, read_frame
 
 

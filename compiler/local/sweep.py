@@ -42,7 +42,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from capc.errors import CapcError
-from capc.local import samplers, tracking
+from capc.local import samplers
+from capc.state import tracking
 from capc.local.launch import Launcher
 from capc.local.policies import MAXIMIZE, MINIMIZE, policy_from_mapping
 

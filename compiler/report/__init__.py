@@ -34,7 +34,7 @@ def default_report_path(ref: str) -> Path:
 
 
 def write_report(ref: str, out: Path | None = None) -> WrittenReport:
-    from capc.local import registry
+    from capc.state import registry
     from capc.report.collect import collect
     from capc.report.evaluation import evaluate
     from capc.report.page import render_page

@@ -17,8 +17,8 @@ import yaml
 
 from capc import azure_names
 from capc.errors import CapcError
-from capc.local import registry, tracking
-from capc.local.registry import ModelVersion
+from capc.state import registry, tracking
+from capc.state.registry import ModelVersion
 from capc.report.figures import RunCurve, TrialPoint
 
 SPEC_SUFFIXES = (".yaml", ".yml")

@@ -25,7 +25,7 @@ import yaml
 
 from capc.errors import CapcError
 from capc.local.data import mltable_source, read_frame
-from capc.local.registry import ModelVersion
+from capc.state.registry import ModelVersion
 from capc.report.collect import read_yaml_mapping
 
 MAX_ROWS = 5_000

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from capc.artifacts import atomic_write_bytes
 from capc.errors import CapcError
+from capc.state.home import capc_home
 
 STATE = "state.json"
 KEYS = "keys.json"
@@ -35,13 +36,8 @@ SERVER_LOG = "server.log"
 NAME_PATTERN = re.compile(r"^[a-zA-Z][a-zA-Z0-9-]{0,30}[a-zA-Z0-9]$")
 
 
-def default_home() -> Path:
-    """$CAPC_HOME, else .capc/ in the working directory (the registry's rule)."""
-    return Path(os.environ.get("CAPC_HOME") or ".capc").absolute()
-
-
 def endpoints_root(home: Path | None) -> Path:
-    return Path(home or default_home()).absolute() / "endpoints"
+    return Path(home or capc_home()).absolute() / "endpoints"
 
 
 def endpoint_dir(name: str, home: Path | None) -> Path:

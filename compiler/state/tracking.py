@@ -1,4 +1,4 @@
-"""Backend, local: the MLflow tracking store under $CAPC_HOME (sqlite), where every run and child run lives.
+"""Shared state: the MLflow tracking store under $CAPC_HOME (sqlite), where every run and child run lives.
 
 `mlflow ui --backend-store-uri sqlite:///.capc/mlflow.db` browses what capc records here.
 """
@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from capc.local.registry import capc_home
+from capc.state.home import capc_home
 
 KIND_TAG = "capc.kind"  # submit | automl | candidate | sweep | trial
 STATUS_TAG = "capc.status"  # finer than MLflow's: completed | failed | early_terminated | interrupted

@@ -1,4 +1,4 @@
-"""Backend, local: the model registry under $CAPC_HOME/registry/<name>/<version>/.
+"""Shared state: the model registry under $CAPC_HOME/registry/<name>/<version>/.
 
 Each version holds `model/` (an MLflow model directory) and `registration.json`. Versions are allocated with
 os.mkdir, which is atomic, so concurrent submits sharing one $CAPC_HOME never take the same number; a version
@@ -16,13 +16,9 @@ from pathlib import Path
 
 from capc.artifacts import atomic_write_bytes
 from capc.errors import CapcError
+from capc.state.home import capc_home
 
 REGISTRATION = "registration.json"
-
-
-def capc_home() -> Path:
-    """State folder: $CAPC_HOME, else .capc/ in the working directory."""
-    return Path(os.environ.get("CAPC_HOME") or ".capc").absolute()
 
 
 @dataclass(frozen=True)
