@@ -27,7 +27,7 @@ import warnings
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "serve")]  # serve_fixtures and the repo module it imports
 
 from capc import serve  # noqa: E402
 from capc.serve.state import read_state  # noqa: E402
@@ -97,7 +97,7 @@ def pick_model(home: Path, args) -> tuple[Path, Path, str]:
     from serve_fixtures import job_dir, registered_model
 
     model_dir = registered_model(home, "bankmarketing", 1, rows=5000)
-    return model_dir, job_dir(home / "job"), "fixture: OneHotEncoder+StandardScaler+LogisticRegression, tests/serve_assets/score.py"
+    return model_dir, job_dir(home / "job"), "fixture: OneHotEncoder+StandardScaler+LogisticRegression, tests/serve/serve_assets/score.py"
 
 
 def in_process_ms(model_dir: Path, job: Path, rows: list[dict]) -> dict:

@@ -1,10 +1,22 @@
-"""Shared set-up for tests that run the local engine: a private $CAPC_HOME and small samples of the real data."""
+"""What every test folder shares as plain names: the repository's reference specs and data, small samples of that
+data, and a private $CAPC_HOME for tests that run the engine.
+
+A module rather than tests/conftest.py because test modules need these names at import time (parametrize lists),
+and conftest modules, one per folder, cannot be imported by name. The fixtures built on them are in tests/conftest.py.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SPECS = REPO / "specs"
+DATA = SPECS / "data"
+REFERENCE_SPECS = sorted(SPECS.glob("*.yaml"))
+REFERENCE_NAMES = tuple(path.stem for path in REFERENCE_SPECS)
+TEST_DOMAIN = "capc.test"  # the fake services' names: resolve to 127.0.0.1 under the network guard
 
 
 def use_private_capc_home(patch: pytest.MonkeyPatch, root: Path) -> None:

@@ -24,7 +24,6 @@ import datetime
 import ipaddress
 import json
 import re
-import socket
 import ssl
 import threading
 import time
@@ -34,7 +33,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
-import pytest
+from repo import REPO, TEST_DOMAIN
 
 SUBSCRIPTION = "00000000-1111-2222-3333-444444444444"
 RESOURCE_GROUP = "rg-capc"
@@ -45,8 +44,7 @@ TOKEN_KEY = "capc-fake-azure-signing-key-0123456789"  # HS256: the fake checks w
 ENDPOINT_KEYS = ("primary-key-0001", "secondary-key-0002")
 STORAGE_ACCOUNT = "capcstore"
 BLOB_CONTAINER = "azureml-blobstore-0000"
-STORAGE_DOMAIN = "capc.test"  # <account>.blob.capc.test resolves to 127.0.0.1 under the `no_outbound` guard
-LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
+STORAGE_DOMAIN = TEST_DOMAIN  # <account>.blob.capc.test resolves to 127.0.0.1 under the `no_outbound` guard
 RM_PROVIDER = "Microsoft.MachineLearningServices"
 
 
@@ -658,80 +656,8 @@ def _handler_for(fake: FakeAzureML):
     return Handler
 
 
-# ---------------------------------------------------------------- pytest fixtures
-
-
-class OutboundBlocked(ConnectionRefusedError):
-    """A test tried to reach beyond this machine (Azure, the instance metadata service, a CDN)."""
-
-
-@pytest.fixture
-def no_outbound(monkeypatch):
-    """Refuse every socket connect and name lookup that is not loopback; `*.capc.test` resolves to 127.0.0.1.
-
-    Keeps the Azure tests hermetic and makes it impossible to reach 169.254.169.254 (managed identity).
-    Returns the list of refused destinations so a test can assert nothing tried.
-    """
-    refused: list = []
-    real_getaddrinfo = socket.getaddrinfo
-    real_connect = socket.socket.connect
-    real_connect_ex = socket.socket.connect_ex
-
-    def getaddrinfo(host, *args, **kwargs):
-        name = host.decode() if isinstance(host, bytes) else host
-        if isinstance(name, str) and name.endswith("." + STORAGE_DOMAIN):
-            name = "127.0.0.1"
-        if name not in LOOPBACK and name is not None:
-            refused.append(name)
-            raise socket.gaierror(socket.EAI_NONAME, f"capc tests: lookup of {name} refused (loopback only)")
-        return real_getaddrinfo(name, *args, **kwargs)
-
-    def _check(address):
-        if isinstance(address, tuple) and address and address[0] not in LOOPBACK:
-            refused.append(address[0])
-            raise OutboundBlocked(f"capc tests: connection to {address[0]} refused (loopback only)")
-
-    def connect(self, address):
-        _check(address)
-        return real_connect(self, address)
-
-    def connect_ex(self, address):
-        _check(address)
-        return real_connect_ex(self, address)
-
-    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
-    monkeypatch.setattr(socket.socket, "connect", connect)
-    monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
-    return refused
-
-
-@pytest.fixture
-def fake_azure(tmp_path, monkeypatch, no_outbound):
-    """A running fake Azure ML service, with azure-ai-ml pointed at it through the environment."""
-    # azure-ai-ml evaluates some defaults at import time from the cloud metadata: import it before the fake's
-    # metadata URL is set, so tests see only the requests of the code under test.
-    import azure.ai.ml.entities  # noqa: F401
-    import azure.ai.ml.operations._data_operations as data_operations
-
-    fake = FakeAzureML(tmp_path).start()
-    for key, value in fake.env().items():
-        monkeypatch.setenv(key, value)
-    # azure-ai-ml remembers the current cloud in the process environment: start and end each test without one.
-    monkeypatch.setenv("AZUREML_CURRENT_CLOUD", "placeholder")
-    monkeypatch.delenv("AZUREML_CURRENT_CLOUD")
-    # The managed-identity endpoints, should anything ever build a ManagedIdentityCredential: loopback, closed.
-    monkeypatch.setenv("IDENTITY_ENDPOINT", "http://127.0.0.1:9/token")
-    monkeypatch.setenv("IMDS_ENDPOINT", "http://127.0.0.1:9")
-    monkeypatch.setenv("AZURE_POD_IDENTITY_AUTHORITY_HOST", "http://127.0.0.1:9")
-    # The MLTable JSON schema lives on a public CDN that azure-ai-ml fetches with three retries (~5 s); here it
-    # is unreachable by design, so answer "not available" at once (the SDK then skips that validation).
-    monkeypatch.setattr(data_operations, "download_mltable_metadata_schema", _schema_unavailable)
-    yield fake
-    fake.stop()
-    assert not no_outbound, f"tried to reach beyond loopback: {no_outbound}"
-
-
-def _schema_unavailable(url, requests_pipeline):
+def schema_unavailable(url, requests_pipeline):
+    """Stands in for azure-ai-ml's download of the MLTable JSON schema from a public CDN."""
     raise ConnectionError(f"{url}: not reachable from the tests")
 
 
@@ -772,10 +698,6 @@ class FakeCredential:
 
 # ---------------------------------------------------------------- compiled job folders
 
-REPO = Path(__file__).resolve().parents[1]
-REFERENCE_SPECS = ("bankmarketing", "housing", "mnist", "mri")
-
-
 def compiled_job_dir(name: str, scratch: Path) -> Path:
     """generated/<name>/ when the build has been committed, else a fresh `capc build` of specs/<name>.yaml."""
     generated = REPO / "generated" / name
@@ -797,9 +719,3 @@ def spec_compute(name: str) -> dict:
     from capc.spec import load_spec
 
     return dict(load_spec(REPO / "specs" / f"{name}.yaml").data["compute"])
-
-
-@pytest.fixture(scope="session")
-def job_dirs(tmp_path_factory):
-    scratch = tmp_path_factory.mktemp("compiled")
-    return lambda name: compiled_job_dir(name, scratch)

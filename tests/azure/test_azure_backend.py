@@ -1,6 +1,6 @@
 """Azure target, contract: the real submission path (capc -> azure-ai-ml -> HTTPS) against a fake Azure ML service.
 
-The fake (tests/fake_azure.py) runs on 127.0.0.1 with its own certificate; azure-ai-ml reaches it as a custom
+The fake (tests/azure/fake_azure.py) runs on 127.0.0.1 with its own certificate; azure-ai-ml reaches it as a custom
 cloud (ARM_CLOUD_METADATA_URL), uploads go to its blob storage, and every request is recorded. Nothing may leave
 loopback: the `no_outbound` guard refuses it, and the fixture fails a test that tried.
 """
@@ -18,34 +18,10 @@ from rich.console import Console
 from capc.azure import backend
 from capc.azure.workspace import WorkspaceRef
 from capc.errors import CapcError
-from fake_azure import (  # noqa: F401  (fixtures)
-    BLOB_CONTAINER,
-    ENDPOINT_KEYS,
-    REPO,
-    RESOURCE_GROUP,
-    SUBSCRIPTION,
-    WORKSPACE,
-    FakeCredential,
-    JobOutcome,
-    fake_azure,
-    job_dirs,
-    no_outbound,
-    spec_compute,
-)
+from fake_azure import BLOB_CONTAINER, ENDPOINT_KEYS, RESOURCE_GROUP, SUBSCRIPTION, WORKSPACE, FakeCredential, JobOutcome, spec_compute
+from repo import REPO
 
 NAME = "bankmarketing"
-
-
-@pytest.fixture
-def capc_home(tmp_path, monkeypatch):
-    home = tmp_path / "capc-home"
-    monkeypatch.setenv("CAPC_HOME", str(home))
-    return home
-
-
-@pytest.fixture
-def workspace():
-    return WorkspaceRef(SUBSCRIPTION, RESOURCE_GROUP, WORKSPACE, "test config")
 
 
 @pytest.fixture

@@ -12,19 +12,19 @@ import pytest
 from click.testing import CliRunner
 
 from capc.cli import cli
-from fake_azure import REPO, RESOURCE_GROUP, SUBSCRIPTION, WORKSPACE, FakeCredential, fake_azure, no_outbound  # noqa: F401
+from fake_azure import RESOURCE_GROUP, SUBSCRIPTION, WORKSPACE, FakeCredential
+from repo import REPO
 
-GOLDEN = REPO / "tests" / "golden" / "azure_dry_run"
+GOLDEN = REPO / "tests" / "azure" / "golden" / "azure_dry_run"
 
 
 @pytest.fixture
-def azure_cli(fake_azure, tmp_path, monkeypatch):
+def azure_cli(fake_azure, capc_home, tmp_path, monkeypatch):
     """Runs `capc ...` with a portal config.json, a scratch CAPC_HOME and build folder, and the fake credential."""
     import capc.azure.workspace as workspace
 
     credential = FakeCredential()
     monkeypatch.setattr(workspace, "default_credential", lambda: credential)
-    monkeypatch.setenv("CAPC_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("CAPC_AZURE_POLL_SECONDS", "0")
     config = tmp_path / "config.json"
     config.write_text(json.dumps({"subscription_id": SUBSCRIPTION, "resource_group": RESOURCE_GROUP, "workspace_name": WORKSPACE}))

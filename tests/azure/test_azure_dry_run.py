@@ -1,8 +1,9 @@
 """Azure target: `capc submit SPEC --target azure --dry-run` - golden output for the four reference specs.
 
 The dry run prints the assets it would create and, per job, the REST request azure-ai-ml would send; it contacts
-nothing (any socket connect fails these tests). The goldens live in tests/golden/azure_dry_run/; after a reviewed
-change of the generated jobs, rewrite them with `CAPC_UPDATE_GOLDENS=1 pytest tests/test_azure_dry_run.py`.
+nothing (the `no_network` guard fails these tests on any connect or lookup). The goldens live in
+tests/azure/golden/azure_dry_run/; after a reviewed change of the generated jobs, rewrite them with
+`CAPC_UPDATE_GOLDENS=1 pytest tests/azure/test_azure_dry_run.py`.
 """
 
 from __future__ import annotations
@@ -10,28 +11,16 @@ from __future__ import annotations
 import io
 import json
 import os
-import socket
 from pathlib import Path
 
 import pytest
 from rich.console import Console
 
 from capc.azure import backend
-from fake_azure import REFERENCE_SPECS, job_dirs, spec_compute  # noqa: F401
+from fake_azure import spec_compute
+from repo import REFERENCE_NAMES, REPO
 
 GOLDEN = Path(__file__).parent / "golden" / "azure_dry_run"
-
-
-@pytest.fixture
-def no_sockets(monkeypatch):
-    """A dry run opens no connection at all, not even to loopback."""
-
-    def refuse(self, address):
-        raise AssertionError(f"the dry run tried to connect to {address}")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
-    monkeypatch.setattr(socket, "getaddrinfo", lambda *a, **k: (_ for _ in ()).throw(AssertionError(f"the dry run looked up {a[0]}")))
 
 
 def _dry_run(job_dir: Path, name: str, workspace=None, only=None):
@@ -40,9 +29,8 @@ def _dry_run(job_dir: Path, name: str, workspace=None, only=None):
     return result, console.file.getvalue()
 
 
-@pytest.mark.parametrize("name, only", [(name, None) for name in REFERENCE_SPECS] + [("bankmarketing", "pipeline")])
-def test_dry_run_golden(name, only, job_dirs, no_sockets, tmp_path, monkeypatch):
-    monkeypatch.setenv("CAPC_HOME", str(tmp_path / "home"))
+@pytest.mark.parametrize("name, only", [(name, None) for name in REFERENCE_NAMES] + [("bankmarketing", "pipeline")])
+def test_dry_run_golden(name, only, job_dirs, no_network, capc_home):
     result, text = _dry_run(job_dirs(name), name, only=only)
     golden = GOLDEN / (f"{name}-{only}.txt" if only else f"{name}.txt")
     if os.environ.get("CAPC_UPDATE_GOLDENS") == "1":
@@ -50,7 +38,7 @@ def test_dry_run_golden(name, only, job_dirs, no_sockets, tmp_path, monkeypatch)
         golden.write_text(text, encoding="utf-8")
     assert text == golden.read_text(encoding="utf-8")
     assert result.dry_run and not result.jobs and not result.assets
-    assert not (tmp_path / "home").exists(), "a dry run records no submission"
+    assert not capc_home.exists(), "a dry run records no submission"
     # the JSON printed for each job is the request body, exactly
     for request in result.requests:
         assert json.dumps(request["body"], indent=2, sort_keys=True) in text
@@ -62,7 +50,6 @@ def test_dry_run_golden_does_not_depend_on_where_the_build_lies(name, job_dirs, 
     from capc.artifacts import write_tree
     from capc.build import compile_spec
     from capc.spec import load_spec
-    from fake_azure import REPO
 
     elsewhere = tmp_path / "deep" / "er" / "out"
     spec = load_spec(REPO / "specs" / f"{name}.yaml")

@@ -10,7 +10,8 @@ import pytest
 
 from capc.azure.workspace import WorkspaceRef, resolve_workspace
 from capc.errors import CapcError
-from fake_azure import REPO, RESOURCE_GROUP, SUBSCRIPTION, WORKSPACE, FakeCredential, fake_azure, no_outbound  # noqa: F401
+from fake_azure import RESOURCE_GROUP, SUBSCRIPTION, WORKSPACE, FakeCredential
+from repo import REPO
 
 ENV = {"AZURE_SUBSCRIPTION_ID": "sub-env", "AZURE_RESOURCE_GROUP": "rg-env", "AZUREML_WORKSPACE_NAME": "ws-env"}
 PORTAL_CONFIG = {"subscription_id": "sub-file", "resource_group": "rg-file", "workspace_name": "ws-file"}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import pathlib
@@ -23,8 +22,8 @@ from capc.cli import cli
 from capc.errors import CapcError, SpecInvalid
 from capc.spec import load_spec, schema
 
-REPO = Path(__file__).resolve().parents[1]
-REFERENCE_SPECS = sorted((REPO / "specs").glob("*.yaml"))
+from repo import REFERENCE_SPECS, REPO
+
 GOLDEN = REPO / "generated"
 
 
@@ -59,23 +58,6 @@ dataset:
 task: classification
 metric: acuracy
 """
-
-
-@pytest.fixture
-def runner() -> CliRunner:
-    return CliRunner()
-
-
-@pytest.fixture
-def workdir(tmp_path: Path) -> Path:
-    (tmp_path / "data").mkdir()
-    with open(tmp_path / "data" / "bank.csv", "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(["age", "job", "cons.conf.idx", "two words", "y"])
-        writer.writerows(
-            [[30, "admin.", -42.7, "a", "no"], [41, "blue-collar", -36.4, "b", "yes"], [25, "student", -41.8, "c", "no"]]
-        )
-    return tmp_path
 
 
 def write(workdir: Path, text: str, name: str = "spec.yaml") -> Path:

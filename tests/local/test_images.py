@@ -31,8 +31,9 @@ from capc.render.render import environment
 
 KERAS = importlib.util.find_spec("keras") is not None and importlib.util.find_spec("torch") is not None
 needs_keras = pytest.mark.skipif(not KERAS, reason="keras/torch not installed (pip install capc[keras])")
-REPO = Path(__file__).resolve().parents[1]
-MRI = REPO / "specs" / "data" / "mri"
+from repo import DATA
+
+MRI = DATA / "mri"
 PARSERS = {"int": "as_int", "float": "float", "str": "str"}
 
 # What the render stage passes train_image.py.j2 and score_image.py.j2 (the contract with capc.render.plan).
@@ -446,11 +447,11 @@ def test_score_swagger_describes_base64_images(score):
 
 @needs_keras
 @pytest.mark.slow
+@pytest.mark.usefixtures("capc_home")
 def test_run_image_automl_end_to_end(tmp_path, monkeypatch):
     from capc.state import tracking
     from capc.local.submit import Outcome
 
-    monkeypatch.setenv("CAPC_HOME", str(tmp_path / "home"))
     folder = training_folder(tmp_path / "specs" / "data" / "mri")
     job_dir = tmp_path / "generated" / "mri"
     render("train_image.py.j2", TRAIN_CONTEXT, job_dir / "src" / "train.py")

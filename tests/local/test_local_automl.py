@@ -10,7 +10,6 @@ import subprocess
 import sys
 import textwrap
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -22,7 +21,7 @@ from capc.errors import CapcError
 from capc.local import automl_names as names
 from capc.local.automl import AutoMLSettings, algorithm_name, resolve_estimators, run_automl
 
-DATA = Path(__file__).resolve().parent.parent / "specs" / "data"
+from repo import DATA
 CLASSIFICATION_METRICS = set(azure_names.AUTOML_METRICS["classification"])
 REGRESSION_METRICS = set(azure_names.AUTOML_METRICS["regression"])
 

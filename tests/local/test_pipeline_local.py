@@ -14,7 +14,7 @@ from capc.cli import cli
 from capc.errors import CapcError
 from capc.local.pipeline import plan_steps, run_pipeline
 
-REPO = Path(__file__).resolve().parents[1]
+from repo import DATA, REPO, csv_head
 SPECS = ["mnist", "housing", "bankmarketing", "mri"]
 
 
@@ -67,8 +67,8 @@ def _command(code: str, outputs: tuple = ("out",), **inputs) -> dict:
     return node
 
 
-def test_a_failed_step_skips_what_needs_it_and_the_rest_runs(tmp_path, monkeypatch):
-    monkeypatch.setenv("CAPC_HOME", str(tmp_path / "home"))
+@pytest.mark.usefixtures("capc_home")
+def test_a_failed_step_skips_what_needs_it_and_the_rest_runs(tmp_path):
     write = "import pathlib, sys, time; time.sleep(0.5); pathlib.Path(sys.argv[-1], 'done').write_text(str(time.time()))"
     job = {"jobs": {
         "good": _command(write),
@@ -90,9 +90,7 @@ def test_a_failed_step_skips_what_needs_it_and_the_rest_runs(tmp_path, monkeypat
 
 
 def _digits_spec(workdir: Path, sweep_model: str = "logistic_regression", extra: str = "") -> Path:
-    lines = (REPO / "specs/data/digits/digits_train.csv").read_text().splitlines(keepends=True)
-    (workdir / "data").mkdir(parents=True, exist_ok=True)
-    (workdir / "data/digits.csv").write_text("".join(lines[:401]))
+    csv_head(DATA / "digits/digits_train.csv", workdir / "data/digits.csv", 400)
     spec = workdir / "digits.yaml"
     spec.write_text(
         "name: digits-pipe\n"
@@ -107,9 +105,8 @@ def _digits_spec(workdir: Path, sweep_model: str = "logistic_regression", extra:
 
 
 @pytest.mark.slow
-def test_local_pipeline_runs_both_engines_then_registers_the_selected_winner(tmp_path, monkeypatch):
-    monkeypatch.setenv("CAPC_HOME", str(tmp_path / "home"))
-    monkeypatch.chdir(tmp_path)
+@pytest.mark.usefixtures("workdir")
+def test_local_pipeline_runs_both_engines_then_registers_the_selected_winner(tmp_path):
     spec = _digits_spec(tmp_path, extra="deployment: {auto_deploy: true}\n")
     try:
         result = CliRunner().invoke(cli, ["submit", str(spec), "--only", "pipeline", "--json", "--out", str(tmp_path / "generated")])
@@ -146,9 +143,8 @@ def test_local_pipeline_runs_both_engines_then_registers_the_selected_winner(tmp
 
 
 @pytest.mark.slow
-def test_local_pipeline_with_a_failing_sweep_reports_it_and_registers_nothing(tmp_path, monkeypatch):
-    monkeypatch.setenv("CAPC_HOME", str(tmp_path / "home"))
-    monkeypatch.chdir(tmp_path)
+@pytest.mark.usefixtures("workdir")
+def test_local_pipeline_with_a_failing_sweep_reports_it_and_registers_nothing(tmp_path):
     spec = _digits_spec(tmp_path)
     (tmp_path / "crash.py").write_text("import sys\nprint('loading data')\nsys.exit('boom: the trial cannot read its data')\n")
     spec.write_text(spec.read_text().replace("model: logistic_regression", "script: crash.py"))

@@ -10,15 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from capc.cli import cli
-from engine_workdir import csv_head, use_private_capc_home
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture
-def workdir(tmp_path, monkeypatch):
-    use_private_capc_home(monkeypatch, tmp_path)
-    return tmp_path
+from repo import REPO, csv_head
 
 
 def _digits_spec(workdir: Path, extra: str = "") -> Path:

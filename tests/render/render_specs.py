@@ -1,6 +1,6 @@
 """Specs for the render-stage tests: written as YAML next to small real data samples, loaded by capc's own loader.
 
-Shared by test_contract_azure.py and test_train_script.py (plain functions, not fixtures, so either can build
+Shared by test_rendered_artifacts_sdk.py and test_train_script.py (plain functions, not fixtures, so either can build
 what it needs in its own tmp_path).
 """
 
@@ -13,9 +13,7 @@ from pathlib import Path
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
-DATA = REPO / "specs" / "data"
-REFERENCE_SPECS = sorted((REPO / "specs").glob("*.yaml"))
+from repo import DATA
 
 TABULAR = {
     # name: (csv under specs/data, target, task, metric)

@@ -17,9 +17,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from render_specs import BASE_SPECS, REFERENCE_SPECS, base_spec, load, place_data, render_to
-
-REPO_SPECS = Path(__file__).resolve().parents[1] / "specs"
+from render_specs import BASE_SPECS, base_spec, load, place_data, render_to
+from repo import REFERENCE_SPECS, SPECS
 
 SDK_LOADERS = {
     "automl_job.yml": "load_job",
@@ -439,7 +438,7 @@ def test_auto_deploy_adds_a_deploy_step_after_the_selection(tmp_path):
 
     from capc.spec import load_spec
 
-    spec = load_spec(REPO_SPECS / "bankmarketing.yaml")
+    spec = load_spec(SPECS / "bankmarketing.yaml")
     files = render_to(spec, tmp_path / "generated")
     job_dir = tmp_path / "generated" / spec.name
     pipeline = check_job_folder(job_dir, files)["pipeline_job.yml"]
@@ -452,7 +451,7 @@ def test_auto_deploy_adds_a_deploy_step_after_the_selection(tmp_path):
     select_pip = yaml.safe_load(files["select/conda.yml"])["dependencies"][-1]["pip"]
     assert "azureml-mlflow==1.62.0.post6" in select_pip and "azure-ai-ml==1.35.2" in select_pip
     # Without auto_deploy there is no deploy step and no script for it.
-    other = load_spec(REPO_SPECS / "mnist.yaml")
+    other = load_spec(SPECS / "mnist.yaml")
     assert "select/deploy_winner.py" not in render_to(other, tmp_path / "other")
 
 
@@ -462,7 +461,7 @@ def test_deploy_winner_script_deploys_the_registered_version_with_all_traffic(tm
 
     from capc.spec import load_spec
 
-    spec = load_spec(REPO_SPECS / "bankmarketing.yaml")
+    spec = load_spec(SPECS / "bankmarketing.yaml")
     render_to(spec, tmp_path / "generated")
     job_dir = tmp_path / "generated" / spec.name
     module_spec = importlib.util.spec_from_file_location("deploy_winner", job_dir / "select" / "deploy_winner.py")

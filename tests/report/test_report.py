@@ -23,21 +23,14 @@ from capc.cli import cli
 from capc.state import registry
 from capc.report import evaluation
 from devtools import FETCHING, chromium_page
-from engine_workdir import csv_head, use_private_capc_home
+from repo import REPO, csv_head, use_private_capc_home
 
-REPO = Path(__file__).resolve().parents[1]
-ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+ARTIFACTS = REPO / "tests" / "artifacts"  # screenshots for a person to look at (git-ignored)
 HOSTILE_DESCRIPTION = "<b>digits</b> & <script>alert(1)</script>"
 
 
 def _invoke(*args):
     return CliRunner().invoke(cli, [str(a) for a in args])
-
-
-@pytest.fixture
-def workdir(tmp_path, monkeypatch):
-    use_private_capc_home(monkeypatch, tmp_path)
-    return tmp_path
 
 
 # ---------------------------------------------------------------- errors

@@ -1,7 +1,7 @@
 """Shared by the test_serve_* modules: a small real bank-marketing model and a job folder with a score.py.
 
 The model is a scikit-learn Pipeline saved with mlflow.sklearn.save_model, trained on a few hundred real rows;
-the job folder holds tests/serve_assets/score.py (the generated-score contract) and a sample_request.json,
+the job folder holds tests/serve/serve_assets/score.py (the generated-score contract) and a sample_request.json,
 as generated/<name>/ would.
 """
 
@@ -14,10 +14,13 @@ from pathlib import Path
 
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT / "specs" / "data" / "bankmarketing" / "bankmarketing_train.csv"
+from repo import DATA as REPO_DATA, SPECS
+
+DATA = REPO_DATA / "bankmarketing" / "bankmarketing_train.csv"
 ASSETS = Path(__file__).resolve().parent / "serve_assets"
 TARGET = "y"
+ENDPOINT_NAME = "bank"  # the endpoint the `endpoint` fixture deploys
+BODY_LIMIT = 256 * 1024  # its request body limit, small enough for a test to pass it
 
 
 def bank_frame(rows: int | None = None, skip: int = 0) -> pd.DataFrame:
@@ -91,7 +94,7 @@ def generated_job_dir(target: Path) -> Path | None:
         from capc.build import compile_spec
         from capc.spec import load_spec
 
-        spec = load_spec(ROOT / "specs" / "bankmarketing.yaml")
+        spec = load_spec(SPECS / "bankmarketing.yaml")
         files = compile_spec(spec, target)
     except ImportError:
         return None
@@ -102,7 +105,7 @@ def generated_job_dir(target: Path) -> Path | None:
 
 
 def job_for(source: str, target: Path) -> Path:
-    """The job folder of a test run: "fixture" (tests/serve_assets/score.py) or "generated" (capc build's)."""
+    """The job folder of a test run: "fixture" (tests/serve/serve_assets/score.py) or "generated" (capc build's)."""
     if source == "fixture":
         return job_dir(target)
     built = generated_job_dir(target)

@@ -12,37 +12,19 @@ from pathlib import Path
 
 import pytest
 
-from capc import serve
-from capc.errors import CapcError
 from devtools import chromium_page
-from serve_fixtures import job_for, registered_model
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module", params=["fixture", "generated"])
-def endpoint(request, tmp_path_factory):
-    home = tmp_path_factory.mktemp("capc_home_ui")
-    job = job_for(request.param, home / "generated")
-    info = serve.deploy("bank", registered_model(home, "bank", 1), job, home=home)
-    try:
-        yield info, serve.keys("bank", home)["primaryKey"], home
-    finally:
-        try:
-            serve.delete("bank", home)
-        except CapcError:
-            pass
-
-
 @pytest.fixture
 def browser(tmp_path, endpoint):
-    info, _, _ = endpoint
-    with chromium_page(info.docs_uri, tmp_path / "profile") as tools:
+    with chromium_page(endpoint.info.docs_uri, tmp_path / "profile") as tools:
         yield tools
 
 
 def test_swagger_ui_lists_score_and_try_it_out_returns_a_prediction(browser, endpoint, tmp_path):
-    _, key, _ = endpoint
+    key = endpoint.key
     paths = browser.wait_for(
         "Array.from(document.querySelectorAll('.opblock-summary-path')).map(e => e.textContent.trim()).join(' ')",
         "the operations list",

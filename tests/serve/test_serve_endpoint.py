@@ -14,7 +14,6 @@ import stat
 import threading
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
@@ -22,30 +21,11 @@ from capc import serve
 from capc.errors import CapcError
 from capc.serve.bench import build_bodies, run_load
 from capc.serve.processes import is_ours
-from serve_fixtures import bank_records, job_dir, job_for, registered_model
+from serve_fixtures import BODY_LIMIT, ENDPOINT_NAME as NAME, bank_records, job_dir, registered_model
 
 pytestmark = pytest.mark.slow
 
-NAME = "bank"
-BODY_LIMIT = 256 * 1024
 COLUMNS = list(bank_records(1)[0])
-
-
-@pytest.fixture(scope="module", params=["fixture", "generated"])
-def endpoint(request, tmp_path_factory):
-    """The endpoint, serving tests/serve_assets/score.py, then the score.py that `capc build` generates."""
-    home = tmp_path_factory.mktemp("capc_home")
-    job = job_for(request.param, home / "generated")
-    model = registered_model(home, NAME, 1)
-    info = serve.deploy(NAME, model, job, home=home, max_body_bytes=BODY_LIMIT)
-    try:
-        yield SimpleNamespace(home=home, job=job, info=info, port=info.port, key=serve.keys(NAME, home)["primaryKey"],
-                              source=request.param)
-    finally:
-        try:
-            serve.delete(NAME, home)
-        except CapcError:
-            pass
 
 
 def post(port: int, body: bytes, headers: dict | None = None, path: str = "/score"):

@@ -1,15 +1,13 @@
 """The README's spec reference is generated from the schema; it must not drift from it."""
 
 import re
-from pathlib import Path
 
 from capc.spec.reference import markdown
-
-ROOT = Path(__file__).resolve().parents[1]
+from repo import REPO
 
 
 def test_readme_spec_reference_matches_schema():
-    readme = (ROOT / "README.md").read_text()
+    readme = (REPO / "README.md").read_text()
     block = re.search(r"<!-- spec-reference:start -->\n(.*)<!-- spec-reference:end -->", readme, re.S)
     assert block, "README.md lost its spec-reference markers"
     assert block.group(1) == markdown(), "README spec reference is stale: paste `capc schema --markdown` between the markers"
@@ -20,7 +18,7 @@ def test_readme_commands_exist():
 
     from capc.cli import cli
 
-    readme = (ROOT / "README.md").read_text()
+    readme = (REPO / "README.md").read_text()
     for command in sorted(set(re.findall(r"`capc ([a-z]+)", readme))):
         result = CliRunner().invoke(cli, [command, "--help"])
         assert result.exit_code == 0, f"README mentions `capc {command}` but it is not a command: {result.output}"

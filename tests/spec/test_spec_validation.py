@@ -6,7 +6,6 @@ small csv whose column names are awkward on purpose (`cons.conf.idx`, `two words
 
 from __future__ import annotations
 
-import csv
 import json
 import textwrap
 from pathlib import Path
@@ -17,15 +16,7 @@ from capc.errors import CapcError, SpecInvalid, SpecProblem
 from capc.spec import Spec, load_spec, schema
 from capc.spec.search_space import DISTRIBUTIONS, parse_compact
 
-REPO = Path(__file__).resolve().parents[1]
-REFERENCE_SPECS = sorted((REPO / "specs").glob("*.yaml"))
-
-COLUMNS = ["age", "job", "cons.conf.idx", "two words", "it's", "y"]
-ROWS = [
-    [30, "admin.", -42.7, "a", "x", "no"],
-    [41, "blue-collar", -36.4, "b", "y", "yes"],
-    [25, "student", -41.8, "c", "z", "no"],
-]
+from repo import REFERENCE_SPECS, REPO
 
 # Seven lines; tests that add sections start at line 8.
 BASE = """\
@@ -37,17 +28,6 @@ dataset:
 task: classification
 metric: accuracy
 """
-
-
-@pytest.fixture
-def workdir(tmp_path: Path) -> Path:
-    data = tmp_path / "data"
-    data.mkdir()
-    with open(data / "bank.csv", "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(COLUMNS)
-        writer.writerows(ROWS)
-    return tmp_path
 
 
 def write(workdir: Path, text: str, name: str = "spec.yaml") -> Path:

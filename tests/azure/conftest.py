@@ -1,0 +1,46 @@
+"""Fixtures of the Azure-target tests: the fake Azure ML service, the compiled reference job folders, a workspace."""
+
+from __future__ import annotations
+
+import pytest
+
+from capc.azure.workspace import WorkspaceRef
+from fake_azure import RESOURCE_GROUP, SUBSCRIPTION, WORKSPACE, FakeAzureML, compiled_job_dir, schema_unavailable
+
+
+@pytest.fixture
+def fake_azure(tmp_path, monkeypatch, no_outbound):
+    """A running fake Azure ML service, with azure-ai-ml pointed at it through the environment."""
+    # azure-ai-ml evaluates some defaults at import time from the cloud metadata: import it before the fake's
+    # metadata URL is set, so tests see only the requests of the code under test.
+    import azure.ai.ml.entities  # noqa: F401
+    import azure.ai.ml.operations._data_operations as data_operations
+
+    fake = FakeAzureML(tmp_path).start()
+    for key, value in fake.env().items():
+        monkeypatch.setenv(key, value)
+    # azure-ai-ml remembers the current cloud in the process environment: start and end each test without one.
+    monkeypatch.setenv("AZUREML_CURRENT_CLOUD", "placeholder")
+    monkeypatch.delenv("AZUREML_CURRENT_CLOUD")
+    # The managed-identity endpoints, should anything ever build a ManagedIdentityCredential: loopback, closed.
+    monkeypatch.setenv("IDENTITY_ENDPOINT", "http://127.0.0.1:9/token")
+    monkeypatch.setenv("IMDS_ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setenv("AZURE_POD_IDENTITY_AUTHORITY_HOST", "http://127.0.0.1:9")
+    # The MLTable JSON schema lives on a public CDN that azure-ai-ml fetches with three retries (~5 s); here it
+    # is unreachable by design, so answer "not available" at once (the SDK then skips that validation).
+    monkeypatch.setattr(data_operations, "download_mltable_metadata_schema", schema_unavailable)
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture(scope="session")
+def job_dirs(tmp_path_factory):
+    """name -> the compiled job folder of that reference spec (generated/<name>/, or built once per session)."""
+    scratch = tmp_path_factory.mktemp("compiled")
+    return lambda name: compiled_job_dir(name, scratch)
+
+
+@pytest.fixture
+def workspace() -> WorkspaceRef:
+    """The fake service's one workspace."""
+    return WorkspaceRef(SUBSCRIPTION, RESOURCE_GROUP, WORKSPACE, "test config")
