@@ -33,7 +33,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from repo import REPO, TEST_DOMAIN
+from repo import REFERENCE_NAMES, REPO, TEST_DOMAIN
 
 SUBSCRIPTION = "00000000-1111-2222-3333-444444444444"
 RESOURCE_GROUP = "rg-capc"
@@ -697,6 +697,10 @@ class FakeCredential:
 
 
 # ---------------------------------------------------------------- compiled job folders
+
+# The cases of the dry-run goldens (tests/azure/golden/azure_dry_run/<name>[-<only>].txt): (spec name, --only).
+DRY_RUN_CASES = [(name, None) for name in REFERENCE_NAMES] + [("bankmarketing", "pipeline")]
+
 
 def compiled_job_dir(name: str, scratch: Path) -> Path:
     """generated/<name>/ when the build has been committed, else a fresh `capc build` of specs/<name>.yaml."""

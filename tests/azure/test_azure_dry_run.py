@@ -17,8 +17,8 @@ import pytest
 from rich.console import Console
 
 from capc.azure import backend
-from fake_azure import spec_compute
-from repo import REFERENCE_NAMES, REPO
+from fake_azure import DRY_RUN_CASES, spec_compute
+from repo import REPO
 
 GOLDEN = Path(__file__).parent / "golden" / "azure_dry_run"
 
@@ -29,7 +29,7 @@ def _dry_run(job_dir: Path, name: str, workspace=None, only=None):
     return result, console.file.getvalue()
 
 
-@pytest.mark.parametrize("name, only", [(name, None) for name in REFERENCE_NAMES] + [("bankmarketing", "pipeline")])
+@pytest.mark.parametrize("name, only", DRY_RUN_CASES)
 def test_dry_run_golden(name, only, job_dirs, no_network, capc_home):
     result, text = _dry_run(job_dirs(name), name, only=only)
     golden = GOLDEN / (f"{name}-{only}.txt" if only else f"{name}.txt")
