@@ -47,12 +47,6 @@ def yaml_spelling(name: str) -> str:
     return re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name).lower()
 
 
-def algorithm_from_yaml(task: str, spelling: str) -> str | None:
-    """`light_gbm` -> `LightGBM` for `task` (None when Azure has no such algorithm for it); readers of job YAML use it."""
-    wanted = yaml_spelling(spelling)
-    return next((name for name in ALGORITHMS.get(task, []) if yaml_spelling(name) == wanted), None)
-
-
 def metric_from_yaml(task: str, spelling: str) -> str | None:
     """`auc_weighted` or `AUC_weighted` -> `AUC_weighted` (Azure's loader compares metrics in snake case too)."""
     wanted = yaml_spelling(spelling)

@@ -565,14 +565,14 @@ def invoke(name: str, data_file: Path | None, target: str, workspace_config: Pat
 
 def _request_body(path: Path) -> bytes:
     """A JSON body as it is; an image file is encoded as capc's {"data": ["<base64>"]}."""
-    import base64
+    from capc.image_files import image_request_body, is_image_path
 
     try:
         content = path.read_bytes()
     except OSError as exc:
         raise CapcError(f"cannot read {path}: {exc.strerror}") from None
-    if path.suffix.lower() in {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}:
-        return json.dumps({"data": [base64.b64encode(content).decode("ascii")]}).encode()
+    if is_image_path(path):
+        return image_request_body(content)
     return content
 
 

@@ -36,13 +36,14 @@ PATH_KEYS = ("file", "folder")
 
 @dataclass(frozen=True)
 class ComputeTarget:
-    """A cluster the jobs run on; settings None: capc only checks it exists (nothing describes it)."""
+    """A cluster the jobs run on; size None: capc only checks it exists (nothing describes it). The settings are
+    the validated spec's compute section, its defaults filled from the schema."""
 
     name: str
     size: str | None = None
-    min_instances: int = 0
-    max_instances: int = 4
-    idle_time_before_scale_down: int = 120
+    min_instances: int | None = None
+    max_instances: int | None = None
+    idle_time_before_scale_down: int | None = None
 
     @property
     def described(self) -> bool:
@@ -128,7 +129,7 @@ class AssetAction:
 
 def plan_assets(folder: JobFolder, compute_settings: Mapping | None = None) -> AssetPlan:
     """Everything the jobs of `folder` need in the workspace, with content-hash versions. Reads local files only."""
-    computes = [_compute_target(name, folder, compute_settings) for name in folder.computes]
+    computes = [_compute_target(name, compute_settings) for name in folder.computes]
     planner = _DataPlanner(folder)
     inputs: dict[str, dict[str, DataAsset]] = {}
     code: dict[str, Path] = {}
@@ -170,36 +171,16 @@ def _pipeline_code(base: Path, steps: Mapping) -> list[tuple[str, Path]]:
 # ---------------------------------------------------------------- compute
 
 
-def _compute_target(name: str, folder: JobFolder, settings: Mapping | None) -> ComputeTarget:
-    described = _compute_yml(folder, name)
-    if described is not None:
-        return described
+def _compute_target(name: str, settings: Mapping | None) -> ComputeTarget:
     if settings and settings.get("name") == name:
         return ComputeTarget(
             name=name,
-            size=str(settings.get("size") or "Standard_DS3_v2"),
-            min_instances=int(settings.get("min_instances", 0)),
-            max_instances=int(settings.get("max_instances", 4)),
-            idle_time_before_scale_down=int(settings.get("idle_time_before_scale_down", 120)),
+            size=str(settings["size"]),
+            min_instances=int(settings["min_instances"]),
+            max_instances=int(settings["max_instances"]),
+            idle_time_before_scale_down=int(settings["idle_time_before_scale_down"]),
         )
     return ComputeTarget(name)
-
-
-def _compute_yml(folder: JobFolder, name: str) -> ComputeTarget | None:
-    """An Azure compute YAML in the job folder (compute.yml), should the build write one."""
-    path = folder.file("compute.yml")
-    if not path.is_file():
-        return None
-    data = folder.yaml("compute.yml")
-    if data.get("name") != name:
-        return None
-    return ComputeTarget(
-        name=name,
-        size=str(data.get("size") or "Standard_DS3_v2"),
-        min_instances=int(data.get("min_instances", 0)),
-        max_instances=int(data.get("max_instances", 4)),
-        idle_time_before_scale_down=int(data.get("idle_time_before_scale_down", 120)),
-    )
 
 
 # ---------------------------------------------------------------- environment

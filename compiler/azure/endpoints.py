@@ -6,7 +6,6 @@ serves the registered model version capc chose and runs in the environment capc 
 
 from __future__ import annotations
 
-import base64
 import json
 import tempfile
 from dataclasses import asdict, dataclass, field
@@ -16,8 +15,7 @@ import yaml
 
 from capc.azure.jobs import status_text
 from capc.errors import CapcError
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+from capc.image_files import image_request_body, is_image_path
 
 
 @dataclass
@@ -180,10 +178,10 @@ def _json_request_file(path: Path, scratch: Path) -> Path:
         return path
     except (UnicodeDecodeError, json.JSONDecodeError):
         pass
-    if path.suffix.lower() not in IMAGE_SUFFIXES:
+    if not is_image_path(path):
         raise CapcError(f"the request file {path} is neither JSON nor an image.", "pass a JSON request body, or an image for an image endpoint")
     encoded = scratch / "request.json"
-    encoded.write_text(json.dumps({"data": [base64.b64encode(raw).decode("ascii")]}), encoding="utf-8")
+    encoded.write_bytes(image_request_body(raw))
     return encoded
 
 

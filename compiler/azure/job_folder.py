@@ -83,7 +83,7 @@ def read_job_folder(job_dir: Path, spec_name: str | None = None, only: str | Non
     if only is not None and not jobs:
         raise CapcError(
             f"{job_dir} has no {JOB_FILES[only]}: the spec does not compile a {only} job.",
-            "drop --only, or enable that part of the spec and `capc build` again" if only != "pipeline" else "this build of capc does not compile pipeline jobs yet",
+            "drop --only, or enable that part of the spec and `capc build` again" if only != "pipeline" else "the pipeline is compiled when both automl and sweep are enabled; enable both and `capc build` again",
         )
     if not jobs:
         raise CapcError(f"{job_dir} holds no Azure ML job files.", f"run `capc build` for {name}")

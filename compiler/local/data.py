@@ -7,6 +7,7 @@ from pathlib import Path
 import yaml
 
 from capc.errors import CapcError
+from capc.image_files import image_base64
 
 
 def mltable_source(mltable_dir: Path) -> tuple[Path, str, list[str]]:
@@ -61,7 +62,6 @@ def check_target(frame, target: str, task: str, source: Path) -> None:
 def request_rows(job_dir: Path, limit: int = 1000) -> list:
     """Real rows of a job's training data as a scoring request sends them: features only (records), or base64
     images for an image job. Used by `capc bench`."""
-    import base64
     import json
     import math
 
@@ -69,7 +69,7 @@ def request_rows(job_dir: Path, limit: int = 1000) -> list:
     if any("read_json_lines" in step for step in table.get("transformations") or [] if isinstance(step, dict)):
         images = []
         for line in (job_dir / "data" / "images.jsonl").read_text().splitlines()[:limit]:
-            images.append(base64.b64encode((job_dir / "data" / json.loads(line)["image_url"]).read_bytes()).decode("ascii"))
+            images.append(image_base64((job_dir / "data" / json.loads(line)["image_url"]).read_bytes()))
         return images
     automl = yaml.safe_load((job_dir / "automl_job.yml").read_text(encoding="utf-8"))
     data_file, fmt, drop = mltable_source(job_dir / "data")

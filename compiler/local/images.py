@@ -12,7 +12,6 @@ cannot be decoded are skipped with a warning naming them; a class without a read
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import warnings
@@ -23,7 +22,8 @@ import yaml
 
 from capc.errors import CapcError
 from capc.state import tracking
-from capc.render.plan import IMAGE_SUFFIXES  # one list of image suffixes for the build's listing and this scan
+from capc.image_files import IMAGE_SUFFIXES, image_base64, is_image_path
+from capc.trial import trial_command
 
 FAMILY = "keras_cnn"
 TRIAL_MARKER = "# capc-trial: keras_cnn"  # second line of train_image.py.j2's output: this src/train.py is ours
@@ -83,7 +83,7 @@ class ImageFolder:
 
 
 def is_image_name(name: str) -> bool:
-    return not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES
+    return not name.startswith(".") and is_image_path(name)
 
 
 def readable_image(path: Path) -> str | None:
@@ -180,7 +180,7 @@ def image_root_from_mltable(data_dir: Path) -> Path:
 def encode_image(path: Path) -> str:
     """A file's bytes as base64 text, what the scoring endpoint takes for one image."""
     try:
-        return base64.b64encode(Path(path).read_bytes()).decode("ascii")
+        return image_base64(Path(path).read_bytes())
     except OSError as exc:
         raise CapcError(f"cannot read image {path}: {exc.strerror or exc}") from None
 
@@ -219,8 +219,6 @@ def automl_sweep_job(job: dict, image_root: Path, cpu_count: int | None = None) 
     search_space = {name: dict(d) for name, d in AUTOML_SEARCH_SPACE.items()}
     cores = cpu_count or os.cpu_count() or 1
     concurrent = max(1, min(int(limits.get("max_concurrent_trials") or 1), cores // CORES_PER_TRIAL))
-    words = ["python train.py", "--data ${{inputs.training_data}}", f"--metric {METRIC}"]
-    words += [f"--{name} ${{{{search_space.{name}}}}}" for name in search_space]
     sweep_limits = {"max_total_trials": int(limits.get("max_trials") or 1), "max_concurrent_trials": concurrent}
     if limits.get("timeout_minutes"):
         sweep_limits["timeout"] = int(limits["timeout_minutes"]) * 60
@@ -228,7 +226,7 @@ def automl_sweep_job(job: dict, image_root: Path, cpu_count: int | None = None) 
         sweep_limits["trial_timeout"] = int(limits["trial_timeout_minutes"]) * 60
     sweep_job = {
         "type": "sweep",
-        "trial": {"code": "./src", "command": " ".join(words)},
+        "trial": {"code": "./src", "command": trial_command(METRIC, search_space, "search_space")},
         "inputs": {"training_data": {"type": "uri_folder", "path": str(image_root)}},
         "sampling_algorithm": {"type": "random", "seed": SAMPLING_SEED},
         "search_space": search_space,

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import re
 import select
 import signal
 import subprocess
@@ -34,7 +35,15 @@ from pathlib import Path
 PRELOAD = ("mlflow", "mlflow.tracking.fluent", "mlflow.store.tracking.sqlalchemy_store")
 SERVER_START_TIMEOUT_S = 180.0  # the first reply waits for the preload, slow on a busy machine
 REPLY_TIMEOUT_S = 30.0
-PYTHON_NAMES = ("python", "python3", f"python3.{sys.version_info.minor}")
+PYTHON_COMMAND = re.compile(r"python(\d+(\.\d+)?)?$")  # python, python3, python3.11, or a path to one
+
+
+def under_this_python(argv: list[str]) -> list[str]:
+    """argv with a leading `python` replaced by this interpreter: the environment capc runs in stands for the job's
+    conda environment (and the fork server forks only this interpreter's commands)."""
+    if argv and PYTHON_COMMAND.fullmatch(os.path.basename(argv[0])):
+        return [sys.executable, *argv[1:]]
+    return list(argv)
 
 
 class SpawnedTrial:

@@ -27,6 +27,7 @@ import yaml
 
 from capc.errors import CapcError
 from capc.state import registry, tracking
+from capc.local.launch import under_this_python
 from capc.local.sweep import output_tail
 
 STEP_LOG = "step.log"
@@ -259,9 +260,7 @@ class _GraphRunner:
                 raise CapcError(f"pipeline step `{step.name}`'s command uses ${{{{{kind}.{key}}}}}, which the step does not declare.")
             return bound[kind][key]
 
-        argv = [_BINDING.sub(bind, word) for word in shlex.split(str(step.node.get("command", "")))]
-        if argv and argv[0] in ("python", "python3"):
-            argv[0] = sys.executable  # the environment capc runs in stands for the step's conda environment
+        argv = under_this_python([_BINDING.sub(bind, word) for word in shlex.split(str(step.node.get("command", "")))])
         # Azure ML gives each step a run of its own and MLFLOW_RUN_ID; the step's mlflow calls land in it.
         step.run_id = tracking.start_run(self.mlflow_client, self.exp_id, step.name, "step", parent=self.run_id)
         env["MLFLOW_RUN_ID"] = step.run_id

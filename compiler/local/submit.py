@@ -206,7 +206,3 @@ def run_sweep_job(spec, job_dir, mlflow_client, exp_id, submit_run, work_dir, re
     mlflow_client.log_metric(sweep_run, spec.metric, best.value)
     model_dir = Path(best.output_dir) / "model"
     return Outcome("sweep", best.run_id, best.value, model_dir, dict(best.params), {spec.metric: best.value}, f"trial {best.trial_id}"), interrupted
-
-
-def save_result(result: SubmitResult, path: Path) -> None:
-    path.write_text(json.dumps(result.to_dict(), indent=2, default=str))

@@ -34,7 +34,6 @@ import re
 import shlex
 import shutil
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -44,7 +43,7 @@ from pathlib import Path
 from capc.errors import CapcError
 from capc.local import samplers
 from capc.state import tracking
-from capc.local.launch import Launcher
+from capc.local.launch import Launcher, under_this_python
 from capc.local.policies import MAXIMIZE, MINIMIZE, policy_from_mapping
 
 TICK_S = 0.1  # how often process exits are checked
@@ -64,7 +63,6 @@ COMPLETED, FAILED, EARLY_TERMINATED, INTERRUPTED = "completed", "failed", "early
 FINISHED = (COMPLETED, FAILED, EARLY_TERMINATED)  # what --resume keeps
 EVENT_OF_STATUS = {COMPLETED: "finished", FAILED: "failed", EARLY_TERMINATED: "stopped", INTERRUPTED: "interrupted"}
 PLACEHOLDER = re.compile(r"\$\{\{\s*([A-Za-z_][\w.-]*)\s*\}\}")
-PYTHON_COMMAND = re.compile(r"python(\d+(\.\d+)?)?$")
 
 
 @dataclass
@@ -225,10 +223,7 @@ def trial_command(plan: SweepPlan, values: Mapping) -> list[str]:
         scope, _, name = match.group(1).partition(".")
         return plan.inputs[name] if scope == "inputs" else samplers.format_value(values[name])
 
-    words = [PLACEHOLDER.sub(fill, token) for token in plan.command]
-    if words and PYTHON_COMMAND.fullmatch(os.path.basename(words[0])):
-        words[0] = sys.executable
-    return words
+    return under_this_python([PLACEHOLDER.sub(fill, token) for token in plan.command])
 
 
 # ---------------------------------------------------------------- running it

@@ -16,8 +16,9 @@ from pathlib import Path, PurePath
 from capc import azure_names
 from capc.errors import CapcError
 from capc.families import FAMILIES
+from capc.image_files import IMAGE_SUFFIXES, image_base64, is_image_path
+from capc.trial import trial_command
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
 
 # The stack every trial and deployment environment pins: the versions capc is tested with (installed here).
 # tests/test_contract_azure.py checks this table against the installed distributions.
@@ -231,11 +232,9 @@ def _plain(value):
 
 def _smallest_image_base64(folder: Path) -> str:
     """The smallest image (ties by path) base64-encoded: a real request that keeps sample_request.json small."""
-    import base64
-
-    images = [p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+    images = [p for p in folder.rglob("*") if p.is_file() and is_image_path(p)]
     smallest = min(images, key=lambda p: (p.stat().st_size, p.as_posix()))
-    return base64.b64encode(smallest.read_bytes()).decode("ascii")
+    return image_base64(smallest.read_bytes())
 
 
 def _image_listing(folder: Path, data_dir: Path) -> list[dict]:
@@ -245,7 +244,7 @@ def _image_listing(folder: Path, data_dir: Path) -> list[dict]:
         if not sub.is_dir() or sub.name.startswith("."):
             continue
         for image in sorted(sub.iterdir()):
-            if image.is_file() and image.suffix.lower() in IMAGE_SUFFIXES:
+            if image.is_file() and is_image_path(image):
                 rows.append({"image_url": _relative(Path(os.path.abspath(image)), data_dir), "label": sub.name})
     return rows
 
@@ -338,21 +337,13 @@ def _sweep(spec, dataset: dict) -> dict | None:
     family = FAMILIES.get(sweep.get("model", ""))
     params = list(sweep["search_space"])
     input_type = "uri_folder" if dataset["format"] == "image_folder" else "uri_file"
-    # The command is a shell line on Azure: every value from the spec is shell-quoted.
-    words = [
-        "python train.py",
-        "--data ${{inputs.training_data}}",
-        f"--target {shlex.quote(dataset['target'])}",
-        f"--metric {shlex.quote(spec.metric)}",
-        *(f"--{p} ${{{{search_space.{p}}}}}" for p in params),
-    ]
     limits = sweep["limits"]
     policy = sweep.get("early_termination")
     return {
         "enabled": sweep["enabled"],
         "family": family.name if family else None,
         "user_script": None if family else str(spec.path.parent / sweep["script"]),
-        "command": " ".join(words),
+        "command": trial_command(spec.metric, params, "search_space", target=dataset["target"]),
         "input_type": input_type,
         "sampling_algorithm": sweep["sampling"],
         "search_space": {p: dict(sweep["search_space"][p]) for p in params},
@@ -379,8 +370,8 @@ def _train_script(spec, family, dataset: dict) -> dict:
         "drop": dataset["drop"],
         "cross_validations": dataset["cross_validations"],
         "validation_fraction": dataset["validation_fraction"],
-        "data_format": "parquet" if dataset["format"] == "parquet" else "images" if dataset["format"] == "image_folder" else "csv",
-        "loader": "load_image_folder" if dataset["format"] == "image_folder" else "load_table",
+        # train.py.j2 reads tables; an image folder's keras_cnn trial is train_image.py.j2, which reads folders itself.
+        "data_format": "parquet" if dataset["format"] == "parquet" else "csv",
         "model_requirements": list(MODEL_REQUIREMENTS) + list(FAMILY_MODEL_REQUIREMENTS.get(family.name, ())),
         "image_suffixes": sorted(IMAGE_SUFFIXES),
     }
@@ -406,14 +397,6 @@ def _pipeline(spec, dataset: dict, automl: dict, sweep: dict | None) -> dict | N
             kind = "integer" if dist["type"] in ("choice", "randint") and isinstance(first, int) else "string" if isinstance(first, str) else "number"
             default = first if dist["type"] != "randint" else 0
         inputs[param] = {"type": kind, "default": default}
-    words = [
-        "python train.py",
-        "--data ${{inputs.training_data}}",
-        f"--target {shlex.quote(dataset['target'])}",
-        f"--metric {shlex.quote(spec.metric)}",
-        *(f"--{p} ${{{{inputs.{p}}}}}" for p in sweep["search_space"]),
-        "--output_dir ${{outputs.model_output}}",
-    ]
     deploy = None
     if spec.data["deployment"]["auto_deploy"]:
         # Its code is the whole job folder: endpoint.yml and deployment.yml name score.py and conda.yml beside them.
@@ -435,7 +418,9 @@ def _pipeline(spec, dataset: dict, automl: dict, sweep: dict | None) -> dict | N
     return {
         "component_name": f"{spec.name.replace('-', '_')}_trial",
         "component_inputs": inputs,
-        "trial_command": " ".join(words),
+        "trial_command": trial_command(
+            spec.metric, sweep["search_space"], "inputs", target=dataset["target"], extra=["--output_dir ${{outputs.model_output}}"]
+        ),
         "training_table": "${{parent.inputs.training_table}}",
         "training_file": "${{parent.inputs.training_file}}",
         "automl_model": "${{parent.jobs.automl.outputs.best_model}}",

@@ -20,11 +20,11 @@ from pathlib import Path
 from capc import azure_names
 from capc.errors import SpecInvalid, SpecProblem
 from capc.families import FAMILIES
+from capc.image_files import is_image_path
 from capc.spec.hints import did_you_mean
 from capc.spec.loader import LoadedSpec, load_spec_file
 from capc.spec.search_space import SAMPLING_ALLOWS, SearchSpaceError, normalise, parse_compact
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
 
 
 @dataclass(frozen=True)
@@ -446,7 +446,7 @@ def _check_image_folder(ctx: CheckContext, path: Path, where: tuple) -> None:
 def image_classes(folder: Path) -> dict[str, int]:
     """Class name -> number of image files (by suffix) in each sub-folder."""
     return {
-        sub.name: sum(1 for f in sub.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+        sub.name: sum(1 for f in sub.iterdir() if f.is_file() and is_image_path(f))
         for sub in sorted(folder.iterdir())
         if sub.is_dir() and not sub.name.startswith(".")
     }

@@ -417,7 +417,6 @@ def test_azure_name_tables_match_the_sdk():
             assert azure_names.yaml_spelling(model.value) == camel_to_snake(model.value)
     for task, enum in (("classification", ClassificationPrimaryMetrics), ("regression", RegressionPrimaryMetrics)):
         assert {camel_to_snake(m) for m in azure_names.AUTOML_METRICS[task]} == {camel_to_snake(m.value) for m in enum}
-    assert azure_names.algorithm_from_yaml("classification", "xg_boost_classifier") == "XGBoostClassifier"
     assert azure_names.metric_from_yaml("classification", "auc_weighted") == "AUC_weighted"
 
 
