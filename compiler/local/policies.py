@@ -35,6 +35,7 @@ import statistics
 from collections.abc import Collection, Mapping
 
 from capc.errors import CapcError
+from capc.spec.search_space import POLICY_KEYS
 
 MAXIMIZE, MINIMIZE = "maximize", "minimize"
 
@@ -161,11 +162,14 @@ class TruncationSelectionPolicy(EarlyTerminationPolicy):
         return _worse(at_k[trial], worst_first[cut], goal)
 
 
-# sweep_job.yml `early_termination.type` -> the policy and the keys it takes besides `type`.
+# sweep_job.yml `early_termination.type` -> the policy and the keys it takes besides `type` (POLICY_KEYS).
+POLICY_CLASSES: dict[str, type[EarlyTerminationPolicy]] = {
+    "bandit": BanditPolicy,
+    "median_stopping": MedianStoppingPolicy,
+    "truncation_selection": TruncationSelectionPolicy,
+}
 POLICIES: dict[str, tuple[type[EarlyTerminationPolicy], tuple[str, ...]]] = {
-    "bandit": (BanditPolicy, ("slack_factor", "slack_amount", "evaluation_interval", "delay_evaluation")),
-    "median_stopping": (MedianStoppingPolicy, ("evaluation_interval", "delay_evaluation")),
-    "truncation_selection": (TruncationSelectionPolicy, ("truncation_percentage", "evaluation_interval", "delay_evaluation")),
+    kind: (POLICY_CLASSES[kind], keys) for kind, keys in POLICY_KEYS.items()
 }
 
 

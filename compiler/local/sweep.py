@@ -22,7 +22,7 @@ Local choices, where Azure has nothing to copy:
 - --resume: finished trials are kept, not run again; interrupted ones are run again with the same parameters;
   sampling goes on with a seed moved past the trials already drawn; timeouts count from the resume.
 - limits come in Azure's seconds (`timeout`, `trial_timeout`); `timeout_minutes` / `trial_timeout_minutes` are
-  read too. Missing max_total_trials: the grid's size for grid sampling, else DEFAULT_MAX_TOTAL_TRIALS.
+  read too. Missing max_total_trials: the grid's size for grid sampling, else the spec schema's default.
 """
 
 from __future__ import annotations
@@ -44,13 +44,13 @@ from capc.errors import CapcError
 from capc.local import samplers
 from capc.state import tracking
 from capc.local.launch import Launcher, under_this_python
+from capc.spec import schema_default
 from capc.local.policies import MAXIMIZE, MINIMIZE, policy_from_mapping
 
 TICK_S = 0.1  # how often process exits are checked
 POLL_S = 0.5  # how often metric histories are read and the policy applied
 KILL_GRACE_S = 5.0  # SIGTERM, then SIGKILL this much later
 OUTPUT_TAIL_LINES = 20
-DEFAULT_MAX_TOTAL_TRIALS = 20  # the spec schema's default
 DEFAULT_MAX_CONCURRENT_TRIALS = 1
 STUDY_NAME = "capc-sweep"
 STUDY_FILE = "study.journal"
@@ -176,7 +176,7 @@ def plan_sweep(job: Mapping, job_dir: Path) -> SweepPlan:
     policy_from_mapping(job.get("early_termination"))  # checked now, built per run
     limits = job.get("limits") or {}
     grid = samplers.grid_size(search_space) if algorithm == "grid" else None
-    max_total = int(limits.get("max_total_trials") or grid or DEFAULT_MAX_TOTAL_TRIALS)
+    max_total = int(limits.get("max_total_trials") or grid or schema_default("sweep.limits.max_total_trials"))
     if grid is not None:
         max_total = min(max_total, grid)  # a grid sweep ends when its grid is covered
     max_concurrent = int(limits.get("max_concurrent_trials") or DEFAULT_MAX_CONCURRENT_TRIALS)

@@ -17,6 +17,7 @@ from capc import azure_names
 from capc.errors import CapcError
 from capc.families import FAMILIES
 from capc.image_files import IMAGE_SUFFIXES, image_base64, is_image_path
+from capc.spec import schema_default
 from capc.trial import trial_command
 
 
@@ -280,7 +281,7 @@ def _automl(spec, dataset: dict) -> dict:
         "limits": limits,
     }
     if spec.task == "image_classification":
-        out.update(_image_automl(spec, split))
+        out.update(_image_automl(spec, dataset))
         return out
     training = {
         "enable_stack_ensemble": settings["enable_ensembles"],
@@ -295,7 +296,7 @@ def _automl(spec, dataset: dict) -> dict:
     return out
 
 
-def _image_automl(spec, split: dict) -> dict:
+def _image_automl(spec, dataset: dict) -> dict:
     from capc.spec.search_space import SearchSpaceError, parse_compact
 
     image = spec.data["automl"]["image"]
@@ -317,7 +318,7 @@ def _image_automl(spec, split: dict) -> dict:
     return {
         "compute": f"azureml:{image['gpu_compute']}",
         "limits": limits,
-        "split": {"validation_data_size": split.get("validation_data_size", 0.2)},
+        "split": {"validation_data_size": _image_holdout(dataset)},
         "training_parameters": {"early_stopping": image["early_stopping"], "number_of_epochs": image["number_of_epochs"]},
         "image_sweep": sweep,
         "image_search_space": [{
@@ -359,6 +360,11 @@ def _sweep(spec, dataset: dict) -> dict | None:
     }
 
 
+def _image_holdout(dataset: dict) -> float:
+    """Image training always holds out a share (it has no folds): with cross_validations given, the schema's."""
+    return dataset["validation_fraction"] or schema_default("dataset.validation_fraction")
+
+
 def _train_script(spec, family, dataset: dict) -> dict:
     kinds = {"int": "as_int", "float": "float", "str": "str"}
     return {
@@ -369,7 +375,7 @@ def _train_script(spec, family, dataset: dict) -> dict:
         ],
         "drop": dataset["drop"],
         "cross_validations": dataset["cross_validations"],
-        "validation_fraction": dataset["validation_fraction"],
+        "validation_fraction": _image_holdout(dataset) if dataset["format"] == "image_folder" else dataset["validation_fraction"],
         # train.py.j2 reads tables; an image folder's keras_cnn trial is train_image.py.j2, which reads folders itself.
         "data_format": "parquet" if dataset["format"] == "parquet" else "csv",
         "model_requirements": list(MODEL_REQUIREMENTS) + list(FAMILY_MODEL_REQUIREMENTS.get(family.name, ())),

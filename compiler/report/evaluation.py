@@ -109,7 +109,7 @@ def _trial_holdout(job_dir: Path) -> _Rows | None:
         return _sample(features, y, f"The sweep cross-validated ({trial.CROSS_VALIDATIONS} folds) and its trial "
                        "script then refitted the model on every row, so no row is held out.")
     _, valid = splits[0]
-    share = trial.VALIDATION_FRACTION or 0.2
+    share = trial.VALIDATION_FRACTION
     how = (f"Held-out rows: the {len(valid):,} rows ({share:.0%}) of the trial script's own validation split "
            f"(train_test_split, seed {trial.SEED}), which the registered trial never trained on.")
     return _Rows(features.iloc[valid], y[valid], True, how)

@@ -23,6 +23,7 @@ from typing import Iterator
 import yaml
 
 from capc.errors import CapcError
+from capc.spec import schema_default  # deployment.yml without request settings: the spec's default, Azure's too
 from capc.serve import inference_server
 from capc.serve.bench import BenchResult, build_bodies, check_bounds, run_load
 from capc.serve.processes import (
@@ -34,7 +35,6 @@ from capc.serve.state import (
     locked, new_key, read_control_token, read_keys, read_state, write_keys, write_state,
 )
 
-DEFAULT_REQUEST_TIMEOUT_MS = 5_000  # Azure's request_settings default
 DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024  # Azure documents no payload limit; capc answers 413 above this
 READY_TIMEOUT_S = 180.0
 SAMPLE_REQUEST = "sample_request.json"
@@ -114,7 +114,7 @@ def deploy(
     settings_file = _deployment_settings(job_dir)
     settings = inference_server.ServerSettings(
         worker_count=worker_count or _local_worker_count(settings_file["environment"]),
-        request_timeout_ms=request_timeout_ms or settings_file["request_timeout_ms"] or DEFAULT_REQUEST_TIMEOUT_MS,
+        request_timeout_ms=request_timeout_ms or settings_file["request_timeout_ms"] or schema_default("deployment.request_timeout_ms"),
         environment=settings_file["environment"],
     )
     if settings.worker_count < 1:

@@ -1,4 +1,6 @@
-"""Search-space expressions: the compact HyperDrive form `uniform(0.1, 10)` -> Azure's mapping form.
+"""Search-space expressions: the compact HyperDrive form `uniform(0.1, 10)` -> Azure's mapping form; and the
+sweep vocabulary as data (distributions, sampling algorithms, early-termination policies) that the schema's enums,
+validation and the local engine all read.
 
 Azure's sweep YAML is the canonical form inside capc; the compact form is parsed once, at validation.
 """
@@ -29,6 +31,13 @@ SAMPLING_ALLOWS: dict[str, frozenset[str]] = {
     "random": frozenset(DISTRIBUTIONS),
     "grid": frozenset({"choice"}),
     "bayesian": frozenset({"choice", "uniform", "quniform"}),
+}
+
+# Early-termination policy (sweep_job.yml `early_termination.type`) -> the keys it takes besides `type`.
+POLICY_KEYS: dict[str, tuple[str, ...]] = {
+    "bandit": ("slack_factor", "slack_amount", "evaluation_interval", "delay_evaluation"),
+    "median_stopping": ("evaluation_interval", "delay_evaluation"),
+    "truncation_selection": ("truncation_percentage", "evaluation_interval", "delay_evaluation"),
 }
 
 

@@ -11,7 +11,7 @@ import csv
 import hashlib
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -23,7 +23,7 @@ from capc.families import FAMILIES
 from capc.image_files import is_image_path
 from capc.spec.hints import did_you_mean
 from capc.spec.loader import LoadedSpec, load_spec_file
-from capc.spec.search_space import SAMPLING_ALLOWS, SearchSpaceError, normalise, parse_compact
+from capc.spec.search_space import DISTRIBUTIONS, POLICY_KEYS, SAMPLING_ALLOWS, SearchSpaceError, normalise, parse_compact
 
 
 
@@ -61,7 +61,40 @@ class Spec:
 
 @cache
 def schema() -> dict:
-    return json.loads(resources.files("capc.spec").joinpath("schema.json").read_text(encoding="utf-8"))
+    """schema.json with the enums that name capc's own tables filled in from those tables."""
+    loaded = json.loads(resources.files("capc.spec").joinpath("schema.json").read_text(encoding="utf-8"))
+    for path, values in TABLE_ENUMS.items():
+        node = loaded
+        for key in path:
+            node = node[key]
+        rest = dict(node)
+        node.clear()
+        node.update({"enum": list(values), **rest})  # enum first, as the key reads in `capc schema`
+    return loaded
+
+
+def schema_default(key: str):
+    """The schema's default of a dotted key (`sweep.limits.max_total_trials`): for readers of job files that may
+    lack a value the spec always has, so the default is still written once."""
+    node = schema()
+    for part in key.split("."):
+        node = node["properties"][part]
+        if "$ref" in node:
+            node = schema()["$defs"][node["$ref"].rsplit("/", 1)[-1]]
+    return node["default"]
+
+
+# Schema keys whose allowed values are the keys of a Python table: the table is the one source, so adding a task
+# (with its metrics), a trial family, a distribution, a sampling algorithm or an early-termination policy is one
+# edit there. Paths are into schema.json.
+TABLE_ENUMS: dict[tuple, Iterable[str]] = {
+    ("properties", "task"): azure_names.AUTOML_METRICS,
+    ("properties", "sweep", "properties", "model"): FAMILIES,
+    ("properties", "sweep", "properties", "sampling"): SAMPLING_ALLOWS,
+    ("properties", "automl", "properties", "image", "properties", "sampling"): SAMPLING_ALLOWS,
+    ("$defs", "distribution", "oneOf", 1, "properties", "type"): DISTRIBUTIONS,
+    ("$defs", "early_termination", "properties", "type"): POLICY_KEYS,
+}
 
 
 def load_spec(path: Path | str, overrides: list[str] | None = None) -> Spec:

@@ -149,7 +149,7 @@ def make_splits(n_rows, labels):
     if CROSS_VALIDATIONS:
         splitter = StratifiedKFold if stratify is not None else KFold
         return list(splitter(n_splits=CROSS_VALIDATIONS, shuffle=True, random_state=SEED).split(rows, stratify if stratify is not None else rows))
-    train, valid = train_test_split(rows, test_size=VALIDATION_FRACTION or 0.2, random_state=SEED, stratify=stratify)
+    train, valid = train_test_split(rows, test_size=VALIDATION_FRACTION, random_state=SEED, stratify=stratify)
     return [(train, valid)]
 
 

@@ -410,7 +410,7 @@ def main(argv=None):
     images, labels, classes = load_images(args.data, params["image_size"])
     if len(labels) < 4:
         raise SystemExit(f"error: {len(labels)} images are too few to train and validate")
-    train_rows, valid_rows = stratified_split(labels, VALIDATION_FRACTION or 0.2)
+    train_rows, valid_rows = stratified_split(labels, VALIDATION_FRACTION)
     x_train, y_train = images[train_rows], labels[train_rows]
     x_valid, y_valid = images[valid_rows], labels[valid_rows]
     print(f"{len(train_rows)} training and {len(valid_rows)} validation images, classes {classes}", flush=True)
