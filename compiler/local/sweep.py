@@ -296,6 +296,12 @@ class _SweepRunner:
         self.histories: dict[str, list[float]] = {}
         self.policy = policy_from_mapping(plan.policy_mapping)
         self.finished_before = 0
+        # Opened by run(), in this order: prepare(), the launcher, open_study(), open_tracking().
+        self.snapshot: Path | None = None  # the trial code's snapshot every trial runs in
+        self.launcher: Launcher | None = None
+        self.study = None  # optuna.Study
+        self.distributions: dict = {}
+        self.client = None  # mlflow.MlflowClient
 
     # -- events
     def emit(self, kind: str, trial: SweepTrial) -> None:

@@ -1,6 +1,9 @@
 """Stage 3, render: a validated Spec -> {relative posix path: bytes} of every artifact, in memory.
 
-Pure: reads the templates, the data file's first rows (through plan) and a user trial script; writes nothing.
+Pure in what it returns: reads the templates, the data file's first rows (through plan) and a user trial script,
+and writes no artifact (the writer in capc.artifacts does). Its one write is a cache: Jinja's compiled templates
+under $XDG_CACHE_HOME/capc (else ~/.cache/capc), keyed by each template's source, so it never changes the output;
+without a writable cache folder templates are compiled every time.
 Every value from the spec enters an artifact through one of the quoting filters (`yaml`, `py`, `json`), so
 quotes, newlines, `{{ }}` or `${{ }}` in a description or a column name still give valid files holding the
 literal value.

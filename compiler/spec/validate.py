@@ -117,10 +117,20 @@ def load_spec(path: Path | str, overrides: list[str] | None = None) -> Spec:
     problems = schema_problems + [p for p in context.problems if p not in schema_problems]
     if problems:
         raise SpecInvalid(problems)
+    _to_mapping_form(data)
     digest = hashlib.sha256(loaded.text)
     for key, value in applied:
         digest.update(f"\n--set {key}={json.dumps(value, sort_keys=True)}".encode())
     return Spec(path=Path(path), data=data, sha256=digest.hexdigest(), overrides=tuple(applied))
+
+
+def _to_mapping_form(data: dict) -> None:
+    """The one rewrite of a valid spec: every distribution in Azure's mapping form, capc's form from here on."""
+    sweep = data.get("sweep")
+    if sweep:
+        space = sweep["search_space"]
+        for name, raw in space.items():
+            space[name] = parse_compact(raw) if isinstance(raw, str) else normalise(raw)
 
 
 # ---------------------------------------------------------------- overrides
@@ -367,7 +377,7 @@ def sweep_fits_task(ctx: CheckContext) -> None:
 
 @check
 def search_space_is_valid(ctx: CheckContext) -> None:
-    """Parse every distribution into Azure's mapping form (in place) and check it against sampling and family."""
+    """Every distribution parses, fits the sampling algorithm and names a hyperparameter of the family."""
     sweep = ctx.data.get("sweep")
     if not sweep:
         return
@@ -382,7 +392,6 @@ def search_space_is_valid(ctx: CheckContext) -> None:
         except SearchSpaceError as exc:
             ctx.report(where, str(exc), exc.hint)
             continue
-        sweep["search_space"][name] = dist
         if allowed is not None and dist["type"] not in allowed:
             ctx.report(where, f"`{sweep['sampling']}` sampling does not accept `{dist['type']}`", f"it accepts {', '.join(sorted(allowed))}")
         if family and name not in family.parameter_names:
