@@ -23,6 +23,7 @@ import yaml
 from capc.errors import CapcError
 from capc.state import tracking
 from capc.image_files import IMAGE_SUFFIXES, image_base64, is_image_path
+from capc.local.outcome import Outcome
 from capc.trial import trial_command
 
 FAMILY = "keras_cnn"
@@ -255,7 +256,6 @@ def check_trial_script(job_dir: Path) -> Path:
 
 def run_image_automl(spec, job_dir, job, mlflow_client, exp_id, submit_run, work_dir, progress):
     """AutoML for images on this machine: the keras_cnn search; returns the best configuration as an Outcome."""
-    from capc.local.submit import Outcome  # noqa: PLC0415 - submit imports this module lazily
     from capc.local.sweep import COMPLETED, INTERRUPTED, run_sweep_interruptibly  # noqa: PLC0415
 
     job_dir = Path(job_dir)

@@ -35,6 +35,7 @@ from pathlib import Path
 PRELOAD = ("mlflow", "mlflow.tracking.fluent", "mlflow.store.tracking.sqlalchemy_store")
 SERVER_START_TIMEOUT_S = 180.0  # the first reply waits for the preload, slow on a busy machine
 REPLY_TIMEOUT_S = 30.0
+OUTPUT_TAIL_LINES = 20  # what a failed process's error quotes of its output
 PYTHON_COMMAND = re.compile(r"python(\d+(\.\d+)?)?$")  # python, python3, python3.11, or a path to one
 
 
@@ -44,6 +45,19 @@ def under_this_python(argv: list[str]) -> list[str]:
     if argv and PYTHON_COMMAND.fullmatch(os.path.basename(argv[0])):
         return [sys.executable, *argv[1:]]
     return list(argv)
+
+
+def output_tail(path: Path, lines: int = OUTPUT_TAIL_LINES) -> str:
+    """The last lines a process wrote to its log (read from the end: logs can be large)."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(0, size - 64 * 1024))
+            text = handle.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
 
 
 class SpawnedTrial:

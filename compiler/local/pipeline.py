@@ -27,8 +27,7 @@ import yaml
 
 from capc.errors import CapcError
 from capc.state import registry, tracking
-from capc.local.launch import under_this_python
-from capc.local.sweep import output_tail
+from capc.local.launch import output_tail, under_this_python
 
 STEP_LOG = "step.log"
 WINNER_FILE = "winner.json"

@@ -148,7 +148,7 @@ class PipelineProgress:
 
 
 def _last_line(path) -> str:
-    from capc.local.sweep import output_tail
+    from capc.local.launch import output_tail
 
     lines = [line for line in output_tail(path, 5).splitlines() if line.strip()]
     return lines[-1][:100] if lines else ""

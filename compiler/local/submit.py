@@ -6,10 +6,9 @@ what runs here is what would run on Azure.
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -18,19 +17,7 @@ from capc import azure_names
 from capc.errors import CapcError
 from capc.state import registry, tracking
 from capc.local.data import check_target, mltable_source, read_frame
-
-
-@dataclass
-class Outcome:
-    """The best run of one engine (automl or sweep), ready to be compared and registered."""
-
-    source: str
-    run_id: str
-    value: float
-    model_dir: Path
-    params: dict = field(default_factory=dict)
-    metrics: dict = field(default_factory=dict)
-    label: str = ""
+from capc.local.outcome import Outcome
 
 
 @dataclass

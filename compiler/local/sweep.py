@@ -43,14 +43,13 @@ from pathlib import Path
 from capc.errors import CapcError
 from capc.local import samplers
 from capc.state import tracking
-from capc.local.launch import Launcher, under_this_python
+from capc.local.launch import Launcher, output_tail, under_this_python
 from capc.spec import schema_default
 from capc.local.policies import MAXIMIZE, MINIMIZE, policy_from_mapping
 
 TICK_S = 0.1  # how often process exits are checked
 POLL_S = 0.5  # how often metric histories are read and the policy applied
 KILL_GRACE_S = 5.0  # SIGTERM, then SIGKILL this much later
-OUTPUT_TAIL_LINES = 20
 DEFAULT_MAX_CONCURRENT_TRIALS = 1
 STUDY_NAME = "capc-sweep"
 STUDY_FILE = "study.journal"
@@ -240,19 +239,6 @@ class _Running:
     stop_reason: str | None = None
     kill_at: float | None = None
     killed: bool = False
-
-
-def output_tail(path: Path, lines: int = OUTPUT_TAIL_LINES) -> str:
-    """The last lines a process wrote to its log (read from the end: logs can be large)."""
-    try:
-        with open(path, "rb") as handle:
-            handle.seek(0, os.SEEK_END)
-            size = handle.tell()
-            handle.seek(max(0, size - 64 * 1024))
-            text = handle.read().decode("utf-8", errors="replace")
-    except OSError:
-        return ""
-    return "\n".join(text.splitlines()[-lines:])
 
 
 def _link_or_copy(src: str, dst: str) -> None:

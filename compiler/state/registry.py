@@ -8,7 +8,6 @@ becomes visible only once registration.json exists (written last, by rename).
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
