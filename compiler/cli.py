@@ -1,6 +1,7 @@
 """The command line: argument handling only; each command calls the stages (spec -> render -> artifacts -> backend).
 
-Every CapcError becomes a one-paragraph message on stderr and exit code 1; tracebacks only with --debug.
+A command that runs somewhere picks its backend once (capc.backends: local or Azure, the same methods) and calls it;
+what it prints comes from capc.views. Every CapcError becomes a one-paragraph message on stderr and exit code 1; tracebacks only with --debug.
 """
 
 from __future__ import annotations
@@ -12,9 +13,8 @@ from pathlib import Path
 import click
 
 from capc import __version__
+from capc.backends import DEFAULT_OUT, AzureBackend, backend_for
 from capc.errors import CapcError, SpecInvalid
-
-DEFAULT_OUT = Path("generated")
 
 
 class CapcGroup(click.Group):
@@ -80,15 +80,10 @@ def validate(specs: tuple[Path, ...]) -> None:
 @out_option
 def build(specs: tuple[Path, ...], out_dir: Path) -> None:
     """Compile specs into OUT/<name>/ (atomic: an interrupted build leaves the old output whole)."""
-    from capc.artifacts import plan_changes, write_tree
-    from capc.build import compile_spec
+    from capc.build import build_spec
 
     for spec in _load_all(list(specs)):
-        files = compile_spec(spec, out_dir)
-        target = out_dir / spec.name
-        changes = plan_changes(target, files)
-        if changes:
-            write_tree(target, files)
+        target, files, changes = build_spec(spec, out_dir)
         click.echo(f"{target}: {len(files)} files, {_summary(changes)}")
 
 
@@ -150,18 +145,14 @@ def _build_for_submit(spec_path: Path, overrides: list[str], out_dir: Path):
     """Build as `capc build` would; a run with --set builds into $CAPC_HOME so generated/ stays the specs' truth."""
     import hashlib
 
-    from capc.artifacts import plan_changes, write_tree
-    from capc.build import compile_spec
-    from capc.state.home import capc_home
+    from capc.build import build_spec
     from capc.spec import load_spec
+    from capc.state.home import capc_home
 
     spec = load_spec(spec_path, overrides)
     if overrides:
         out_dir = capc_home() / "builds" / hashlib.sha256(spec.sha256.encode()).hexdigest()[:12]
-    files = compile_spec(spec, out_dir)
-    target = out_dir / spec.name
-    if plan_changes(target, files):
-        write_tree(target, files)
+    target, _, _ = build_spec(spec, out_dir)
     return spec, target
 
 
@@ -178,80 +169,10 @@ def _build_for_submit(spec_path: Path, overrides: list[str], out_dir: Path):
 @json_option
 def submit(spec_path: Path, target: str, only: str | None, overrides: tuple[str, ...], resume: bool, no_wait: bool, dry_run: bool, workspace_config: Path | None, out_dir: Path, as_json: bool) -> None:
     """Build SPEC and run its jobs: locally by default (AutoML, sweep, best model registered)."""
-    from capc import views
-
     spec, job_dir = _build_for_submit(spec_path, list(overrides), out_dir)
-    if target == "azure":
-        import os
-
-        from capc.azure import resolve_workspace, submit as azure_submit
-
-        workspace = None if dry_run and not workspace_config else resolve_workspace(workspace_config, os.environ)
-        azure_submit(
-            job_dir, spec.name, workspace, only=only, wait=not no_wait, dry_run=dry_run,
-            compute=spec.data["compute"], model_source=spec.data["deployment"]["model"],
-        )
-        return
-    if dry_run or no_wait:
-        raise CapcError("--dry-run and --no-wait apply to --target azure.", "`capc diff SPEC` shows what a local build would change")
-    if only == "pipeline":
-        _submit_pipeline(spec, job_dir, [str(spec_path.resolve()), *(f"--set={o}" for o in overrides)], resume, as_json)
-        return
-    from capc.local.progress import SubmitProgress
-    from capc.local.submit import submit_local
-
-    with SubmitProgress(spec.metric, spec.goal) as progress:
-        result = submit_local(spec, job_dir, only=only, resume=resume, progress=progress)
-    if as_json:
-        views.print_json(result.to_dict())
-    else:
-        _print_submit(result)
-    if result.interrupted:
-        click.echo(f"interrupted: finished work is recorded; run `capc submit {spec_path} --resume` to continue the sweep.", err=True)
-        sys.exit(130)
-
-
-def _submit_pipeline(spec, job_dir: Path, spec_args: list[str], resume: bool, as_json: bool) -> None:
-    from capc import views
-    from capc.local.pipeline import run_pipeline
-    from capc.local.progress import PipelineProgress
-
-    with PipelineProgress() as display:
-        result = run_pipeline(spec, job_dir, spec_args, resume=resume, display=display)
-    if as_json:
-        views.print_json(result.to_dict())
-    else:
-        out = views.console()
-        out.print(views.pipeline_table(result))
-        if result.model:
-            out.print(f"registered model [bold]{result.model.ref}[/] ({result.model.source}, {result.metric} {result.model.value:.4f})")
-    if result.interrupted:
-        click.echo("interrupted: finished steps are recorded.", err=True)
-        sys.exit(130)
-    if result.failed:
-        failed = result.failed[0]
-        raise CapcError(
-            f"pipeline step `{failed.name}` of {spec.name} failed with {failed.detail} ({len(result.failed)} step(s) failed;"
-            f" steps that needed them were skipped). Its last output lines:\n{failed.output_tail}",
-            f"the whole log: {failed.log}",
-        )
-
-
-def _print_submit(result) -> None:
-    from capc import views
-
-    from rich.table import Table
-
-    table = Table(title=f"{result.name}: best {result.metric} ({result.goal})", header_style="bold")
-    for col in ("source", "best run", result.metric, "winner"):
-        table.add_column(col)
-    for o in result.outcomes:
-        table.add_row(o.source, f"{o.label} [dim]{o.run_id[:8]}", f"{o.value:.4f}", "✔" if o is result.winner else "")
-    out = views.console()
-    out.print(table)
-    if result.model:
-        out.print(f"registered model [bold]{result.model.ref}[/] ({result.model.source}, {result.metric} {result.model.value:.4f})")
-        out.print(f"next: capc leaderboard {result.name} | capc deploy {result.name}")
+    backend_for(target, workspace_config).submit(
+        spec, job_dir, spec_path, list(overrides), only=only, resume=resume, as_json=as_json, no_wait=no_wait, dry_run=dry_run,
+    )
 
 
 @cli.command()
@@ -279,26 +200,18 @@ def runs(name: str | None, as_json: bool) -> None:
 def leaderboard(name: str, as_json: bool) -> None:
     """AutoML candidates and sweep trials of NAME, best first by the primary metric."""
     from capc import views
-
-    from capc.state.tracking import list_runs
+    from capc.state.tracking import list_runs, submit_objective
 
     rows = list_runs(name)
     submits = [r for r in rows if r.kind == "submit"]
     if not submits:
         raise CapcError(f"no runs recorded for `{name}`.", f"run `capc submit specs/{name}.yaml` first")
-    metric, goal = _metric_of(submits[0])
+    metric, goal = submit_objective(submits[0].run_id)
     board = views.leaderboard_rows(rows, metric, goal)
     if as_json:
         views.print_json({"name": name, "metric": metric, "goal": goal, "runs": [r.to_dict() for r in board]})
         return
     views.console().print(views.leaderboard_table(board, metric, goal, f"{name}: leaderboard by {metric} ({goal})"))
-
-
-def _metric_of(submit_row):
-    from capc.state.tracking import client
-
-    tags = client().get_run(submit_row.run_id).data.tags
-    return tags["capc.metric"], tags["capc.goal"]
 
 
 @cli.group()
@@ -338,8 +251,7 @@ def models_show(ref: str, as_json: bool) -> None:
     if as_json:
         views.print_json(model.to_dict())
         return
-    for key, value in model.to_dict().items():
-        click.echo(f"{key:>12}: {json.dumps(value, sort_keys=True) if isinstance(value, dict) else value}")
+    views.print_fields(model.to_dict(), 12)
 
 
 @cli.command()
@@ -348,19 +260,7 @@ def models_show(ref: str, as_json: bool) -> None:
 @click.option("--workspace", "workspace_config", type=click.Path(path_type=Path), default=None, help="Azure ML config.json.")
 def status(name_or_job: str, target: str, workspace_config: Path | None) -> None:
     """Status of a spec's last jobs (or one job)."""
-    if target == "azure":
-        from capc.azure import status as azure_status
-
-        azure_status(name_or_job, _workspace(workspace_config) if workspace_config else None)
-        return
-    from capc import views
-    from capc.state.tracking import list_runs
-
-    rows = [r for r in list_runs(name_or_job) if r.kind in ("submit", "automl", "sweep")]
-    if not rows:
-        raise CapcError(f"no local runs of `{name_or_job}`.", "`capc runs` lists every experiment's runs")
-    latest = max((r for r in rows if r.kind == "submit"), key=lambda r: r.start)
-    views.console().print(views.runs_table([latest] + [r for r in rows if r.parent == latest.run_id], f"{name_or_job}: last submit"))
+    backend_for(target, workspace_config).status(name_or_job)
 
 
 @cli.command()
@@ -368,31 +268,13 @@ def status(name_or_job: str, target: str, workspace_config: Path | None) -> None
 @click.option("--workspace", "workspace_config", type=click.Path(path_type=Path), default=None, help="Azure ML config.json.")
 def cancel(job_id: str, workspace_config: Path | None) -> None:
     """Cancel an Azure ML job (or a spec's last jobs, by NAME). Local jobs stop with Ctrl-C."""
-    from capc.azure import cancel as azure_cancel
-
-    for name in azure_cancel(job_id, _workspace(workspace_config) if workspace_config else None):
-        click.echo(f"cancel requested: {name}")
+    AzureBackend(workspace_config).cancel(job_id)
 
 
 # ---------------------------------------------------------------- endpoints
 
 target_option = click.option("--target", type=click.Choice(["local", "azure"]), default="local", show_default=True, help="Local endpoint or Azure managed online endpoint.")
 workspace_option = click.option("--workspace", "workspace_config", type=click.Path(path_type=Path), default=None, help="Azure ML config.json (else AZURE_SUBSCRIPTION_ID, AZURE_RESOURCE_GROUP, AZUREML_WORKSPACE_NAME).")
-
-
-def _workspace(config: Path | None):
-    import os
-
-    from capc.azure import resolve_workspace
-
-    return resolve_workspace(config, os.environ)
-
-
-def _azure_job_dir(name: str, out_dir: Path = DEFAULT_OUT) -> Path:
-    job_dir = out_dir / name
-    if not (job_dir / "endpoint.yml").is_file():
-        raise CapcError(f"no generated artifacts for `{name}` in {job_dir}.", f"run `capc build specs/{name}.yaml` first")
-    return job_dir
 
 
 @cli.command()
@@ -404,28 +286,7 @@ def _azure_job_dir(name: str, out_dir: Path = DEFAULT_OUT) -> Path:
 @json_option
 def deploy(name: str, model_ref: str | None, target: str, port: int | None, workspace_config: Path | None, as_json: bool) -> None:
     """Serve a registered model behind key auth (replaces the model of a running endpoint without downtime)."""
-    from capc import views
-
-    if target == "azure":
-        from capc.azure import deploy as azure_deploy
-
-        version = model_ref.partition(":")[2] or None if model_ref else None
-        azure_deploy(_azure_job_dir(name), name, _workspace(workspace_config) if workspace_config else None, model_version=version)
-        return
-    from capc import serve
-    from capc.state import registry
-
-    model = registry.get(model_ref or name)
-    info = serve.deploy(name, model.model_dir, Path(model.job_dir), port=port, model_ref=model.ref)
-    if as_json:
-        views.print_json(info.to_dict())
-        return
-    click.echo(f"endpoint {info.name} serves {info.model} ({info.state})")
-    click.echo(f"  scoring URI: {info.scoring_uri}")
-    click.echo(f"  swagger:     {info.swagger_uri}")
-    click.echo(f"  docs:        {info.docs_uri}")
-    click.echo(f"  key:         capc endpoints keys {info.name}   (send it as: Authorization: Bearer <key>)")
-    click.echo(f"  try it:      capc invoke {info.name}")
+    backend_for(target, workspace_config).deploy(name, model_ref, port, as_json)
 
 
 @cli.group()
@@ -437,8 +298,6 @@ def endpoints() -> None:
 @json_option
 def endpoints_list(as_json: bool) -> None:
     """Local endpoints and their state."""
-    from rich.table import Table
-
     from capc import serve, views
 
     found = serve.list_endpoints()
@@ -448,12 +307,7 @@ def endpoints_list(as_json: bool) -> None:
     if not found:
         click.echo("no endpoints: `capc deploy NAME` starts one.")
         return
-    table = Table(title="local endpoints", header_style="bold")
-    for col in ("name", "state", "model", "scoring URI", "updated"):
-        table.add_column(col)
-    for e in found:
-        table.add_row(e.name, e.state, e.model, e.scoring_uri, e.updated)
-    views.console().print(table)
+    views.console().print(views.endpoints_table(found))
 
 
 @endpoints.command("show")
@@ -465,20 +319,11 @@ def endpoints_show(name: str, target: str, workspace_config: Path | None, as_jso
     """One endpoint: URIs, model, state (and its primary key with --json, as `az ml online-endpoint show` + keys)."""
     from capc import views
 
-    if target == "azure":
-        from capc.azure import endpoint_show
-
-        data = endpoint_show(_azure_job_dir(name), _workspace(workspace_config) if workspace_config else None)
-    else:
-        from capc import serve
-
-        data = serve.show(name).to_dict()
+    data = backend_for(target, workspace_config).endpoint_show(name)
     if as_json:
         views.print_json(data)
         return
-    for key, value in data.items():
-        if key not in ("primary_key", "primaryKey"):
-            click.echo(f"{key:>20}: {value}")
+    views.print_fields(data, 20, hidden=("primary_key", "primaryKey"), dicts_as_json=False)
 
 
 @endpoints.command("keys")
@@ -490,14 +335,7 @@ def endpoints_keys(name: str, regenerate: str | None, target: str, workspace_con
     """The endpoint's keys, as JSON (like `az ml online-endpoint get-credentials`)."""
     from capc import views
 
-    if target == "azure":
-        from capc.azure import endpoint_keys
-
-        views.print_json(endpoint_keys(_azure_job_dir(name), _workspace(workspace_config) if workspace_config else None, regenerate=regenerate))
-        return
-    from capc import serve
-
-    views.print_json(serve.regenerate_key(name, regenerate) if regenerate else serve.keys(name))
+    views.print_json(backend_for(target, workspace_config).endpoint_keys(name, regenerate))
 
 
 @endpoints.command("logs")
@@ -510,19 +348,7 @@ def endpoints_keys(name: str, regenerate: str | None, target: str, workspace_con
 @json_option
 def endpoints_logs(name: str, follow: bool, tail_lines: int | None, server: bool, target: str, workspace_config: Path | None, as_json: bool) -> None:
     """Request log: time, status, latency, request id (no payloads)."""
-    if target == "azure":
-        from capc.azure import endpoint_logs
-
-        click.echo(endpoint_logs(_azure_job_dir(name), _workspace(workspace_config) if workspace_config else None, lines=tail_lines or 100))
-        return
-    from capc import serve
-
-    if server:
-        for line in serve.server_logs(name, follow=follow, tail_lines=tail_lines):
-            click.echo(line.rstrip("\n"))
-        return
-    for record in serve.logs(name, follow=follow, tail_lines=tail_lines):
-        click.echo(json.dumps(record, sort_keys=True) if as_json else serve.format_log_record(record))
+    backend_for(target, workspace_config).endpoint_logs(name, follow, tail_lines, server, as_json)
 
 
 @endpoints.command("delete")
@@ -531,15 +357,7 @@ def endpoints_logs(name: str, follow: bool, tail_lines: int | None, server: bool
 @workspace_option
 def endpoints_delete(name: str, target: str, workspace_config: Path | None) -> None:
     """Stop the endpoint and forget its keys."""
-    if target == "azure":
-        from capc.azure import endpoint_delete
-
-        endpoint_delete(_azure_job_dir(name), _workspace(workspace_config) if workspace_config else None)
-        return
-    from capc import serve
-
-    serve.delete(name)
-    click.echo(f"deleted endpoint {name}")
+    backend_for(target, workspace_config).endpoint_delete(name)
 
 
 @cli.command()
@@ -549,31 +367,7 @@ def endpoints_delete(name: str, target: str, workspace_config: Path | None) -> N
 @workspace_option
 def invoke(name: str, data_file: Path | None, target: str, workspace_config: Path | None) -> None:
     """Call an endpoint and print its reply."""
-    if target == "azure":
-        from capc.azure import invoke as azure_invoke
-
-        click.echo(azure_invoke(_azure_job_dir(name), _workspace(workspace_config) if workspace_config else None, data_file))
-        return
-    from capc import serve
-
-    payload = _request_body(data_file) if data_file else None
-    result = serve.invoke(name, payload)
-    click.echo(result.text)
-    if not result.ok:
-        raise CapcError(f"endpoint {name} answered {result.status} (request id {result.request_id}).")
-
-
-def _request_body(path: Path) -> bytes:
-    """A JSON body as it is; an image file is encoded as capc's {"data": ["<base64>"]}."""
-    from capc.image_files import image_request_body, is_image_path
-
-    try:
-        content = path.read_bytes()
-    except OSError as exc:
-        raise CapcError(f"cannot read {path}: {exc.strerror}") from None
-    if is_image_path(path):
-        return image_request_body(content)
-    return content
+    backend_for(target, workspace_config).invoke(name, data_file)
 
 
 @cli.command("bench")

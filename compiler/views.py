@@ -98,6 +98,57 @@ def pipeline_table(result) -> Table:
     return table
 
 
+def submit_table(result) -> Table:
+    """One row per engine of a local submit, the winner marked."""
+    table = Table(title=f"{result.name}: best {result.metric} ({result.goal})", header_style="bold")
+    for col in ("source", "best run", result.metric, "winner"):
+        table.add_column(col)
+    for o in result.outcomes:
+        table.add_row(o.source, f"{o.label} [dim]{o.run_id[:8]}", f"{o.value:.4f}", "✔" if o is result.winner else "")
+    return table
+
+
+def print_submit(result) -> None:
+    out = console()
+    out.print(submit_table(result))
+    if result.model:
+        out.print(f"registered model [bold]{result.model.ref}[/] ({result.model.source}, {result.metric} {result.model.value:.4f})")
+        out.print(f"next: capc leaderboard {result.name} | capc deploy {result.name}")
+
+
+def print_pipeline(result) -> None:
+    out = console()
+    out.print(pipeline_table(result))
+    if result.model:
+        out.print(f"registered model [bold]{result.model.ref}[/] ({result.model.source}, {result.metric} {result.model.value:.4f})")
+
+
+def endpoints_table(endpoints) -> Table:
+    table = Table(title="local endpoints", header_style="bold")
+    for col in ("name", "state", "model", "scoring URI", "updated"):
+        table.add_column(col)
+    for e in endpoints:
+        table.add_row(e.name, e.state, e.model, e.scoring_uri, e.updated)
+    return table
+
+
+def print_deployed(info) -> None:
+    """A local endpoint just deployed: where to call it and how."""
+    print(f"endpoint {info.name} serves {info.model} ({info.state})")
+    print(f"  scoring URI: {info.scoring_uri}")
+    print(f"  swagger:     {info.swagger_uri}")
+    print(f"  docs:        {info.docs_uri}")
+    print(f"  key:         capc endpoints keys {info.name}   (send it as: Authorization: Bearer <key>)")
+    print(f"  try it:      capc invoke {info.name}")
+
+
+def print_fields(data: dict, width: int, hidden: tuple[str, ...] = (), dicts_as_json: bool = True) -> None:
+    """`key: value` lines, keys right-aligned to `width`; `hidden` keys left out."""
+    for key, value in data.items():
+        if key not in hidden:
+            print(f"{key:>{width}}: {json.dumps(value, sort_keys=True) if dicts_as_json and isinstance(value, dict) else value}")
+
+
 def _duration(seconds) -> str:
     if seconds is None:
         return "-"

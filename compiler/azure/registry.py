@@ -13,8 +13,6 @@ from capc.azure.job_folder import JobFolder
 from capc.azure.jobs import SubmittedJob, model_path
 from capc.errors import CapcError
 
-SOURCES = ("best", "automl", "sweep")
-
 
 @dataclass(frozen=True)
 class RegisteredModel:
@@ -36,9 +34,8 @@ class RegisteredModel:
 
 
 def choose_winner(jobs: list[SubmittedJob], goal: str, prefer: str = "best") -> SubmittedJob | None:
-    """The completed job whose best child scores best by the primary metric (or the one `prefer` names)."""
-    if prefer not in SOURCES:
-        raise CapcError(f"deployment.model must be one of {', '.join(SOURCES)}, not '{prefer}'.")
+    """The completed job whose best child scores best by the primary metric (or the one `prefer` names: the
+    validated spec's deployment.model, best | automl | sweep)."""
     scored = [j for j in jobs if j.status == "Completed" and j.best_run_id and j.best_value is not None]
     if prefer != "best":
         scored = [j for j in scored if j.kind == prefer]

@@ -4,12 +4,12 @@
     pipeline.py       orchestration of `--only pipeline`: pipeline_job.yml's graph, one process per step
     pipeline_step.py  one engine step of that graph, as its own process
     outcome.py        what an engine hands back to be compared and registered
-    automl.py         engine: tabular AutoML on FLAML (automl_names.py: Azure's names -> FLAML's)
+    automl            engine: tabular AutoML on FLAML (automl_names.py: Azure's names -> FLAML's)
     images.py         engine: AutoML for images (a keras_cnn search), and reading image folders
     sweep.py          engine: a sweep job on Optuna (samplers.py, policies.py); launch.py starts its trials
     data.py           reading a job's training data from its MLTable or uri_file
     progress.py       the live display of a submit
 
-Shared state (model registry, MLflow tracking) is capc.state. Outside this folder only the CLI imports it, and the
-report reads training rows again through data.py.
+Shared state (model registry, MLflow tracking) is capc.state. Outside this folder only capc.backends and the CLI import it;
+the report reads training rows again through data.py.
 """

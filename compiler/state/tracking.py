@@ -142,3 +142,9 @@ def list_runs(experiment: str | None = None) -> list[RunRow]:
             )
         )
     return rows
+
+
+def submit_objective(run_id: str) -> tuple[str, str]:
+    """The primary metric and its goal that a submit run recorded (its capc.metric and capc.goal tags)."""
+    tags = client().get_run(run_id).data.tags
+    return tags["capc.metric"], tags["capc.goal"]

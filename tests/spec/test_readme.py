@@ -22,3 +22,13 @@ def test_readme_commands_exist():
     for command in sorted(set(re.findall(r"`capc ([a-z]+)", readme))):
         result = CliRunner().invoke(cli, [command, "--help"])
         assert result.exit_code == 0, f"README mentions `capc {command}` but it is not a command: {result.output}"
+
+
+def test_readme_layout_names_paths_that_exist():
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Layout", 1)[1].split("\n## ", 1)[0]
+    paths = re.findall(r"^\| (.+?) \|", section, re.M)
+    named = [p for cell in paths for p in re.findall(r"`([^`$<]+)`", cell)]
+    assert len(named) > 10, "README's Layout table lost its paths"
+    missing = [p for p in named if not (ROOT / p).exists()]
+    assert not missing, f"README's Layout names paths that do not exist: {missing}"

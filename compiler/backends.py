@@ -1,0 +1,217 @@
+"""Stage 5, backend choice: one object per `--target` (this machine, or an Azure ML workspace), the same methods on both.
+
+The CLI picks the backend once (`backend_for`) and each command calls one method, so no command branches on the
+target. A backend reads the generated job folder (and $CAPC_HOME), never the raw spec; what it prints goes through
+capc.views. Heavy imports (azure-ai-ml, MLflow, the serving stack) stay inside the methods that need them.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from capc.errors import CapcError
+
+DEFAULT_OUT = Path("generated")
+
+
+class LocalBackend:
+    """The embedded engine, the local model registry and local endpoints."""
+
+    def submit(self, spec, job_dir: Path, spec_path: Path, overrides: list[str], *, only: str | None, resume: bool,
+               as_json: bool, no_wait: bool = False, dry_run: bool = False) -> None:
+        from capc import views
+
+        if dry_run or no_wait:
+            raise CapcError("--dry-run and --no-wait apply to --target azure.", "`capc diff SPEC` shows what a local build would change")
+        if only == "pipeline":
+            # Each step process loads the spec again, with the same overrides.
+            spec_args = [str(spec_path.resolve()), *(f"--set={o}" for o in overrides)]
+            self._submit_pipeline(spec, job_dir, spec_args, resume, as_json)
+            return
+        from capc.local.progress import SubmitProgress
+        from capc.local.submit import submit_local
+
+        with SubmitProgress(spec.metric, spec.goal) as progress:
+            result = submit_local(spec, job_dir, only=only, resume=resume, progress=progress)
+        if as_json:
+            views.print_json(result.to_dict())
+        else:
+            views.print_submit(result)
+        if result.interrupted:
+            click.echo(f"interrupted: finished work is recorded; run `capc submit {spec_path} --resume` to continue the sweep.", err=True)
+            sys.exit(130)
+
+    def _submit_pipeline(self, spec, job_dir: Path, spec_args: list[str], resume: bool, as_json: bool) -> None:
+        from capc import views
+        from capc.local.pipeline import run_pipeline
+        from capc.local.progress import PipelineProgress
+
+        with PipelineProgress() as display:
+            result = run_pipeline(spec, job_dir, spec_args, resume=resume, display=display)
+        if as_json:
+            views.print_json(result.to_dict())
+        else:
+            views.print_pipeline(result)
+        if result.interrupted:
+            click.echo("interrupted: finished steps are recorded.", err=True)
+            sys.exit(130)
+        if result.failed:
+            failed = result.failed[0]
+            raise CapcError(
+                f"pipeline step `{failed.name}` of {spec.name} failed with {failed.detail} ({len(result.failed)} step(s) failed;"
+                f" steps that needed them were skipped). Its last output lines:\n{failed.output_tail}",
+                f"the whole log: {failed.log}",
+            )
+
+    def status(self, name_or_job: str) -> None:
+        from capc import views
+        from capc.state.tracking import list_runs
+
+        rows = [r for r in list_runs(name_or_job) if r.kind in ("submit", "automl", "sweep")]
+        if not rows:
+            raise CapcError(f"no local runs of `{name_or_job}`.", "`capc runs` lists every experiment's runs")
+        latest = max((r for r in rows if r.kind == "submit"), key=lambda r: r.start)
+        views.console().print(views.runs_table([latest] + [r for r in rows if r.parent == latest.run_id], f"{name_or_job}: last submit"))
+
+    def deploy(self, name: str, model_ref: str | None, port: int | None, as_json: bool) -> None:
+        from capc import serve, views
+        from capc.state import registry
+
+        model = registry.get(model_ref or name)
+        info = serve.deploy(name, model.model_dir, Path(model.job_dir), port=port, model_ref=model.ref)
+        if as_json:
+            views.print_json(info.to_dict())
+            return
+        views.print_deployed(info)
+
+    def endpoint_show(self, name: str) -> dict:
+        from capc import serve
+
+        return serve.show(name).to_dict()
+
+    def endpoint_keys(self, name: str, regenerate: str | None) -> dict:
+        from capc import serve
+
+        return serve.regenerate_key(name, regenerate) if regenerate else serve.keys(name)
+
+    def endpoint_logs(self, name: str, follow: bool, tail_lines: int | None, server: bool, as_json: bool) -> None:
+        import json
+
+        from capc import serve
+
+        if server:
+            for line in serve.server_logs(name, follow=follow, tail_lines=tail_lines):
+                click.echo(line.rstrip("\n"))
+            return
+        for record in serve.logs(name, follow=follow, tail_lines=tail_lines):
+            click.echo(json.dumps(record, sort_keys=True) if as_json else serve.format_log_record(record))
+
+    def endpoint_delete(self, name: str) -> None:
+        from capc import serve
+
+        serve.delete(name)
+        click.echo(f"deleted endpoint {name}")
+
+    def invoke(self, name: str, data_file: Path | None) -> None:
+        from capc import serve
+
+        result = serve.invoke(name, _request_body(data_file) if data_file else None)
+        click.echo(result.text)
+        if not result.ok:
+            raise CapcError(f"endpoint {name} answered {result.status} (request id {result.request_id}).")
+
+
+class AzureBackend:
+    """An Azure ML workspace: from `--workspace config.json`, else the environment or ./config.json."""
+
+    def __init__(self, workspace_config: Path | None, out_dir: Path = DEFAULT_OUT):
+        self.workspace_config = workspace_config
+        self.out_dir = out_dir
+
+    def workspace(self, required: bool = False):
+        """The workspace named on the command line; without --workspace, None lets each call resolve its own
+        (so a dry run needs none), unless `required`."""
+        if self.workspace_config is None and not required:
+            return None
+        from capc.azure import resolve_workspace
+
+        return resolve_workspace(self.workspace_config, os.environ)
+
+    def job_dir(self, name: str) -> Path:
+        job_dir = self.out_dir / name
+        if not (job_dir / "endpoint.yml").is_file():
+            raise CapcError(f"no generated artifacts for `{name}` in {job_dir}.", f"run `capc build specs/{name}.yaml` first")
+        return job_dir
+
+    def submit(self, spec, job_dir: Path, spec_path: Path, overrides: list[str], *, only: str | None, resume: bool,
+               as_json: bool, no_wait: bool = False, dry_run: bool = False) -> None:
+        from capc.azure import submit as azure_submit
+
+        azure_submit(
+            job_dir, spec.name, self.workspace(required=not dry_run), only=only, wait=not no_wait, dry_run=dry_run,
+            compute=spec.data["compute"], model_source=spec.data["deployment"]["model"],
+        )
+
+    def status(self, name_or_job: str) -> None:
+        from capc.azure import status as azure_status
+
+        azure_status(name_or_job, self.workspace())
+
+    def cancel(self, job_id: str) -> None:
+        from capc.azure import cancel as azure_cancel
+
+        for name in azure_cancel(job_id, self.workspace()):
+            click.echo(f"cancel requested: {name}")
+
+    def deploy(self, name: str, model_ref: str | None, port: int | None, as_json: bool) -> None:
+        from capc.azure import deploy as azure_deploy
+
+        version = model_ref.partition(":")[2] or None if model_ref else None
+        azure_deploy(self.job_dir(name), name, self.workspace(), model_version=version)
+
+    def endpoint_show(self, name: str) -> dict:
+        from capc.azure import endpoint_show
+
+        return endpoint_show(self.job_dir(name), self.workspace())
+
+    def endpoint_keys(self, name: str, regenerate: str | None) -> dict:
+        from capc.azure import endpoint_keys
+
+        return endpoint_keys(self.job_dir(name), self.workspace(), regenerate=regenerate)
+
+    def endpoint_logs(self, name: str, follow: bool, tail_lines: int | None, server: bool, as_json: bool) -> None:
+        from capc.azure import endpoint_logs
+
+        click.echo(endpoint_logs(self.job_dir(name), self.workspace(), lines=tail_lines or 100))
+
+    def endpoint_delete(self, name: str) -> None:
+        from capc.azure import endpoint_delete
+
+        endpoint_delete(self.job_dir(name), self.workspace())
+
+    def invoke(self, name: str, data_file: Path | None) -> None:
+        from capc.azure import invoke as azure_invoke
+
+        click.echo(azure_invoke(self.job_dir(name), self.workspace(), data_file))
+
+
+def backend_for(target: str, workspace_config: Path | None = None) -> LocalBackend | AzureBackend:
+    """The backend `--target` names (click has checked it is local or azure)."""
+    return AzureBackend(workspace_config) if target == "azure" else LocalBackend()
+
+
+def _request_body(path: Path) -> bytes:
+    """A JSON body as it is; an image file is encoded as capc's {"data": ["<base64>"]}."""
+    from capc.image_files import image_request_body, is_image_path
+
+    try:
+        content = path.read_bytes()
+    except OSError as exc:
+        raise CapcError(f"cannot read {path}: {exc.strerror}") from None
+    if is_image_path(path):
+        return image_request_body(content)
+    return content
