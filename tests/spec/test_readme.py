@@ -1,4 +1,4 @@
-"""The README's spec reference is generated from the schema; it must not drift from it."""
+"""The README must not drift: its spec reference from the schema, its commands and its Layout from the tree."""
 
 import re
 
@@ -25,10 +25,10 @@ def test_readme_commands_exist():
 
 
 def test_readme_layout_names_paths_that_exist():
-    readme = (ROOT / "README.md").read_text()
+    readme = (REPO / "README.md").read_text()
     section = readme.split("## Layout", 1)[1].split("\n## ", 1)[0]
     paths = re.findall(r"^\| (.+?) \|", section, re.M)
     named = [p for cell in paths for p in re.findall(r"`([^`$<]+)`", cell)]
     assert len(named) > 10, "README's Layout table lost its paths"
-    missing = [p for p in named if not (ROOT / p).exists()]
+    missing = [p for p in named if not (REPO / p).exists()]
     assert not missing, f"README's Layout names paths that do not exist: {missing}"
