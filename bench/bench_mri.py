@@ -62,7 +62,7 @@ def render(template: str, context: dict, path: Path) -> None:
 def job_folder(job_dir: Path, train_root: Path, train: dict, validation_fraction: float) -> None:
     """What `capc build` writes for an image spec, as far as the local engine reads it."""
     from capc.families import FAMILIES
-    from capc.render.plan import IMAGE_SUFFIXES
+    from capc.image_files import IMAGE_SUFFIXES
 
     family = FAMILIES["keras_cnn"]
     context = {

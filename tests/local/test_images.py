@@ -26,7 +26,7 @@ from PIL import Image
 from capc.errors import CapcError
 from capc.families import FAMILIES
 from capc.local import images
-from capc.render.plan import IMAGE_SUFFIXES
+from capc.image_files import IMAGE_SUFFIXES
 from capc.render.render import environment
 
 KERAS = importlib.util.find_spec("keras") is not None and importlib.util.find_spec("torch") is not None
@@ -450,7 +450,7 @@ def test_score_swagger_describes_base64_images(score):
 @pytest.mark.usefixtures("capc_home")
 def test_run_image_automl_end_to_end(tmp_path, monkeypatch):
     from capc.state import tracking
-    from capc.local.submit import Outcome
+    from capc.local.outcome import Outcome
 
     folder = training_folder(tmp_path / "specs" / "data" / "mri")
     job_dir = tmp_path / "generated" / "mri"
