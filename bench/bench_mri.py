@@ -168,9 +168,9 @@ def main() -> None:
     parser.add_argument("--param", action="append", default=[], help="NAME=VALUE for --mode trial")
     args = parser.parse_args()
 
-    from capc.local import images
+    from capc.local.data import scan_image_folder
 
-    folder = images.scan_image_folder(DATA)
+    folder = scan_image_folder(DATA)
     train, test = stratified_holdout(folder, args.holdout, args.seed)
     positive = folder.class_names[-1]
     load_before = os.getloadavg()

@@ -5,9 +5,9 @@
     pipeline_step.py  one engine step of that graph, as its own process
     outcome.py        what an engine hands back to be compared and registered
     automl            engine: tabular AutoML on FLAML (automl_names.py: Azure's names -> FLAML's)
-    images.py         engine: AutoML for images (a keras_cnn search), and reading image folders
+    images.py         engine: AutoML for images (a keras_cnn search)
     sweep.py          engine: a sweep job on Optuna (samplers.py, policies.py); launch.py starts its trials
-    data.py           reading a job's training data from its MLTable or uri_file
+    data.py           reading a job's training data: its MLTable or uri_file, and image folders
     progress.py       the live display of a submit
 
 Shared state (model registry, MLflow tracking) is capc.state. Outside this folder only capc.backends and the CLI import it;

@@ -1,28 +1,22 @@
-"""Backend, local: image classification - reading an image folder, and AutoML for images.
+"""Backend, local: AutoML for images (the image folder itself is read by capc.local.data).
 
 Azure's AutoML for images fine-tunes pretrained vision models on a GPU cluster; no pretrained weights can be
 had here, so the local engine's AutoML for images is a bounded search over capc's keras_cnn family (a small CNN
 trained from scratch): the compiled keras_cnn trial script (src/train.py) run by the sweep runner over
 AUTOML_SEARCH_SPACE below, within the job's timeout_minutes and max_trials, under the job's early-termination
 policy. Each configuration is a child run of the AutoML run in MLflow.
-
-Image folders are messy (JPEG and PNG under any suffix case, grayscale and RGB, names with spaces): files that
-cannot be decoded are skipped with a warning naming them; a class without a readable image is an error.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-
-import yaml
 
 from capc.errors import CapcError
 from capc.state import tracking
-from capc.image_files import IMAGE_SUFFIXES, image_base64, is_image_path
+from capc.local.data import image_root_from_mltable, scan_image_folder
 from capc.local.outcome import Outcome
 from capc.trial import trial_command
 
@@ -45,150 +39,6 @@ AUTOML_SEARCH_SPACE: dict[str, dict] = {
 }
 CORES_PER_TRIAL = 4  # torch uses every core it sees: more trials at once than this allows only fight for them
 SAMPLING_SEED = 42
-
-
-# ---------------------------------------------------------------- image folders
-
-
-@dataclass(frozen=True)
-class SkippedFile:
-    path: Path
-    reason: str
-
-    def __str__(self) -> str:
-        return f"{self.path} ({self.reason})"
-
-
-@dataclass
-class ImageFolder:
-    """A scanned image folder: readable images per class (sorted), and what was skipped and why."""
-
-    root: Path
-    classes: dict[str, list[Path]]
-    skipped: list[SkippedFile] = field(default_factory=list)
-
-    @property
-    def class_names(self) -> list[str]:
-        return list(self.classes)
-
-    @property
-    def image_count(self) -> int:
-        return sum(len(files) for files in self.classes.values())
-
-    def skipped_message(self) -> str | None:
-        """One warning naming every skipped file, or None when nothing was skipped."""
-        if not self.skipped:
-            return None
-        noun = "file" if len(self.skipped) == 1 else "files"
-        return f"skipped {len(self.skipped)} unreadable {noun} in {self.root}: " + "; ".join(map(str, self.skipped))
-
-
-def is_image_name(name: str) -> bool:
-    return not name.startswith(".") and is_image_path(name)
-
-
-def readable_image(path: Path) -> str | None:
-    """None when `path` decodes as an image, else why not (a full decode: truncated files fail here too)."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as image:
-            image.load()
-    except UnidentifiedImageError:
-        return "not an image Pillow can read"
-    except (OSError, ValueError, SyntaxError) as exc:  # truncated data, broken headers
-        return f"cannot decode: {exc}"
-    return None
-
-
-def scan_image_folder(root: Path, verify: bool = True) -> ImageFolder:
-    """Classes (sub-folders, sorted) and their readable images; CapcError when the folder cannot be trained on.
-
-    Files with an image suffix that do not decode are skipped (listed in `skipped`); other files are left out
-    as the build's image listing leaves them out. verify=False trusts the suffixes (no decoding).
-    """
-    root = Path(root)
-    if not root.is_dir():
-        raise CapcError(f"image folder {root} does not exist.", "dataset.path of an image_folder spec names a folder with one sub-folder per class")
-    classes: dict[str, list[Path]] = {}
-    skipped: list[SkippedFile] = []
-    for sub in sorted(root.iterdir()):
-        if not sub.is_dir() or sub.name.startswith("."):
-            continue
-        good = []
-        for path in sorted(sub.iterdir()):
-            if not path.is_file() or not is_image_name(path.name):
-                continue
-            reason = readable_image(path) if verify else None
-            if reason:
-                skipped.append(SkippedFile(path, reason))
-            else:
-                good.append(path)
-        classes[sub.name] = good
-    if len(classes) < 2:
-        found = f"only {next(iter(classes))!r}" if classes else "none"
-        raise CapcError(
-            f"image folder {root} needs one sub-folder per class, at least two; found {found}.",
-            "put each class's images in a sub-folder named after the class (e.g. yes/ and no/)",
-        )
-    empty = [name for name, files in classes.items() if not files]
-    if empty:
-        names = ", ".join(repr(n) for n in empty)
-        suffixes = " ".join(sorted(IMAGE_SUFFIXES))
-        raise CapcError(
-            f"class {names} in {root} has no readable image" if len(empty) == 1 else f"classes {names} in {root} have no readable image",
-            f"each class needs at least one image file ({suffixes})" + (f"; skipped: {'; '.join(map(str, skipped))}" if skipped else ""),
-        )
-    return ImageFolder(root, classes, skipped)
-
-
-def image_root_from_mltable(data_dir: Path) -> Path:
-    """The image folder behind a generated image MLTable (data/MLTable + data/images.jsonl).
-
-    Every row's image lies in <root>/<label>/<file>; the rows must agree on <root>.
-    """
-    table_file = Path(data_dir) / "MLTable"
-    try:
-        table = yaml.safe_load(table_file.read_text(encoding="utf-8")) or {}
-    except FileNotFoundError:
-        raise CapcError(f"no MLTable in {data_dir}; rebuild with `capc build`.") from None
-    paths = table.get("paths") or [{}]
-    listing = Path(data_dir) / str(paths[0].get("file", "images.jsonl"))
-    try:
-        lines = listing.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise CapcError(f"{table_file} lists its images in {listing}, which does not exist; rebuild with `capc build`.") from None
-    roots = set()
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-            url, label = str(row["image_url"]), str(row["label"])
-        except (ValueError, KeyError, TypeError):
-            raise CapcError(f"{listing}:{number}: expected a JSON object with image_url and label.") from None
-        if url.startswith(("azureml:", "azureml://", "http://", "https://")):
-            raise CapcError(f"the images of this job live on Azure ({url}); the local engine trains on a folder on this machine.")
-        image = Path(os.path.abspath(Path(data_dir) / url))
-        if image.parent.name != label:
-            raise CapcError(f"{listing}:{number}: image {url} is not in a sub-folder named after its label {label!r}.")
-        roots.add(image.parent.parent)
-    if len(roots) != 1:
-        raise CapcError(f"{listing} lists images from {len(roots)} folders; the local engine trains on one image folder.", "rebuild with `capc build`")
-    return roots.pop()
-
-
-def encode_image(path: Path) -> str:
-    """A file's bytes as base64 text, what the scoring endpoint takes for one image."""
-    try:
-        return image_base64(Path(path).read_bytes())
-    except OSError as exc:
-        raise CapcError(f"cannot read image {path}: {exc.strerror or exc}") from None
-
-
-def image_request(paths: list[Path]) -> dict:
-    """The scoring request for image files, in Azure's split form (score.py also takes {"data": [...]})."""
-    return {"input_data": {"columns": ["image"], "data": [encode_image(p) for p in paths]}}
 
 
 # ---------------------------------------------------------------- AutoML for images

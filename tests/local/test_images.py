@@ -25,7 +25,7 @@ from PIL import Image
 
 from capc.errors import CapcError
 from capc.families import FAMILIES
-from capc.local import images
+from capc.local import data, images
 from capc.image_files import IMAGE_SUFFIXES
 from capc.render.render import environment
 
@@ -121,7 +121,7 @@ def messy_folder(root: Path) -> dict[str, list[str]]:
 
 def test_scan_keeps_every_readable_image_and_names_the_unreadable(tmp_path):
     kept = messy_folder(tmp_path / "imgs")
-    folder = images.scan_image_folder(tmp_path / "imgs")
+    folder = data.scan_image_folder(tmp_path / "imgs")
     assert folder.class_names == ["no", "yes"]
     assert {label: sorted(p.name for p in paths) for label, paths in folder.classes.items()} == kept
     assert sorted(s.path.name for s in folder.skipped) == ["broken.jpg", "truncated.jpg"]
@@ -132,7 +132,7 @@ def test_scan_keeps_every_readable_image_and_names_the_unreadable(tmp_path):
 
 def test_scan_without_verify_trusts_suffixes(tmp_path):
     messy_folder(tmp_path / "imgs")
-    folder = images.scan_image_folder(tmp_path / "imgs", verify=False)
+    folder = data.scan_image_folder(tmp_path / "imgs", verify=False)
     assert folder.skipped == [] and folder.image_count == 10
 
 
@@ -140,7 +140,7 @@ def test_empty_class_is_an_error_naming_it(tmp_path):
     save(picture("RGB"), tmp_path / "imgs" / "yes" / "a.jpg", "JPEG")
     (tmp_path / "imgs" / "no").mkdir()
     with pytest.raises(CapcError, match=r"class 'no' in .* has no readable image"):
-        images.scan_image_folder(tmp_path / "imgs")
+        data.scan_image_folder(tmp_path / "imgs")
 
 
 def test_class_of_unreadable_files_only_is_an_error_naming_them(tmp_path):
@@ -148,20 +148,20 @@ def test_class_of_unreadable_files_only_is_an_error_naming_them(tmp_path):
     (tmp_path / "imgs" / "no").mkdir()
     (tmp_path / "imgs" / "no" / "bad scan.png").write_bytes(b"\x89PNG garbage")
     with pytest.raises(CapcError, match="class 'no'") as info:
-        images.scan_image_folder(tmp_path / "imgs")
+        data.scan_image_folder(tmp_path / "imgs")
     assert "bad scan.png" in str(info.value)
 
 
 def test_one_class_and_missing_folder_are_errors(tmp_path):
     save(picture("RGB"), tmp_path / "imgs" / "yes" / "a.jpg", "JPEG")
     with pytest.raises(CapcError, match="at least two; found only 'yes'"):
-        images.scan_image_folder(tmp_path / "imgs")
+        data.scan_image_folder(tmp_path / "imgs")
     with pytest.raises(CapcError, match="does not exist"):
-        images.scan_image_folder(tmp_path / "nowhere")
+        data.scan_image_folder(tmp_path / "nowhere")
 
 
 def test_real_mri_folder_scans_clean():
-    folder = images.scan_image_folder(MRI)
+    folder = data.scan_image_folder(MRI)
     assert folder.class_names == ["no", "yes"]
     assert folder.skipped == []
     assert len(folder.classes["no"]) >= 50 and len(folder.classes["yes"]) >= 50
@@ -170,7 +170,7 @@ def test_real_mri_folder_scans_clean():
 def test_image_root_from_the_generated_mltable(tmp_path):
     messy_folder(tmp_path / "specs" / "data" / "imgs")
     data_dir = tmp_path / "generated" / "imgs" / "data"
-    folder = images.scan_image_folder(tmp_path / "specs" / "data" / "imgs")
+    folder = data.scan_image_folder(tmp_path / "specs" / "data" / "imgs")
     rows = [
         {"image_url": os.path.relpath(p, data_dir).replace(os.sep, "/"), "label": label}
         for label, paths in folder.classes.items()
@@ -179,22 +179,13 @@ def test_image_root_from_the_generated_mltable(tmp_path):
     context = {"name": "imgs", "dataset": {"images": rows}}
     render("MLTable_images.j2", context, data_dir / "MLTable")
     render("images.jsonl.j2", context, data_dir / "images.jsonl")
-    assert images.image_root_from_mltable(data_dir) == (tmp_path / "specs" / "data" / "imgs").resolve()
+    assert data.image_root_from_mltable(data_dir) == (tmp_path / "specs" / "data" / "imgs").resolve()
     lines = (data_dir / "images.jsonl").read_text().splitlines()
     bad = json.loads(lines[0])
     bad["label"] = "yes"
     (data_dir / "images.jsonl").write_text("\n".join([json.dumps(bad), *lines[1:]]) + "\n")
     with pytest.raises(CapcError, match="not in a sub-folder named after its label"):
-        images.image_root_from_mltable(data_dir)
-
-
-def test_image_request_encodes_files(tmp_path):
-    path = save(picture("RGB"), tmp_path / "a scan.jpg", "JPEG")
-    request = images.image_request([path])
-    assert request["input_data"]["columns"] == ["image"]
-    assert base64.b64decode(request["input_data"]["data"][0]) == path.read_bytes()
-    with pytest.raises(CapcError, match="cannot read image"):
-        images.image_request([tmp_path / "missing.jpg"])
+        data.image_root_from_mltable(data_dir)
 
 
 # ---------------------------------------------------------------- AutoML search -> sweep job
@@ -455,7 +446,7 @@ def test_run_image_automl_end_to_end(tmp_path, monkeypatch):
     folder = training_folder(tmp_path / "specs" / "data" / "mri")
     job_dir = tmp_path / "generated" / "mri"
     render("train_image.py.j2", TRAIN_CONTEXT, job_dir / "src" / "train.py")
-    scan = images.scan_image_folder(folder)
+    scan = data.scan_image_folder(folder)
     rows = [{"image_url": os.path.relpath(p, job_dir / "data").replace(os.sep, "/"), "label": c} for c, ps in scan.classes.items() for p in ps]
     render("MLTable_images.j2", {"name": "mri", "dataset": {"images": rows}}, job_dir / "data" / "MLTable")
     render("images.jsonl.j2", {"name": "mri", "dataset": {"images": rows}}, job_dir / "data" / "images.jsonl")
