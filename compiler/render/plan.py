@@ -18,6 +18,7 @@ from capc.errors import CapcError
 from capc.families import FAMILIES
 from capc.image_files import IMAGE_SUFFIXES, image_base64, is_image_path
 from capc.spec import schema_default
+from capc.state.held_out import ARTIFACT_PATH as HELD_OUT_ARTIFACT
 from capc.trial import trial_command
 
 
@@ -380,6 +381,7 @@ def _train_script(spec, family, dataset: dict) -> dict:
         "data_format": "parquet" if dataset["format"] == "parquet" else "csv",
         "model_requirements": list(MODEL_REQUIREMENTS) + list(FAMILY_MODEL_REQUIREMENTS.get(family.name, ())),
         "image_suffixes": sorted(IMAGE_SUFFIXES),
+        "held_out_artifact": HELD_OUT_ARTIFACT,  # where the trial stores its predictions on its validation rows
     }
 
 

@@ -1,12 +1,13 @@
 """Report stage: a registered model version -> one self-contained HTML file (`capc report NAME[:VERSION]`).
 
     registry + MLflow store + job folder --collect--> ReportData
-    registered model + training table --evaluation--> predictions on validation rows
+    registered run's held-out predictions (or the trial's own split) --evaluation--> predictions on held-out rows
     both --figures--> inline SVG --page--> HTML bytes --> written atomically (temp file + rename)
 
 Reads only what `capc submit` left (the registry, the store under $CAPC_HOME, generated/<name>/); changes none
-of it. A model or store that cannot be reported on is a CapcError; a part that cannot be drawn (an image model's
-validation, a training table that moved) becomes a note in the report instead.
+of it. A model or store that cannot be reported on is a CapcError; a part that cannot be drawn (a run that kept
+no held-out predictions, a training table that moved) becomes a note in the report instead. Every figure states
+which rows it uses and how many; none drawn from training rows is shown.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def write_report(ref: str, out: Path | None = None) -> WrittenReport:
         evaluation = evaluate(model)
     except CapcError as exc:
         problem = str(exc)
-    evaluation_figures = _evaluation_figures(evaluation) if evaluation else []
+    evaluation_figures = _evaluation_figures(evaluation) if evaluation and evaluation.held_out else []
     html = render_page(data, run_figures, evaluation, evaluation_figures, problem)
     path = out or default_report_path(ref)
     try:
@@ -63,6 +64,8 @@ def _run_figures(data) -> list:
     from capc.report import figures
 
     out = []
+    candidates = sum(1 for c in data.curves if c.source == "automl")
+    trials = sum(1 for c in data.curves if c.source == "sweep")
     if data.curves:
         out.append(figures.Figure(
             "metric over time",
@@ -70,6 +73,8 @@ def _run_figures(data) -> list:
             "Left: each sweep trial's reports of the primary metric as it trained (early-terminated trials dashed, ending "
             "in a cross). Right: the same reports at the time they were logged, and each AutoML candidate as a dot when "
             "it finished. The star is the registered model's run.",
+            f"the primary metric each run logged on its own validation rows: {_count(candidates, 'AutoML candidate')}, "
+            f"{_count(trials, 'sweep trial')}",
         ))
     if data.parameters and data.trial_points:
         out.append(figures.Figure(
@@ -77,26 +82,39 @@ def _run_figures(data) -> list:
             figures.parameters_against_metric(data.trial_points, data.parameters, data.model.metric),
             "One panel per swept parameter: each trial's value of it against the trial's final primary metric "
             "(the last value an early-terminated trial reported).",
+            f"the final primary metric of {_count(len(data.trial_points), 'sweep trial')}",
         ))
     return out
 
 
-def _evaluation_figures(evaluation) -> list:
-    from capc.report import figures
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
 
+
+def _evaluation_figures(evaluation) -> list:
+    """Figures of held-out predictions only: a caller never draws these from training rows."""
+    from capc.report import figures
+    from capc.report.evaluation import drawn_sample
+
+    uses = evaluation.uses
     if evaluation.task == "regression":
+        keep = drawn_sample(evaluation)
+        if len(keep) < evaluation.rows:
+            uses += f" (a seeded sample of {len(keep):,} drawn; the scores use all {evaluation.rows:,})"
+        actual, predicted = evaluation.y_true[keep], evaluation.y_pred[keep]
         return [
-            figures.Figure("predicted against actual", figures.predicted_against_actual(evaluation.y_true, evaluation.y_pred),
-                           "Each row's prediction against its actual value; a perfect model lies on the dashed line."),
-            figures.Figure("residuals", figures.residuals(evaluation.y_true, evaluation.y_pred),
-                           "Actual minus predicted, against the prediction: a pattern here is error the model leaves on the table."),
+            figures.Figure("predicted against actual", figures.predicted_against_actual(actual, predicted),
+                           "Each row's prediction against its actual value; a perfect model lies on the dashed line.", uses),
+            figures.Figure("residuals", figures.residuals(actual, predicted),
+                           "Actual minus predicted, against the prediction: a pattern here is error the model leaves on the table.", uses),
         ]
     out = [figures.Figure("confusion matrix", figures.confusion_matrix(evaluation.y_true, evaluation.y_pred, evaluation.classes),
-                          "Rows: the actual class; columns: the predicted one. Numbers are row counts; colour is the share of the actual class.")]
+                          "Rows: the actual class; columns: the predicted one. Numbers are row counts; colour is the share of the actual class.",
+                          uses)]
     if evaluation.probabilities is not None:
         binary = len(evaluation.classes) == 2
         out.append(figures.Figure(
             "ROC", figures.roc_curves(evaluation.y_true, evaluation.probabilities, evaluation.classes),
-            "ROC curve of the positive class." if binary else "One-vs-rest ROC curve per class.",
+            "ROC curve of the positive class." if binary else "One-vs-rest ROC curve per class.", uses,
         ))
     return out

@@ -62,11 +62,13 @@ class TrialPoint:
 
 @dataclass(frozen=True)
 class Figure:
-    """One figure of the page: its title, the SVG markup and a caption saying how to read it."""
+    """One figure of the page: its title, the SVG markup, a caption saying how to read it, and which rows
+    (or runs) it uses and how many."""
 
     title: str
     svg: str
     caption: str = ""
+    uses: str = ""
 
 
 # ---------------------------------------------------------------- runs

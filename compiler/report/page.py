@@ -20,6 +20,7 @@ from capc.report.figures import Figure
 
 TEMPLATE = "report.html.j2"
 PARAMS_WIDTH = 110  # characters of a run's parameters shown in a leaderboard cell (all of them on hover)
+BOARD_ROWS_SHOWN = 10  # a leaderboard's best rows shown open; the rest fold into a <details> element
 
 
 @cache
@@ -48,6 +49,7 @@ def page_context(data: ReportData, run_figures: list[Figure], evaluation: Evalua
     return {
         "title": f"Model report: {model.ref}",
         "subtitle": model.description or f"{model.task} on {model.metric}",
+        "summary": _summary(data, winner_row, source_name, evaluation, evaluation_problem),
         "facts": _facts(data, winner_row, source_name),
         "notes": data.notes + ([f"validation figures not drawn: {evaluation_problem}"] if evaluation_problem else []),
         "scope": f"submit {data.submit_name}" if data.submit_name else f"every submit of {model.name}",
@@ -58,13 +60,39 @@ def page_context(data: ReportData, run_figures: list[Figure], evaluation: Evalua
             _board("automl", "AutoML", data.automl_board, model.metric, "AutoML did not run in this submit."),
             _board("sweep", "sweep", data.sweep_board, model.metric, "The sweep did not run in this submit."),
         ],
-        "sections": [s for s in (_runs_section(run_figures), _evaluation_section(evaluation, evaluation_figures, evaluation_problem)) if s],
+        "validation": _evaluation_section(evaluation, evaluation_figures, evaluation_problem),
+        "runs": _runs_section(run_figures),
         "spec_text": data.spec_text,
         "spec_label": _spec_label(data),
         "compiled": sorted(data.compiled.items()),
         "footer": f"Written by capc {__version__} from the registry and the MLflow store under $CAPC_HOME. "
                   "Self-contained: no script, no external resource.",
     }
+
+
+def _summary(data: ReportData, winner_row: BoardRow | None, source_name: dict, evaluation: Evaluation | None,
+             problem: str | None) -> list[dict]:
+    """The few lines the page opens with: the winner, its logged validation value, and what held-out rows say."""
+    model = data.model
+    winner = source_name.get(model.source, model.source) + (f" ({winner_row.name})" if winner_row else "")
+    lines = [
+        _fact("winner", winner, badge=(model.source, source_name.get(model.source, model.source))),
+        _fact(f"{model.metric}, logged", f"{_number(model.value)} ({model.goal}): the winner's score on its validation rows during training"),
+    ]
+    if evaluation is None:
+        lines.append(_fact("held-out rows", f"no figures: {problem}" if problem else "no figures"))
+        return lines
+    if not evaluation.held_out:
+        lines.append(_fact("held-out rows", "none recorded for this model, so no validation figure is drawn",
+                           badge=("trained-on", "no held-out rows")))
+        return lines
+    if evaluation.primary is not None:
+        name, value = evaluation.primary
+        lines.append(_fact(f"{name}, held-out", f"{_number(value)} on the rows below (recomputed here from their predictions)",
+                           badge=("held-out", "held-out rows")))
+    lines.append(_fact("other measures", "; ".join(f"{k} {_number(v)}" for k, v in evaluation.scores.items())))
+    lines.append(_fact("rows", evaluation.uses))
+    return lines
 
 
 def _facts(data: ReportData, winner_row: BoardRow | None, source_name: dict) -> list[dict]:
@@ -116,55 +144,72 @@ def _board(source: str, title: str, rows: list[BoardRow], metric: str, empty: st
     noun = "candidate" if source == "automl" else "trial"
     stopped = sum(1 for r in rows if r.status == "early_terminated")
     summary = f"{len(rows)} {noun}{'s' if len(rows) != 1 else ''}" + (f", {stopped} early terminated" if stopped else "")
+    shown = rows[:BOARD_ROWS_SHOWN] + [r for r in rows[BOARD_ROWS_SHOWN:] if r.winner]  # the winner is never folded
+    folded = [r for r in rows if r not in shown]
     return {
         "source": source,
         "title": title,
         "summary": summary,
         "empty": empty,
-        "rows": [
-            {
-                "rank": "-" if r.rank is None else str(r.rank),
-                "name": r.name,
-                "run_id": r.run_id[:8],
-                "winner": r.winner,
-                "status": r.status.replace("_", " "),
-                "status_class": r.status,
-                "value": _number(r.value),
-                "duration": _duration(r.duration_s),
-                "params": _shorten(_params(r.params), PARAMS_WIDTH),
-                "params_full": _params(r.params),
-            }
-            for r in rows
-        ],
+        "rows": [_board_row(r) for r in shown],
+        "folded": [_board_row(r) for r in folded],
+        "folded_label": f"the other {len(folded)} {noun}{'s' if len(folded) != 1 else ''}",
     }
 
 
-def _runs_section(figures: list[Figure]) -> dict | None:
+def _board_row(r: BoardRow) -> dict:
+    return {
+        "rank": "-" if r.rank is None else str(r.rank),
+        "name": r.name,
+        "run_id": r.run_id[:8],
+        "winner": r.winner,
+        "status": r.status.replace("_", " "),
+        "status_class": r.status,
+        "value": _number(r.value),
+        "duration": _duration(r.duration_s),
+        "params": _shorten(_params(r.params), PARAMS_WIDTH),
+        "params_full": _params(r.params),
+    }
+
+
+def _runs_section(figures: list[Figure]) -> dict:
     return {
         "key": "runs",
         "title": "Runs",
-        "badge": None,
-        "text": [],
-        "scores": [],
-        "figures": [{"title": f.title, "svg": Markup(f.svg), "caption": f.caption} for f in figures],
+        "figures": [_figure(f) for f in figures],
         "empty": "" if figures else "No run reported the primary metric.",
     }
 
 
 def _evaluation_section(evaluation: Evaluation | None, figures: list[Figure], problem: str | None) -> dict:
+    section = {"key": "validation", "title": "Validation on held-out rows", "badge": None, "text": [], "scores": [],
+               "scores_rows": "", "per_class": [], "training_fit": None, "figures": [_figure(f) for f in figures], "empty": ""}
     if evaluation is None:
-        return {"key": "validation", "title": "Validation", "badge": None, "text": [], "scores": [], "figures": [],
-                "empty": f"Not drawn: {problem}" if problem else "Not drawn."}
-    badge = ("held-out", "held-out rows") if evaluation.held_out else ("trained-on", "rows the model was trained on")
-    return {
-        "key": "validation",
-        "title": "Validation",
-        "badge": {"kind": badge[0], "text": badge[1]},
-        "text": [evaluation.how, *evaluation.notes],
-        "scores": [{"name": name, "value": _number(value)} for name, value in evaluation.scores.items()],
-        "figures": [{"title": f.title, "svg": Markup(f.svg), "caption": f.caption} for f in figures],
-        "empty": "",
-    }
+        section["empty"] = f"Not drawn: {problem}" if problem else "Not drawn."
+        return section
+    section["text"] = [evaluation.how, *evaluation.notes]
+    if not evaluation.held_out:
+        # Only a secondary line: training rows measure fit, and nothing here may read as validation.
+        section["badge"] = {"kind": "trained-on", "text": "no held-out rows"}
+        section["training_fit"] = {
+            "uses": evaluation.uses,
+            "scores": "; ".join(f"{name} {_number(value)}" for name, value in evaluation.scores.items()),
+        }
+        return section
+    section["badge"] = {"kind": "held-out", "text": "held-out rows"}
+    scores = [{"name": f"{evaluation.primary[0]} (primary metric)", "value": _number(evaluation.primary[1])}] if evaluation.primary else []
+    section["scores"] = scores + [{"name": name, "value": _number(value)} for name, value in evaluation.scores.items()]
+    section["scores_rows"] = evaluation.uses
+    section["per_class"] = [
+        {"label": str(c["class"]), "rows": f"{c['rows']:,}", "predicted": f"{c['predicted']:,}",
+         "precision": _number(c["precision"]), "recall": _number(c["recall"])}
+        for c in evaluation.per_class
+    ]
+    return section
+
+
+def _figure(f: Figure) -> dict:
+    return {"title": f.title, "svg": Markup(f.svg), "caption": f.caption, "uses": f.uses}
 
 
 def _spec_label(data: ReportData) -> str:

@@ -28,6 +28,7 @@ from capc.families import FAMILIES
 from capc.local import data, images
 from capc.image_files import IMAGE_SUFFIXES
 from capc.render.render import environment
+from capc.state import held_out
 
 KERAS = importlib.util.find_spec("keras") is not None and importlib.util.find_spec("torch") is not None
 needs_keras = pytest.mark.skipif(not KERAS, reason="keras/torch not installed (pip install capc[keras])")
@@ -45,6 +46,7 @@ TRAIN_CONTEXT = {
         ],
         "validation_fraction": 0.25,
         "image_suffixes": sorted(IMAGE_SUFFIXES),
+        "held_out_artifact": held_out.ARTIFACT_PATH,
     },
 }
 SCORE_CONTEXT = {"deployment": {"probabilities": True}, "dataset": {"classes": ["no", "yes"]}}
@@ -339,6 +341,25 @@ def test_trial_logs_each_epoch_and_saves_a_model(trained):
     requirements = (trained.model_dir / "requirements.txt").read_text()
     assert "keras==3.15.0" in requirements and "torch==2.13.0" in requirements
     assert last is None or last["metric"] == "accuracy"
+
+
+@needs_keras
+def test_trial_stores_its_validation_predictions_for_the_report(trained):
+    """The report's confusion matrix and per-class recall come from these: the validation images only, and their
+    accuracy is exactly the one the trial logged last."""
+    from capc.report.evaluation import _from_stored
+    from capc.state.registry import ModelVersion
+
+    stored = held_out.load(trained.client, trained.run_id)
+    assert stored.task == "image_classification" and stored.split == "holdout" and stored.fraction == 0.25
+    assert stored.classes == ["no", "yes"] and set(stored.y_true) == {"no", "yes"}
+    assert stored.rows < stored.training_rows  # the validation split, not every image
+    model = ModelVersion(name="mri", version=1, task="image_classification", metric="accuracy", value=0.0,
+                         goal="maximize", source="sweep", run_id=trained.run_id, spec_sha256="0" * 64, job_dir="", created="")
+    evaluation = _from_stored(model, stored)
+    logged = trained.client.get_run(trained.run_id).data.metrics["accuracy"]
+    assert evaluation.held_out and evaluation.primary == ("accuracy", pytest.approx(logged, abs=1e-12))
+    assert f"{stored.rows:,} held-out validation images" in evaluation.uses
 
 
 @needs_keras

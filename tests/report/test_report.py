@@ -59,14 +59,14 @@ def test_a_model_without_runs_is_a_clear_error(workdir):
     assert not (workdir / "lonely-1-report.html").exists()
 
 
-def test_image_models_get_a_note_instead_of_validation_figures(workdir):
+def test_image_models_without_stored_predictions_get_a_note_instead_of_validation_figures(workdir):
     from capc.errors import CapcError
 
     model = registry.ModelVersion(
         name="mri", version=1, task="image_classification", metric="accuracy", value=0.8, goal="maximize",
         source="sweep", run_id="0" * 32, spec_sha256="0" * 64, job_dir=str(workdir), created="",
     )
-    with pytest.raises(CapcError, match="image_classification models are not scored by the report"):
+    with pytest.raises(CapcError, match="recorded no predictions on its validation images"):
         evaluation.evaluate(model)
 
 
@@ -101,7 +101,8 @@ def test_a_sweep_holdout_is_the_trial_scripts_own_split(workdir):
 def test_cross_validation_means_rows_the_model_was_trained_on(workdir):
     rows = evaluation._trial_holdout(_build(workdir, ", cross_validations: 3"))
     assert not rows.held_out
-    assert "Rows the model was trained on" in rows.how and "refitted the model on every row" in rows.how
+    assert "No held-out predictions" in rows.how and "refitted the model on every row" in rows.how
+    assert "fit on training rows, not validation" in rows.uses
     assert len(rows.labels) == 60  # a seeded 20% sample
 
 

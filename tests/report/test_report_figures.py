@@ -196,7 +196,12 @@ def test_page_header_highlights_and_labels():
 
 
 def test_page_says_when_rows_were_trained_on_or_figures_are_missing():
-    assert 'class="badge trained-on">rows the model was trained on</span>' in page(evaluation_result=evaluation(False))
+    html = page(evaluation_result=evaluation(False))
+    assert 'class="badge trained-on">no held-out rows</span>' in html
+    assert 'class="badge held-out"' not in html
+    # Training rows give one secondary line, never a measure table presented as validation.
+    assert '<p class="secondary" id="training-fit">Fit on training rows (not validation;' in html
+    assert "measure on these rows" not in html
     html = page(problem="image models are not scored here")
     assert "Not drawn: image models are not scored here" in html
     assert "validation figures not drawn: image models are not scored here" in html

@@ -10,9 +10,10 @@ with a warning naming them; a class without a single readable image stops the tr
 Every epoch it logs, on the stratified validation split: the primary metric `accuracy`, `recall` (of the
 positive class - the last class in sorted order, `yes` of no/yes - or macro recall for more than two classes),
 `loss` and `val_loss`. Training stops early when val_loss stops improving and the best epoch's weights are kept;
-their accuracy is logged last. The model is saved as an MLflow pyfunc model in outputs/model: its predict takes a
-DataFrame with an "image" column (base64 strings or raw bytes) and returns the label and one probability column
-per class; the class names and the image size travel with it.
+their accuracy is logged last, and their predictions on the validation images are stored with the run
+(HELD_OUT_ARTIFACT), which `capc report` judges the model by. The model is saved as an MLflow pyfunc model in
+outputs/model: its predict takes a DataFrame with an "image" column (base64 strings or raw bytes) and returns
+the label and one probability column per class; the class names and the image size travel with it.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ FAMILY = "keras_cnn"
 METRICS = ("accuracy",)  # the only primary metric Azure ML offers for image classification
 VALIDATION_FRACTION = 0.2
 IMAGE_SUFFIXES = ['.bmp', '.gif', '.jpeg', '.jpg', '.png', '.tif', '.tiff', '.webp']
+HELD_OUT_ARTIFACT = 'held_out/predictions.json'  # the run's predictions on its validation images, for `capc report`
 SEED = 42
 ROTATION_DEGREES = 12.0  # augmentation: random rotation within +-12 degrees,
 ZOOM = 0.1  # zoom within +-10 %, and a horizontal flip half the time
@@ -294,6 +296,25 @@ def validation_scores(probabilities, labels, num_classes):
     return accuracy, float(np.mean(recalls)) if recalls else float("nan")
 
 
+def held_out_predictions(probabilities, labels, classes, total):
+    """The trial's predictions on its validation images, as `capc report` reads them (one JSON object): the report
+    draws its confusion matrix and per-class recall from these, without decoding any image again."""
+    predicted = np.argmax(probabilities, axis=1)
+    return {
+        "task": "image_classification",
+        "split": "holdout",
+        "folds": None,
+        "fraction": VALIDATION_FRACTION or 0.2,
+        "seed": SEED,
+        "training_rows": int(total),
+        "y_true": [classes[i] for i in labels],
+        "y_pred": [classes[i] for i in predicted],
+        "classes": list(classes),
+        "probabilities": np.asarray(probabilities, dtype=float).tolist(),
+        "recomputed": False,
+    }
+
+
 def epoch_logger(mlflow, x_valid, y_valid, num_classes, batch_size):
     import keras
 
@@ -437,6 +458,7 @@ def main(argv=None):
         value, recall = validation_scores(probabilities, y_valid, len(classes))
         final_step = len(history.history.get("loss", [])) + 1
         mlflow.log_metrics({args.metric: value, "recall": recall}, step=final_step)
+        mlflow.log_dict(held_out_predictions(probabilities, y_valid, classes, len(labels)), HELD_OUT_ARTIFACT)
         model_dir = os.path.join(args.output_dir, "model")
         if os.path.exists(model_dir):
             shutil.rmtree(model_dir)
