@@ -2,9 +2,10 @@
 
 Where the predictions come from, in order (so the report can say honestly which rows each figure uses):
 - predictions stored with the registered run (capc.state.held_out): an AutoML winner's out-of-fold predictions
-  of its cross-validation, or its holdout split's, kept by the local engine while the search evaluated it; an
-  image trial's predictions on its validation images. Nothing is refitted or re-scored here.
-- a sweep trial's model under a holdout, from a trial script capc generated: the script (src/train.py) splits
+  of its cross-validation, or its holdout split's, kept by the local engine while the search evaluated it; a
+  generated trial script's predictions on its validation split, or out of fold under cross-validation (tabular),
+  or on its validation images. Nothing is refitted or re-scored here.
+- a sweep trial's model under a holdout from before trials stored their predictions: the script (src/train.py) splits
   the rows with its own `make_splits` (seeded train_test_split) and the model it saves is fitted on the training
   part only. The script is imported and its own `load_training_data` and `make_splits` are called on the very
   input and target its command line names, so these rows are exactly the held-out ones, scored by the model.

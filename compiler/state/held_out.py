@@ -2,9 +2,10 @@
 
 A model is judged on rows it did not train on. Whoever trains it knows which rows those were, so it records
 its predictions on them beside the run: the local AutoML engine for its winner (the out-of-fold predictions of
-its cross-validation, or its holdout split's, kept while the search evaluates it), and the generated image
-trial script for its validation split (the script imports nothing of capc, so it writes the same JSON itself,
-with the path the render stage gives it from here). `capc report` reads them back and needs no refit.
+its cross-validation, or its holdout split's, kept while the search evaluates it), and the generated trial
+scripts (tabular and image) for their validation split or folds (they import nothing of capc, so they write the
+same JSON themselves, at the path the render stage gives them from here). `capc report` reads them back and
+needs no refit.
 
 The JSON (one object): task, split ("cross_validation" | "holdout"), folds, fraction, seed, training_rows (the
 labelled rows the split was drawn from), recomputed (true: predicted again after the search with the same

@@ -140,6 +140,7 @@ def check_case(tmp_path: Path, tracking_uri: str, which: str, family: str, metri
         assert final > 0.2, final
     if metric.startswith("normalized_"):
         assert 0 < final < 0.5, final
+    check_held_out_predictions(tracking_uri, run_id, task_of(which), metric, split, final)
 
     # The saved model predicts on raw rows: the preprocessing is inside it.
     _, target, task, _ = TABULAR[which]
@@ -180,6 +181,33 @@ def check_case(tmp_path: Path, tracking_uri: str, which: str, family: str, metri
     split_answer = score.run(input_data={"columns": columns, "data": [[r[c] for c in columns] for r in request["data"]]})
     assert split_answer["result"] == answer["result"]
     check_bad_requests(score, request["data"][0])
+
+
+def task_of(which: str) -> str:
+    return TABULAR[which][2]
+
+
+def check_held_out_predictions(tracking_uri: str, run_id: str, task: str, metric: str, split: dict, final: float) -> None:
+    """The trial stores its predictions on its validation rows (every row, out of fold, under cross-validation);
+    the report's primary metric on them is the value the trial logged: exactly for a holdout, and for a pooled
+    metric over folds of equal size; close otherwise (a mean over folds is not the metric of the pooled rows)."""
+    import mlflow
+
+    from capc.report.evaluation import _from_stored
+    from capc.state import held_out
+    from capc.state.registry import ModelVersion
+
+    stored = held_out.load(mlflow.MlflowClient(tracking_uri), run_id)
+    folds = split.get("cross_validations")
+    if folds:
+        assert stored.split == "cross_validation" and stored.folds == folds and stored.rows == stored.training_rows
+    else:
+        assert stored.split == "holdout" and stored.rows == math.ceil(split["validation_fraction"] * stored.training_rows)
+    model = ModelVersion(name="trial", version=1, task=task, metric=metric, value=final, goal="maximize", source="sweep",
+                         run_id=run_id, spec_sha256="0" * 64, job_dir="", created="")
+    name, value = _from_stored(model, stored).primary
+    pooled = metric in ("accuracy", "normalized_mean_absolute_error") and stored.training_rows % (folds or 1) == 0
+    assert value == pytest.approx(final, abs=1e-9 if not folds or pooled else 0.05), (name, value, final)
 
 
 def check_bad_requests(score, row: dict) -> None:

@@ -5,8 +5,9 @@ Self-contained (it imports nothing of capc), so it runs as is on Azure ML and in
     python train.py --data FILE --target COLUMN --metric NAME [--HYPERPARAMETER VALUE ...]
 Every interval (a warm-start step, a chunk of boosting rounds, an epoch) it logs the primary metric under its
 Azure name with mlflow.log_metric(name, value, step=k); the last value logged is the trial's result (the k-fold
-cross-validation score when the spec asks for cross-validation). The model is saved as an MLflow model in
-outputs/model; its predict takes a DataFrame of the raw feature columns (preprocessing is inside the model).
+cross-validation score when the spec asks for cross-validation), and its predictions on the validation rows
+(out of fold under cross-validation) are stored with the run, for `capc report`. The model is saved as an MLflow
+model in outputs/model; its predict takes a DataFrame of the raw feature columns (preprocessing is inside it).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ DATA_FORMAT = 'csv'  # csv | parquet
 DROP_COLUMNS = []
 CROSS_VALIDATIONS = 5  # k folds; None: one holdout split
 VALIDATION_FRACTION = None
+HELD_OUT_ARTIFACT = 'held_out/predictions.json'  # the run's predictions on its validation rows, for `capc report`
 INTERVALS = 10  # metric reports of the step-wise families (keras reports once per epoch)
 MAX_CATEGORIES = 50  # one-hot columns per categorical feature; rarer values share one column
 SEED = 42
@@ -357,6 +359,7 @@ def main(argv=None):
             value = float(np.nanmean(values)) if not all(math.isnan(v) for v in values) else float("nan")
             mlflow.log_metric(args.metric, value, step=step)
             print(f"step {step}/{trainers[0].intervals}: {args.metric} = {value:.6f}", flush=True)
+        mlflow.log_dict(held_out_predictions(trainers, splits, y, classes, y_range), HELD_OUT_ARTIFACT)
         if CROSS_VALIDATIONS:
             # The cross-validated score is logged; the model served is refitted on every row.
             final = Trainer(params, classes)
@@ -375,6 +378,31 @@ def main(argv=None):
             json.dump({"metric": args.metric, "value": value, "goal": "maximize" if METRICS[args.metric] else "minimize"}, f)
         mlflow.log_metric("trial_seconds", time.time() - started)
     print(json.dumps({"metric": args.metric, "value": value, "model": model_dir}), flush=True)
+
+
+def held_out_predictions(trainers, splits, y, classes, y_range):
+    """Each split's predictions on its own validation rows (out of fold under cross-validation), as `capc report`
+    reads them (one JSON object): it judges the model by these rows, which the model that made them never saw."""
+    import numpy as np
+
+    rows = np.concatenate([valid for _, valid in splits])
+    out = {
+        "task": TASK,
+        "split": "cross_validation" if CROSS_VALIDATIONS else "holdout",
+        "folds": CROSS_VALIDATIONS,
+        "fraction": None if CROSS_VALIDATIONS else VALIDATION_FRACTION or 0.2,
+        "seed": SEED,
+        "training_rows": int(len(y)),
+        "y_true": y[rows].tolist(),
+        "y_pred": np.concatenate([np.asarray(t.predict_valid()).ravel() for t in trainers]).tolist(),
+        "recomputed": False,
+    }
+    if TASK == "regression":
+        out["y_range"] = y_range
+    else:
+        out["classes"] = classes.tolist()
+        out["probabilities"] = np.concatenate([t.predict_proba_valid() for t in trainers]).tolist()
+    return out
 
 
 def take(features, rows):
