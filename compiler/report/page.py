@@ -90,7 +90,7 @@ def _summary(data: ReportData, winner_row: BoardRow | None, source_name: dict, e
         name, value = evaluation.primary
         lines.append(_fact(f"{name}, held-out", f"{_number(value)} on the rows below (recomputed here from their predictions)",
                            badge=("held-out", "held-out rows")))
-    lines.append(_fact("other measures", "; ".join(f"{k} {_number(v)}" for k, v in evaluation.scores.items())))
+    lines.append(_fact("other measures", "; ".join(f"{k} {_number(v)}" for k, v in _other_scores(evaluation).items())))
     lines.append(_fact("rows", evaluation.uses))
     return lines
 
@@ -198,7 +198,7 @@ def _evaluation_section(evaluation: Evaluation | None, figures: list[Figure], pr
         return section
     section["badge"] = {"kind": "held-out", "text": "held-out rows"}
     scores = [{"name": f"{evaluation.primary[0]} (primary metric)", "value": _number(evaluation.primary[1])}] if evaluation.primary else []
-    section["scores"] = scores + [{"name": name, "value": _number(value)} for name, value in evaluation.scores.items()]
+    section["scores"] = scores + [{"name": name, "value": _number(value)} for name, value in _other_scores(evaluation).items()]
     section["scores_rows"] = evaluation.uses
     section["per_class"] = [
         {"label": str(c["class"]), "rows": f"{c['rows']:,}", "predicted": f"{c['predicted']:,}",
@@ -206,6 +206,12 @@ def _evaluation_section(evaluation: Evaluation | None, figures: list[Figure], pr
         for c in evaluation.per_class
     ]
     return section
+
+
+def _other_scores(evaluation: Evaluation) -> dict[str, float]:
+    """The measures beside the primary metric (accuracy is often both)."""
+    primary = evaluation.primary[0] if evaluation.primary else None
+    return {name: value for name, value in evaluation.scores.items() if name != primary}
 
 
 def _figure(f: Figure) -> dict:

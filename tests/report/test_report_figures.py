@@ -207,6 +207,27 @@ def test_page_says_when_rows_were_trained_on_or_figures_are_missing():
     assert "validation figures not drawn: image models are not scored here" in html
 
 
+def test_page_leads_with_the_held_out_summary_and_folds_long_leaderboards():
+    board = [BoardRow(rank, "automl", f"LightGBM-{rank}", f"{rank:032d}", "completed", 1 - rank / 100, 0.1, {}, rank == 18)
+             for rank in range(1, 26)]
+    held = Evaluation("classification", True, "Held-out rows: out of fold.", 4, np.array(["a", "b", "a", "b"]),
+                      np.array(["a", "b", "b", "b"]), None, ["a", "b"], {"accuracy": 0.75}, [],
+                      uses="4 held-out rows: out-of-fold predictions of 2-fold cross-validation", primary=("accuracy", 0.75),
+                      per_class=[{"class": "a", "rows": 2, "predicted": 1, "precision": 1.0, "recall": 0.5}])
+    confusion = figures.Figure("confusion matrix", figures.confusion_matrix(held.y_true, held.y_pred, held.classes), "", held.uses)
+    html = render_page(report_data(automl_board=board, sweep_board=[]), [], held, [confusion], None).decode("utf-8")
+    order = [html.index(f'id="{key}"') for key in ("summary", "validation", "confusion", "leaderboard", "runs", "provenance", "spec")]
+    assert order == sorted(order)
+    assert 'class="badge held-out">held-out rows</span>' in html and "accuracy (primary metric)" in html
+    assert html.count("<b>Uses:</b> 4 held-out rows: out-of-fold predictions of 2-fold cross-validation") == 2  # measures, figure
+    assert '<table class="scores" id="per-class">' in html
+    # Ten best rows and the winner (rank 18) open; the other 14 behind <details>, with no script to unfold them.
+    shown, folded = html.split("<summary>the other 14 candidates</summary>")
+    assert "LightGBM-10 " in shown and "LightGBM-18 ★" in shown and "LightGBM-11 " not in shown
+    assert "LightGBM-11 " in folded and "LightGBM-25 " in folded and "LightGBM-18 " not in folded
+    assert "<script" not in html.lower()
+
+
 def test_default_report_path():
     assert default_report_path("bank") == Path("bank-report.html")
     assert default_report_path("bank:2") == Path("bank-2-report.html")
