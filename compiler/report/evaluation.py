@@ -9,9 +9,9 @@ Where the predictions come from, in order (so the report can say honestly which 
   the rows with its own `make_splits` (seeded train_test_split) and the model it saves is fitted on the training
   part only. The script is imported and its own `load_training_data` and `make_splits` are called on the very
   input and target its command line names, so these rows are exactly the held-out ones, scored by the model.
-- otherwise no row is known to be held out (a cross-validated trial refitted on every row, an AutoML run from
-  before predictions were kept, a user's own trial script): no validation figure is drawn, and the model's fit
-  on a seeded sample of its training rows is given as one clearly secondary line.
+- otherwise no row is known to be held out (a run that stored no predictions and whose model was refitted on
+  every row, a user's own trial script): no validation figure is drawn, and the model's fit on a seeded sample
+  of its training rows is given as one clearly secondary line.
 At most MAX_ROWS rows are scored or drawn (a seeded sample), so a report takes seconds.
 """
 
@@ -264,8 +264,7 @@ def _trained_on_sample(job_dir: Path, source: str) -> _Rows:
     if not target or target not in frame.columns:
         raise CapcError(f"the target column of {job_dir / 'automl_job.yml'} is not in {data_file.name}.")
     frame = frame[frame[target].notna()]
-    why = ("the AutoML run stored none (it ran before capc kept the winner's out-of-fold predictions), and its model "
-           "was refitted on every row." if source == "automl"
+    why = ("the AutoML run stored none, and its model was refitted on every row." if source == "automl"
            else "the trial script is not one capc generated, so its split cannot be reproduced here.")
     return _sample(frame.drop(columns=[target]), np.asarray(frame[target]), why)
 
