@@ -8,7 +8,7 @@ import math
 from rich.console import Console
 from rich.table import Table
 
-from capc import azure_names
+from capc.goal import Goal
 
 LEAF_KINDS = ("candidate", "trial")
 
@@ -41,9 +41,7 @@ def _params(params: dict, width: int = 60) -> str:
 def leaderboard_rows(rows, metric: str, goal: str):
     """Leaf runs (AutoML candidates, sweep trials) that have the metric, best first; the rest after."""
     leaves = [r for r in rows if r.kind in LEAF_KINDS]
-    scored = [r for r in leaves if metric in r.metrics and not math.isnan(r.metrics[metric])]
-    sign = -1 if goal == azure_names.MAXIMIZE else 1
-    scored.sort(key=lambda r: sign * r.metrics[metric])
+    scored = Goal(goal).ranked(leaves, lambda r: r.metrics.get(metric))
     return scored + [r for r in leaves if r not in scored]
 
 

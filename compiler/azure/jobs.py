@@ -14,6 +14,7 @@ from pathlib import Path
 
 from capc.azure.assets import AssetPlan
 from capc.azure.job_folder import JobFolder
+from capc.goal import Goal
 
 # The API version azure-ai-ml 1.35.2 uses to PUT each job type (JobOperations._create_or_update_with_different_version_api).
 API_VERSIONS = {"automl": "2024-01-01-preview", "sweep": "2024-01-01-preview", "pipeline": "2024-01-01-preview"}
@@ -245,10 +246,9 @@ def best_child(job, children, goal: str) -> tuple[str | None, float | None]:
         value = scores.get(best_id)
     if best_id and value is not None:
         return best_id, value
-    if scores:
-        pick = max if goal == "maximize" else min
-        best_id = pick(scores, key=scores.get)
-        return best_id, scores[best_id]
+    best_scored = Goal(goal).best(scores, scores.get)
+    if best_scored is not None:
+        return best_scored, scores[best_scored]
     return best_id, None
 
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from capc import azure_names
 from capc.azure.job_folder import JobFolder
 from capc.azure.jobs import SubmittedJob, model_path
 from capc.errors import CapcError
+from capc.goal import Goal
 
 
 @dataclass(frozen=True)
@@ -39,10 +39,7 @@ def choose_winner(jobs: list[SubmittedJob], goal: str, prefer: str = "best") -> 
     scored = [j for j in jobs if j.status == "Completed" and j.best_run_id and j.best_value is not None]
     if prefer != "best":
         scored = [j for j in scored if j.kind == prefer]
-    if not scored:
-        return None
-    pick = max if goal == azure_names.MAXIMIZE else min
-    return pick(scored, key=lambda j: j.best_value)
+    return Goal(goal).best(scored, lambda j: j.best_value)
 
 
 def register(ml_client, folder: JobFolder, winner: SubmittedJob, workspace) -> RegisteredModel:

@@ -34,10 +34,10 @@ import math
 import statistics
 from collections.abc import Collection, Mapping
 
+from capc.azure_names import MAXIMIZE, MINIMIZE
 from capc.errors import CapcError
 from capc.spec.search_space import POLICY_KEYS
 
-MAXIMIZE, MINIMIZE = "maximize", "minimize"
 
 
 def _worst(goal: str) -> float:

@@ -7,7 +7,7 @@ import time
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from capc import azure_names
+from capc.goal import Goal
 
 
 class SubmitProgress:
@@ -47,11 +47,6 @@ class SubmitProgress:
     def note(self, text: str) -> None:
         self.console.print(f"[yellow]{text}")
 
-    def _better(self, value, best) -> bool:
-        if best is None:
-            return True
-        return value > best if self.goal == azure_names.MAXIMIZE else value < best
-
     # AutoML: a time budget, so the bar counts seconds.
     def automl_started(self, budget_s: float) -> None:
         self.automl_deadline = time.monotonic() + budget_s
@@ -61,7 +56,7 @@ class SubmitProgress:
 
     def automl_candidate(self, candidate) -> None:
         self.automl_count += 1
-        if candidate.status == "completed" and self._better(candidate.value, self.automl_best):
+        if candidate.status == "completed" and Goal(self.goal).better(candidate.value, self.automl_best):
             self.automl_best = candidate.value
         elapsed = min(time.monotonic() - self._started, self._budget)
         best = f"{self.automl_best:.4f}" if self.automl_best is not None else "-"
@@ -85,7 +80,7 @@ class SubmitProgress:
             self.counts["running"] = max(0, self.counts["running"] - 1)
             self.counts[{"finished": "done", "failed": "failed", "stopped": "stopped", "interrupted": "stopped"}[kind]] += 1
             value = getattr(trial, "value", None)
-            if kind == "finished" and value is not None and self._better(value, self.sweep_best):
+            if kind == "finished" and value is not None and Goal(self.goal).better(value, self.sweep_best):
                 self.sweep_best = value
         finished = self.counts["done"] + self.counts["failed"] + self.counts["stopped"]
         best = f"{self.sweep_best:.4f}" if self.sweep_best is not None else "-"

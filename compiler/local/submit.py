@@ -13,8 +13,8 @@ from pathlib import Path
 
 import yaml
 
-from capc import azure_names
 from capc.errors import CapcError
+from capc.goal import Goal
 from capc.state import registry, tracking
 from capc.local.data import check_target, mltable_source, read_frame
 from capc.local.outcome import Outcome
@@ -45,10 +45,6 @@ class SubmitResult:
             "winner": self.winner.source if self.winner else None,
             "model": self.model.to_dict() if self.model else None,
         }
-
-
-def better(a: float, b: float, goal: str) -> bool:
-    return a > b if goal == azure_names.MAXIMIZE else a < b
 
 
 def submit_local(spec, job_dir: Path, only: str | None = None, resume: bool = False, progress=None) -> SubmitResult:
@@ -108,11 +104,7 @@ def submit_local(spec, job_dir: Path, only: str | None = None, resume: bool = Fa
 
 def _choose(outcomes: list[Outcome], which: str, goal: str) -> Outcome | None:
     pool = [o for o in outcomes if which == "best" or o.source == which] or outcomes
-    best = None
-    for outcome in pool:
-        if best is None or better(outcome.value, best.value, goal):
-            best = outcome
-    return best
+    return Goal(goal).best(pool, lambda o: o.value)
 
 
 def run_automl_job(spec, job_dir, mlflow_client, exp_id, submit_run, work_dir, progress) -> Outcome | None:

@@ -28,7 +28,6 @@ Local choices, where Azure has nothing to copy:
 from __future__ import annotations
 
 import logging
-import math
 import os
 import re
 import shlex
@@ -41,11 +40,12 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from capc.errors import CapcError
+from capc.goal import Goal, is_score
 from capc.local import samplers
 from capc.state import tracking
 from capc.local.launch import Launcher, output_tail, under_this_python
 from capc.spec import schema_default
-from capc.local.policies import MAXIMIZE, MINIMIZE, policy_from_mapping
+from capc.local.policies import policy_from_mapping
 
 TICK_S = 0.1  # how often process exits are checked
 POLL_S = 0.5  # how often metric histories are read and the policy applied
@@ -167,7 +167,7 @@ def plan_sweep(job: Mapping, job_dir: Path) -> SweepPlan:
         raise CapcError(f"this job is of type {job.get('type')!r}; run_sweep runs sweep jobs.")
     objective = job.get("objective") or {}
     metric, goal = objective.get("primary_metric"), str(objective.get("goal", "")).lower()
-    if not metric or goal not in (MAXIMIZE, MINIMIZE):
+    if not metric or goal not in tuple(Goal):
         raise CapcError("the sweep job needs objective.primary_metric and objective.goal (maximize or minimize).")
     algorithm, options = samplers.algorithm_of(job.get("sampling_algorithm", "random"))
     search_space = dict(job.get("search_space") or {})
@@ -248,21 +248,10 @@ def _link_or_copy(src: str, dst: str) -> None:
         shutil.copy2(src, dst)
 
 
-def _better(a: float, b: float, goal: str) -> bool:
-    return a > b if goal == MAXIMIZE else a < b
-
-
-def _finite(value) -> bool:
-    return value is not None and isinstance(value, (int, float)) and math.isfinite(value)
-
-
 def best_trial(trials: list[SweepTrial], goal: str) -> SweepTrial | None:
     """The best completed trial by its final metric (ties: the earlier trial)."""
-    best = None
-    for trial in sorted(trials, key=lambda t: t.number):
-        if trial.status == COMPLETED and _finite(trial.value) and (best is None or _better(trial.value, best.value, goal)):
-            best = trial
-    return best
+    completed = [t for t in sorted(trials, key=lambda t: t.number) if t.status == COMPLETED]
+    return Goal(goal).best(completed, lambda t: t.value)
 
 
 class _SweepRunner:
@@ -413,7 +402,7 @@ class _SweepRunner:
         if len(values) <= len(history):
             return
         for k in range(len(history), len(values)):
-            if _finite(values[k]):
+            if is_score(values[k]):
                 try:
                     entry.optuna_trial.report(float(values[k]), step=k + 1)
                 except Exception:  # Optuna refuses some values (e.g. a step reported twice); the sampler can do without
@@ -462,7 +451,7 @@ class _SweepRunner:
             logging.getLogger(__name__).warning("could not record trial %s in MLflow", trial.trial_id, exc_info=True)
         optuna_trial.set_user_attr(RUN_RECORD_ATTR, trial.to_dict())
         if status != INTERRUPTED:  # an interrupted trial stays RUNNING in the study: --resume runs it again
-            if status == COMPLETED and _finite(trial.value):
+            if status == COMPLETED and is_score(trial.value):
                 self.study.tell(optuna_trial, float(trial.value))
             elif status == EARLY_TERMINATED:
                 self.study.tell(optuna_trial, state=TrialState.PRUNED)

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import yaml
 
-from capc import azure_names
 from capc.errors import CapcError
+from capc.goal import Goal
 from capc.state import registry, tracking
 from capc.state.registry import ModelVersion
 from capc.report.figures import RunCurve, TrialPoint
@@ -151,9 +151,7 @@ def _close(a, b) -> bool:
 def _board(scope, metric: str, goal: str, winner_id: str | None) -> list[BoardRow]:
     """AutoML candidates and sweep trials, best first by the metric (runs without it last, unranked)."""
     leaves = [r for r in scope if r.kind in ("candidate", "trial")]
-    scored = [r for r in leaves if math.isfinite(r.metrics.get(metric, math.nan))]
-    sign = -1.0 if goal == azure_names.MAXIMIZE else 1.0
-    scored.sort(key=lambda r: (sign * r.metrics[metric], r.start))
+    scored = Goal(goal).ranked(leaves, lambda r: r.metrics.get(metric), tiebreak=lambda r: r.start)
     ranked = [(i, r) for i, r in enumerate(scored, start=1)] + [(None, r) for r in leaves if r not in scored]
     return [
         BoardRow(

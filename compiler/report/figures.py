@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from capc.goal import Goal
+
 AUTOML_COLOUR = "#1f6fb4"
 SWEEP_COLOUR = "#e07b00"
 STOPPED_COLOUR = "#8c8c8c"
@@ -89,14 +91,14 @@ def metric_over_time(curves: list[RunCurve], metric: str, goal: str) -> str:
             for curve in trials:
                 _draw_curve(by_step, curve, curve.steps, shown)
             by_step.set_xlabel("metric report (step) of the trial")
-            by_step.set_ylabel(f"{metric} ({'higher' if goal == 'maximize' else 'lower'} is better)")
+            by_step.set_ylabel(f"{metric} ({'higher' if Goal(goal).maximize else 'lower'} is better)")
             by_step.set_title("sweep trials, report by report")
         over_time = figure.add_subplot(1, panels, panels)
         for curve in curves:
             _draw_curve(over_time, curve, curve.seconds, shown)
         over_time.set_xlabel("seconds since the submit started")
         if not trials:
-            over_time.set_ylabel(f"{metric} ({'higher' if goal == 'maximize' else 'lower'} is better)")
+            over_time.set_ylabel(f"{metric} ({'higher' if Goal(goal).maximize else 'lower'} is better)")
         over_time.set_title("every run over time")
         handles = {
             "sweep": Line2D([], [], color=SWEEP_COLOUR, marker="o", markersize=3, label="sweep trial"),
