@@ -18,8 +18,7 @@ import yaml
 
 from capc import azure_names
 from capc.errors import CapcError
-from capc.local import automl_names as names
-from capc.local.automl import AutoMLSettings, algorithm_name, resolve_estimators, run_automl
+from capc.local.automl import AutoMLSettings, algorithm_name, names, resolve_estimators, run_automl
 
 from repo import DATA
 CLASSIFICATION_METRICS = set(azure_names.AUTOML_METRICS["classification"])
@@ -356,6 +355,45 @@ def test_saved_mlflow_model_loads_without_capc_and_predicts_labels(bank, tmp_pat
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == str(list(result.model.predict(rows)))
+
+
+def test_model_module_runs_where_capc_cannot_be_imported():
+    """The served model's module is pickled by value; MLflow loads it where capc is absent."""
+    import capc.local.automl.model as model_module
+
+    script = textwrap.dedent(f"""
+        import importlib.util, sys
+        sys.modules["capc"] = None
+        spec = importlib.util.spec_from_file_location("served_model", {model_module.__file__!r})
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        print(module.AutoMLModel.__name__)
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "AutoMLModel"
+
+
+def test_saved_stack_ensemble_loads_without_capc_and_predicts_probabilities(bank, tmp_path):
+    frame, job, result, _ = bank
+    stack = next(c for c in result.candidates if c.estimator == names.STACK_ENSEMBLE)
+    saved = replace(result, best=stack, model=result.models[stack.index])
+    assert saved.model.kind == "stack"
+    saved.save_mlflow_model(tmp_path / "model")  # as the engine saves its best model
+    rows = frame.drop(columns=["y"]).head(5)
+    rows.to_csv(tmp_path / "rows.csv", index=False)
+    script = textwrap.dedent(f"""
+        import sys
+        sys.modules["capc"] = None
+        import mlflow.sklearn, pandas as pd
+        model = mlflow.sklearn.load_model({str(tmp_path / "model")!r})
+        rows = pd.read_csv({str(tmp_path / "rows.csv")!r})
+        print(type(model).__module__, list(model.predict(rows)), model.predict_proba(rows).round(6).tolist())
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    expected = f"{type(saved.model).__module__} {list(saved.model.predict(rows))} {saved.model.predict_proba(rows).round(6).tolist()}"
+    assert out.stdout.strip().splitlines()[-1] == expected
 
 
 def test_saved_regression_model_signature_accepts_missing_values(housing, tmp_path):

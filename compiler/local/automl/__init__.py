@@ -1,0 +1,46 @@
+"""Backend, local AutoML: run an Azure `type: automl` tabular job (automl_job.yml) on FLAML, on this machine.
+
+Modules, in the order a run uses them: `settings` (automl_job.yml -> AutoMLSettings), `training_data` (the
+checks no model gets past), `search` (FLAML, the one place that touches its private parts), `ensembles`,
+`model` (the served model: imports nothing of capc), `results`, and `run` (run_automl, the steps in order);
+`names` holds the Azure -> FLAML tables and Azure's metric definitions.
+
+Stage: reads the settings of the generated job (`AutoMLSettings.from_job_yaml`), searches with FLAML under the
+job's limits, reports every candidate as it finishes (`on_candidate`; the caller turns it into a child run),
+builds Azure's two ensembles from the candidates' validation predictions, and returns the best model wrapped so
+that it predicts from the raw feature columns and saves as an MLflow model.
+
+How Azure's settings map (what FLAML cannot do is said here, and at run time in `AutoMLResult.notes`):
+- primary_metric: scored by capc with Azure's definition (names.SCORERS), given to FLAML as a custom
+  metric; every candidate carries all its task's Azure metrics, in Azure's direction.
+- n_cross_validations -> FLAML `eval_method="cv"` (stratified for classification); validation_data_size ->
+  holdout; neither -> Azure's rule: over 20,000 rows a 10% holdout, else 3 folds (10 below 1,000 rows).
+- timeout_minutes -> FLAML `time_budget` (the search; ensembles and the final refit come out of what is left);
+  trial_timeout_minutes -> `train_time_limit`; max_trials and exit_score end the search after the trial that
+  reaches them; enable_early_termination -> FLAML `early_stop` (its convergence test: FLAML's trials are many
+  and small, so Azure's "no gain in 20 iterations" would stop it long before its search has converged).
+- Warm start: each learner's first trial is FLAML's zero-shot configuration for this data (`starting_points=
+  "data"`: a portfolio meta-learned offline and shipped inside FLAML, picked by the data's size and shape), as
+  Azure's first trials are its recommender's configurations. FLAML's own cold start (4 trees, 4 leaves, growing
+  from there) spends a trial cap like Azure's 30-40 on toy models within seconds: housing (2-minute budget,
+  40 trials) stopped after 8 s at a 31,342 holdout MAE; warm-started, it used the budget and reached 28,991.
+- max_concurrent_trials: not honoured; FLAML runs trials one after another (parallel trials need Ray or
+  Spark), each on all cores but one (see search.trial_threads).
+- normalized_mean_absolute_error: LightGBM also searches its absolute-error objective, so it trains on the
+  loss the job is judged by (names.TRAINING_OBJECTIVES).
+- enable_vote_ensemble / enable_stack_ensemble: Azure's VotingEnsemble (greedy ensemble selection with
+  replacement over the candidates' out-of-fold predictions) and StackEnsemble (a logistic / elastic-net
+  meta-learner over them), each scored on the same validation rows as the candidates, so the best is chosen
+  fairly. FLAML's own `ensemble=True` is not used: it stacks blindly and its result has no score.
+- featurization auto: FLAML's DataTransformer (strings -> categories with an "unseen" slot, median imputation,
+  constant and ID-like string columns dropped); off: columns used as they are, which must then be numeric
+  without missing values.
+"""
+
+
+from capc.local.automl.model import AutoMLModel
+from capc.local.automl.results import AutoMLResult, Candidate
+from capc.local.automl.run import run_automl
+from capc.local.automl.settings import AutoMLSettings, algorithm_name, resolve_estimators
+
+__all__ = ["AutoMLModel", "AutoMLResult", "AutoMLSettings", "Candidate", "algorithm_name", "resolve_estimators", "run_automl"]
