@@ -86,7 +86,7 @@ def build_context(spec, out_dir: Path) -> dict:
         "description": data["description"],
         "task": spec.task,
         "metric": spec.metric,
-        "goal": azure_names.AUTOML_METRICS[spec.task][spec.metric],
+        "goal": str(spec.goal),
         "spec_sha256": spec.sha256,
         "is_image": spec.task == "image_classification",
         "compute": f"azureml:{data['compute']['name']}",
@@ -419,7 +419,7 @@ def _pipeline(spec, dataset: dict, automl: dict, sweep: dict | None) -> dict | N
         "--automl_model ${{inputs.automl_model}}",
         "--sweep_model ${{inputs.sweep_model}}",
         f"--metric {shlex.quote(spec.metric)}",
-        f"--goal {azure_names.AUTOML_METRICS[spec.task][spec.metric]}",
+        f"--goal {spec.goal}",
         f"--model_name {shlex.quote(spec.name)}",
         "--output ${{outputs.winner}}",
     ]

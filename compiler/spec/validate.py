@@ -19,6 +19,7 @@ from pathlib import Path
 
 from capc import azure_names
 from capc.errors import SpecInvalid, SpecProblem
+from capc.goal import Goal
 from capc.families import FAMILIES
 from capc.image_files import is_image_path
 from capc.spec.hints import did_you_mean
@@ -49,8 +50,8 @@ class Spec:
         return self.data["metric"]
 
     @property
-    def goal(self) -> str:
-        return azure_names.AUTOML_METRICS[self.task][self.metric]
+    def goal(self) -> Goal:
+        return Goal.of(self.task, self.metric)
 
     @property
     def dataset_path(self) -> Path | None:
