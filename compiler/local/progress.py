@@ -15,7 +15,7 @@ class SubmitProgress:
 
     def __init__(self, metric: str, goal: str, console: Console | None = None):
         self.metric = metric
-        self.goal = goal
+        self.goal = Goal(goal)
         self.console = console or Console(stderr=True)
         self.progress = Progress(
             TextColumn("[bold]{task.fields[phase]:<7}"),
@@ -56,7 +56,7 @@ class SubmitProgress:
 
     def automl_candidate(self, candidate) -> None:
         self.automl_count += 1
-        if candidate.status == "completed" and Goal(self.goal).better(candidate.value, self.automl_best):
+        if candidate.status == "completed" and self.goal.better(candidate.value, self.automl_best):
             self.automl_best = candidate.value
         elapsed = min(time.monotonic() - self._started, self._budget)
         best = f"{self.automl_best:.4f}" if self.automl_best is not None else "-"
@@ -80,7 +80,7 @@ class SubmitProgress:
             self.counts["running"] = max(0, self.counts["running"] - 1)
             self.counts[{"finished": "done", "failed": "failed", "stopped": "stopped", "interrupted": "stopped"}[kind]] += 1
             value = getattr(trial, "value", None)
-            if kind == "finished" and value is not None and Goal(self.goal).better(value, self.sweep_best):
+            if kind == "finished" and value is not None and self.goal.better(value, self.sweep_best):
                 self.sweep_best = value
         finished = self.counts["done"] + self.counts["failed"] + self.counts["stopped"]
         best = f"{self.sweep_best:.4f}" if self.sweep_best is not None else "-"
