@@ -4,7 +4,7 @@
     pipeline.py       orchestration of `--only pipeline`: pipeline_job.yml's graph, one process per step
     pipeline_step.py  one engine step of that graph, as its own process
     outcome.py        what an engine hands back to be compared and registered
-    automl            engine: tabular AutoML on FLAML (automl_names.py: Azure's names -> FLAML's)
+    automl/           engine: tabular AutoML on FLAML (settings, training_data, search, ensembles, model, run; names.py: Azure's names -> FLAML's)
     images.py         engine: AutoML for images (a keras_cnn search)
     sweep.py          engine: a sweep job on Optuna (samplers.py, policies.py); launch.py starts its trials
     data.py           reading a job's training data: its MLTable or uri_file, and image folders
