@@ -15,7 +15,7 @@ import yaml
 
 from capc.errors import CapcError
 from capc.goal import Goal
-from capc.state import registry, tracking
+from capc.state import held_out, registry, tracking
 from capc.local.data import check_target, mltable_source, read_frame
 from capc.local.outcome import Outcome
 
@@ -149,6 +149,8 @@ def run_automl_job(spec, job_dir, mlflow_client, exp_id, submit_run, work_dir, p
     params = {"estimator": best.estimator, **best.params}
     mlflow_client.log_metric(automl_run, spec.metric, best.value)
     mlflow_client.set_tag(automl_run, "capc.best_estimator", best.estimator)
+    if result.held_out is not None:  # what `capc report` judges the registered model by
+        held_out.log(mlflow_client, automl_run, result.held_out)
     tracking.finish_run(mlflow_client, automl_run, "completed")
     if progress:
         progress.automl_finished(result)

@@ -77,26 +77,28 @@ def evaluate(model: ModelVersion, max_rows: int = MAX_ROWS, mlflow_client=None) 
 
     stored = held_out_state.load(mlflow_client or tracking.client(), model.run_id)
     if stored is not None:
-        evaluation = _from_stored(model, stored)
-    elif model.task not in TABULAR_TASKS:
+        return from_stored(model, stored)
+    if model.task not in TABULAR_TASKS:
         raise CapcError(
             f"the registered {model.task} run recorded no predictions on its validation images (it was trained "
             "before capc kept them), and the report does not decode every image again; the leaderboard and run "
             "figures cover its runs."
         )
-    else:
-        job_dir = Path(model.job_dir)
-        rows = _trial_holdout(job_dir) if model.source == "sweep" else None
-        if rows is None:
-            rows = _trained_on_sample(job_dir, model.source)
-        evaluation = _scored(model, rows, max_rows)
+    job_dir = Path(model.job_dir)
+    rows = _trial_holdout(job_dir) if model.source == "sweep" else None
+    if rows is None:
+        rows = _trained_on_sample(job_dir, model.source)
+    return _measured(_scored(model, rows, max_rows))
+
+
+def _measured(evaluation: Evaluation) -> Evaluation:
     evaluation.scores = _scores(evaluation)
     evaluation.per_class = _per_class(evaluation)
     return evaluation
 
 
-def _from_stored(model: ModelVersion, stored: HeldOutPredictions) -> Evaluation:
-    """The predictions the run stored on its held-out rows, as they were made."""
+def from_stored(model: ModelVersion, stored: HeldOutPredictions) -> Evaluation:
+    """`model` judged by the predictions its run stored on its held-out rows, as they were made."""
     how, uses = _stored_rows(model, stored)
     evaluation = Evaluation(
         model.task, True, how, stored.rows, np.asarray(stored.y_true), np.asarray(stored.y_pred),
@@ -106,7 +108,7 @@ def _from_stored(model: ModelVersion, stored: HeldOutPredictions) -> Evaluation:
     if model.task != "regression" and evaluation.probabilities is None:
         evaluation.notes.append("the run stored no class probabilities, so there is no ROC curve.")
     evaluation.primary = _primary(model.metric, evaluation, stored.y_range)
-    return evaluation
+    return _measured(evaluation)
 
 
 def _stored_rows(model: ModelVersion, stored: HeldOutPredictions) -> tuple[str, str]:
@@ -121,13 +123,13 @@ def _stored_rows(model: ModelVersion, stored: HeldOutPredictions) -> tuple[str, 
                "refitted from.")
         uses = f"{rows:,} held-out {noun}: out-of-fold predictions of {stored.folds}-fold cross-validation"
     else:
-        share = f" ({stored.fraction:.0%})" if stored.fraction else ""
-        seed = f", seed {stored.seed}" if stored.seed is not None else ""
-        how = (f"Held-out rows: the {rows:,} {noun}{share} of {who}'s holdout split{seed} of {total:,}, "
-               "which the evaluated model never trained on.")
+        share = f"{stored.fraction:.0%} " if stored.fraction else ""
+        seed = f" (seed {stored.seed})" if stored.seed is not None else ""
+        how = (f"Held-out rows: the {rows:,} {noun} of {who}'s {share}holdout split of {total:,}{seed}, which the "
+               "evaluated model never trained on.")
         if model.source == "automl":
             how += " The registered model was then refitted on every row; these figures judge the configuration it was refitted from."
-        uses = f"{rows:,} held-out {noun}: the{share} holdout split of {total:,}"
+        uses = f"{rows:,} held-out {noun}: the {share}holdout split of {total:,}"
     if stored.recomputed:
         how += (" The predictions were computed once after the search (same folds and seed, outside its time "
                 "budget), because the search did not keep the winner's.")
@@ -136,7 +138,7 @@ def _stored_rows(model: ModelVersion, stored: HeldOutPredictions) -> tuple[str, 
 
 def _primary(metric: str, evaluation: Evaluation, y_range: float | None) -> tuple[str, float] | None:
     """The primary metric by Azure's definition (the scorers the local AutoML engine uses), on these rows."""
-    from capc.local import automl_names
+    from capc.local.automl import names as automl_names
 
     task = "classification" if evaluation.task != "regression" else "regression"
     scorer = automl_names.SCORERS[task].get(metric)

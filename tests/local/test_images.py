@@ -347,7 +347,7 @@ def test_trial_logs_each_epoch_and_saves_a_model(trained):
 def test_trial_stores_its_validation_predictions_for_the_report(trained):
     """The report's confusion matrix and per-class recall come from these: the validation images only, and their
     accuracy is exactly the one the trial logged last."""
-    from capc.report.evaluation import _from_stored
+    from capc.report.evaluation import from_stored
     from capc.state.registry import ModelVersion
 
     stored = held_out.load(trained.client, trained.run_id)
@@ -356,7 +356,7 @@ def test_trial_stores_its_validation_predictions_for_the_report(trained):
     assert stored.rows < stored.training_rows  # the validation split, not every image
     model = ModelVersion(name="mri", version=1, task="image_classification", metric="accuracy", value=0.0,
                          goal="maximize", source="sweep", run_id=trained.run_id, spec_sha256="0" * 64, job_dir="", created="")
-    evaluation = _from_stored(model, stored)
+    evaluation = from_stored(model, stored)
     logged = trained.client.get_run(trained.run_id).data.metrics["accuracy"]
     assert evaluation.held_out and evaluation.primary == ("accuracy", pytest.approx(logged, abs=1e-12))
     assert f"{stored.rows:,} held-out validation images" in evaluation.uses

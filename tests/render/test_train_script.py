@@ -193,7 +193,7 @@ def check_held_out_predictions(tracking_uri: str, run_id: str, task: str, metric
     metric over folds of equal size; close otherwise (a mean over folds is not the metric of the pooled rows)."""
     import mlflow
 
-    from capc.report.evaluation import _from_stored
+    from capc.report.evaluation import from_stored
     from capc.state import held_out
     from capc.state.registry import ModelVersion
 
@@ -205,7 +205,7 @@ def check_held_out_predictions(tracking_uri: str, run_id: str, task: str, metric
         assert stored.split == "holdout" and stored.rows == math.ceil(split["validation_fraction"] * stored.training_rows)
     model = ModelVersion(name="trial", version=1, task=task, metric=metric, value=final, goal="maximize", source="sweep",
                          run_id=run_id, spec_sha256="0" * 64, job_dir="", created="")
-    name, value = _from_stored(model, stored).primary
+    name, value = from_stored(model, stored).primary
     pooled = metric in ("accuracy", "normalized_mean_absolute_error") and stored.training_rows % (folds or 1) == 0
     assert value == pytest.approx(final, abs=1e-9 if not folds or pooled else 0.05), (name, value, final)
 

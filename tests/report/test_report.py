@@ -4,8 +4,9 @@ headless Chromium.
 The slow module fixture runs the real local engine on small samples with tiny budgets: a digits classification
 whose registered model is a sweep trial under a holdout (so the report's rows are truly held out, and its
 accuracy on them must equal the trial's logged value exactly), with one trial the bandit policy stops early;
-and a housing regression whose registered model is AutoML's (refitted on every row, so the report labels its
-rows as trained on). Screenshots of the reports go to tests/artifacts/ (git-ignored), for a person to look at.
+and a housing regression whose registered model is AutoML's (refitted on every row, so the report judges it by
+the predictions its candidate made on the search's holdout rows). Screenshots of the reports go to
+tests/artifacts/ (git-ignored), for a person to look at.
 """
 
 from __future__ import annotations
@@ -163,8 +164,7 @@ def submitted(tmp_path_factory):
         for name in ("digits-report", "housing-report"):
             result = _invoke("report", name)
             assert result.exit_code == 0, result.output
-            figures = 4 if name == "digits-report" else 2  # the AutoML winner stored no held-out predictions
-            assert f"wrote {name}-report.html ({name}:1, {figures} figures)" in result.stdout
+            assert f"wrote {name}-report.html ({name}:1, 4 figures)" in result.stdout
             reports[name] = root / f"{name}-report.html"
         yield root, reports
 
@@ -189,7 +189,8 @@ def test_classification_report_of_a_sweep_winner(submitted):
     assert "Model report: digits-report:1" in html
     assert 'class="badge sweep">sweep</span>' in html
     assert html.count("<svg ") == 4 and 'id="confusion"' in html and 'id="roc"' in html
-    assert 'class="badge held-out">held-out rows</span>' in html and "the 80 rows (20%)" in html
+    assert 'class="badge held-out">held-out rows</span>' in html and "80 held-out rows: the 20% holdout split of 400" in html
+    assert 'id="per-class"' in html  # precision and recall of each digit on those rows
     # The winner row is the registered trial (grid order: C=1.0 first); the bandit stopped the other.
     winner = _winner_row(html)
     assert "trial_0 ★" in winner and model.run_id[:8] in winner and f"{model.value:.4f}" in winner
@@ -217,15 +218,30 @@ def test_held_out_accuracy_is_the_trials_own_validation_score(submitted):
 
 
 @pytest.mark.slow
+def test_held_out_error_of_the_automl_winner_is_its_logged_value(submitted):
+    """AutoML registered its best candidate, refitted on every row; the report judges it by the predictions that
+    candidate made on the search's holdout rows, which give exactly the value logged for it."""
+    root, _ = submitted
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CAPC_HOME", str(root / "home"))
+        model = registry.get("housing-report")
+        result = evaluation.evaluate(model)
+    assert model.source == "automl" and result.held_out and result.rows == 160
+    assert result.primary == ("normalized_mean_absolute_error", pytest.approx(model.value, abs=1e-12))
+
+
+@pytest.mark.slow
 def test_regression_report_of_an_automl_winner(submitted):
     root, reports = submitted
     model = _registered(root, "housing-report")
     html = reports["housing-report"].read_text(encoding="utf-8")
     assert model.source == "automl"
     assert 'class="badge automl">AutoML</span>' in html
-    # The AutoML run stored no held-out predictions: no validation figure, its fit on training rows one secondary line.
-    assert 'class="badge trained-on">no held-out rows</span>' in html and 'id="predicted"' not in html
-    assert '<p class="secondary" id="training-fit">Fit on training rows (not validation; 160 training rows' in html
+    assert 'id="predicted"' in html and 'id="residuals"' in html and 'id="confusion"' not in html
+    # Judged on the AutoML search's holdout rows (its validation_data_size), not on rows it trained on.
+    assert 'class="badge held-out">held-out rows</span>' in html and 'class="badge trained-on"' not in html
+    assert "160 held-out rows: the 20% holdout split of 800" in html
+    assert "refitted on every row; these figures judge the configuration it was refitted from" in html
     winner = _winner_row(html)  # the candidate AutoML registered: its value is the model's
     assert f"{model.value:.4f}" in winner and "★" in winner
     assert not FETCHING.search(html)
@@ -284,5 +300,5 @@ def test_report_renders_in_chromium_without_errors(submitted, name, tmp_path):
     # The page itself, and data: URLs inside it (matplotlib embeds an imshow raster as one): nothing else.
     assert seen["requested"][0] == reports[name].as_uri()
     assert all(url.startswith("data:") for url in seen["requested"][1:]), seen["requested"]
-    assert len(seen["boxes"]) == (4 if name == "digits-report" else 2), seen["boxes"]
+    assert len(seen["boxes"]) == 4, seen["boxes"]
     assert all(box["width"] > 100 and box["height"] > 100 for box in seen["boxes"]), seen["boxes"]

@@ -32,6 +32,11 @@ How Azure's settings map (what FLAML cannot do is said here, and at run time in 
   replacement over the candidates' out-of-fold predictions) and StackEnsemble (a logistic / elastic-net
   meta-learner over them), each scored on the same validation rows as the candidates, so the best is chosen
   fairly. FLAML's own `ensemble=True` is not used: it stacks blindly and its result has no score.
+- Held-out predictions: the winner's predictions on its validation rows (out of fold under cross-validation,
+  the holdout split otherwise; an ensemble's from its members' on the same rows) are kept as the search
+  evaluates it and returned as `AutoMLResult.held_out`, which the caller stores with the run for `capc report`
+  (see search). FLAML's auto_augment (copies of rare classes' rows) is off: a copy would be trained on and
+  validated on at once.
 - featurization auto: FLAML's DataTransformer (strings -> categories with an "unseen" slot, median imputation,
   constant and ID-like string columns dropped); off: columns used as they are, which must then be numeric
   without missing values.

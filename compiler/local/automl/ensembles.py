@@ -30,8 +30,9 @@ ENSEMBLE_GRACE_SHARE, ENSEMBLE_GRACE_S = 0.05, 5.0
 
 
 def build_ensembles(settings: AutoMLSettings, search: Search, data: TrainingData, deadline: float,
-                    notes: list[str]) -> list[tuple[Candidate, dict]]:
-    """The ensembles the job enables, each as (candidate, AutoMLModel fields); none that could not be built."""
+                    notes: list[str]) -> list[tuple[Candidate, dict, np.ndarray]]:
+    """The ensembles the job enables, each as (candidate, AutoMLModel fields, its predictions on the shared
+    validation rows); none that could not be built."""
     if not (settings.enable_vote_ensemble or settings.enable_stack_ensemble) or search.listener.validation_y is None:
         return []
     # Azure runs its ensemble iterations even when the search used the whole budget; so does this, in a
@@ -107,7 +108,7 @@ class _EnsembleBuilder:
         records = [self.library[i] for i in kept]
         candidate = self._candidate(names.VOTING_ENSEMBLE, records, weights, output, time.monotonic() - start)
         model = dict(members=[members[r.candidate.index] for r in records], weights=weights, stacker=None, kind="vote")
-        return candidate, model
+        return candidate, model, output
 
     def stacking(self):
         records = self.learners[:STACK_MAX_MEMBERS]  # diverse members: the best candidate of each learner
@@ -128,7 +129,7 @@ class _EnsembleBuilder:
         meta.fit(features, self.y)
         candidate = self._candidate(names.STACK_ENSEMBLE, records, None, output, time.monotonic() - start)
         model = dict(members=[members[r.candidate.index] for r in records], weights=None, stacker=meta, kind="stack")
-        return candidate, model
+        return candidate, model, output
 
     def _meta_learner(self, features: np.ndarray):
         """Azure's meta-learners (LogisticRegressionCV / ElasticNetCV), scored out of fold on the candidates'

@@ -9,6 +9,7 @@ import pandas as pd
 
 from capc.local.automl.model import AutoMLModel, save_mlflow_model
 from capc.local.automl.settings import AutoMLSettings
+from capc.state.held_out import HeldOutPredictions
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ class AutoMLResult:
     notes: list[str] = field(default_factory=list)
     models: dict[int, AutoMLModel] = field(default_factory=dict)  # candidate index -> fitted model, where one is kept
     feature_sample: pd.DataFrame | None = None  # a few raw training rows: signature and smoke checks
+    held_out: HeldOutPredictions | None = None  # the best's predictions on rows it did not train on (see search)
 
     def save_mlflow_model(self, path: Path | str) -> Path:
         """Write the best model as an MLflow model directory (sklearn flavour, cloudpickle, no capc import needed)."""

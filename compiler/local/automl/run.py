@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from capc.errors import CapcError
@@ -14,9 +15,10 @@ from capc.local.automl import names
 from capc.local.automl.ensembles import build_ensembles
 from capc.local.automl.model import AutoMLModel, with_ensemble
 from capc.local.automl.results import AutoMLResult, Candidate
-from capc.local.automl.search import run_search, trial_threads
+from capc.local.automl.search import Search, run_search, split_seed, trial_threads, validate_again
 from capc.local.automl.settings import AutoMLSettings, resolve_estimators
-from capc.local.automl.training_data import training_data
+from capc.local.automl.training_data import TrainingData, training_data
+from capc.state.held_out import HeldOutPredictions, plain
 
 
 def run_automl(frame: pd.DataFrame, settings: AutoMLSettings, on_candidate: Callable[[Candidate], None] | None = None,
@@ -33,19 +35,55 @@ def run_automl(frame: pd.DataFrame, settings: AutoMLSettings, on_candidate: Call
                          numeric_columns=data.numeric_columns, members=[search.automl], weights=[1.0],
                          classes=data.classes, kind="single")
     best, model, models = search.best, single, {search.best.index: single}
+    # candidate index -> (labels, predictions) on the rows it was validated on, none of which it trained on
+    validated = {}
+    if search.listener.best_held_out is not None:
+        index, labels, output = search.listener.best_held_out
+        validated[index] = (labels, output)
     deadline = started + settings.timeout_minutes * 60
-    for candidate, ensemble in build_ensembles(settings, search, data, deadline, notes):
+    for candidate, ensemble, output in build_ensembles(settings, search, data, deadline, notes):
         candidate = replace(candidate, index=len(candidates))
         candidates.append(candidate)
         models[candidate.index] = with_ensemble(single, ensemble)
+        validated[candidate.index] = (search.listener.validation_y, output)
         if on_candidate is not None:
             on_candidate(candidate)
         if settings.goal.better(candidate.value, best.value):
             best, model = candidate, models[candidate.index]
 
     notes.append(f"took {time.monotonic() - started:.0f}s of a {settings.timeout_minutes * 60:.0f}s budget")
+    recomputed = best.index not in validated
+    if recomputed:  # rare: FLAML's best is not the trial the listener kept as best (a tie across learners)
+        again = validate_again(settings, search, data)
+        if again is None:
+            notes.append("the best model's validation predictions could not be computed again; the report shows none")
+        else:
+            validated[best.index] = again
+            notes.append("the best model's validation predictions were computed again after the search "
+                         "(same folds and seed, outside the time budget)")
+    held_out = _held_out(settings, search, data, *validated[best.index], recomputed) if best.index in validated else None
     return AutoMLResult(settings, best, candidates, model, skipped, list(dict.fromkeys(notes)), models,
-                        data.feature_sample())
+                        data.feature_sample(), held_out)
+
+
+def _held_out(settings: AutoMLSettings, search: Search, data: TrainingData, labels: np.ndarray, output: np.ndarray,
+              recomputed: bool) -> HeldOutPredictions:
+    """The best candidate's predictions on its validation rows (out of fold under cross-validation), labels as
+    the data spells them, in the form `capc report` reads (capc.state.held_out)."""
+    cross_validation = search.plan.get("eval_method") == "cv"
+    common = dict(
+        task=settings.task, split="cross_validation" if cross_validation else "holdout",
+        folds=search.listener.folds if cross_validation else None,
+        fraction=None if cross_validation else search.plan.get("split_ratio"),
+        seed=split_seed(), training_rows=len(data.X), recomputed=recomputed,
+    )
+    if data.classes is None:
+        return HeldOutPredictions(**common, y_true=plain(labels), y_pred=plain(output), y_range=data.y_range)
+    probabilities = np.asarray(output, dtype=float)
+    return HeldOutPredictions(
+        **common, y_true=plain(data.classes[labels]), y_pred=plain(data.classes[np.argmax(probabilities, axis=1)]),
+        classes=plain(data.classes), probabilities=probabilities.tolist(),
+    )
 
 
 def _runnable_estimators(settings: AutoMLSettings, notes: list[str]) -> tuple[list[str], list[str]]:

@@ -4,6 +4,11 @@ FLAML 2.7 has no public per-trial callback and no public way to end a search ear
 this one, reaches into FLAML's private parts: `AutoML._log_trial` (where it records every trial) is hooked to
 see each trial, and `AutoML._state.time_budget` is zeroed to stop the search (see `_searching_automl_class`);
 `AutoML._transformer` tells which columns featurization dropped. A FLAML upgrade is checked here first.
+
+The listener keeps the best trial's predictions on its validation rows (out of fold under cross-validation),
+whatever its training sample: the model is refitted on every row, so these are what it can be judged by
+(AutoMLResult.held_out). When FLAML's best is not the trial kept (a tie across learners), `validate_again`
+evaluates its configuration once more on the same folds after the search, outside the time budget.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import time
 import warnings
 from collections.abc import Callable
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +49,7 @@ class Search:
     scorer: TrialScorer
     custom_hp: dict | None  # the training objectives searched, which ensemble refits search the same way
     best: Candidate  # the candidate `automl` is the refit of
+    plan: dict  # FLAML's validation arguments (eval_method, n_splits or split_ratio)
 
     @property
     def candidates(self) -> list[Candidate]:
@@ -87,6 +93,10 @@ def run_search(settings: AutoMLSettings, data: TrainingData, estimators: list[st
                 verbose=0,
                 skip_transform=settings.featurization == "off",
                 retrain_full=True,
+                # FLAML copies the rows of classes under 20 rows until they reach 20; a copy can then sit in a
+                # training fold and a validation fold at once, so validation would count rows the model trained
+                # on. Azure copies none.
+                auto_augment=False,
                 custom_hp=custom_hp,
                 **plan,
             )
@@ -105,7 +115,7 @@ def run_search(settings: AutoMLSettings, data: TrainingData, estimators: list[st
             f"({len(candidates)} tried); raise automl.timeout_minutes or trial_timeout_minutes.",
         )
     notes.extend(_featurization_notes(automl, data.X))
-    return Search(automl, listener, scorer, custom_hp, _flaml_best(listener, automl, settings.goal))
+    return Search(automl, listener, scorer, custom_hp, _flaml_best(listener, automl, settings.goal), plan)
 
 
 class TrialScorer:
@@ -199,6 +209,9 @@ class TrialListener:
         self.validation_rows: np.ndarray | None = None
         self.validation_y: np.ndarray | None = None
         self.stop_reason: str | None = None
+        # (candidate index, labels, predictions) on the validation rows of the best trial so far, whatever its
+        # training sample size: what the report judges the winner by.
+        self.best_held_out: tuple[int, np.ndarray, np.ndarray] | None = None
 
     def trial_finished(self, search_state, estimator: str, full_rows: int) -> bool:
         pending, self.scorer.pending = self.scorer.pending, []
@@ -220,6 +233,7 @@ class TrialListener:
             train_rows=rows,
         )
         output = self._validation_output(pending) if rows == full_rows and candidate.status == "completed" else None
+        self._keep_if_best(candidate, pending)
         self.records.append(TrialRecord(candidate, output, config, candidate.duration_s))
         self._forget_weak_outputs()
         if self.on_candidate is not None:
@@ -238,6 +252,15 @@ class TrialListener:
         elif len(rows) != len(self.validation_rows) or not np.array_equal(rows, self.validation_rows):
             return None
         return np.concatenate([p[2] for p in pending])
+
+    def _keep_if_best(self, candidate: Candidate, pending) -> None:
+        if candidate.status != "completed" or len(pending) != self.folds or any(p is None for p in pending):
+            return
+        if self.best_held_out is not None and not self.settings.goal.better(
+            candidate.value, self.records[self.best_held_out[0]].candidate.value
+        ):
+            return
+        self.best_held_out = (candidate.index, np.concatenate([p[1] for p in pending]), np.concatenate([p[2] for p in pending]))
 
     def _forget_weak_outputs(self) -> None:
         """Bound memory: keep the outputs an ensemble could still draw on (see ensemble_library)."""
@@ -286,6 +309,40 @@ def ensemble_library(records: list[TrialRecord], goal: Goal, size: int) -> list[
     top of the ranking is often one learner's near-identical neighbours and ensembles gain from difference."""
     top = ranked_records(records, goal)[:size]
     return top + [r for r in best_per_learner(records, goal) if r not in top]
+
+
+def validate_again(settings: AutoMLSettings, search: Search, data: TrainingData) -> tuple[np.ndarray, np.ndarray] | None:
+    """(labels, predictions) of FLAML's best configuration on the search's own validation rows, evaluated once
+    more (FLAML draws its folds and holdout with a fixed seed, so they are the same rows): one search of that
+    configuration alone, stopped after its first trial. None when it could not be evaluated."""
+    automl = search.automl
+    estimator = automl.best_estimator
+    config = {k: plain(v) for k, v in (automl.best_config or {}).items() if k != "FLAML_sample_size"}
+    listener = TrialListener(replace(settings, max_trials=1, exit_score=None), search.scorer, search.listener.folds, None)
+    again = _searching_automl_class()()
+    again.capc_listener = listener
+    search.scorer.pending = []
+    try:
+        with quiet_learners():
+            again.fit(
+                data.X, data.y_fit, task=settings.task, metric=search.scorer, estimator_list=[estimator],
+                starting_points={estimator: config}, max_iter=2, sample=False, retrain_full=False, log_type="all",
+                auto_augment=False, n_jobs=trial_threads(), seed=settings.seed, verbose=0,
+                skip_transform=settings.featurization == "off", custom_hp=search.custom_hp, **search.plan,
+            )
+    finally:
+        again.capc_listener = None
+    if listener.best_held_out is None:
+        return None
+    _, labels, output = listener.best_held_out
+    return labels, output
+
+
+def split_seed() -> int:
+    """The seed FLAML draws every fold and holdout with (its own constant, not the search's `seed`)."""
+    from flaml.config import RANDOM_SEED
+
+    return RANDOM_SEED
 
 
 # ------------------------------------------------------------------ FLAML's private parts (see the module docstring)
