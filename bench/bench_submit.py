@@ -18,7 +18,7 @@ models; `--seeds` repeats each case on other splits (seed N holds out a differen
 `--set` adds overrides, e.g. `--set automl.max_trials=1000` so that the 2-minute budget alone ends AutoML rather than
 the specs' trial cap (30-40, as the seeds' cloud runs had).
 
-Targets (holdout): bank marketing accuracy > 0.915, housing MAE < 30,000, digits accuracy > 0.95.
+Targets (holdout): bank marketing accuracy > 0.915, housing MAE < 30,000, digits accuracy >= 0.990.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ DEFAULT_SEEDS = (0,)
 CASES = {
     "bankmarketing": ("accuracy", lambda v: v > 0.915, "> 0.915"),
     "housing": ("MAE", lambda v: v < 30_000, "< 30,000"),
-    "mnist": ("accuracy", lambda v: v > 0.95, "> 0.95"),
+    "mnist": ("accuracy", lambda v: v >= 0.990, ">= 0.990"),  # issue 19: the conditional sweep's svc, mean of 3 splits
 }
 
 

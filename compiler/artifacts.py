@@ -32,6 +32,24 @@ def with_manifest(files: dict[str, bytes], spec_sha256: str, spec_name: str) -> 
     return {**files, MANIFEST: (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()}
 
 
+def sweep_job_files(job_dir: Path) -> dict[str, Path]:
+    """The sweep jobs a build left, by kind: `sweep` (sweep_job.yml: one family, or a conditional grid) or
+    `sweep_<family>` (sweep_<family>.yml: one per family of a random or bayesian conditional sweep). A kind is also
+    the name of the job's step in pipeline_job.yml."""
+    import yaml
+
+    found = {}
+    for path in sorted(Path(job_dir).glob("sweep_*.yml")):
+        kind = "sweep" if path.name == "sweep_job.yml" else path.stem
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError):
+            continue
+        if isinstance(data, dict) and data.get("type") == "sweep":  # sweep_trial*.yml are components
+            found[kind] = path
+    return found
+
+
 def read_tree(folder: Path) -> dict[str, bytes]:
     """What a previous build left: relative posix path -> bytes (caches and editor droppings skipped)."""
     if not folder.is_dir():

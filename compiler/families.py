@@ -47,6 +47,18 @@ FAMILIES: dict[str, TrialFamily] = {
             ),
         ),
         TrialFamily(
+            "svc",
+            ("classification",),
+            (
+                H("C", "float", 1.0, "penalty of misclassified training points"),
+                H("gamma", "float", 0.0, "kernel coefficient of rbf, poly and sigmoid (0: scale, 1 / (features x variance))"),
+                H("kernel", "str", "rbf", "rbf | poly | sigmoid | linear"),
+                H("degree", "int", 3, "degree of the poly kernel"),
+                H("tol", "float", 1e-3, "stopping tolerance"),
+                H("scaling", "str", "standard", "standard: each numeric column on its own | global: one scale for all (pixels)"),
+            ),
+        ),
+        TrialFamily(
             "random_forest",
             ("classification", "regression"),
             (

@@ -12,10 +12,12 @@ from collections.abc import Iterable
 
 
 def trial_command(
-    metric: str, params: Iterable[str], bind_to: str, target: str | None = None, extra: Iterable[str] = ()
+    metric: str, params: Iterable[str], bind_to: str, target: str | None = None, extra: Iterable[str] = (), script: str = "train.py"
 ) -> str:
-    """`python train.py ...` with each hyperparameter bound to `${{<bind_to>.<name>}}` (search_space or inputs)."""
-    words = ["python train.py", "--data ${{inputs.training_data}}"]
+    """`python train.py ...` with each hyperparameter bound to `${{<bind_to>.<name>}}` (search_space or inputs).
+
+    `script`: a conditional sweep's per-family sweeps run train_<family>.py (names capc makes, never spec text)."""
+    words = [f"python {script}", "--data ${{inputs.training_data}}"]
     if target is not None:
         words.append(f"--target {shlex.quote(target)}")
     words.append(f"--metric {shlex.quote(metric)}")

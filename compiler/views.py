@@ -71,7 +71,8 @@ def leaderboard_table(rows, metric: str, goal: str, title: str) -> Table:
         table.add_column(col, justify=justify, no_wrap=True)
     table.add_column("parameters", overflow="ellipsis", no_wrap=True, max_width=70)
     for i, r in enumerate(rows, start=1):
-        source = "automl" if r.kind == "candidate" else "sweep"
+        # A conditional sweep's trials name their family: sweep/svc.
+        source = "automl" if r.kind == "candidate" else "/".join(["sweep", *([r.params["family"]] if "family" in r.params else [])])
         table.add_row(str(i), source, f"{r.name} [dim]{r.run_id[:8]}", _status(r.status), _fmt(r.metrics.get(metric)), _duration(r.duration_s), _params(r.params))
     return table
 

@@ -13,10 +13,16 @@ from pathlib import Path
 import yaml
 
 from capc import azure_names
+from capc.artifacts import sweep_job_files
 from capc.errors import CapcError
 
 JOB_FILES = {"automl": "automl_job.yml", "sweep": "sweep_job.yml", "pipeline": "pipeline_job.yml"}
 ONLY_CHOICES = tuple(JOB_FILES)
+
+
+def is_sweep(kind: str) -> bool:
+    """`sweep`, or `sweep_<family>`: one of a conditional sweep's per-family sweep jobs."""
+    return kind == "sweep" or kind.startswith("sweep_")
 
 
 @dataclass(frozen=True)
@@ -75,10 +81,12 @@ def read_job_folder(job_dir: Path, spec_name: str | None = None, only: str | Non
     name = manifest.get("name") or spec_name or job_dir.name
     if only is not None and only not in ONLY_CHOICES:
         raise CapcError(f"--only must be one of {', '.join(ONLY_CHOICES)}, not '{only}'.")
+    # A conditional sweep compiles to one sweep job per family (sweep_<family>.yml): `--only sweep` submits them all.
+    files = {"automl": job_dir / JOB_FILES["automl"], **sweep_job_files(job_dir), "pipeline": job_dir / JOB_FILES["pipeline"]}
     jobs = []
-    for kind, filename in JOB_FILES.items():
-        path = job_dir / filename
-        if path.is_file() and (only is None and kind != "pipeline" or only == kind):
+    for kind, path in files.items():
+        group = "sweep" if is_sweep(kind) else kind
+        if path.is_file() and (only is None and group != "pipeline" or only == group):
             jobs.append(JobFile(kind, path, _load_yaml(path)))
     if only is not None and not jobs:
         raise CapcError(
@@ -94,7 +102,8 @@ def read_job_folder(job_dir: Path, spec_name: str | None = None, only: str | Non
 def _objective(job_dir: Path, jobs: list[JobFile]) -> tuple[str, str, str]:
     """Primary metric (Azure name), its goal and the task, from whichever job files there are."""
     automl = _load_yaml(job_dir / JOB_FILES["automl"]) if (job_dir / JOB_FILES["automl"]).is_file() else {}
-    sweep = _load_yaml(job_dir / JOB_FILES["sweep"]) if (job_dir / JOB_FILES["sweep"]).is_file() else {}
+    sweeps = list(sweep_job_files(job_dir).values())
+    sweep = _load_yaml(sweeps[0]) if sweeps else {}
     task = str(automl.get("task") or "")
     objective = sweep.get("objective") or {}
     metric = str(objective.get("primary_metric") or automl.get("primary_metric") or "")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from capc.azure.job_folder import JobFolder
+from capc.azure.job_folder import JobFolder, is_sweep
 from capc.azure.jobs import SubmittedJob, model_path
 from capc.errors import CapcError
 from capc.goal import Goal
@@ -18,7 +18,7 @@ from capc.goal import Goal
 class RegisteredModel:
     name: str
     version: str
-    source: str  # "automl" | "sweep"
+    source: str  # "automl" | "sweep" | "sweep_<family>" (the job kind the winner came from)
     run_id: str
     job: str
     metric: str
@@ -38,7 +38,7 @@ def choose_winner(jobs: list[SubmittedJob], goal: str, prefer: str = "best") -> 
     validated spec's deployment.model, best | automl | sweep)."""
     scored = [j for j in jobs if j.status == "Completed" and j.best_run_id and j.best_value is not None]
     if prefer != "best":
-        scored = [j for j in scored if j.kind == prefer]
+        scored = [j for j in scored if (is_sweep(j.kind) if prefer == "sweep" else j.kind == prefer)]
     return Goal(goal).best(scored, lambda j: j.best_value)
 
 

@@ -192,7 +192,8 @@ class _GraphRunner:
             folder = self.output_dir(step, output)
             if (folder / WINNER_FILE).is_file() and (folder / "model" / "MLmodel").is_file():
                 self.winner = json.loads((folder / WINNER_FILE).read_text())
-                summary = next((v for k, v in self.summaries.items() if self.steps[k].type == self.winner.get("source")), {})
+                candidate = self.winner.get("candidate", self.winner.get("source"))
+                summary = self.summaries.get(candidate) or next((v for k, v in self.summaries.items() if self.steps[k].type == self.winner.get("source")), {})
                 self.model = _register(self.spec, self.job_dir, folder, self.winner, summary, self.run_id)
                 self.mlflow_client.set_tag(self.run_id, "capc.registered_model", self.model.ref)
                 self.mlflow_client.log_metric(self.run_id, self.spec.metric, float(self.winner["value"]))
@@ -237,8 +238,8 @@ class _GraphRunner:
         if step.type in ENGINE_STEPS:
             argv = [sys.executable, "-m", "capc.local.pipeline_step", step.type, "--job-dir", str(self.job_dir),
                     "--output", str(self.output_dir(step)), "--parent-run", self.run_id, *self.spec_args]
-            if self.resume and step.type == "sweep":
-                argv.append("--resume")
+            if step.type == "sweep":
+                argv += ["--node", step.name] + (["--resume"] if self.resume else [])
             return argv, self.job_dir, env
         if (step.node.get("tags") or {}).get(DEPLOY_TAG[0]) == DEPLOY_TAG[1]:
             # Azure's step deploys to the workspace's endpoint; here the winner goes to the local endpoint.

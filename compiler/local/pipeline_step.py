@@ -1,6 +1,6 @@
 """Backend, local: one engine step of a local pipeline run, as its own process (`python -m capc.local.pipeline_step`).
 
-    python -m capc.local.pipeline_step automl|sweep --job-dir DIR --output DIR --parent-run ID SPEC [--set K=V ...] [--resume]
+    python -m capc.local.pipeline_step automl|sweep --job-dir DIR --output DIR --parent-run ID SPEC [--set K=V ...] [--resume] [--node NAME]
 
 Runs the local AutoML or sweep on the job folder's automl_job.yml / sweep_job.yml, under the pipeline's run, and
 leaves the step's best model in OUTPUT/model with OUTPUT/metrics.json (metric, value, run) for the selecting step.
@@ -20,7 +20,7 @@ from capc.state import registry, tracking
 from capc.local.pipeline import STEP_SUMMARY
 
 
-def run_step(kind: str, spec, job_dir: Path, output: Path, parent_run: str, resume: bool) -> int:
+def run_step(kind: str, spec, job_dir: Path, output: Path, parent_run: str, resume: bool, node: str | None = None) -> int:
     from capc.local.submit import run_automl_job, run_sweep_job
 
     mlflow_client = tracking.client()
@@ -30,7 +30,7 @@ def run_step(kind: str, spec, job_dir: Path, output: Path, parent_run: str, resu
     if kind == "automl":
         outcome, interrupted = run_automl_job(spec, job_dir, mlflow_client, exp_id, parent_run, work_dir, None), False
     else:
-        outcome, interrupted = run_sweep_job(spec, job_dir, mlflow_client, exp_id, parent_run, work_dir, resume, None)
+        outcome, interrupted = run_sweep_job(spec, job_dir, mlflow_client, exp_id, parent_run, work_dir, resume, None, kind=node)
     if interrupted:
         print(f"{kind}: interrupted; finished work is recorded", file=sys.stderr)
         return 130
@@ -56,12 +56,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parent-run", required=True)
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--node", help="the pipeline step: a sweep step runs the sweep job of the same name (sweep_<family>.yml)")
     args = parser.parse_args(argv)
     from capc.spec import load_spec
 
     try:
         spec = load_spec(args.spec, args.overrides)
-        return run_step(args.kind, spec, args.job_dir, args.output, args.parent_run, args.resume)
+        return run_step(args.kind, spec, args.job_dir, args.output, args.parent_run, args.resume, args.node)
     except KeyboardInterrupt:
         return 130
     except CapcError as exc:

@@ -18,7 +18,7 @@ class SubmitProgress:
         self.goal = Goal(goal)
         self.console = console or Console(stderr=True)
         self.progress = Progress(
-            TextColumn("[bold]{task.fields[phase]:<7}"),
+            TextColumn("[bold]{task.fields[phase]:<7}"),  # automl, sweep or sweep_<family>
             BarColumn(bar_width=28),
             TextColumn("{task.completed:>4.0f}/{task.total:<4.0f}"),
             TimeElapsedColumn(),
@@ -30,12 +30,10 @@ class SubmitProgress:
             disable=not self.console.is_terminal and not self.console.is_jupyter,
         )
         self.automl_task = None
-        self.sweep_task = None
         self.automl_best = None
         self.automl_count = 0
         self.automl_deadline = 0.0
-        self.sweep_best = None
-        self.counts = {"running": 0, "done": 0, "stopped": 0, "failed": 0}
+        self.sweeps: dict[str, dict] = {}  # sweep name -> its bar, best value and trial counts
 
     def __enter__(self):
         self.progress.__enter__()
@@ -68,31 +66,34 @@ class SubmitProgress:
     def automl_finished(self, result) -> None:
         self.progress.update(self.automl_task, completed=self._budget, description=f"{len(result.candidates)} candidates, best {self.metric} {result.best.value:.4f} ({result.best.estimator})")
 
-    # Sweep: a trial budget, so the bar counts trials.
-    def sweep_started(self, job: dict) -> None:
+    # Sweeps: a trial budget, so each bar counts trials (a conditional sweep runs one sweep per family).
+    def sweep_started(self, job: dict, name: str = "sweep") -> None:
         total = job.get("limits", {}).get("max_total_trials", 1)
-        self.sweep_task = self.progress.add_task("starting", total=total, phase="sweep")
+        self.sweeps[name] = {"task": self.progress.add_task("starting", total=total, phase=name), "best": None,
+                             "counts": {"running": 0, "done": 0, "stopped": 0, "failed": 0}}
 
-    def sweep_event(self, kind: str, trial) -> None:
+    def sweep_event(self, kind: str, trial, name: str = "sweep") -> None:
+        sweep = self.sweeps[name]
+        counts = sweep["counts"]
         if kind == "started":
-            self.counts["running"] += 1
+            counts["running"] += 1
         elif kind in ("finished", "failed", "stopped", "interrupted"):
-            self.counts["running"] = max(0, self.counts["running"] - 1)
-            self.counts[{"finished": "done", "failed": "failed", "stopped": "stopped", "interrupted": "stopped"}[kind]] += 1
+            counts["running"] = max(0, counts["running"] - 1)
+            counts[{"finished": "done", "failed": "failed", "stopped": "stopped", "interrupted": "stopped"}[kind]] += 1
             value = getattr(trial, "value", None)
-            if kind == "finished" and value is not None and self.goal.better(value, self.sweep_best):
-                self.sweep_best = value
-        finished = self.counts["done"] + self.counts["failed"] + self.counts["stopped"]
-        best = f"{self.sweep_best:.4f}" if self.sweep_best is not None else "-"
-        c = self.counts
+            if kind == "finished" and value is not None and self.goal.better(value, sweep["best"]):
+                sweep["best"] = value
+        finished = counts["done"] + counts["failed"] + counts["stopped"]
+        best = f"{sweep['best']:.4f}" if sweep["best"] is not None else "-"
+        c = counts
         self.progress.update(
-            self.sweep_task, completed=finished,
+            sweep["task"], completed=finished,
             description=f"done {c['done']} running {c['running']} stopped {c['stopped']} failed {c['failed']}, best {self.metric} {best}",
         )
 
-    def sweep_finished(self, result) -> None:
-        if self.sweep_task is not None:
-            self.progress.update(self.sweep_task, total=max(len(result.trials), 1), completed=len(result.trials))
+    def sweep_finished(self, result, name: str = "sweep") -> None:
+        if name in self.sweeps:
+            self.progress.update(self.sweeps[name]["task"], total=max(len(result.trials), 1), completed=len(result.trials))
 
 
 class PipelineProgress:

@@ -18,6 +18,7 @@ from capc.goal import Goal
 from capc.state import held_out, registry, tracking
 from capc.local.data import check_target, mltable_source, read_frame
 from capc.local.outcome import Outcome
+from capc.spec.conditional import COMBINATION_PARAMETER
 
 
 @dataclass
@@ -157,33 +158,61 @@ def run_automl_job(spec, job_dir, mlflow_client, exp_id, submit_run, work_dir, p
     return Outcome("automl", automl_run, best.value, model_dir, params, {spec.metric: best.value}, best.estimator)
 
 
-def run_sweep_job(spec, job_dir, mlflow_client, exp_id, submit_run, work_dir, resume, progress):
-    """sweep_job.yml on the local sweep, as a child run of `submit_run`; returns (best outcome or None, interrupted)."""
-    from capc.local.sweep import run_sweep_interruptibly
+def run_sweep_job(spec, job_dir, mlflow_client, exp_id, submit_run, work_dir, resume, progress, kind: str | None = None):
+    """The folder's sweep jobs on the local sweep engine, side by side, each a child run of `submit_run` (or only
+    the one of `kind`); returns (the best trial across them as an Outcome, or None; interrupted).
 
-    job = yaml.safe_load((job_dir / "sweep_job.yml").read_text(encoding="utf-8"))
-    # One study folder per spec version, so --resume finds the trials of an interrupted submit.
-    trials_dir = registry.capc_home() / "sweeps" / spec.name / spec.sha256[:16]
-    if not resume and trials_dir.exists():
-        shutil.rmtree(trials_dir)
-    sweep_run = tracking.start_run(mlflow_client, exp_id, "sweep", "sweep", parent=submit_run)
-    if progress:
-        progress.sweep_started(job)
-    try:
-        result, interrupted = run_sweep_interruptibly(
-            on_interrupt=(lambda: progress.note("stopping: ending running trials (finished ones stay recorded)")) if progress else None,
+    One family or a conditional grid compile to one sweep_job.yml; a random or bayesian conditional sweep to one
+    sweep_<family>.yml per family, each run within its own share of the concurrency, as Azure runs them.
+    """
+    from capc.artifacts import sweep_job_files
+    from capc.local.sweep import run_sweeps_interruptibly
+
+    files = sweep_job_files(job_dir)
+    if kind is not None:
+        if kind not in files:
+            raise CapcError(f"{job_dir} holds no sweep job for `{kind}`.", "run `capc build` again")
+        files = {kind: files[kind]}
+    if not files:
+        raise CapcError(f"{job_dir} holds no sweep job.", "run `capc build` again")
+    # One study folder per spec version (and per family), so --resume finds the trials of an interrupted submit.
+    spec_dir = registry.capc_home() / "sweeps" / spec.name / spec.sha256[:16]
+    sweeps, runs = {}, {}
+    for name, path in files.items():
+        job = yaml.safe_load(path.read_text(encoding="utf-8"))
+        trials_dir = spec_dir if name == "sweep" else spec_dir / name
+        if not resume and trials_dir.exists():
+            shutil.rmtree(trials_dir)
+        runs[name] = tracking.start_run(mlflow_client, exp_id, name, "sweep", parent=submit_run)
+        if progress:
+            progress.sweep_started(job, name)
+        sweeps[name] = dict(
             job=job, job_dir=job_dir, trials_dir=trials_dir, tracking_uri=tracking.tracking_uri(), experiment_id=exp_id,
-            parent_run_id=sweep_run, on_event=progress.sweep_event if progress else None, resume=resume,
+            parent_run_id=runs[name], resume=resume,
+            on_event=(lambda event, trial, name=name: progress.sweep_event(event, trial, name)) if progress else None,
+        )
+    try:
+        results, interrupted = run_sweeps_interruptibly(
+            sweeps, on_interrupt=(lambda: progress.note("stopping: ending running trials (finished ones stay recorded)")) if progress else None,
         )
     except BaseException:
-        tracking.finish_run(mlflow_client, sweep_run, "failed")
+        for run in runs.values():
+            tracking.finish_run(mlflow_client, run, "failed")
         raise
-    tracking.finish_run(mlflow_client, sweep_run, "interrupted" if interrupted else "completed")
-    if progress:
-        progress.sweep_finished(result)
-    best = result.best
-    if best is None:
+    for name, result in results.items():
+        tracking.finish_run(mlflow_client, runs[name], "interrupted" if interrupted else "completed")
+        if progress:
+            progress.sweep_finished(result, name)
+        if result.best is not None:
+            mlflow_client.log_metric(runs[name], spec.metric, result.best.value)
+    best_name = Goal(spec.goal).best([n for n in results if results[n].best is not None], lambda n: results[n].best.value)
+    if best_name is None:
         return None, interrupted
-    mlflow_client.log_metric(sweep_run, spec.metric, best.value)
+    best = results[best_name].best
+    params = dict(best.params)
+    if best_name != "sweep" or COMBINATION_PARAMETER in params:
+        # A conditional sweep's trial: what its run recorded, its family and that family's parameters only.
+        params = {**params, **mlflow_client.get_run(best.run_id).data.params}
+    label = f"trial {best.trial_id}" if best_name == "sweep" else f"{best_name.removeprefix('sweep_')} trial {best.trial_id}"
     model_dir = Path(best.output_dir) / "model"
-    return Outcome("sweep", best.run_id, best.value, model_dir, dict(best.params), {spec.metric: best.value}, f"trial {best.trial_id}"), interrupted
+    return Outcome("sweep", best.run_id, best.value, model_dir, params, {spec.metric: best.value}, label), interrupted

@@ -46,6 +46,7 @@ from capc.state import tracking
 from capc.local.launch import Launcher, output_tail, under_this_python
 from capc.spec import schema_default
 from capc.local.policies import policy_from_mapping
+from capc.spec.conditional import FAMILY_TAG
 
 TICK_S = 0.1  # how often process exits are checked
 POLL_S = 0.5  # how often metric histories are read and the policy applied
@@ -133,6 +134,7 @@ class SweepPlan:
     command: list[str]  # tokens, placeholders still in them
     code_dir: Path | None
     inputs: dict  # input name -> text substituted for ${{inputs.NAME}}
+    family: str | None = None  # a conditional sweep's family (the job's capc_family tag), logged with each trial
 
 
 def _limit_seconds(limits: Mapping, name: str) -> float | None:
@@ -211,7 +213,7 @@ def plan_sweep(job: Mapping, job_dir: Path) -> SweepPlan:
         metric=str(metric), goal=goal, algorithm=algorithm, sampling_options=options, search_space=search_space,
         policy_mapping=job.get("early_termination"), max_total_trials=max_total, max_concurrent_trials=min(max_concurrent, max_total),
         timeout_s=_limit_seconds(limits, "timeout"), trial_timeout_s=_limit_seconds(limits, "trial_timeout"),
-        command=command, code_dir=code_dir, inputs=inputs,
+        command=command, code_dir=code_dir, inputs=inputs, family=(job.get("tags") or {}).get(FAMILY_TAG),
     )
 
 
@@ -369,7 +371,8 @@ class _SweepRunner:
             self.client, self.experiment_id, f"trial_{number}", "trial", parent=self.parent_run_id,
             tags={"capc.trial": str(number), "capc.command": shlex.join(command)[:5000]},
         )
-        self.client.log_batch(run_id, params=[Param(k, samplers.format_value(v)) for k, v in values.items()])
+        family = [Param("family", str(self.plan.family))] if self.plan.family else []
+        self.client.log_batch(run_id, params=family + [Param(k, samplers.format_value(v)) for k, v in values.items()])
         trial = SweepTrial(
             trial_id=str(number), number=number, params=values, run_id=run_id, trial_dir=str(trial_dir),
             output_dir=str(trial_dir / "outputs"), log_path=str(log_path), command=command,
@@ -588,27 +591,41 @@ def run_sweep(
 def run_sweep_interruptibly(on_interrupt: Callable[[], None] | None = None, **sweep_args) -> tuple[SweepResult, bool]:
     """run_sweep in a worker thread so Ctrl-C in the main thread becomes a clean stop: running trials end,
     finished ones stay recorded. Returns (result, interrupted); an error of the sweep is raised here."""
+    results, interrupted = run_sweeps_interruptibly({"sweep": sweep_args}, on_interrupt)
+    return results["sweep"], interrupted
+
+
+def run_sweeps_interruptibly(sweeps: Mapping[str, dict], on_interrupt: Callable[[], None] | None = None) -> tuple[dict, bool]:
+    """Several sweeps side by side (a conditional sweep's one per family), each run_sweep in its own worker
+    thread, each within its own concurrency; Ctrl-C stops them all cleanly. Returns ({name: result},
+    interrupted); the first error of a sweep is raised here, once every sweep has ended."""
     stop = threading.Event()
-    outcome: dict = {}
+    outcomes: dict[str, dict] = {name: {} for name in sweeps}
+    # Ended-flags rather than Thread.is_alive(): a Ctrl-C landing inside Thread.join can leave is_alive() False
+    # for a thread that still runs.
+    ended = {name: threading.Event() for name in sweeps}
 
-    def work() -> None:
+    def work(name: str) -> None:
         try:
-            outcome["result"] = run_sweep(stop_event=stop, **sweep_args)
+            outcomes[name]["result"] = run_sweep(stop_event=stop, **sweeps[name])
         except BaseException as exc:  # handed to the main thread, which reports it
-            outcome["error"] = exc
+            outcomes[name]["error"] = exc
+        finally:
+            ended[name].set()
 
-    worker = threading.Thread(target=work, name="capc-sweep", daemon=True)
-    worker.start()
+    for name in sweeps:
+        threading.Thread(target=work, args=(name,), name=f"capc-{name}", daemon=True).start()
     interrupted = False
-    while worker.is_alive():
+    while not all(flag.is_set() for flag in ended.values()):
         try:
-            worker.join(0.2)
+            next(flag for flag in ended.values() if not flag.is_set()).wait(0.2)
         except KeyboardInterrupt:
             interrupted = True
             stop.set()
             if on_interrupt:
                 on_interrupt()
-    if "error" in outcome:
-        raise outcome["error"]
-    result = outcome["result"]
-    return result, interrupted or result.interrupted
+    for outcome in outcomes.values():
+        if "error" in outcome:
+            raise outcome["error"]
+    results = {name: outcome["result"] for name, outcome in outcomes.items()}
+    return results, interrupted or any(r.interrupted for r in results.values())

@@ -20,6 +20,7 @@ from capc.image_files import IMAGE_SUFFIXES, image_base64, is_image_path
 from capc.spec import schema_default
 from capc.state.held_out import ARTIFACT_PATH as HELD_OUT_ARTIFACT
 from capc.trial import trial_command
+from capc.spec import conditional
 
 
 # The stack every trial and deployment environment pins: the versions capc is tested with (installed here).
@@ -80,7 +81,7 @@ def build_context(spec, out_dir: Path) -> dict:
     automl = _automl(spec, dataset)
     return {
         "pipeline": _pipeline(spec, dataset, automl, sweep),
-        "train": sweep["train"] if sweep else None,
+        "train": sweep["train"] if sweep else None,  # the one-family form's trial script
         "score": _score(spec, dataset, deployment),
         "name": spec.name,
         "description": data["description"],
@@ -333,32 +334,90 @@ def _image_automl(spec, dataset: dict) -> dict:
 
 
 def _sweep(spec, dataset: dict) -> dict | None:
+    """The sweep's jobs and trial scripts.
+
+    One family: sweep_job.yml running src/train.py. Several (sweep.families): grid sampling gives one
+    sweep_job.yml over the indices of the valid combinations, src/train.py looking its row up in
+    src/combinations.json; random and bayesian give one sweep_<family>.yml per family, the trial budget and
+    concurrency split between them. Either way each family's trial script is src/train_<family>.py.
+    """
     sweep = spec.data.get("sweep")
     if not sweep:
         return None
-    family = FAMILIES.get(sweep.get("model", ""))
-    params = list(sweep["search_space"])
+    branches = conditional.branches(sweep)
     input_type = "uri_folder" if dataset["format"] == "image_folder" else "uri_file"
     limits = sweep["limits"]
     policy = sweep.get("early_termination")
-    return {
-        "enabled": sweep["enabled"],
-        "family": family.name if family else None,
-        "user_script": None if family else str(spec.path.parent / sweep["script"]),
-        "command": trial_command(spec.metric, params, "search_space", target=dataset["target"]),
+    shared = {
         "input_type": input_type,
         "sampling_algorithm": sweep["sampling"],
-        "search_space": {p: dict(sweep["search_space"][p]) for p in params},
         "early_termination": dict(policy) if policy else None,
-        "limits": {
-            "max_total_trials": limits["max_total_trials"],
-            "max_concurrent_trials": limits["max_concurrent_trials"],
-            # Azure's sweep limits are in seconds.
-            "timeout": limits["timeout_minutes"] * 60,
-            "trial_timeout": limits["trial_timeout_minutes"] * 60,
-        },
-        "train": _train_script(spec, family, dataset) if family else None,
     }
+
+    def job(node: str, trials: str, script: str, space: dict, total: int, concurrent: int, tags: dict, family: str | None) -> dict:
+        return {
+            **shared,
+            "node": node,  # its step in pipeline_job.yml
+            "trials": trials,
+            "command": trial_command(spec.metric, space, "search_space", target=dataset["target"], script=script),
+            "search_space": {p: dict(d) for p, d in space.items()},
+            "limits": {
+                "max_total_trials": total,
+                "max_concurrent_trials": concurrent,
+                # Azure's sweep limits are in seconds; per-family sweeps run side by side, each with the whole time.
+                "timeout": limits["timeout_minutes"] * 60,
+                "trial_timeout": limits["trial_timeout_minutes"] * 60,
+            },
+            "tags": tags,
+            "component": _trial_component(spec, dataset, node, script, space, family),
+        }
+
+    total, concurrent = limits["max_total_trials"], limits["max_concurrent_trials"]
+    if not conditional.is_conditional(sweep):
+        branch = branches[0]
+        trials = f"{branch.family} trials" if branch.family else "user script trials"
+        jobs = {"sweep_job.yml": job("sweep", trials, "train.py", branch.search_space, total, concurrent, {}, branch.family)}
+        scripts = {"src/train.py": _branch_script(spec, dataset, branch)}
+        combinations = None
+    elif sweep["sampling"] == "grid":
+        combinations = conditional.grid_combinations(branches)
+        space = {conditional.COMBINATION_PARAMETER: {"type": "choice", "values": [c.index for c in combinations]}}
+        trials = "conditional grid over " + ", ".join(b.name for b in branches)
+        jobs = {"sweep_job.yml": job("sweep", trials, "train.py", space, total, concurrent, {}, None)}
+        scripts = {f"src/{b.script_name}": _branch_script(spec, dataset, b) for b in branches}
+    else:
+        combinations = None
+        weights = [b.weight for b in branches]
+        totals, concurrents = conditional.split_limit(total, weights), conditional.split_limit(concurrent, weights)
+        jobs = {
+            f"sweep_{b.name}.yml": job(f"sweep_{b.name}", f"{b.name} trials" if b.family else f"{b.name} trials (user script)", b.script_name,
+                                       b.search_space, t, c, {conditional.FAMILY_TAG: b.name}, b.family)
+            for b, t, c in zip(branches, totals, concurrents)
+        }
+        scripts = {f"src/{b.script_name}": _branch_script(spec, dataset, b) for b in branches}
+    only = next(iter(jobs.values())) if len(jobs) == 1 and not conditional.is_conditional(sweep) else None
+    return {
+        **shared,
+        "enabled": sweep["enabled"],
+        "conditional": conditional.is_conditional(sweep),
+        "families": [b.family for b in branches if b.family],
+        "jobs": jobs,
+        "scripts": scripts,
+        "combinations": None if combinations is None else {
+            "scripts": {b.name: b.script_name for b in branches},
+            "combinations": [c.to_dict() for c in combinations],
+        },
+        # The one-family form, as its templates and the image task read it.
+        "family": branches[0].family if only else None,
+        "train": scripts["src/train.py"]["train"] if only else None,
+    }
+
+
+def _branch_script(spec, dataset: dict, branch) -> dict:
+    """One family's trial script: rendered from its template, or the user's own file copied."""
+    if branch.family:
+        return {"train": _train_script(spec, FAMILIES[branch.family], dataset), "user_script": None}
+    return {"train": None, "user_script": str(spec.path.parent / branch.script)}
 
 
 def _image_holdout(dataset: dict) -> float:
@@ -390,21 +449,33 @@ def _train_script(spec, family, dataset: dict) -> dict:
 COMPONENT_TYPES = {"int": "integer", "float": "number", "str": "string"}
 
 
-def _pipeline(spec, dataset: dict, automl: dict, sweep: dict | None) -> dict | None:
-    """AutoML and the sweep side by side, then select_best.py registers the better of the two winners."""
-    if not sweep or not automl["enabled"] or not sweep["enabled"]:
-        return None
-    family = FAMILIES.get(sweep["family"] or "")
-    defaults = {h.name: h for h in family.hyperparameters} if family else {}
+def _trial_component(spec, dataset: dict, node: str, script: str, space: dict, family: str | None) -> dict:
+    """The command component a pipeline's sweep node runs: the trial with its parameters as typed inputs."""
+    hyperparameters = {h.name: h for h in FAMILIES[family].hyperparameters} if family else {}
     inputs = {}
-    for param, dist in sweep["search_space"].items():
-        if param in defaults:
-            kind, default = COMPONENT_TYPES[defaults[param].kind], defaults[param].default
-        else:  # a user script: the distribution says what it sends
+    for param, dist in space.items():
+        if param in hyperparameters:
+            kind, default = COMPONENT_TYPES[hyperparameters[param].kind], hyperparameters[param].default
+        else:  # a user script or a grid index: the distribution says what it sends
             first = dist["values"][0] if dist["type"] == "choice" else dist.get("min_value", dist.get("mu", 0))
             kind = "integer" if dist["type"] in ("choice", "randint") and isinstance(first, int) else "string" if isinstance(first, str) else "number"
             default = first if dist["type"] != "randint" else 0
         inputs[param] = {"type": kind, "default": default}
+    stem = spec.name.replace("-", "_")
+    return {
+        "file": "sweep_trial.yml" if node == "sweep" else f"sweep_trial_{node.removeprefix('sweep_')}.yml",
+        "name": f"{stem}_trial" if node == "sweep" else f"{stem}_{node.removeprefix('sweep_')}_trial",
+        "inputs": inputs,
+        "command": trial_command(
+            spec.metric, space, "inputs", target=dataset["target"], script=script, extra=["--output_dir ${{outputs.model_output}}"]
+        ),
+    }
+
+
+def _pipeline(spec, dataset: dict, automl: dict, sweep: dict | None) -> dict | None:
+    """AutoML and the sweep (one node per sweep job) side by side, then select_best.py registers the best winner."""
+    if not sweep or not automl["enabled"] or not sweep["enabled"]:
+        return None
     deploy = None
     if spec.data["deployment"]["auto_deploy"]:
         # Its code is the whole job folder: endpoint.yml and deployment.yml name score.py and conda.yml beside them.
@@ -414,25 +485,23 @@ def _pipeline(spec, dataset: dict, automl: dict, sweep: dict | None) -> dict | N
             "--endpoint_file endpoint.yml",
             "--deployment_file deployment.yml",
         ])}
+    # Candidates of the selecting step: input name -> the output it reads; each named on the command line.
+    candidates = {"automl_model": ("automl", "${{parent.jobs.automl.outputs.best_model}}")}
+    for job in sweep["jobs"].values():
+        candidates[f"{job['node']}_model"] = (job["node"], f"${{{{parent.jobs.{job['node']}.outputs.model_output}}}}")
     select = [
         "python select_best.py",
-        "--automl_model ${{inputs.automl_model}}",
-        "--sweep_model ${{inputs.sweep_model}}",
+        *(f"--candidate {node}=${{{{inputs.{name}}}}}" for name, (node, _) in candidates.items()),
         f"--metric {shlex.quote(spec.metric)}",
         f"--goal {spec.goal}",
         f"--model_name {shlex.quote(spec.name)}",
         "--output ${{outputs.winner}}",
     ]
     return {
-        "component_name": f"{spec.name.replace('-', '_')}_trial",
-        "component_inputs": inputs,
-        "trial_command": trial_command(
-            spec.metric, sweep["search_space"], "inputs", target=dataset["target"], extra=["--output_dir ${{outputs.model_output}}"]
-        ),
         "training_table": "${{parent.inputs.training_table}}",
         "training_file": "${{parent.inputs.training_file}}",
-        "automl_model": "${{parent.jobs.automl.outputs.best_model}}",
-        "sweep_model": "${{parent.jobs.sweep.outputs.model_output}}",
+        "sweep_nodes": list(sweep["jobs"].values()),
+        "candidates": {name: binding for name, (_, binding) in candidates.items()},
         "select_command": " ".join(select),
         "select_environment": {
             "name": f"{spec.name}-select-env",
@@ -450,9 +519,9 @@ def _pipeline(spec, dataset: dict, automl: dict, sweep: dict | None) -> dict | N
 def _environment(spec, sweep: dict | None) -> dict:
     env = spec.data["environment"]
     pip = [f"{name}=={version}" for name, version in sorted({**RUNTIME_PINS, **AZURE_MLFLOW_PINS}.items())]
-    # The sweep family's extras (keras, torch): the deployment may serve the sweep's winner.
-    if sweep and sweep["family"]:
-        pip += [p for p in FAMILIES[sweep["family"]].pip if p not in pip]
+    # The sweep families' extras (keras, torch): the deployment may serve the sweep's winner.
+    for family in sweep["families"] if sweep else ():
+        pip += [p for p in FAMILIES[family].pip if p not in pip]
     pip += [p for p in env["pip"] if p not in pip]
     return {
         "name": f"{spec.name}-env",

@@ -20,6 +20,7 @@ import jinja2
 
 from capc.errors import CapcError
 from capc.render.plan import build_context
+from capc.spec.conditional import COMBINATIONS_FILE
 
 # artifact path -> template. The image task swaps in its own AutoML job shape and a JSONL-backed MLTable; the
 # pipeline (and its schedule) exists when both AutoML and the sweep are enabled.
@@ -35,10 +36,8 @@ TEMPLATES: dict[str, str] = {
     "score.py": "score.py.j2",
     "sample_request.json": "sample_request.json.j2",
 }
-SWEEP_TEMPLATES: dict[str, str] = {"sweep_job.yml": "sweep_job.yml.j2"}
 PIPELINE_TEMPLATES: dict[str, str] = {
     "pipeline_job.yml": "pipeline_job.yml.j2",
-    "sweep_trial.yml": "sweep_trial.yml.j2",
     "select/select_best.py": "select_best.py.j2",
     "select/conda.yml": "select_conda.yml.j2",
 }
@@ -48,35 +47,46 @@ def render_artifacts(spec, out_dir: Path) -> dict[str, bytes]:
     """Every artifact of `spec`, as it will lie under out_dir/<name>/ (manifest.json excepted)."""
     context = build_context(spec, out_dir)
     env = environment()
-    names = dict(TEMPLATES)
+    # artifact path -> (template, what the template sees beyond the shared context)
+    names: dict[str, tuple[str, dict]] = {path: (template, {}) for path, template in TEMPLATES.items()}
     sweep = context["sweep"]
-    if sweep:
-        names.update(SWEEP_TEMPLATES)
-        if sweep["train"]:
-            names["src/train.py"] = "train.py.j2"
+    copied: dict[str, Path] = {}  # artifact path -> the user's trial script it is a copy of
     if context["is_image"]:
-        # The image task has its own trial script (keras_cnn, base64 model) and scoring script.
-        if sweep and sweep["train"] and sweep["train"]["family"] == "keras_cnn":
-            names["src/train.py"] = "train_image.py.j2"
-        names["score.py"] = "score_image.py.j2"
-        names["automl_job.yml"] = "automl_job_image.yml.j2"
-        names["data/MLTable"] = "MLTable_images.j2"
-        names["data/images.jsonl"] = "images.jsonl.j2"
+        names["score.py"] = ("score_image.py.j2", {})
+        names["automl_job.yml"] = ("automl_job_image.yml.j2", {})
+        names["data/MLTable"] = ("MLTable_images.j2", {})
+        names["data/images.jsonl"] = ("images.jsonl.j2", {})
+    if sweep:
+        for path, job in sweep["jobs"].items():
+            names[path] = ("sweep_job.yml.j2", {"sweep": job})
+        for path, script in sweep["scripts"].items():
+            if script["train"] is None:
+                copied[path] = Path(script["user_script"])
+            else:
+                # The image task has its own trial script (keras_cnn, base64 model).
+                template = "train_image.py.j2" if script["train"]["family"] == "keras_cnn" else "train.py.j2"
+                names[path] = (template, {"train": script["train"]})
+        if sweep["combinations"]:
+            names["src/train.py"] = ("train_grid.py.j2", {})
     if context["pipeline"]:
-        names.update(PIPELINE_TEMPLATES)
+        names.update({path: (template, {}) for path, template in PIPELINE_TEMPLATES.items()})
+        for job in context["pipeline"]["sweep_nodes"]:
+            names[job["component"]["file"]] = ("sweep_trial.yml.j2", {"sweep": job, "component": job["component"]})
         if context["schedule"]:
-            names["schedule.yml"] = "schedule.yml.j2"
+            names["schedule.yml"] = ("schedule.yml.j2", {})
         if context["pipeline"]["deploy"]:
-            names["select/deploy_winner.py"] = "deploy_winner.py.j2"
+            names["select/deploy_winner.py"] = ("deploy_winner.py.j2", {})
     files = {}
-    for path, template in sorted(names.items()):
+    for path, (template, extra) in sorted(names.items()):
         try:
-            text = env.get_template(template).render(context)
+            text = env.get_template(template).render({**context, **extra})
         except jinja2.TemplateError as exc:  # a template bug, not a spec problem: say which template
             raise CapcError(f"rendering {template} for {spec.name} failed: {exc}") from exc
         files[path] = text.encode("utf-8")
-    if sweep and sweep["user_script"]:
-        files["src/train.py"] = _read_user_script(Path(sweep["user_script"]))
+    for path, source in copied.items():
+        files[path] = _read_user_script(source)
+    if sweep and sweep["combinations"]:
+        files["src/" + COMBINATIONS_FILE] = (json.dumps(sweep["combinations"], indent=1, sort_keys=True) + "\n").encode("utf-8")
     return dict(sorted(files.items()))
 
 

@@ -15,15 +15,17 @@ from pathlib import Path
 
 import yaml
 
+from capc.artifacts import sweep_job_files
 from capc.errors import CapcError
 from capc.goal import Goal
 from capc.state import registry, tracking
 from capc.state.registry import ModelVersion
 from capc.report.figures import RunCurve, TrialPoint
+from capc.spec.conditional import COMBINATION_PARAMETER
 
 SPEC_SUFFIXES = (".yaml", ".yml")
 MAX_SPEC_CANDIDATES = 500  # files hashed while looking for the spec
-COMPILED_JOBS = ("automl_job.yml", "sweep_job.yml")
+NOT_HYPERPARAMETERS = ("family", COMBINATION_PARAMETER)  # trial parameters that name a family or a grid row
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,7 @@ class BoardRow:
     duration_s: float | None
     params: dict[str, str]
     winner: bool
+    family: str | None = None  # a sweep trial's family (its `family` parameter); None for AutoML candidates
 
 
 @dataclass
@@ -78,9 +81,11 @@ def collect(model: ModelVersion) -> ReportData:
     board = _board(scope, model.metric, model.goal, winner_id)
     origin = root.start if root else min(r.start for r in scope)
     job_dir = Path(model.job_dir)
-    sweep_job = read_yaml_mapping(job_dir / "sweep_job.yml")
-    parameters = list((sweep_job or {}).get("search_space") or {}) or sorted(
-        {k for r in scope if r.kind == "trial" for k in r.params if k != "family"}
+    sweep_jobs = sweep_job_files(job_dir)
+    sweep_job = read_yaml_mapping(sweep_jobs["sweep"]) if list(sweep_jobs) == ["sweep"] else None
+    # A conditional sweep's parameters are its families' (a grid's one search-space parameter is only an index).
+    parameters = [p for p in (sweep_job or {}).get("search_space") or {} if p != COMBINATION_PARAMETER] or sorted(
+        {k for r in scope if r.kind == "trial" for k in r.params if k not in NOT_HYPERPARAMETERS}
     )
     trials = [r for r in scope if r.kind == "trial"]
     manifest, spec_path, spec_text = _build_record(job_dir, model, notes)
@@ -92,7 +97,10 @@ def collect(model: ModelVersion) -> ReportData:
         manifest=manifest,
         spec_path=spec_path,
         spec_text=spec_text,
-        compiled={name: (job_dir / name).read_text(encoding="utf-8") for name in COMPILED_JOBS if (job_dir / name).is_file()},
+        compiled={
+            path.name: path.read_text(encoding="utf-8")
+            for path in [job_dir / "automl_job.yml", *sweep_job_files(job_dir).values()] if path.is_file()
+        },
         automl_board=[b for b in board if b.source == "automl"],
         sweep_board=[b for b in board if b.source == "sweep"],
         curves=_curves(mlflow_client, scope, model.metric, origin, winner_id),
@@ -157,7 +165,8 @@ def _board(scope, metric: str, goal: str, winner_id: str | None) -> list[BoardRo
         BoardRow(
             rank=rank, source="automl" if r.kind == "candidate" else "sweep", name=r.name, run_id=r.run_id,
             status=r.status, value=r.metrics.get(metric), duration_s=r.duration_s,
-            params={k: v for k, v in sorted(r.params.items()) if k != "family"}, winner=r.run_id == winner_id,
+            family=r.params.get("family") if r.kind == "trial" else None,
+            params={k: v for k, v in sorted(r.params.items()) if k not in NOT_HYPERPARAMETERS}, winner=r.run_id == winner_id,
         )
         for rank, r in ranked
     ]

@@ -189,9 +189,15 @@ def drawn_sample(evaluation: Evaluation, max_points: int = MAX_ROWS) -> np.ndarr
 def _trial_holdout(job_dir: Path) -> _Rows | None:
     """The held-out rows of the generated trial script's split, or trained-on rows under cross-validation;
     None when the trial script is not one capc generated (its split cannot be known)."""
-    script = job_dir / "src" / "train.py"
-    job = read_yaml_mapping(job_dir / "sweep_job.yml")
-    if not script.is_file() or job is None or not _is_generated(script):
+    from capc.artifacts import sweep_job_files
+
+    # A conditional sweep has a trial script per family (and a grid's dispatching train.py): every generated one
+    # splits the rows the same way, so the first is as good as any.
+    jobs = list(sweep_job_files(job_dir).values())
+    job = read_yaml_mapping(jobs[0]) if jobs else None
+    scripts = [job_dir / "src" / "train.py", *sorted((job_dir / "src").glob("train_*.py"))]
+    script = next((s for s in scripts if s.is_file() and _is_generated(s)), None)
+    if script is None or job is None:
         return None
     data, target = _trial_input(job, job_dir)
     if data is None or target is None:

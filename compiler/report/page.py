@@ -161,6 +161,7 @@ def _board_row(r: BoardRow) -> dict:
     return {
         "rank": "-" if r.rank is None else str(r.rank),
         "name": r.name,
+        "family": r.family,
         "run_id": r.run_id[:8],
         "winner": r.winner,
         "status": r.status.replace("_", " "),

@@ -36,7 +36,11 @@ def rows(node: dict | None = None, prefix: str = "") -> list[tuple[str, str, str
         if "properties" in sub:
             out.extend(rows(sub, path + "."))
         elif isinstance(sub.get("additionalProperties"), dict):
-            out.append((f"{path}.<param>", "distribution", "", _resolve(sub["additionalProperties"]).get("description", "").replace("|", "\\|")))
+            entry = _resolve(sub["additionalProperties"])
+            entry_path = f"{path}.<{sub.get('x-key-name', 'param')}>"
+            out.append((entry_path, _type(entry) or "object", "", entry.get("description", "").replace("|", "\\|")))
+            if "properties" in entry:  # entries that are sections of their own (sweep.families.<family>)
+                out.extend(rows(entry, entry_path + "."))
     return out
 
 

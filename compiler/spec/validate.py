@@ -12,6 +12,8 @@ import hashlib
 import json
 import os
 from collections.abc import Callable, Iterable, Iterator
+import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -22,6 +24,7 @@ from capc.errors import SpecInvalid, SpecProblem
 from capc.goal import Goal
 from capc.families import FAMILIES
 from capc.image_files import is_image_path
+from capc.spec.conditional import family_of_parameter, is_conditional
 from capc.spec.hints import did_you_mean
 from capc.spec.loader import LoadedSpec, load_spec_file
 from capc.spec.search_space import DISTRIBUTIONS, POLICY_KEYS, SAMPLING_ALLOWS, SearchSpaceError, normalise, parse_compact
@@ -128,8 +131,10 @@ def load_spec(path: Path | str, overrides: list[str] | None = None) -> Spec:
 def _to_mapping_form(data: dict) -> None:
     """The one rewrite of a valid spec: every distribution in Azure's mapping form, capc's form from here on."""
     sweep = data.get("sweep")
-    if sweep:
-        space = sweep["search_space"]
+    if not sweep:
+        return
+    spaces = [entry["search_space"] for entry in sweep["families"].values()] if is_conditional(sweep) else [sweep["search_space"]]
+    for space in spaces:
         for name, raw in space.items():
             space[name] = parse_compact(raw) if isinstance(raw, str) else normalise(raw)
 
@@ -192,9 +197,11 @@ def _schema_problems(loaded: LoadedSpec) -> Iterator[SpecProblem]:
 def _left_to_search_space_check(loaded: LoadedSpec, path: tuple) -> bool:
     """A distribution written as text or a mapping is checked by `search_space_is_valid`, whose messages are sharper."""
     # Without this, `unifrom(0.1, 1)` would be reported twice: once as a pattern mismatch, once as a typo.
-    if len(path) < 3 or path[:2] != ("sweep", "search_space"):
-        return False
-    return isinstance(loaded.data["sweep"]["search_space"].get(path[2]), (str, dict))
+    if len(path) >= 3 and path[:2] == ("sweep", "search_space"):
+        return isinstance(loaded.data["sweep"]["search_space"].get(path[2]), (str, dict))
+    if len(path) >= 5 and path[:2] == ("sweep", "families") and path[3] == "search_space":
+        return isinstance(loaded.data["sweep"]["families"][path[2]]["search_space"].get(path[4]), (str, dict))
+    return False
 
 
 def _explain(loaded: LoadedSpec, error) -> Iterator[SpecProblem]:
@@ -207,16 +214,22 @@ def _explain(loaded: LoadedSpec, error) -> Iterator[SpecProblem]:
             yield problem_at(loaded, where, f"unknown key `{key}`", did_you_mean(key, allowed) if allowed else None, key_mark=True)
         return
     if error.validator == "oneOf" and not error.context:
-        # Valid under several branches: both alternatives given. A non-mapping also lands here; its type error says why.
+        # Valid under several branches: alternatives given together. A non-mapping also lands here; its type error says why.
         if isinstance(error.instance, dict):
-            options = [branch["required"][0] for branch in error.validator_value if "required" in branch]
-            yield problem_at(loaded, path, f"give only one of {', '.join(f'`{o}`' for o in options)}, not both")
+            options = [b["required"][0] for b in error.validator_value if set(b.get("required", ["-"])) <= set(error.instance)]
+            yield problem_at(loaded, path, f"give only one of {', '.join(f'`{o}`' for o in options)}, not {'both' if len(options) == 2 else 'several'}")
         return
     if error.validator == "oneOf" and error.context:
         # Pick the branch the user most likely meant: the one whose errors go deepest into the value.
         if isinstance(error.instance, dict) and {"required"} >= {e.validator for e in error.context}:
-            options = [e.validator_value[0] for e in error.context if e.validator == "required"]
-            yield problem_at(loaded, path, f"needs one of {', '.join(f'`{o}`' for o in options)}")
+            # A branch is named by its first required key; given that key, the branch's other keys are what is missing.
+            branches = [b["required"] for b in error.validator_value if "required" in b]
+            meant = next((keys for keys in branches if keys[0] in error.instance), None)
+            if meant:
+                for key in (k for k in meant if k not in error.instance):
+                    yield problem_at(loaded, path, f"missing required key `{key}`", _describe(path + (key,)))
+                return
+            yield problem_at(loaded, path, f"needs one of {', '.join(f'`{keys[0]}`' for keys in branches)}")
             return
         best = max(error.context, key=lambda e: (len(e.absolute_path), e.validator != "type"))
         yield from _explain(loaded, best)
@@ -240,6 +253,10 @@ def _explain(loaded: LoadedSpec, error) -> Iterator[SpecProblem]:
         for item in error.instance:
             (twice if item in seen and item not in twice else seen).append(item)
         yield problem_at(loaded, path, f"lists {', '.join(f'`{t}`' for t in twice)} more than once", "each entry may appear once")
+        return
+    if error.validator == "pattern" and "propertyNames" in error.schema_path:  # a key, not a value, has the wrong form
+        where = path + (error.instance,)
+        yield problem_at(loaded, where, f"`{error.instance}` cannot name an entry here", f"names must match {error.validator_value}", key_mark=True)
         return
     if error.validator == "pattern":
         yield problem_at(loaded, path, f"`{error.instance}` has the wrong form", _describe(path) or f"must match {error.validator_value}")
@@ -297,8 +314,15 @@ def fill_defaults(data: dict, node: dict, root: dict) -> None:
         resolved = root["$defs"][sub["$ref"].rsplit("/", 1)[-1]] if "$ref" in sub else sub
         if key not in data and "default" in resolved:
             data[key] = copy.deepcopy(resolved["default"])
-        if isinstance(data.get(key), dict) and "properties" in resolved:
+        if isinstance(data.get(key), dict) and ("properties" in resolved or isinstance(resolved.get("additionalProperties"), dict)):
             fill_defaults(data[key], resolved, root)
+    # Entries of an open mapping whose values are sections of their own (sweep.families.<family>).
+    extra = node.get("additionalProperties")
+    extra = root["$defs"][extra["$ref"].rsplit("/", 1)[-1]] if isinstance(extra, dict) and "$ref" in extra else extra
+    if isinstance(extra, dict) and "properties" in extra:
+        for key, value in data.items():
+            if key not in node.get("properties", {}) and isinstance(value, dict):
+                fill_defaults(value, extra, root)
 
 
 # ---------------------------------------------------------------- semantic checks
@@ -366,14 +390,64 @@ def sweep_fits_task(ctx: CheckContext) -> None:
     sweep = ctx.data.get("sweep")
     if not sweep:
         return
-    task = ctx.data["task"]
+    if is_conditional(sweep):
+        _families_fit_task(ctx, sweep)
+        return
     family = FAMILIES.get(sweep.get("model", ""))
-    # An unknown task is the schema's to report; naming it again here would only repeat the typo.
-    if family and task in azure_names.AUTOML_METRICS and task not in family.tasks:
-        fitting = [f.name for f in FAMILIES.values() if task in f.tasks]
-        ctx.report(("sweep", "model"), f"trial family `{family.name}` does not serve task `{task}`", f"for {task} use one of: {', '.join(fitting)}")
+    if family:
+        _family_fits_task(ctx, family, ("sweep", "model"))
     if "script" in sweep and not (ctx.spec_dir / sweep["script"]).is_file():
         ctx.report(("sweep", "script"), f"trial script `{sweep['script']}` not found next to the spec", "paths are relative to the spec file")
+
+
+def _family_fits_task(ctx: CheckContext, family, where: tuple, key_mark: bool = False) -> None:
+    task = ctx.data["task"]
+    # An unknown task is the schema's to report; naming it again here would only repeat the typo.
+    if task in azure_names.AUTOML_METRICS and task not in family.tasks:
+        fitting = [f.name for f in FAMILIES.values() if task in f.tasks]
+        message, hint = f"trial family `{family.name}` does not serve task `{task}`", f"for {task} use one of: {', '.join(fitting)}"
+        ctx.problems.append(problem_at(ctx.loaded, where, message, hint, key_mark=key_mark))
+
+
+def _families_fit_task(ctx: CheckContext, sweep: dict) -> None:
+    """The conditional form: each branch a built-in family that serves the task, or a script of the user's."""
+    # model or script with a search_space beside families is the schema's to report (two alternatives at once).
+    given = [key for key in ("model", "script", "search_space") if key in sweep]
+    for key in given if "search_space" not in given or given == ["search_space"] else ():
+        if key in sweep:
+            ctx.report(("sweep", key), f"`{key}` does not go with `families`", "give each family its own search_space (and script) under sweep.families")
+    name_pattern = schema()["properties"]["sweep"]["properties"]["families"]["propertyNames"]["pattern"]
+    for name, entry in sweep["families"].items():
+        if not isinstance(entry, dict) or not re.fullmatch(name_pattern, name):
+            continue  # the schema reports the type or the name
+        where = ("sweep", "families", name)
+        if name == "job" or name.startswith("trial"):
+            # sweep_job.yml and sweep_trial_<family>.yml are taken by the build's other files.
+            ctx.problems.append(problem_at(ctx.loaded, where, f"`{name}` cannot name a family (the build's sweep_{name}.yml is another file)", f"e.g. my_{name}", key_mark=True))
+        if "script" in entry:
+            if name in FAMILIES:
+                ctx.report(where + ("script",), f"`{name}` is a built-in trial family; a branch with its own script needs another name", f"e.g. my_{name}")
+            elif not (ctx.spec_dir / entry["script"]).is_file():
+                ctx.report(where + ("script",), f"trial script `{entry['script']}` not found next to the spec", "paths are relative to the spec file")
+        elif name not in FAMILIES:
+            hint = did_you_mean(name, FAMILIES) or f"built-in families: {', '.join(FAMILIES)}; for your own trial script add `script`"
+            ctx.problems.append(problem_at(ctx.loaded, where, f"unknown trial family `{name}`", hint, key_mark=True))
+        else:
+            _family_fits_task(ctx, FAMILIES[name], where, key_mark=True)
+    if sweep["sampling"] == "grid":
+        for name, entry in ctx.loaded.data["sweep"]["families"].items():
+            if isinstance(entry, dict) and "weight" in entry:
+                ctx.report(("sweep", "families", name, "weight"), "grid sampling runs every combination, so a family's weight has no effect", "remove weight, or use random or bayesian sampling")
+        return
+    # random and bayesian: one sweep per family, each with at least one trial and one trial at a time.
+    count = len(sweep["families"])
+    limits = sweep["limits"]
+    for key in ("max_total_trials", "max_concurrent_trials"):
+        if isinstance(limits.get(key), int) and limits[key] < count:
+            ctx.report(
+                ("sweep", "limits", key), f"{key} {limits[key]} cannot be split between {count} families (one sweep each)",
+                f"raise it to at least {count}, or use grid sampling",
+            )
 
 
 @check
@@ -382,21 +456,37 @@ def search_space_is_valid(ctx: CheckContext) -> None:
     sweep = ctx.data.get("sweep")
     if not sweep:
         return
-    family = FAMILIES.get(sweep.get("model", ""))
-    allowed = SAMPLING_ALLOWS.get(sweep["sampling"])  # None for an unknown algorithm: the schema reports it
-    for name, raw in sweep["search_space"].items():
+    if is_conditional(sweep):
+        for name, entry in sweep["families"].items():
+            if isinstance(entry, dict) and isinstance(entry.get("search_space"), dict):
+                family = FAMILIES.get(name) if "script" not in entry else None
+                _check_space(ctx, sweep["sampling"], family, entry["search_space"], ("sweep", "families", name, "search_space"))
+        return
+    if isinstance(sweep.get("search_space"), dict):
+        _check_space(ctx, sweep["sampling"], FAMILIES.get(sweep.get("model", "")), sweep["search_space"], ("sweep", "search_space"))
+
+
+def _check_space(ctx: CheckContext, sampling: str, family, space: dict, where: tuple) -> None:
+    allowed = SAMPLING_ALLOWS.get(sampling)  # None for an unknown algorithm: the schema reports it
+    for name, raw in space.items():
         if not isinstance(raw, (str, dict)):
             continue  # the schema reports the type
-        where = ("sweep", "search_space", name)
+        at = where + (name,)
         try:
             dist = parse_compact(raw) if isinstance(raw, str) else normalise(raw)
         except SearchSpaceError as exc:
-            ctx.report(where, str(exc), exc.hint)
+            ctx.report(at, str(exc), exc.hint)
             continue
         if allowed is not None and dist["type"] not in allowed:
-            ctx.report(where, f"`{sweep['sampling']}` sampling does not accept `{dist['type']}`", f"it accepts {', '.join(sorted(allowed))}")
+            ctx.report(at, f"`{sampling}` sampling does not accept `{dist['type']}`", f"it accepts {', '.join(sorted(allowed))}")
         if family and name not in family.parameter_names:
-            ctx.report(where, f"`{family.name}` has no hyperparameter `{name}`", did_you_mean(name, family.parameter_names))
+            owners = family_of_parameter(name, exclude=family.name)
+            if owners and where[1] == "families":
+                listed = ctx.data["sweep"]["families"]
+                owners = sorted(owners, key=lambda o: o not in listed)  # the spec's own families first
+                ctx.report(at, f"`{name}` is a hyperparameter of {', '.join(f'`{o}`' for o in owners)}, not of `{family.name}`", f"move it under sweep.families.{owners[0]}.search_space")
+            else:
+                ctx.report(at, f"`{family.name}` has no hyperparameter `{name}`", did_you_mean(name, family.parameter_names))
 
 
 @check

@@ -71,7 +71,8 @@ def test_dry_run_with_a_workspace_names_it(job_dirs):
 def test_dry_run_of_one_job(job_dirs):
     console = Console(file=io.StringIO(), width=120)
     result = backend.submit(job_dirs("mnist"), "mnist", None, only="sweep", dry_run=True, compute=spec_compute("mnist"), console=console)
-    assert [r["job"] for r in result.requests] == ["sweep"]
+    # --only sweep: every per-family sweep job of mnist's conditional sweep, nothing else.
+    assert [r["job"] for r in result.requests] == ["sweep_logistic_regression", "sweep_svc"]
     assert "mnist-training:" not in console.file.getvalue(), "the AutoML table is not needed by the sweep"
 
 

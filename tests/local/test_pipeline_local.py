@@ -10,6 +10,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+from capc.artifacts import sweep_job_files
 from capc.cli import cli
 from capc.errors import CapcError
 from capc.local.pipeline import plan_steps, run_pipeline
@@ -25,7 +26,8 @@ def _generated(name: str, file: str) -> dict:
 @pytest.mark.parametrize("name", SPECS)
 def test_engines_and_selection_step_in_dependency_order(name):
     steps = plan_steps(_generated(name, "pipeline_job.yml"))
-    expected = [("automl", "automl", []), ("sweep", "sweep", []), ("select_best", "command", ["automl", "sweep"])]
+    sweeps = list(sweep_job_files(REPO / "generated" / name))  # mnist: a sweep node per family
+    expected = [("automl", "automl", []), *((s, "sweep", []) for s in sweeps), ("select_best", "command", ["automl", *sweeps])]
     if name == "bankmarketing":  # deployment.auto_deploy
         expected.append(("deploy", "command", ["select_best"]))
     assert [(s.name, s.type, s.needs) for s in steps] == expected
@@ -35,16 +37,18 @@ def test_engines_and_selection_step_in_dependency_order(name):
 def test_pipeline_nodes_carry_the_standalone_jobs_settings(name):
     """Locally the engine nodes run automl_job.yml / sweep_job.yml: they must say what the pipeline's nodes say."""
     pipeline = _generated(name, "pipeline_job.yml")["jobs"]
-    automl, sweep = _generated(name, "automl_job.yml"), _generated(name, "sweep_job.yml")
+    automl = _generated(name, "automl_job.yml")
     shared = set(pipeline["automl"]) & set(automl) - {"training_data", "validation_data", "compute", "outputs", "type", "$schema"}
     assert {"task", "primary_metric", "limits"} <= shared
     for key in shared:
         assert pipeline["automl"][key] == automl[key], key
-    for key in ("sampling_algorithm", "search_space", "objective", "early_termination", "limits"):
-        assert pipeline["sweep"].get(key) == sweep.get(key), key
-    trial = _generated(name, "sweep_trial.yml")["command"]
-    assert trial.split(" --output_dir ")[0].replace("${{inputs.", "${{search_space.").replace(
-        "${{search_space.training_data}}", "${{inputs.training_data}}") == sweep["trial"]["command"]
+    for node, path in sweep_job_files(REPO / "generated" / name).items():  # the sweep node of the same name
+        sweep = yaml.safe_load(path.read_text())
+        for key in ("sampling_algorithm", "search_space", "objective", "early_termination", "limits"):
+            assert pipeline[node].get(key) == sweep.get(key), (node, key)
+        trial = _generated(name, pipeline[node]["trial"])["command"]
+        assert trial.split(" --output_dir ")[0].replace("${{inputs.", "${{search_space.").replace(
+            "${{search_space.training_data}}", "${{inputs.training_data}}") == sweep["trial"]["command"]
 
 
 def test_a_cycle_or_an_unknown_step_is_a_clear_error():

@@ -35,13 +35,25 @@ SDK_LOADERS = {
 }
 
 
+def sdk_loader(rel: str) -> str | None:
+    """The SDK loader of an artifact; a conditional sweep's sweep_<family>.yml is a job, sweep_trial_<family>.yml a component."""
+    if rel in SDK_LOADERS:
+        return SDK_LOADERS[rel]
+    if rel.startswith("sweep_trial_") and rel.endswith(".yml"):
+        return "load_component"
+    if rel.startswith("sweep_") and rel.endswith(".yml"):
+        return "load_job"
+    return None
+
+
 def load_with_sdk(path: Path):
     import azure.ai.ml as ml
     from azure.ai.ml.entities._load_functions import load_schedule  # not re-exported by azure.ai.ml 1.35
 
-    loader = load_schedule if SDK_LOADERS[path.name] == "load_schedule" else getattr(ml, SDK_LOADERS[path.name])
+    name = sdk_loader(path.name)
+    loader = load_schedule if name == "load_schedule" else getattr(ml, name)
     entity = loader(source=path)
-    if path.name.endswith("job.yml") or path.name == "schedule.yml":
+    if name == "load_job" or path.name == "schedule.yml":
         entity._to_rest_object()  # what `az ml ... create` sends: fails on anything the service model rejects
     elif path.name == "batch_deployment.yml":
         entity._to_rest_object(location="westeurope")
@@ -55,7 +67,7 @@ def check_job_folder(job_dir: Path, files: dict[str, bytes]) -> dict:
     entities = {}
     for rel in files:
         path = job_dir / rel
-        if rel in SDK_LOADERS:
+        if sdk_loader(rel):
             entities[rel] = load_with_sdk(path)
         elif rel.endswith(".py"):
             compile(path.read_bytes(), str(path), "exec")

@@ -317,22 +317,25 @@ def test_select_best_picks_by_goal(tmp_path):
     spec = spec_for(tmp_path, "digits", "logistic_regression", "accuracy", {"validation_fraction": 0.2})
     render_to(spec, tmp_path / "generated")
     script = tmp_path / "generated" / spec.name / "select" / "select_best.py"
-    for source, value in (("automl", 0.91), ("sweep", 0.87)):
+    # Any number of candidates: AutoML and, for a conditional sweep, one sweep per family.
+    scores = {"automl": 0.91, "sweep_logistic_regression": 0.87, "sweep_svc": 0.89}
+    for name, value in scores.items():
         model = DummyClassifier().fit([[0], [1]], [0, 1])
-        mlflow.sklearn.save_model(model, str(tmp_path / source / "model"), pip_requirements=["scikit-learn"])
-        (tmp_path / source / "metrics.json").write_text(json.dumps({"metric": "accuracy", "value": value}))
-    for goal, winner in (("maximize", "automl"), ("minimize", "sweep")):
+        mlflow.sklearn.save_model(model, str(tmp_path / name / "model"), pip_requirements=["scikit-learn"])
+        (tmp_path / name / "metrics.json").write_text(json.dumps({"metric": "accuracy", "value": value}))
+    candidates = [word for name in scores for word in ("--candidate", f"{name}={tmp_path / name}")]
+    for goal, source, winner in (("maximize", "automl", "automl"), ("minimize", "sweep", "sweep_logistic_regression")):
         out = tmp_path / f"out-{goal}"
         proc = subprocess.run(
-            [sys.executable, str(script), "--automl_model", str(tmp_path / "automl"), "--sweep_model", str(tmp_path / "sweep"),
+            [sys.executable, str(script), *candidates,
              "--metric", "accuracy", "--goal", goal, "--model_name", spec.name, "--output", str(out), "--no_register"],
             capture_output=True, text=True, timeout=120,
         )
         assert proc.returncode == 0, proc.stderr
         chosen = json.loads((out / "winner.json").read_text())
-        assert chosen["source"] == winner and (out / "model" / "MLmodel").is_file()
+        assert (chosen["source"], chosen["candidate"]) == (source, winner) and (out / "model" / "MLmodel").is_file()
     proc = subprocess.run(
-        [sys.executable, str(script), "--automl_model", str(tmp_path / "missing"), "--sweep_model", str(tmp_path / "missing2"),
+        [sys.executable, str(script), "--candidate", f"automl={tmp_path / 'missing'}", "--candidate", f"sweep={tmp_path / 'missing2'}",
          "--metric", "accuracy", "--goal", "maximize", "--model_name", "x", "--output", str(tmp_path / "none"), "--no_register"],
         capture_output=True, text=True, timeout=120,
     )

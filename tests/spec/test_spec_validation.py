@@ -14,6 +14,7 @@ import pytest
 
 from capc.errors import CapcError, SpecInvalid, SpecProblem
 from capc.spec import Spec, load_spec, schema
+from capc.spec.conditional import branches
 from capc.spec.search_space import DISTRIBUTIONS, parse_compact
 
 from repo import REFERENCE_SPECS, REPO
@@ -63,9 +64,10 @@ def test_reference_specs_are_valid(path: Path) -> None:
     assert spec.name == path.stem
     assert spec.path == path
     assert spec.goal == ("maximize" if spec.metric == "accuracy" else "minimize")
-    # Every search-space entry comes out in Azure's mapping form.
-    for name, dist in spec.data["sweep"]["search_space"].items():
-        assert isinstance(dist, dict) and dist["type"] in DISTRIBUTIONS, name
+    # Every search-space entry (of every family of a conditional sweep) comes out in Azure's mapping form.
+    for branch in branches(spec.data["sweep"]):
+        for name, dist in branch.search_space.items():
+            assert isinstance(dist, dict) and dist["type"] in DISTRIBUTIONS, name
 
 
 def test_reference_specs_cover_the_three_tasks() -> None:
@@ -238,7 +240,7 @@ def test_repeated_list_entry(workdir: Path) -> None:
 
 def test_sweep_needs_model_or_script(workdir: Path) -> None:
     path = write(workdir, BASE + "sweep:\n  search_space:\n    C: uniform(0.1, 1)\n")
-    assert only_problem(path) == f"{path}:9:3: sweep: needs one of `model`, `script`"
+    assert only_problem(path) == f"{path}:9:3: sweep: needs one of `model`, `script`, `families`"
 
 
 def test_sweep_takes_model_or_script_not_both(workdir: Path) -> None:

@@ -227,11 +227,14 @@ class SklearnTrainer:
         self.step = 0
 
     def start(self, features, y, valid_features):
-        self.preprocessor = make_preprocessor(features)
+        self.preprocessor = self.make_preprocessor(features)
         self.x = self.preprocessor.fit_transform(features)
         self.y = y
         self.x_valid = None if valid_features is None else self.preprocessor.transform(valid_features)
         self.model = self.make_model()
+
+    def make_preprocessor(self, features):
+        return make_preprocessor(features)
 
     def predict_valid(self):
         return self.model.predict(self.x_valid)
