@@ -251,7 +251,8 @@ def _number(value) -> str:
     value = float(value)
     if math.isnan(value):
         return "-"
-    return f"{value:.4f}" if abs(value) < 1e5 else f"{value:,.0f}"
+    # Metrics and shares keep four decimals; errors in the target's own units (dollars, counts) are whole numbers.
+    return f"{value:.4f}" if abs(value) < 1e3 else f"{value:,.0f}"
 
 
 def _duration(seconds) -> str:

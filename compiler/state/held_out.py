@@ -16,6 +16,7 @@ order), y_range (regression: the range of the target the normalised metrics divi
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -81,6 +82,7 @@ def load(mlflow_client, run_id: str) -> HeldOutPredictions | None:
     own trial script) or is not in the store; a CapcError when the artifact is there but unreadable."""
     from mlflow.exceptions import MlflowException
 
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a one-file download is no progress to show
     try:
         listed = {a.path for a in mlflow_client.list_artifacts(run_id, str(Path(ARTIFACT_PATH).parent))}
     except MlflowException:  # the run is not in this store
