@@ -8,11 +8,13 @@ capc.views. Heavy imports (azure-ai-ml, MLflow, the serving stack) stay inside t
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 from pathlib import Path
 
 import click
 
+from capc import stopping
 from capc.errors import CapcError
 
 DEFAULT_OUT = Path("generated")
@@ -27,10 +29,12 @@ class LocalBackend:
 
         if dry_run or no_wait:
             raise CapcError("--dry-run and --no-wait apply to --target azure.", "`capc diff SPEC` shows what a local build would change")
+        # What a stopped submit tells its user to run next.
+        resume_command = shlex.join(["capc", "submit", str(spec_path), *(["--only", only] if only else []), *(f"--set={o}" for o in overrides), "--resume"])
         if only == "pipeline":
             # Each step process loads the spec again, with the same overrides.
             spec_args = [str(spec_path.resolve()), *(f"--set={o}" for o in overrides)]
-            self._submit_pipeline(spec, job_dir, spec_args, resume, as_json)
+            self._submit_pipeline(spec, job_dir, spec_args, resume, as_json, resume_command)
             return
         from capc.local.progress import SubmitProgress
         from capc.local.submit import submit_local
@@ -42,10 +46,13 @@ class LocalBackend:
         else:
             views.print_submit(result)
         if result.interrupted:
-            click.echo(f"interrupted: finished work is recorded; run `capc submit {spec_path} --resume` to continue the sweep.", err=True)
-            sys.exit(130)
+            click.echo(
+                f"interrupted ({stopping.signal_name()}): finished work is recorded. To continue: {resume_command}"
+                " (finished sweep trials are kept, the others run; AutoML starts over).", err=True,
+            )
+            sys.exit(stopping.exit_status())
 
-    def _submit_pipeline(self, spec, job_dir: Path, spec_args: list[str], resume: bool, as_json: bool) -> None:
+    def _submit_pipeline(self, spec, job_dir: Path, spec_args: list[str], resume: bool, as_json: bool, resume_command: str) -> None:
         from capc import views
         from capc.local.pipeline import run_pipeline
         from capc.local.progress import PipelineProgress
@@ -57,8 +64,11 @@ class LocalBackend:
         else:
             views.print_pipeline(result)
         if result.interrupted:
-            click.echo("interrupted: finished steps are recorded.", err=True)
-            sys.exit(130)
+            click.echo(
+                f"interrupted ({stopping.signal_name()}): finished steps are recorded. To continue: {resume_command}"
+                " (the sweep step keeps its finished trials; the other steps run again).", err=True,
+            )
+            sys.exit(stopping.exit_status())
         if result.failed:
             failed = result.failed[0]
             raise CapcError(

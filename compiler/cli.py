@@ -1,18 +1,21 @@
 """The command line: argument handling only; each command calls the stages (spec -> render -> artifacts -> backend).
 
 A command that runs somewhere picks its backend once (capc.backends: local or Azure, the same methods) and calls it;
-what it prints comes from capc.views. Every CapcError becomes a one-paragraph message on stderr and exit code 1; tracebacks only with --debug.
+what it prints comes from capc.views. Every CapcError becomes a one-paragraph message on stderr and exit code 1;
+tracebacks only with --debug. A stop (Ctrl-C, SIGTERM, SIGHUP; capc.stopping) of a long command exits 130 or 143
+with a line saying what was kept, never a traceback.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from pathlib import Path
 
 import click
 
-from capc import __version__
+from capc import __version__, stopping
 from capc.backends import DEFAULT_OUT, AzureBackend, backend_for
 from capc.errors import CapcError, SpecInvalid
 
@@ -33,9 +36,20 @@ class CapcGroup(click.Group):
             if ctx.obj and ctx.obj.get("debug"):
                 raise
             ctx.exit(1)
-        except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
-            ctx.exit(130)
+        except KeyboardInterrupt as exc:
+            click.echo(f"interrupted ({stopping.signal_name()})", err=True)
+            ctx.exit(stopping.exit_status_of(exc))
+
+
+def stops_cleanly(command):
+    """For long commands: SIGTERM and SIGHUP stop them as Ctrl-C does (capc.stopping). Innermost decorator."""
+
+    @functools.wraps(command)
+    def run(*args, **kwargs):
+        with stopping.stopping_on_signals():
+            return command(*args, **kwargs)
+
+    return run
 
 
 @click.group(cls=CapcGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -167,6 +181,7 @@ def _build_for_submit(spec_path: Path, overrides: list[str], out_dir: Path):
 @click.option("--workspace", "workspace_config", type=click.Path(path_type=Path), default=None, help="Azure ML config.json (else AZURE_SUBSCRIPTION_ID, AZURE_RESOURCE_GROUP, AZUREML_WORKSPACE_NAME).")
 @out_option
 @json_option
+@stops_cleanly
 def submit(spec_path: Path, target: str, only: str | None, overrides: tuple[str, ...], resume: bool, no_wait: bool, dry_run: bool, workspace_config: Path | None, out_dir: Path, as_json: bool) -> None:
     """Build SPEC and run its jobs: locally by default (AutoML, sweep, best model registered)."""
     spec, job_dir = _build_for_submit(spec_path, list(overrides), out_dir)
@@ -398,6 +413,7 @@ def bench_command(name: str, request_count: int, concurrency: int, rows_per_requ
 @click.option("--output", "output_path", required=True, type=click.Path(path_type=Path), help="CSV file to write: the input's columns plus prediction (and probability_<class>); replaced only once every row scored.")
 @click.option("--chunk-rows", type=click.IntRange(min=1), default=None, help="Rows read and scored at once; memory holds one chunk.")
 @json_option
+@stops_cleanly
 def predict_command(ref: str, input_path: Path, output_path: Path, chunk_rows: int | None, as_json: bool) -> None:
     """Score a CSV file of any size with a registered model (latest by default), as its local endpoint would."""
     from capc import views
@@ -405,11 +421,15 @@ def predict_command(ref: str, input_path: Path, output_path: Path, chunk_rows: i
     from capc.serve.batch import BatchProgress, score_csv
 
     model = registry.get(ref)
-    with BatchProgress(input_path) as progress:
-        result = score_csv(
-            model.model_dir, Path(model.job_dir), input_path, output_path,
-            chunk_rows=chunk_rows, model_ref=model.ref, task=model.task, progress=progress,
-        )
+    try:
+        with BatchProgress(input_path) as progress:
+            result = score_csv(
+                model.model_dir, Path(model.job_dir), input_path, output_path,
+                chunk_rows=chunk_rows, model_ref=model.ref, task=model.task, progress=progress,
+            )
+    except KeyboardInterrupt as exc:
+        click.echo(f"interrupted ({stopping.signal_name()}): {output_path} was not written (an earlier one is left as it was); run the command again.", err=True)
+        sys.exit(stopping.exit_status_of(exc))
     if as_json:
         views.print_json(result.to_dict())
     else:

@@ -13,8 +13,18 @@ negative for a signal -, signals sent to the whole group so a trial's own childr
   copies it; Python's `random` is reseeded by fork itself). Whatever the server cannot fork is spawned.
 
 Run as `python -m capc.local.launch` it is the fork server: newline-delimited JSON requests on stdin
-({"key", "argv", "cwd", "env", "log"}), replies on stdout ({"ready"}, {"key", "pid"} or {"key", "error"},
-{"pid", "status"} when a child ends). Closing its stdin ends it.
+({"key", "argv", "cwd", "env", "log"}, or {"watch": PGID} / {"unwatch": PGID} for a spawned trial's group),
+replies on stdout ({"ready"}, {"key", "pid"} or {"key", "error"}, {"pid", "status"} when a child ends).
+
+No trial outlives the runner, however the runner ends (SIGKILL and the OOM killer included), by two mechanisms:
+- the fork server's stdin is a watchdog pipe: only the runner holds its write end, so the kernel closes it when the
+  runner dies, and the server then SIGKILLs the process group of every trial it forked or was told to watch (the
+  trials' own children too) and exits. A pipe rather than a signal because it needs no cooperation from the
+  trials and reaches whole groups.
+- every trial process also gets a parent-death signal (Linux prctl PR_SET_PDEATHSIG, SIGKILL): a forked trial when
+  the fork server dies, a spawned one when the runner's thread that started it ends (the sweep's worker thread,
+  which outlives its trials). This covers a dead fork server, and spawned trials when there is no server
+  (launch mode "spawn"); it reaches the trial process alone, not what the trial started.
 """
 
 from __future__ import annotations
@@ -60,20 +70,58 @@ def output_tail(path: Path, lines: int = OUTPUT_TAIL_LINES) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
+def _libc_prctl():
+    try:
+        import ctypes
+
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):  # not Linux: no parent-death signal, the watchdog pipe alone
+        return None
+
+
+_PRCTL = _libc_prctl()  # looked up here, not in a forked child
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(parent_pid: int, sig: int = signal.SIGKILL) -> None:
+    """In a new child process: receive `sig` when the parent (the thread that started this process) dies. When the
+    parent is already gone - it died between fork and this call - end now."""
+    if _PRCTL is not None:
+        _PRCTL(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+    if os.getppid() != parent_pid:
+        os._exit(128 + int(sig))
+
+
+def parent_death_hook(sig: int = signal.SIGKILL):
+    """A Popen preexec_fn giving the child a parent-death signal (None where there is no prctl)."""
+    if _PRCTL is None:
+        return None
+    parent = os.getpid()
+    return lambda: die_with_parent(parent, sig)
+
+
 class SpawnedTrial:
     """A trial started with Popen (its own session, so its group id is its pid)."""
 
     forked = False
 
-    def __init__(self, argv: list[str], cwd: Path, env: dict, log_path: Path):
+    def __init__(self, argv: list[str], cwd: Path, env: dict, log_path: Path, server: ForkServer | None = None):
         with open(log_path, "ab") as log:
             self._popen = subprocess.Popen(
-                argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True, preexec_fn=parent_death_hook(),
             )
         self.pid = self._popen.pid
+        self._server = server
+        if server:
+            server.watch(self.pid)
 
     def poll(self) -> int | None:
-        return self._popen.poll()
+        status = self._popen.poll()
+        if status is not None and self._server:
+            self._server.unwatch(self.pid)  # its group may be gone, and its number reused
+            self._server = None
+        return status
 
     def send_signal(self, sig: int) -> None:
         _signal_group(self.pid, sig)
@@ -168,6 +216,24 @@ class ForkServer:
         with self._lock:
             return self._exits.get(pid)
 
+    def _send(self, message: dict) -> bool:
+        with self._lock:  # the sweep thread and the main thread may both write
+            try:
+                self._proc.stdin.write(json.dumps(message).encode() + b"\n")
+                self._proc.stdin.flush()
+            except (BrokenPipeError, OSError, ValueError):
+                return False
+        return True
+
+    def watch(self, pgid: int) -> None:
+        """A spawned trial's group: the server SIGKILLs it too should the runner die."""
+        if self.alive:
+            self._send({"watch": pgid})
+
+    def unwatch(self, pgid: int) -> None:
+        if self.alive:
+            self._send({"unwatch": pgid})
+
     def start(self, argv: list[str], cwd: Path, env: dict, log_path: Path) -> ForkedTrial | None:
         """Fork the trial; None when the server cannot (the caller spawns it instead)."""
         if not self.alive:
@@ -178,10 +244,7 @@ class ForkServer:
             self._next_key += 1
             self._replies[key] = waiter
         request = {"key": key, "argv": argv, "cwd": str(cwd), "env": env, "log": str(log_path)}
-        try:
-            self._proc.stdin.write(json.dumps(request).encode() + b"\n")
-            self._proc.stdin.flush()
-        except (BrokenPipeError, OSError, ValueError):
+        if not self._send(request):
             return None
         timeout = REPLY_TIMEOUT_S if self.ready.is_set() else SERVER_START_TIMEOUT_S
         try:
@@ -196,7 +259,8 @@ class ForkServer:
     def close(self) -> None:
         self.alive = False
         try:
-            self._proc.stdin.close()
+            with self._lock:
+                self._proc.stdin.close()
         except OSError:
             pass
         try:
@@ -232,7 +296,7 @@ class Launcher:
             trial = self.server.start(argv, cwd, env, log_path)
             if trial is not None:
                 return trial
-        return SpawnedTrial(argv, cwd, env, log_path)
+        return SpawnedTrial(argv, cwd, env, log_path, self.server if self.server and self.server.alive else None)
 
     def close(self) -> None:
         if self.server:
@@ -242,8 +306,13 @@ class Launcher:
 # ---------------------------------------------------------------- the fork server process
 
 
-def _reply(message: dict) -> None:
-    os.write(1, json.dumps(message).encode() + b"\n")
+def _reply(message: dict) -> bool:
+    """False when the runner's end of the reply pipe is closed."""
+    try:
+        os.write(1, json.dumps(message).encode() + b"\n")
+    except OSError:
+        return False
+    return True
 
 
 def _exit_code(code) -> int:
@@ -261,6 +330,7 @@ def _run_child(request: dict) -> None:
     code = 1
     interrupted = False
     try:
+        die_with_parent(request["server_pid"])  # the server is single-threaded: its death is this thread's death
         os.setpgid(0, 0)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
@@ -337,16 +407,24 @@ def serve(preload: list[str]) -> None:
     _reply({"ready": True, "preload_s": round(time.monotonic() - started, 3)})
     buffer = b""
     children: set[int] = set()
+    watched: set[int] = set()  # spawned trials' groups
     while True:
         readable, _, _ = select.select([0], [], [], 0.02)
         if readable:
             data = os.read(0, 1 << 16)
             if not data:
-                os._exit(0)  # the runner is done (or gone); skip tearing the preloaded modules down (seconds)
+                _runner_gone(children | watched)
             buffer += data
             while b"\n" in buffer:
                 line, buffer = buffer.split(b"\n", 1)
                 request = json.loads(line)
+                if "watch" in request:
+                    watched.add(request["watch"])
+                    continue
+                if "unwatch" in request:
+                    watched.discard(request["unwatch"])
+                    continue
+                request["server_pid"] = os.getpid()
                 if threading.active_count() > 1:  # forking a threaded process is unsafe: let the runner spawn
                     _reply({"key": request["key"], "error": "the fork server has threads"})
                     continue
@@ -358,7 +436,8 @@ def serve(preload: list[str]) -> None:
                 except OSError:
                     pass
                 children.add(pid)
-                _reply({"key": request["key"], "pid": pid})
+                if not _reply({"key": request["key"], "pid": pid}):
+                    _runner_gone(children | watched)
         while children:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
@@ -368,7 +447,19 @@ def serve(preload: list[str]) -> None:
             if pid == 0:
                 break
             children.discard(pid)
-            _reply({"pid": pid, "status": os.waitstatus_to_exitcode(status)})
+            if not _reply({"pid": pid, "status": os.waitstatus_to_exitcode(status)}):
+                _runner_gone(children | watched)
+
+
+def _runner_gone(groups: set[int]) -> None:
+    """The runner is done, or dead (its end of the pipes closed): whatever still runs has nobody to report to."""
+    for group in groups:
+        try:
+            os.killpg(group, signal.SIGKILL)
+        except OSError:
+            pass  # already gone
+    os._exit(0)  # skip tearing the preloaded modules down (seconds)
+
 
 if __name__ == "__main__":
     serve(sys.argv[1:])

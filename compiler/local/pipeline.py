@@ -9,6 +9,11 @@ MLflow pointed at capc's store, as Azure ML binds them to datastore paths and th
 When the selecting step leaves a winner.json, its model is registered in capc's registry before any later step
 starts; the node tagged `capc_step: deploy` (spec deployment.auto_deploy), which deploys the winner to the
 workspace's endpoint on Azure, deploys it to the local endpoint here.
+
+Each step process runs in a session of its own with a parent-death signal (capc.local.launch), so a stop reaches
+the steps only through the runner - the same way whether Ctrl-C signalled the whole group or SIGTERM capc alone -
+and no step outlives capc even when capc is killed. On a stop the runner sends each running step SIGINT, which
+ends its work cleanly (a sweep step records its trials as interrupted), waits, then SIGTERM and SIGKILL.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import json
 import os
 import re
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -26,8 +32,9 @@ from pathlib import Path
 import yaml
 
 from capc.errors import CapcError
-from capc.state import registry, tracking
-from capc.local.launch import output_tail, under_this_python
+from capc.local.launch import output_tail, parent_death_hook, under_this_python
+from capc.state import locks, registry, tracking
+from capc.state.tracking import COMPLETED, FAILED, INTERRUPTED, RUNNING
 
 STEP_LOG = "step.log"
 WINNER_FILE = "winner.json"
@@ -37,6 +44,10 @@ _PARENT_INPUT = re.compile(r"^\$\{\{\s*parent\.inputs\.([A-Za-z0-9_-]+)\s*\}\}$"
 _BINDING = re.compile(r"\$\{\{\s*(inputs|outputs)\.([A-Za-z0-9_-]+)\s*\}\}")
 ENGINE_STEPS = ("automl", "sweep")  # node types the local engine runs itself
 DEPLOY_TAG = ("capc_step", "deploy")  # the node that deploys the winner: locally, to the local endpoint
+WAITING, SKIPPED = "waiting", "skipped"  # a step's statuses beyond tracking's vocabulary
+STOP_GRACE_S = 30.0  # a stopped step's time to record what it finished, after SIGINT
+# A step's exit status when it was stopped: 130/143 as capc exits, or killed by SIGINT/SIGTERM/SIGHUP.
+STOPPED_EXITS = (130, 143, -signal.SIGINT, -signal.SIGTERM, -signal.SIGHUP)
 
 
 @dataclass
@@ -45,7 +56,7 @@ class Step:
     type: str
     needs: list[str]
     node: dict
-    status: str = "waiting"  # waiting | running | completed | failed | skipped | interrupted
+    status: str = WAITING  # waiting | running | completed | failed | skipped | interrupted
     started: float | None = None
     ended: float | None = None
     log: Path | None = None
@@ -80,7 +91,7 @@ class PipelineResult:
 
     @property
     def failed(self) -> list[Step]:
-        return [s for s in self.steps if s.status == "failed"]
+        return [s for s in self.steps if s.status == FAILED]
 
     def to_dict(self) -> dict:
         return {
@@ -129,12 +140,19 @@ def load_pipeline(job_dir: Path) -> dict:
 
 
 def run_pipeline(spec, job_dir: Path, spec_args: list[str], resume: bool = False, display=None, poll_s: float = 0.2) -> PipelineResult:
-    """Run the pipeline's graph here. spec_args: the spec path and its --set overrides, for the step processes."""
+    """Run the pipeline's graph here. spec_args: the spec path and its --set overrides, for the step processes.
+    CapcError at once when another local run of the same spec version holds its lock."""
     job_dir = job_dir.resolve()  # steps run in other working directories
     job = load_pipeline(job_dir)
     steps = plan_steps(job)
+    with locks.spec_lock(spec.name, spec.sha256, f"capc submit {spec.path} --only pipeline"):
+        return _run_locked(spec, job, job_dir, steps, spec_args, resume, display, poll_s)
+
+
+def _run_locked(spec, job, job_dir, steps, spec_args, resume, display, poll_s) -> PipelineResult:
     mlflow_client = tracking.client()
     exp_id = tracking.experiment_id(mlflow_client, spec.name)
+    tracking.close_abandoned_runs(mlflow_client, exp_id, spec.sha256)  # an earlier run killed before it ended them
     run_id = tracking.start_run(
         mlflow_client, exp_id, f"pipeline-{time.strftime('%Y%m%d-%H%M%S')}", "submit",
         tags={"capc.spec_sha256": spec.sha256, "capc.job_dir": str(job_dir), "capc.metric": spec.metric,
@@ -150,10 +168,10 @@ def run_pipeline(spec, job_dir: Path, spec_args: list[str], resume: bool = False
         runner.stop_all()
     except BaseException:
         runner.stop_all()
-        tracking.finish_run(mlflow_client, run_id, "failed")
+        tracking.finish_run(mlflow_client, run_id, FAILED)
         raise
     result.summaries, result.winner, result.model = runner.summaries, runner.winner, runner.model
-    status = "interrupted" if result.interrupted else ("failed" if result.failed else "completed")
+    status = INTERRUPTED if result.interrupted else (FAILED if result.failed else COMPLETED)
     tracking.finish_run(mlflow_client, run_id, status)
     return result
 
@@ -204,20 +222,20 @@ class _GraphRunner:
     def run(self, poll_s: float) -> None:
         while True:
             for step in self.steps.values():
-                if step.status != "waiting":
+                if step.status != WAITING:
                     continue
-                blocked = [n for n in step.needs if self.steps[n].status in ("failed", "skipped", "interrupted")]
+                blocked = [n for n in step.needs if self.steps[n].status in (FAILED, SKIPPED, INTERRUPTED)]
                 if blocked:
-                    step.status, step.detail = "skipped", f"not run: {', '.join(blocked)} did not complete"
+                    step.status, step.detail = SKIPPED, f"not run: {', '.join(blocked)} did not complete"
                     self._show(step)
-                elif all(self.steps[n].status == "completed" for n in step.needs):
+                elif all(self.steps[n].status == COMPLETED for n in step.needs):
                     self._start(step)
             for name, process in list(self.processes.items()):
                 code = process.poll()
                 if code is not None:
                     del self.processes[name]
                     self._finished(self.steps[name], code)
-            if not self.processes and not any(s.status == "waiting" for s in self.steps.values()):
+            if not self.processes and not any(s.status == WAITING for s in self.steps.values()):
                 return
             if self.display:
                 self.display.poll(self.steps.values())
@@ -229,8 +247,11 @@ class _GraphRunner:
         step.log = folder / STEP_LOG
         argv, cwd, env = self._command(step)
         with step.log.open("wb") as log:
-            self.processes[step.name] = subprocess.Popen(argv, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        step.status, step.started, step.started_at = "running", time.monotonic(), time.time()
+            self.processes[step.name] = subprocess.Popen(
+                argv, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True, preexec_fn=parent_death_hook(),
+            )
+        step.status, step.started, step.started_at = RUNNING, time.monotonic(), time.time()
         self._show(step)
 
     def _command(self, step: Step) -> tuple[list[str], Path, dict]:
@@ -282,14 +303,14 @@ class _GraphRunner:
     def _finished(self, step: Step, code: int) -> None:
         step.ended = time.monotonic()
         if code == 0:
-            step.status = "completed"
+            step.status = COMPLETED
             if step.type in ENGINE_STEPS:
                 self.summaries[step.name] = json.loads((self.output_dir(step) / STEP_SUMMARY).read_text())
                 step.value = float(self.summaries[step.name]["value"])
             elif step.type == "command" and self.model is None:
                 self._register_winner(step)
         else:
-            step.status = "interrupted" if code in (130, -2) else "failed"
+            step.status = INTERRUPTED if code in STOPPED_EXITS else FAILED
             step.output_tail = output_tail(step.log, 15) if step.log else ""
             last = next((line.strip() for line in reversed(step.output_tail.splitlines()) if line.strip()), "")
             step.detail = f"exit status {code}" + (f": {last}" if last else "")
@@ -301,20 +322,31 @@ class _GraphRunner:
         if self.display:
             self.display.step(step)
 
-    def stop_all(self, grace_s: float = 30.0) -> None:
-        """Ctrl-C reached the steps too (one process group); give them time to record what finished."""
+    def stop_all(self, grace_s: float = STOP_GRACE_S) -> None:
+        """End the running steps the way a stop ends capc (SIGINT: they record what finished), SIGTERM after
+        `grace_s`, SIGKILL if even that is not heard; steps not started yet are skipped."""
+        for process in self.processes.values():
+            _signal_session(process, signal.SIGINT)
         deadline = time.monotonic() + grace_s
         for name, process in list(self.processes.items()):
-            try:
-                process.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                process.terminate()
-                process.wait(timeout=10)
-            except KeyboardInterrupt:
-                process.kill()
-            self._finished(self.steps[name], process.returncode if process.returncode is not None else 130)
+            for sig, wait_s in ((None, max(0.1, deadline - time.monotonic())), (signal.SIGTERM, 10.0), (signal.SIGKILL, None)):
+                if sig is not None:
+                    _signal_session(process, sig)
+                try:
+                    process.wait(timeout=wait_s)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
+            self._finished(self.steps[name], process.returncode)
         self.processes.clear()
         for step in self.steps.values():
-            if step.status == "waiting":
-                step.status, step.detail = "skipped", "not run: interrupted"
+            if step.status == WAITING:
+                step.status, step.detail = SKIPPED, "not run: interrupted"
 
+
+def _signal_session(process: subprocess.Popen, sig: int) -> None:
+    """The step and what it started (its session's group)."""
+    try:
+        os.killpg(process.pid, sig)
+    except OSError:
+        pass  # already gone

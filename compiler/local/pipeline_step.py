@@ -4,7 +4,8 @@
 
 Runs the local AutoML or sweep on the job folder's automl_job.yml / sweep_job.yml, under the pipeline's run, and
 leaves the step's best model in OUTPUT/model with OUTPUT/metrics.json (metric, value, run) for the selecting step.
-Exit status: 0 done, 1 failed (the reason on stderr), 130 interrupted.
+Exit status: 0 done, 1 failed (the reason on stderr), 130 stopped by SIGINT (how the pipeline runner stops a step),
+143 by SIGTERM or SIGHUP.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from capc import stopping
 from capc.errors import CapcError
 from capc.state import registry, tracking
 from capc.local.pipeline import STEP_SUMMARY
@@ -33,7 +35,7 @@ def run_step(kind: str, spec, job_dir: Path, output: Path, parent_run: str, resu
         outcome, interrupted = run_sweep_job(spec, job_dir, mlflow_client, exp_id, parent_run, work_dir, resume, None, kind=node)
     if interrupted:
         print(f"{kind}: interrupted; finished work is recorded", file=sys.stderr)
-        return 130
+        return stopping.exit_status()
     if outcome is None:
         raise CapcError(f"the {kind} step produced no model: no trial finished with a {spec.metric}.")
     target = output / "model"
@@ -61,10 +63,12 @@ def main(argv: list[str] | None = None) -> int:
     from capc.spec import load_spec
 
     try:
-        spec = load_spec(args.spec, args.overrides)
-        return run_step(args.kind, spec, args.job_dir, args.output, args.parent_run, args.resume, args.node)
-    except KeyboardInterrupt:
-        return 130
+        with stopping.stopping_on_signals():
+            spec = load_spec(args.spec, args.overrides)
+            return run_step(args.kind, spec, args.job_dir, args.output, args.parent_run, args.resume, args.node)
+    except KeyboardInterrupt as exc:
+        print(f"{args.kind}: interrupted", file=sys.stderr)
+        return stopping.exit_status_of(exc)
     except CapcError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -1,7 +1,8 @@
 """Backend, local: `capc submit` on this machine - AutoML, then the sweep, then best-model selection and registry.
 
 Reads only the generated job folder (automl_job.yml, sweep_job.yml, src/, data/MLTable), never the raw spec:
-what runs here is what would run on Azure.
+what runs here is what would run on Azure. One submit of a spec version at a time per $CAPC_HOME (capc.state.locks);
+a stop (Ctrl-C, SIGTERM, SIGHUP: capc.stopping) ends the running work and returns what finished, marked interrupted.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import yaml
 
 from capc.errors import CapcError
 from capc.goal import Goal
-from capc.state import held_out, registry, tracking
+from capc.state import held_out, locks, registry, tracking
+from capc.state.tracking import COMPLETED, FAILED, INTERRUPTED
 from capc.local.data import check_target, mltable_source, read_frame
 from capc.local.outcome import Outcome
 from capc.spec.conditional import COMBINATION_PARAMETER
@@ -49,10 +51,17 @@ class SubmitResult:
 
 
 def submit_local(spec, job_dir: Path, only: str | None = None, resume: bool = False, progress=None) -> SubmitResult:
-    """Run the compiled jobs of `spec` from `job_dir`; returns what ran and what was registered."""
+    """Run the compiled jobs of `spec` from `job_dir`; returns what ran and what was registered. CapcError at once
+    when another local run of the same spec version holds its lock."""
+    with locks.spec_lock(spec.name, spec.sha256, f"capc submit {spec.path}" + (f" --only {only}" if only else "")):
+        return _submit_locked(spec, job_dir, only, resume, progress)
+
+
+def _submit_locked(spec, job_dir: Path, only: str | None, resume: bool, progress) -> SubmitResult:
     home = registry.capc_home()
     mlflow_client = tracking.client()
     exp_id = tracking.experiment_id(mlflow_client, spec.name)
+    tracking.close_abandoned_runs(mlflow_client, exp_id, spec.sha256)  # an earlier submit killed before it ended them
     goal = spec.goal
     submit_run = tracking.start_run(
         mlflow_client, exp_id, f"submit-{time.strftime('%Y%m%d-%H%M%S')}", "submit",
@@ -74,7 +83,7 @@ def submit_local(spec, job_dir: Path, only: str | None = None, resume: bool = Fa
     except KeyboardInterrupt:
         interrupted = True
     except BaseException:
-        tracking.finish_run(mlflow_client, submit_run, "failed")
+        tracking.finish_run(mlflow_client, submit_run, FAILED)
         raise
     winner = _choose(outcomes, spec.data["deployment"]["model"], goal)
     model = None
@@ -97,7 +106,7 @@ def submit_local(spec, job_dir: Path, only: str | None = None, resume: bool = Fa
         mlflow_client.set_tag(submit_run, "capc.registered_model", model.ref)
     if winner:
         mlflow_client.log_metric(submit_run, spec.metric, winner.value)
-    tracking.finish_run(mlflow_client, submit_run, "interrupted" if interrupted else "completed")
+    tracking.finish_run(mlflow_client, submit_run, INTERRUPTED if interrupted else COMPLETED)
     if not outcomes and not interrupted:
         raise CapcError(f"nothing ran for {spec.name}: AutoML and the sweep are both disabled or excluded by --only.")
     return SubmitResult(spec.name, spec.metric, goal, submit_run, outcomes, winner, model, interrupted)
@@ -137,10 +146,10 @@ def run_automl_job(spec, job_dir, mlflow_client, exp_id, submit_run, work_dir, p
     try:
         result = run_automl(frame, settings, on_candidate=record, log_dir=work_dir / "automl")
     except KeyboardInterrupt:
-        tracking.finish_run(mlflow_client, automl_run, "interrupted")
+        tracking.finish_run(mlflow_client, automl_run, INTERRUPTED)
         raise
     except BaseException:
-        tracking.finish_run(mlflow_client, automl_run, "failed")
+        tracking.finish_run(mlflow_client, automl_run, FAILED)
         raise
     model_dir = work_dir / "automl" / "model"
     if model_dir.exists():
@@ -152,7 +161,7 @@ def run_automl_job(spec, job_dir, mlflow_client, exp_id, submit_run, work_dir, p
     mlflow_client.set_tag(automl_run, "capc.best_estimator", best.estimator)
     if result.held_out is not None:  # what `capc report` judges the registered model by
         held_out.log(mlflow_client, automl_run, result.held_out)
-    tracking.finish_run(mlflow_client, automl_run, "completed")
+    tracking.finish_run(mlflow_client, automl_run, COMPLETED)
     if progress:
         progress.automl_finished(result)
     return Outcome("automl", automl_run, best.value, model_dir, params, {spec.metric: best.value}, best.estimator)
@@ -197,10 +206,10 @@ def run_sweep_job(spec, job_dir, mlflow_client, exp_id, submit_run, work_dir, re
         )
     except BaseException:
         for run in runs.values():
-            tracking.finish_run(mlflow_client, run, "failed")
+            tracking.finish_run(mlflow_client, run, FAILED)
         raise
     for name, result in results.items():
-        tracking.finish_run(mlflow_client, runs[name], "interrupted" if interrupted else "completed")
+        tracking.finish_run(mlflow_client, runs[name], INTERRUPTED if interrupted else COMPLETED)
         if progress:
             progress.sweep_finished(result, name)
         if result.best is not None:

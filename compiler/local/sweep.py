@@ -15,12 +15,14 @@ Local choices, where Azure has nothing to copy:
 - the environment is this interpreter's (`python` in the command is sys.executable); `environment:` is Azure's.
 - a `python SCRIPT ...` command is forked from a server that imported mlflow once (capc.local.launch says
   what the child does to be the same as `python SCRIPT`): ~0.3 s instead of ~4 s of start-up per trial.
-- statuses: completed, failed (non-zero exit, no primary metric logged, or trial_timeout passed),
-  early_terminated (the policy), interrupted (Ctrl-C, or the sweep's timeout, which cancels running trials as
-  Azure does). The best trial is the best *completed* one (only those saved a model); the final metric of a
-  trial is the last value it logged.
-- --resume: finished trials are kept, not run again; interrupted ones are run again with the same parameters;
-  sampling goes on with a seed moved past the trials already drawn; timeouts count from the resume.
+- statuses (capc.state.tracking's one vocabulary): completed, failed (non-zero exit, no primary metric logged, or
+  trial_timeout passed), early_terminated (the policy), interrupted (Ctrl-C, SIGTERM or SIGHUP to capc, or the
+  sweep's timeout, which cancels running trials as Azure does). The best trial is the best *completed* one (only
+  those saved a model); the final metric of a trial is the last value it logged.
+- --resume: finished trials are kept, not run again. A trial an earlier session left unfinished - stopped, or
+  running when capc was killed - counts as completed when its result is whole on disk (its model saved in
+  outputs/model and its primary metric logged); the others are run again with the same parameters. Sampling goes
+  on with a seed moved past the trials already drawn; timeouts count from the resume.
 - limits come in Azure's seconds (`timeout`, `trial_timeout`); `timeout_minutes` / `trial_timeout_minutes` are
   read too. Missing max_total_trials: the grid's size for grid sampling, else the spec schema's default.
 """
@@ -39,10 +41,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from capc.stopping import signal_name
 from capc.errors import CapcError
 from capc.goal import Goal, is_score
 from capc.local import samplers
 from capc.state import tracking
+from capc.state.tracking import COMPLETED, EARLY_TERMINATED, ENDED, FAILED, INTERRUPTED, RUNNING
 from capc.local.launch import Launcher, output_tail, under_this_python
 from capc.spec import schema_default
 from capc.local.policies import policy_from_mapping
@@ -56,11 +60,9 @@ STUDY_NAME = "capc-sweep"
 STUDY_FILE = "study.journal"
 CODE_SNAPSHOT = "code"
 SNAPSHOT_IGNORE = ("outputs", "__pycache__", ".ipynb_checkpoints", "mlruns")
-RUN_RECORD_ATTR = "capc_trial"  # Optuna user attribute holding a finished trial's record
+RUN_RECORD_ATTR = "capc_trial"  # Optuna user attribute holding a trial's record (written at launch and at its end)
 RERUN_ATTR = "capc_rerun_of"
 
-COMPLETED, FAILED, EARLY_TERMINATED, INTERRUPTED = "completed", "failed", "early_terminated", "interrupted"
-FINISHED = (COMPLETED, FAILED, EARLY_TERMINATED)  # what --resume keeps
 EVENT_OF_STATUS = {COMPLETED: "finished", FAILED: "failed", EARLY_TERMINATED: "stopped", INTERRUPTED: "interrupted"}
 PLACEHOLDER = re.compile(r"\$\{\{\s*([A-Za-z_][\w.-]*)\s*\}\}")
 
@@ -72,7 +74,7 @@ class SweepTrial:
     trial_id: str  # the Optuna trial number, as text
     number: int
     params: dict
-    status: str = "running"
+    status: str = RUNNING
     value: float | None = None  # the last value of the primary metric it logged
     history: list[float] = field(default_factory=list)
     duration_s: float | None = None
@@ -320,13 +322,10 @@ class _SweepRunner:
         existing = self.study.get_trials(deepcopy=False)
         rerun_already = {t.user_attrs.get(RERUN_ATTR) for t in existing if t.state == TrialState.WAITING}
         for frozen in existing:
-            record = frozen.user_attrs.get(RUN_RECORD_ATTR)
+            record = frozen.user_attrs.get(RUN_RECORD_ATTR) or {}
             if frozen.state == TrialState.RUNNING:
-                # Interrupted in an earlier session (Ctrl-C, timeout, or the runner died): run it again.
-                self.study.tell(frozen.number, state=TrialState.FAIL)
-                if frozen.number not in rerun_already:
-                    self.study.enqueue_trial(frozen.params, user_attrs={RERUN_ATTR: frozen.number})
-            elif record and record.get("status") in FINISHED:
+                record = self.settle_unfinished(frozen, record, rerun_already)
+            if record.get("status") in ENDED:
                 trial = SweepTrial.from_dict(record)
                 self.trials[trial.trial_id] = trial
                 self.histories[trial.trial_id] = list(trial.history)
@@ -336,6 +335,46 @@ class _SweepRunner:
                 self.plan.algorithm, self.plan.sampling_options, self.plan.search_space, trials_so_far=len(existing)
             )
         self.distributions = samplers.distributions(self.plan.search_space)
+
+    def settle_unfinished(self, frozen, record: dict, rerun_already: set) -> dict:
+        """A trial an earlier session left unfinished (stopped, its timeout, or capc killed): completed when its
+        result is whole on disk, else interrupted and queued to run again with the same parameters."""
+        import optuna
+        from optuna.trial import TrialState
+
+        handle = optuna.trial.Trial(self.study, frozen._trial_id)  # its attributes can change only while it runs
+        history = self.result_on_disk(record)
+        if history:
+            record = {**record, "status": COMPLETED, "history": history, "value": history[-1], "error": None}
+            handle.set_user_attr(RUN_RECORD_ATTR, record)
+            self.study.tell(frozen.number, float(history[-1]))
+            self._finish_run(record["run_id"], COMPLETED)
+            return record
+        if record.get("run_id") and record.get("status") != INTERRUPTED:  # capc ended before it could record the stop
+            record = {**record, "status": INTERRUPTED, "error": "stopped: capc ended before the trial did"}
+            handle.set_user_attr(RUN_RECORD_ATTR, record)
+            self._finish_run(record["run_id"], INTERRUPTED)
+        self.study.tell(frozen.number, state=TrialState.FAIL)
+        if frozen.number not in rerun_already:
+            self.study.enqueue_trial(frozen.params, user_attrs={RERUN_ATTR: frozen.number})
+        return record
+
+    def result_on_disk(self, record: dict) -> list[float] | None:
+        """The primary metric's history of a trial whose result is whole: model saved, metric logged (else None)."""
+        if not record.get("run_id") or not (Path(record.get("output_dir", "")) / "model" / "MLmodel").is_file():
+            return None
+        try:
+            metrics = self.client.get_metric_history(record["run_id"], self.plan.metric)
+        except Exception:  # its run is not in the store
+            return None
+        values = [m.value for m in sorted(metrics, key=lambda m: (m.timestamp, m.step))]
+        return values if values and _finite(values[-1]) else None
+
+    def _finish_run(self, run_id: str, status: str) -> None:
+        try:
+            tracking.finish_run(self.client, run_id, status)
+        except Exception:  # the study's record is what the sweep relies on
+            logging.getLogger(__name__).warning("could not record run %s in MLflow", run_id, exc_info=True)
 
     def open_tracking(self) -> None:
         from mlflow import MlflowClient
@@ -379,6 +418,8 @@ class _SweepRunner:
         )
         self.trials[trial.trial_id] = trial
         self.histories[trial.trial_id] = trial.history
+        # Recorded now, not only at its end: should capc die, --resume finds the trial's run and folder from this.
+        optuna_trial.set_user_attr(RUN_RECORD_ATTR, trial.to_dict())
         try:
             process = self.launcher.start(command, trial_dir, self.trial_env(run_id), log_path)
         except OSError as exc:  # e.g. the command's program does not exist
@@ -446,12 +487,12 @@ class _SweepRunner:
 
         trial.status = status
         trial.value = trial.history[-1] if trial.history else None
-        try:
-            tracking.finish_run(self.client, trial.run_id, status)
-            if trial.duration_s is not None:
+        self._finish_run(trial.run_id, status)
+        if trial.duration_s is not None:
+            try:
                 self.client.set_tag(trial.run_id, "capc.duration_s", f"{trial.duration_s:.3f}")
-        except Exception:  # the trial's record in the study is what the sweep relies on
-            logging.getLogger(__name__).warning("could not record trial %s in MLflow", trial.trial_id, exc_info=True)
+            except Exception:
+                pass  # a missing duration costs only the column in `capc runs`
         optuna_trial.set_user_attr(RUN_RECORD_ATTR, trial.to_dict())
         if status != INTERRUPTED:  # an interrupted trial stays RUNNING in the study: --resume runs it again
             if status == COMPLETED and is_score(trial.value):
@@ -467,8 +508,8 @@ class _SweepRunner:
         self.prepare()
         self.launcher = Launcher(self.launch_mode, env=self.trial_env(None), server_log=self.trials_dir / "fork_server.log")
         try:
-            self.open_study()
             self.open_tracking()
+            self.open_study()
             stopped_because = self.loop()
         finally:
             for entry in list(self.running.values()):  # only on an error: never leave trials behind
@@ -479,7 +520,7 @@ class _SweepRunner:
             self.plan.metric, self.plan.goal, trials, best_trial(trials, self.plan.goal), stopped_because,
             str(self.trials_dir / STUDY_FILE),
         )
-        ended = [t for t in trials if t.status in FINISHED]
+        ended = [t for t in trials if t.status in ENDED]
         if ended and all(t.status == FAILED for t in ended) and not result.interrupted:
             raise _all_failed(ended)
         return result
@@ -497,7 +538,7 @@ class _SweepRunner:
             if not stopping and sweep_deadline is not None and now >= sweep_deadline:
                 stopping, stopped_because = True, "timeout"
             if stopping:
-                reason = "Ctrl-C" if stopped_because == "interrupted" else f"the sweep's timeout ({self.plan.timeout_s:g} s) passed"
+                reason = f"capc was stopped ({signal_name()})" if stopped_because == "interrupted" else f"the sweep's timeout ({self.plan.timeout_s:g} s) passed"
                 for entry in list(self.running.values()):
                     self.request_stop(entry, INTERRUPTED, f"stopped: {reason}")
             launched_or_done = finished_count + len(self.running)
@@ -589,15 +630,16 @@ def run_sweep(
 
 
 def run_sweep_interruptibly(on_interrupt: Callable[[], None] | None = None, **sweep_args) -> tuple[SweepResult, bool]:
-    """run_sweep in a worker thread so Ctrl-C in the main thread becomes a clean stop: running trials end,
-    finished ones stay recorded. Returns (result, interrupted); an error of the sweep is raised here."""
+    """run_sweep in a worker thread so a stop in the main thread (Ctrl-C, or SIGTERM/SIGHUP as capc.stopping raises
+    them) becomes a clean stop: running trials end, finished ones stay recorded. Returns (result, interrupted); an
+    error of the sweep is raised here."""
     results, interrupted = run_sweeps_interruptibly({"sweep": sweep_args}, on_interrupt)
     return results["sweep"], interrupted
 
 
 def run_sweeps_interruptibly(sweeps: Mapping[str, dict], on_interrupt: Callable[[], None] | None = None) -> tuple[dict, bool]:
     """Several sweeps side by side (a conditional sweep's one per family), each run_sweep in its own worker
-    thread, each within its own concurrency; Ctrl-C stops them all cleanly. Returns ({name: result},
+    thread, each within its own concurrency; a stop (capc.stopping) ends them all cleanly. Returns ({name: result},
     interrupted); the first error of a sweep is raised here, once every sweep has ended."""
     stop = threading.Event()
     outcomes: dict[str, dict] = {name: {} for name in sweeps}
@@ -620,10 +662,10 @@ def run_sweeps_interruptibly(sweeps: Mapping[str, dict], on_interrupt: Callable[
         try:
             next(flag for flag in ended.values() if not flag.is_set()).wait(0.2)
         except KeyboardInterrupt:
+            if not interrupted and on_interrupt:
+                on_interrupt()
             interrupted = True
             stop.set()
-            if on_interrupt:
-                on_interrupt()
     for outcome in outcomes.values():
         if "error" in outcome:
             raise outcome["error"]

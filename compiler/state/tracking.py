@@ -12,9 +12,18 @@ from pathlib import Path
 
 from capc.state.home import capc_home
 
-KIND_TAG = "capc.kind"  # submit | automl | candidate | sweep | trial
-STATUS_TAG = "capc.status"  # finer than MLflow's: completed | failed | early_terminated | interrupted
+KIND_TAG = "capc.kind"  # submit | automl | candidate | sweep | trial | step
+STATUS_TAG = "capc.status"  # one of STATUSES: finer than MLflow's
 PARENT_TAG = "mlflow.parentRunId"
+
+# The one status vocabulary of every run, trial, candidate and step: in MLflow tags, `capc runs`, the leaderboard,
+# --json output, the sweep's study records and the pipeline table. (Pipeline steps add waiting and skipped.)
+RUNNING, COMPLETED, FAILED, EARLY_TERMINATED, INTERRUPTED = "running", "completed", "failed", "early_terminated", "interrupted"
+STATUSES = (RUNNING, COMPLETED, FAILED, EARLY_TERMINATED, INTERRUPTED)
+ENDED = (COMPLETED, FAILED, EARLY_TERMINATED)  # final: --resume keeps these and runs only the rest
+_TO_MLFLOW = {COMPLETED: "FINISHED", FAILED: "FAILED", EARLY_TERMINATED: "KILLED", INTERRUPTED: "KILLED"}
+# A run capc did not end itself (a trial script's own mlflow.end_run, or capc killed before it could tag it).
+_FROM_MLFLOW = {"FINISHED": COMPLETED, "FAILED": FAILED, "KILLED": INTERRUPTED, "RUNNING": RUNNING, "SCHEDULED": RUNNING}
 
 
 def tracking_uri(home: Path | None = None) -> str:
@@ -62,9 +71,30 @@ def start_run(mlflow_client, exp_id: str, name: str, kind: str, parent: str | No
 
 def finish_run(mlflow_client, run_id: str, status: str) -> None:
     """status: completed | failed | early_terminated | interrupted (MLflow knows FINISHED/FAILED/KILLED)."""
-    mlflow_status = {"completed": "FINISHED", "failed": "FAILED"}.get(status, "KILLED")
     mlflow_client.set_tag(run_id, STATUS_TAG, status)
-    mlflow_client.set_terminated(run_id, mlflow_status)
+    mlflow_client.set_terminated(run_id, _TO_MLFLOW[status])
+
+
+def status_of(run) -> str:
+    """A run's status in capc's vocabulary: its capc.status tag, else MLflow's status translated."""
+    tagged = run.data.tags.get(STATUS_TAG)
+    if tagged in STATUSES:
+        return tagged
+    return _FROM_MLFLOW.get(run.info.status, run.info.status.lower())
+
+
+def close_abandoned_runs(mlflow_client, exp_id: str, spec_sha256: str) -> int:
+    """Mark interrupted the runs of this spec version that a dead capc left running (killed before it could end
+    them), with their running child runs. Called while holding the spec's lock, so none of them is live."""
+    running = "attributes.status = 'RUNNING'"
+    stale = list(mlflow_client.search_runs([exp_id], f"tags.`capc.spec_sha256` = '{spec_sha256}' and {running}", max_results=1000))
+    closed = 0
+    while stale:
+        run_id = stale.pop().info.run_id
+        finish_run(mlflow_client, run_id, INTERRUPTED)
+        closed += 1
+        stale.extend(mlflow_client.search_runs([exp_id], f"tags.`{PARENT_TAG}` = '{run_id}' and {running}", max_results=50000))
+    return closed
 
 
 def log_child(mlflow_client, exp_id: str, parent: str, name: str, kind: str, params: dict, metrics: dict, status: str, duration_s: float, tags: dict | None = None) -> str:
@@ -132,7 +162,7 @@ def list_runs(experiment: str | None = None) -> list[RunRow]:
                 run_id=run.info.run_id,
                 name=tags.get("mlflow.runName", run.info.run_name or ""),
                 kind=tags.get(KIND_TAG, ""),
-                status=tags.get(STATUS_TAG, run.info.status.lower()),
+                status=status_of(run),
                 parent=tags.get(PARENT_TAG),
                 start=run.info.start_time / 1000,
                 duration_s=duration,

@@ -1,0 +1,244 @@
+"""Fault injection: a real `capc submit` process is sent SIGINT, SIGTERM, SIGHUP or SIGKILL (to its PID alone) while
+sweep trials run, then `capc submit --resume` finishes the budget.
+
+The trials are a user `script` that sleeps, so no model is trained. Trials 0 and 1 finish at once; after them, an
+even-numbered trial saves its model and logs its metric *before* it sleeps (its result is whole on disk when the
+signal comes, so --resume must count it as completed), an odd one sleeps first (--resume must run it again). Each
+trial notes start / saved / done in a log the tests read (CAPC_TEST_MARKS). Every process capc
+starts inherits a marker in its environment (CAPC_TEST_RUN), which is how the tests find survivors: a walk over
+/proc, no psutil.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+VOCABULARY = {"running", "completed", "failed", "early_terminated", "interrupted"}
+TRIAL_SCRIPT = '''\
+import argparse, os, time
+import mlflow
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--x", type=float)
+args, _ = parser.parse_known_args()
+marks = os.environ["CAPC_TEST_MARKS"]
+trial = os.path.basename(os.getcwd())
+number = int(trial.rsplit("_", 1)[1])
+with open(marks, "a") as handle:
+    handle.write(f"start {trial}\\n")
+long_s = float(os.environ.get("CAPC_TEST_SLEEP_S", "120"))
+
+
+def save():
+    mlflow.log_metric("r2_score", args.x)
+    os.makedirs("outputs/model", exist_ok=True)
+    with open("outputs/model/MLmodel", "w") as handle:
+        handle.write("flavors: {}\\n")
+    with open(marks, "a") as handle:
+        handle.write(f"saved {trial}\\n")
+
+
+with mlflow.start_run():
+    if number < 2:
+        save()
+    elif number % 2 == 0:
+        save()
+        time.sleep(long_s)
+    else:
+        time.sleep(long_s)
+        save()
+with open(marks, "a") as handle:
+    handle.write(f"done {trial}\\n")
+'''
+SPEC = """\
+name: stop-test
+dataset: {path: data.csv, format: csv, target: median_house_value}
+task: regression
+metric: r2_score
+automl: {enabled: false}
+sweep:
+  script: trial.py
+  search_space: {x: 'uniform(0, 1)'}
+  limits: {max_total_trials: 4, max_concurrent_trials: 2}
+"""
+BUDGET = 4
+
+
+class Workdir:
+    """A spec, its data and trial script, a private $CAPC_HOME, and a marker for the processes of this test."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.marker = uuid.uuid4().hex
+        self.marks = root / "marks.log"
+        self.marks.write_text("")
+        rows = (REPO / "specs/data/housing/housing.csv").read_text().splitlines()[:101]
+        (root / "data.csv").write_text("\n".join(rows) + "\n")
+        (root / "trial.py").write_text(TRIAL_SCRIPT)
+        (root / "spec.yaml").write_text(SPEC)
+        self.env = {
+            **os.environ, "CAPC_HOME": str(root / "home"), "MLFLOW_DISABLE_TELEMETRY": "true",
+            "CAPC_TEST_RUN": self.marker, "CAPC_TEST_MARKS": str(self.marks), "COLUMNS": "200",
+        }
+
+    def start(self, *extra: str, sleep_s: float = 120) -> subprocess.Popen:
+        # Its own session: the signal reaches capc alone, never this test's process group.
+        return subprocess.Popen(
+            [sys.executable, "-m", "capc", "submit", "spec.yaml", "--out", "generated", *extra],
+            cwd=self.root, env={**self.env, "CAPC_TEST_SLEEP_S": str(sleep_s)},
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        )
+
+    def capc(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "capc", *args], cwd=self.root, env=self.env, capture_output=True, text=True, timeout=timeout
+        )
+
+    def lines(self, kind: str) -> list[str]:
+        return [line.split()[1] for line in self.marks.read_text().splitlines() if line.startswith(kind + " ")]
+
+    def survivors(self, but: int | None = None) -> list[str]:
+        """Command lines of the processes that carry this test's marker (capc's own pid left out when given)."""
+        needle = f"CAPC_TEST_RUN={self.marker}".encode()
+        found = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit() or int(entry) == but:
+                continue
+            try:
+                environ = Path(f"/proc/{entry}/environ").read_bytes()
+                if needle in environ.split(b"\0"):
+                    found.append(f"{entry}: " + Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode())
+            except OSError:
+                continue  # ended meanwhile, or not ours
+        return found
+
+    def group_members(self, pgid: int, but: int) -> list[str]:
+        return [p for p in self.survivors(but) if _pgid(int(p.split(":")[0])) == pgid]
+
+    def runs(self) -> list[dict]:
+        """What `capc runs stop-test --json` lists (read in this process: a capc process costs seconds here)."""
+        from capc.state.tracking import list_runs
+
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("CAPC_HOME", self.env["CAPC_HOME"])
+            runs = [row.to_dict() for row in list_runs("stop-test")]
+        assert {r["status"] for r in runs} <= VOCABULARY, runs
+        return runs
+
+    def trial_runs(self, runs: list[dict] | None = None) -> dict[str, list[str]]:
+        """trial folder name -> statuses of its MLflow runs (a trial run again has a new folder)."""
+        out: dict[str, list[str]] = {}
+        runs = runs or self.runs()
+        for run in runs:
+            if run["kind"] == "trial":
+                out.setdefault(f"trial_{int(run['name'].split('_')[1]):04d}", []).append(run["status"])
+        return out
+
+
+def _pgid(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except OSError:
+        return None
+
+
+def _wait_for(what: str, predicate, timeout_s: float = 120.0, process: subprocess.Popen | None = None):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        if process is not None and process.poll() is not None:
+            raise AssertionError(f"capc ended ({process.returncode}) before {what}:\n{process.communicate()[1]}")
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def work(tmp_path):
+    workdir = Workdir(tmp_path)
+    yield workdir
+    for line in workdir.survivors():  # never leave a process behind, whatever failed
+        os.kill(int(line.split(":")[0]), signal.SIGKILL)
+
+
+def _start_and_wait_for_two_running(work: Workdir) -> subprocess.Popen:
+    capc = work.start()
+    # Trials 0 and 1 finished; trials 2 and 3 have started and sleep, trial 2 with its result saved.
+    _wait_for(
+        "two finished and two running trials",
+        lambda: len(work.lines("done")) == 2 and len(work.lines("start")) == 4 and "trial_0002" in work.lines("saved"),
+        process=capc,
+    )
+    return capc
+
+
+def _resume_and_check(work: Workdir, interrupted_trial: str, recovered_trial: str) -> None:
+    resumed = work.start("--resume", "--json", sleep_s=0.2)
+    out, err = resumed.communicate(timeout=180)
+    assert resumed.returncode == 0, err
+    assert "Traceback" not in err
+    # Only the trial whose result was not on disk ran again, in a new folder; no finished trial was repeated.
+    starts = work.lines("start")
+    assert len(starts) == BUDGET + 1 and starts[-1] == "trial_0004", starts
+    assert len(set(work.lines("done"))) == len(work.lines("done"))
+    all_runs = work.runs()
+    assert "running" not in {r["status"] for r in all_runs}  # the stopped submit's runs are ended too
+    runs = work.trial_runs(all_runs)
+    assert runs == {
+        "trial_0000": ["completed"], "trial_0001": ["completed"], recovered_trial: ["completed"],
+        interrupted_trial: ["interrupted"], "trial_0004": ["completed"],
+    }, runs
+    assert json.loads(out)["model"]["version"] == 1  # the resumed submit registered its winner
+    assert not work.survivors()
+
+
+@pytest.mark.parametrize(
+    "signum, status",
+    [
+        (signal.SIGTERM, 143),
+        pytest.param(signal.SIGINT, 130, marks=pytest.mark.slow),
+        pytest.param(signal.SIGHUP, 143, marks=pytest.mark.slow),
+    ],
+)
+def test_a_stop_signal_to_capc_alone_ends_trials_cleanly_and_resume_completes_the_budget(work, signum, status):
+    capc = _start_and_wait_for_two_running(work)
+    # Capc's process group is capc alone (trials and the fork server have sessions of their own), so a signal to
+    # the group - Ctrl-C in a terminal - and one to the PID alone are the same case.
+    assert work.group_members(os.getpgid(capc.pid), but=capc.pid) == []
+    if signum == signal.SIGTERM:
+        # A second submit of the same spec, while this one runs, is refused with a clear message.
+        second = work.capc("submit", "spec.yaml", "--out", "generated")
+        assert second.returncode == 1 and "Traceback" not in second.stderr
+        assert f"another local run of `stop-test` with this same spec is in progress (pid {capc.pid}" in second.stderr
+    os.kill(capc.pid, signum)
+    out, err = capc.communicate(timeout=60)
+    assert capc.returncode == status, err
+    assert "Traceback" not in err and "Traceback" not in out
+    assert "interrupted" in err and "To continue: capc submit spec.yaml --resume" in err
+    assert not work.survivors(), "a process outlived capc"
+    # trial_0002 saved its result before sleeping; trial_0003 was stopped mid-way. Both end recorded as interrupted.
+    assert work.trial_runs() == {
+        "trial_0000": ["completed"], "trial_0001": ["completed"], "trial_0002": ["interrupted"], "trial_0003": ["interrupted"],
+    }
+    _resume_and_check(work, interrupted_trial="trial_0003", recovered_trial="trial_0002")
+
+
+def test_sigkill_leaves_no_process_and_resume_keeps_every_result_on_disk(work):
+    capc = _start_and_wait_for_two_running(work)
+    os.kill(capc.pid, signal.SIGKILL)
+    capc.communicate(timeout=30)
+    # The fork server sees its watchdog pipe close and kills the trials' groups; nothing is left.
+    _wait_for("every process capc started to end", lambda: not work.survivors(), timeout_s=10)
+    # The kernel released capc's lock with it, so the resume may start.
+    _resume_and_check(work, interrupted_trial="trial_0003", recovered_trial="trial_0002")
