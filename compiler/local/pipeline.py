@@ -145,7 +145,7 @@ def run_pipeline(spec, job_dir: Path, spec_args: list[str], resume: bool = False
     job_dir = job_dir.resolve()  # steps run in other working directories
     job = load_pipeline(job_dir)
     steps = plan_steps(job)
-    with locks.spec_lock(spec.name, spec.sha256, f"capc submit {spec.path} --only pipeline"):
+    with locks.spec_lock(spec.name, spec.sha256):
         return _run_locked(spec, job, job_dir, steps, spec_args, resume, display, poll_s)
 
 

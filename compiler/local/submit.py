@@ -53,7 +53,7 @@ class SubmitResult:
 def submit_local(spec, job_dir: Path, only: str | None = None, resume: bool = False, progress=None) -> SubmitResult:
     """Run the compiled jobs of `spec` from `job_dir`; returns what ran and what was registered. CapcError at once
     when another local run of the same spec version holds its lock."""
-    with locks.spec_lock(spec.name, spec.sha256, f"capc submit {spec.path}" + (f" --only {only}" if only else "")):
+    with locks.spec_lock(spec.name, spec.sha256):
         return _submit_locked(spec, job_dir, only, resume, progress)
 
 

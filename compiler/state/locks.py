@@ -11,6 +11,8 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import shlex
+import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,7 +26,7 @@ def lock_path(name: str, spec_sha256: str) -> Path:
 
 
 @contextmanager
-def spec_lock(name: str, spec_sha256: str, command: str):
+def spec_lock(name: str, spec_sha256: str):
     """Hold the lock of this spec version while the block runs; CapcError at once when another process holds it."""
     path = lock_path(name, spec_sha256)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -36,11 +38,16 @@ def spec_lock(name: str, spec_sha256: str, command: str):
             raise _held(name, path) from None
         handle.seek(0)
         handle.truncate()
-        handle.write(json.dumps({"pid": os.getpid(), "started": time.strftime("%Y-%m-%d %H:%M:%S"), "command": command}) + "\n")
+        handle.write(json.dumps({"pid": os.getpid(), "started": time.strftime("%Y-%m-%d %H:%M:%S"), "command": _command_line()}) + "\n")
         handle.flush()
         yield
     finally:
         handle.close()  # releases the lock
+
+
+def _command_line() -> str:
+    program = "capc" if sys.argv and sys.argv[0].endswith(("capc", "__main__.py")) else os.path.basename(sys.argv[0] if sys.argv else "")
+    return shlex.join([program, *sys.argv[1:]])
 
 
 def _held(name: str, path: Path) -> CapcError:

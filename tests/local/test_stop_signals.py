@@ -22,7 +22,10 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from capc import stopping
+from capc.errors import CapcError
+from capc.state import locks, tracking
+from repo import DATA
 VOCABULARY = {"running", "completed", "failed", "early_terminated", "interrupted"}
 TRIAL_SCRIPT = '''\
 import argparse, os, time
@@ -74,6 +77,59 @@ sweep:
 BUDGET = 4
 
 
+# ---------------------------------------------------------------- the parts, in this process
+
+
+def test_each_stop_signal_raises_stopped_once_with_its_exit_status():
+    before = signal.getsignal(signal.SIGTERM)
+    for signum, status in ((signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 143)):
+        with pytest.raises(stopping.Stopped) as stopped:
+            with stopping.stopping_on_signals():
+                os.kill(os.getpid(), signum)
+                time.sleep(5)  # the handler runs at the next bytecode; never reached
+        assert stopped.value.exit_status == status and stopping.exit_status() == status
+        assert isinstance(stopped.value, KeyboardInterrupt)  # so every engine's Ctrl-C path handles it
+    with stopping.stopping_on_signals():  # while stopping, a second signal does not cut the clean stop short
+        with pytest.raises(stopping.Stopped):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)
+    assert stopping.signal_name() == "SIGTERM" and stopping.exit_status() == 143
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_a_second_holder_of_a_spec_lock_is_refused_with_the_first_named(tmp_path, monkeypatch):
+    monkeypatch.setenv("CAPC_HOME", str(tmp_path))
+    with locks.spec_lock("bank", "a" * 64):
+        with pytest.raises(CapcError) as refused:
+            with locks.spec_lock("bank", "a" * 64):
+                pass
+        message = str(refused.value)
+        assert f"another local run of `bank` with this same spec is in progress (pid {os.getpid()}, since " in message
+        assert "two runs would write the same sweep trial folders" in message and "--resume" in refused.value.hint
+        with locks.spec_lock("bank", "b" * 64):  # another version of the spec is another lock
+            pass
+    with locks.spec_lock("bank", "a" * 64):  # released with its holder
+        pass
+
+
+@pytest.mark.parametrize(
+    "mlflow_status, tag, status",
+    [("FINISHED", None, "completed"), ("FAILED", None, "failed"), ("KILLED", None, "interrupted"), ("RUNNING", None, "running"),
+     ("KILLED", "early_terminated", "early_terminated"), ("FINISHED", "completed", "completed")],
+)
+def test_one_status_vocabulary_whatever_ended_the_run(mlflow_status, tag, status):
+    from types import SimpleNamespace
+
+    run = SimpleNamespace(info=SimpleNamespace(status=mlflow_status), data=SimpleNamespace(tags={tracking.STATUS_TAG: tag} if tag else {}))
+    assert tracking.status_of(run) == status
+    assert status in tracking.STATUSES
+
+
+# ---------------------------------------------------------------- a real submit, stopped
+
+
 class Workdir:
     """A spec, its data and trial script, a private $CAPC_HOME, and a marker for the processes of this test."""
 
@@ -82,7 +138,7 @@ class Workdir:
         self.marker = uuid.uuid4().hex
         self.marks = root / "marks.log"
         self.marks.write_text("")
-        rows = (REPO / "specs/data/housing/housing.csv").read_text().splitlines()[:101]
+        rows = (DATA / "housing/housing.csv").read_text().splitlines()[:101]
         (root / "data.csv").write_text("\n".join(rows) + "\n")
         (root / "trial.py").write_text(TRIAL_SCRIPT)
         (root / "spec.yaml").write_text(SPEC)
