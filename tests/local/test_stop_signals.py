@@ -133,7 +133,7 @@ def test_one_status_vocabulary_whatever_ended_the_run(mlflow_status, tag, status
 class Workdir:
     """A spec, its data and trial script, a private $CAPC_HOME, and a marker for the processes of this test."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, spec: str = SPEC):
         self.root = root
         self.marker = uuid.uuid4().hex
         self.marks = root / "marks.log"
@@ -141,7 +141,7 @@ class Workdir:
         rows = (DATA / "housing/housing.csv").read_text().splitlines()[:101]
         (root / "data.csv").write_text("\n".join(rows) + "\n")
         (root / "trial.py").write_text(TRIAL_SCRIPT)
-        (root / "spec.yaml").write_text(SPEC)
+        (root / "spec.yaml").write_text(spec)
         self.env = {
             **os.environ, "CAPC_HOME": str(root / "home"), "MLFLOW_DISABLE_TELEMETRY": "true",
             "CAPC_TEST_RUN": self.marker, "CAPC_TEST_MARKS": str(self.marks), "COLUMNS": "200",
@@ -298,3 +298,57 @@ def test_sigkill_leaves_no_process_and_resume_keeps_every_result_on_disk(work):
     _wait_for("every process capc started to end", lambda: not work.survivors(), timeout_s=10)
     # The kernel released capc's lock with it, so the resume may start.
     _resume_and_check(work, interrupted_trial="trial_0003", recovered_trial="trial_0002")
+
+
+# ---------------------------------------------------------------- AutoML and the local pipeline (real models: slow)
+
+BOTH = SPEC.replace("automl: {enabled: false}", "automl: {timeout_minutes: 1, max_trials: 200, enable_ensembles: false}")
+
+
+def _check_stopped(work: Workdir, capc: subprocess.Popen, status: int = 143) -> str:
+    out, err = capc.communicate(timeout=120)
+    assert capc.returncode == status, err
+    assert "Traceback" not in err + out
+    _wait_for("every process capc started to end", lambda: not work.survivors(), timeout_s=10)
+    return err
+
+
+@pytest.mark.slow
+def test_sigterm_during_automl_ends_it_as_interrupted(tmp_path):
+    work = Workdir(tmp_path, BOTH)
+    capc = work.start("--only", "automl")
+    _wait_for("an AutoML candidate", lambda: work.root.joinpath("home/mlflow.db").exists() and any(
+        r["kind"] == "candidate" for r in work.runs()), process=capc)
+    os.kill(capc.pid, signal.SIGTERM)
+    err = _check_stopped(work, capc)
+    assert "To continue: capc submit spec.yaml --only automl --resume" in err and "AutoML starts over" in err
+    statuses = {r["kind"]: r["status"] for r in work.runs() if r["kind"] in ("submit", "automl")}
+    assert statuses == {"submit": "interrupted", "automl": "interrupted"}
+
+
+@pytest.mark.slow
+def test_sigterm_during_the_local_pipeline_stops_every_step_and_resume_keeps_finished_trials(tmp_path):
+    work = Workdir(tmp_path, BOTH)
+    capc = work.start("--only", "pipeline")
+    _wait_for("two running sweep trials", lambda: len(work.lines("done")) == 2 and len(work.lines("start")) == 4
+              and "trial_0002" in work.lines("saved"), timeout_s=300, process=capc)
+    assert work.group_members(os.getpgid(capc.pid), but=capc.pid) == []  # steps too run in sessions of their own
+    os.kill(capc.pid, signal.SIGTERM)
+    err = _check_stopped(work, capc)
+    assert "To continue: capc submit spec.yaml --only pipeline --resume" in err
+    runs = work.runs()
+    assert work.trial_runs(runs) == {
+        "trial_0000": ["completed"], "trial_0001": ["completed"], "trial_0002": ["interrupted"], "trial_0003": ["interrupted"],
+    }
+    pipeline = next(r for r in runs if r["kind"] == "submit")
+    assert pipeline["status"] == "interrupted"
+    steps = {r["name"]: r["status"] for r in runs if r["kind"] in ("automl", "sweep")}
+    assert steps["sweep"] == "interrupted" and steps["automl"] in ("completed", "interrupted")
+
+    resumed = work.start("--only", "pipeline", "--resume", "--json", sleep_s=0.2)
+    out, err = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, err
+    assert {s["step"]: s["status"] for s in json.loads(out)["steps"]}["sweep"] == "completed"
+    starts = work.lines("start")
+    assert len(starts) == BUDGET + 1 and starts[-1] == "trial_0004", starts  # only the unfinished trial ran again
+    assert not work.survivors()
