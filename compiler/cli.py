@@ -8,6 +8,7 @@ with a line saying what was kept, never a traceback.
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import sys
@@ -39,6 +40,10 @@ class CapcGroup(click.Group):
         except KeyboardInterrupt as exc:
             click.echo(f"interrupted ({stopping.signal_name()})", err=True)
             ctx.exit(stopping.exit_status_of(exc))
+        except OSError as exc:
+            if stopping.stop_signal() is None or exc.errno not in (errno.EIO, errno.EPIPE):
+                raise
+            ctx.exit(stopping.exit_status())  # stopped, and the terminal is gone too (SIGHUP): nobody to tell
 
 
 def stops_cleanly(command):
