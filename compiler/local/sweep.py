@@ -368,7 +368,7 @@ class _SweepRunner:
         except Exception:  # its run is not in the store
             return None
         values = [m.value for m in sorted(metrics, key=lambda m: (m.timestamp, m.step))]
-        return values if values and _finite(values[-1]) else None
+        return values if values and is_score(values[-1]) else None
 
     def _finish_run(self, run_id: str, status: str) -> None:
         try:
@@ -494,7 +494,7 @@ class _SweepRunner:
             except Exception:
                 pass  # a missing duration costs only the column in `capc runs`
         optuna_trial.set_user_attr(RUN_RECORD_ATTR, trial.to_dict())
-        if status != INTERRUPTED:  # an interrupted trial stays RUNNING in the study: --resume runs it again
+        if status != INTERRUPTED:  # an interrupted trial stays RUNNING in the study: --resume settles it (settle_unfinished)
             if status == COMPLETED and is_score(trial.value):
                 self.study.tell(optuna_trial, float(trial.value))
             elif status == EARLY_TERMINATED:

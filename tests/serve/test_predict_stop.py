@@ -36,7 +36,7 @@ def scoring(tmp_path_factory):
     return home, rows
 
 
-@pytest.mark.parametrize("signum, status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+@pytest.mark.parametrize("signum, status", [(signal.SIGTERM, 143), pytest.param(signal.SIGINT, 130, marks=pytest.mark.slow)])
 def test_a_stopped_predict_leaves_no_output_and_no_partial_file(scoring, tmp_path, signum, status):
     home, rows = scoring
     out = tmp_path / "scored.csv"
