@@ -127,6 +127,43 @@ def test_one_status_vocabulary_whatever_ended_the_run(mlflow_status, tag, status
     assert status in tracking.STATUSES
 
 
+LAUNCHING_RUNNER = """\
+import os, sys, time
+from pathlib import Path
+from capc.local.launch import Launcher
+
+folder = Path(sys.argv[1])
+launcher = Launcher("auto", server_log=folder / "server.log", preload=())
+spawned = launcher.start(["/bin/sh", "-c", "sleep 300 & sleep 300"], folder, dict(os.environ), folder / "spawned.log")
+forked = launcher.start([sys.executable, "trial.py"], folder, dict(os.environ), folder / "forked.log")
+print(spawned.forked, forked.forked, flush=True)
+time.sleep(300)
+"""
+FORKED_TRIAL = "import subprocess, time\nsubprocess.Popen(['sleep', '300'])\ntime.sleep(300)\n"
+
+
+def test_no_trial_nor_what_it_started_outlives_a_killed_runner(tmp_path):
+    """Launcher on its own: a spawned and a forked trial, each with a child of its own; SIGKILL to the runner."""
+    (tmp_path / "runner.py").write_text(LAUNCHING_RUNNER)
+    (tmp_path / "trial.py").write_text(FORKED_TRIAL)
+    work = Workdir.__new__(Workdir)
+    work.marker = uuid.uuid4().hex
+    runner = subprocess.Popen(
+        [sys.executable, "runner.py", str(tmp_path)], cwd=tmp_path, stdout=subprocess.PIPE, text=True,
+        env={**os.environ, "CAPC_TEST_RUN": work.marker}, start_new_session=True,
+    )
+    try:
+        assert runner.stdout.readline().split() == ["False", "True"]  # one trial spawned, one forked
+        # runner, fork server, sh with its sleep, the forked trial with its sleep (the shell may exec its last sleep)
+        _wait_for("every process to start", lambda: len(work.survivors(but=runner.pid)) >= 5, timeout_s=30)
+        os.kill(runner.pid, signal.SIGKILL)
+        runner.wait(timeout=10)
+        _wait_for("every process the runner started to end", lambda: not work.survivors(), timeout_s=10)
+    finally:
+        for line in work.survivors():
+            os.kill(int(line.split(":")[0]), signal.SIGKILL)
+
+
 # ---------------------------------------------------------------- a real submit, stopped
 
 
