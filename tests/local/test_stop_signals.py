@@ -354,8 +354,9 @@ def _check_stopped(work: Workdir, capc: subprocess.Popen, status: int = 143) -> 
 def test_sigterm_during_automl_ends_it_as_interrupted(tmp_path):
     work = Workdir(tmp_path, BOTH)
     capc = work.start("--only", "automl")
-    _wait_for("an AutoML candidate", lambda: work.root.joinpath("home/mlflow.db").exists() and any(
-        r["kind"] == "candidate" for r in work.runs()), process=capc)
+    # runs/<submit run>/ exists once capc has created its store; reading it earlier would race its migrations.
+    _wait_for("the submit's run folder", lambda: list(work.root.glob("home/runs/*")), process=capc)
+    _wait_for("an AutoML candidate", lambda: any(r["kind"] == "candidate" for r in work.runs()), process=capc)
     os.kill(capc.pid, signal.SIGTERM)
     err = _check_stopped(work, capc)
     assert "To continue: capc submit spec.yaml --only automl --resume" in err and "AutoML starts over" in err
