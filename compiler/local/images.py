@@ -16,6 +16,7 @@ from pathlib import Path
 
 from capc.errors import CapcError
 from capc.state import tracking
+from capc.state.tracking import COMPLETED, FAILED, INTERRUPTED
 from capc.local.data import image_root_from_mltable, scan_image_folder
 from capc.local.outcome import Outcome
 from capc.trial import trial_command
@@ -106,7 +107,7 @@ def check_trial_script(job_dir: Path) -> Path:
 
 def run_image_automl(spec, job_dir, job, mlflow_client, exp_id, submit_run, work_dir, progress):
     """AutoML for images on this machine: the keras_cnn search; returns the best configuration as an Outcome."""
-    from capc.local.sweep import COMPLETED, INTERRUPTED, run_sweep_interruptibly  # noqa: PLC0415
+    from capc.local.sweep import run_sweep_interruptibly  # noqa: PLC0415
 
     job_dir = Path(job_dir)
     check_trial_script(job_dir)
@@ -142,7 +143,7 @@ def run_image_automl(spec, job_dir, job, mlflow_client, exp_id, submit_run, work
             experiment_id=exp_id, parent_run_id=automl_run, on_event=on_event,
         )
     except BaseException:
-        tracking.finish_run(mlflow_client, automl_run, "failed")
+        tracking.finish_run(mlflow_client, automl_run, FAILED)
         raise
     if interrupted or result.stopped_because == "interrupted":
         tracking.finish_run(mlflow_client, automl_run, INTERRUPTED)
@@ -151,7 +152,7 @@ def run_image_automl(spec, job_dir, job, mlflow_client, exp_id, submit_run, work
     by_run = {c.run_id: c for c in candidates}
     search = ImageSearch(candidates, by_run.get(best.run_id) if best else None, result.stopped_because)
     if best is None:
-        tracking.finish_run(mlflow_client, automl_run, "failed")
+        tracking.finish_run(mlflow_client, automl_run, FAILED)
         if progress:
             progress.note(f"AutoML for images ended ({result.stopped_because}) before any configuration completed")
         return None
@@ -166,7 +167,7 @@ def run_image_automl(spec, job_dir, job, mlflow_client, exp_id, submit_run, work
         mlflow_client.log_metric(automl_run, name, value)
     mlflow_client.set_tag(automl_run, "capc.best_estimator", FAMILY)
     mlflow_client.set_tag(automl_run, "capc.best_trial", best.run_id)
-    tracking.finish_run(mlflow_client, automl_run, "completed")
+    tracking.finish_run(mlflow_client, automl_run, COMPLETED)
     if progress:
         progress.automl_finished(search)
     params = {"estimator": FAMILY, **best.params}

@@ -22,6 +22,7 @@ from capc.local.automl.search import (
 )
 from capc.local.automl.settings import AutoMLSettings
 from capc.local.automl.training_data import TrainingData
+from capc.state.tracking import COMPLETED, FAILED
 
 ENSEMBLE_ITERATIONS = 15  # Azure's default ensemble_iterations
 STACK_MAX_MEMBERS = 6
@@ -158,7 +159,7 @@ class _EnsembleBuilder:
         value = metrics[self.settings.primary_metric]
         return Candidate(
             index=-1, estimator=name, engine_estimator=name, params=params, value=value, metrics=metrics,
-            duration_s=duration, status="completed" if math.isfinite(value) else "failed", train_rows=len(self.X),
+            duration_s=duration, status=COMPLETED if math.isfinite(value) else FAILED, train_rows=len(self.X),
         )
 
     def _fit_members(self, records: list[TrialRecord]) -> dict[int, object] | None:

@@ -23,7 +23,7 @@ class Candidate:
     value: float
     metrics: dict  # every Azure metric of the task (primary included)
     duration_s: float
-    status: str  # completed | failed
+    status: str  # capc.state.tracking's COMPLETED | FAILED
     train_rows: int  # rows it trained on (FLAML starts large data on a sample)
 
 

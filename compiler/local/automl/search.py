@@ -32,6 +32,7 @@ from capc.local.automl import names
 from capc.local.automl.results import Candidate
 from capc.local.automl.settings import AutoMLSettings, azure_algorithm
 from capc.local.automl.training_data import TrainingData
+from capc.state.tracking import COMPLETED, FAILED
 
 # Share of the timeout the search gets when ensembles are on; the rest refits ensemble members.
 SEARCH_SHARE_WITH_ENSEMBLES = 0.8
@@ -109,7 +110,7 @@ def run_search(settings: AutoMLSettings, data: TrainingData, estimators: list[st
     elif settings.enable_early_termination and time.monotonic() - started < 0.9 * search_budget:
         notes.append("search ended early: FLAML judged it converged (enable_early_termination)")
     candidates = [r.candidate for r in listener.records]
-    if not any(c.status == "completed" for c in candidates) or automl.best_estimator is None:
+    if not any(c.status == COMPLETED for c in candidates) or automl.best_estimator is None:
         raise CapcError(
             f"AutoML finished no candidate within {settings.timeout_minutes:g} minutes "
             f"({len(candidates)} tried); raise automl.timeout_minutes or trial_timeout_minutes.",
@@ -229,10 +230,10 @@ class TrialListener:
             value=value,
             metrics=metrics,
             duration_s=float(search_state.trial_time or 0.0),
-            status="completed" if math.isfinite(value) else "failed",
+            status=COMPLETED if math.isfinite(value) else FAILED,
             train_rows=rows,
         )
-        output = self._validation_output(pending) if rows == full_rows and candidate.status == "completed" else None
+        output = self._validation_output(pending) if rows == full_rows and candidate.status == COMPLETED else None
         self._keep_if_best(candidate, pending)
         self.records.append(TrialRecord(candidate, output, config, candidate.duration_s))
         self._forget_weak_outputs()
@@ -273,7 +274,7 @@ class TrialListener:
 
     def _should_stop(self, candidate: Candidate) -> bool:
         exit_score = self.settings.exit_score
-        if exit_score is not None and candidate.status == "completed":
+        if exit_score is not None and candidate.status == COMPLETED:
             if self.settings.goal.reached(candidate.value, exit_score):
                 self.stop_reason = f"exit_score {exit_score} reached by candidate {candidate.index} ({candidate.value:.6g})"
                 return True
@@ -290,7 +291,7 @@ def plain(value):
 
 def ranked_records(records: list[TrialRecord], goal: Goal) -> list[TrialRecord]:
     """Completed trials, best first (ties: the earlier)."""
-    done = [r for r in records if r.candidate.status == "completed"]
+    done = [r for r in records if r.candidate.status == COMPLETED]
     return goal.ranked(done, lambda r: r.candidate.value, tiebreak=lambda r: r.candidate.index)
 
 
@@ -434,7 +435,7 @@ def _flaml_best(listener: TrialListener, automl, goal: Goal) -> Candidate:
     best_loss = automl.best_loss
     for record in listener.records:
         c = record.candidate
-        if c.status == "completed" and c.engine_estimator == automl.best_estimator and math.isclose(
+        if c.status == COMPLETED and c.engine_estimator == automl.best_estimator and math.isclose(
             listener.scorer.loss(c.value), best_loss, rel_tol=1e-9, abs_tol=1e-12
         ):
             return c
