@@ -255,7 +255,7 @@ class TrialListener:
         return np.concatenate([p[2] for p in pending])
 
     def _keep_if_best(self, candidate: Candidate, pending) -> None:
-        if candidate.status != "completed" or len(pending) != self.folds or any(p is None for p in pending):
+        if candidate.status != COMPLETED or len(pending) != self.folds or any(p is None for p in pending):
             return
         if self.best_held_out is not None and not self.settings.goal.better(
             candidate.value, self.records[self.best_held_out[0]].candidate.value
