@@ -86,12 +86,23 @@ def _load_all(paths: list[Path]):
     return specs
 
 
+strict_option = click.option("--strict", is_flag=True, help="Treat warnings of Azure's service rules as errors.")
+
+
 @cli.command()
 @spec_files
-def validate(specs: tuple[Path, ...]) -> None:
-    """Check specs against the schema and the semantic rules."""
-    for spec in _load_all(list(specs)):
+@strict_option
+def validate(specs: tuple[Path, ...], strict: bool) -> None:
+    """Check specs against the schema, the semantic rules and Azure's submit-time rules."""
+    from capc.spec.service_rules import refuse_warnings
+
+    loaded = _load_all(list(specs))
+    if strict:
+        refuse_warnings(loaded)
+    for spec in loaded:
         click.echo(f"{spec.path}: ok ({spec.name}, {spec.task}, {spec.metric})")
+        for warning in spec.warnings:
+            click.echo(f"warning: {warning}", err=True)
 
 
 @cli.command()

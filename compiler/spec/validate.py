@@ -1,7 +1,8 @@
 """Stage 2, validate: raw mapping -> Spec (defaults filled), or every problem at once as SpecInvalid.
 
 First the JSON Schema (shapes, types, enums, unknown keys), then semantic checks that need more than one field
-or a look at the data: each check is a small function registered in SEMANTIC_CHECKS.
+or a look at the data: each check is a small function registered in SEMANTIC_CHECKS. The last one runs Azure's
+submit-time rules (capc.spec.service_rules): their errors join the problems, their warnings ride on Spec.warnings.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from capc.spec.conditional import family_of_parameter, is_conditional
 from capc.spec.hints import did_you_mean
 from capc.spec.loader import LoadedSpec, load_spec_file
 from capc.spec.search_space import DISTRIBUTIONS, POLICY_KEYS, SAMPLING_ALLOWS, SearchSpaceError, normalise, parse_compact
+from capc.spec.service_rules import ERROR, SERVICE_RULES
 
 
 
@@ -39,6 +41,7 @@ class Spec:
     data: dict
     sha256: str
     overrides: tuple = field(default=())  # ("key.path", value) pairs from --set, for the record
+    warnings: tuple = field(default=())  # SpecProblems of service rules Azure would not refuse (capc.spec.service_rules)
 
     @property
     def name(self) -> str:
@@ -125,7 +128,7 @@ def load_spec(path: Path | str, overrides: list[str] | None = None) -> Spec:
     digest = hashlib.sha256(loaded.text)
     for key, value in applied:
         digest.update(f"\n--set {key}={json.dumps(value, sort_keys=True)}".encode())
-    return Spec(path=Path(path), data=data, sha256=digest.hexdigest(), overrides=tuple(applied))
+    return Spec(path=Path(path), data=data, sha256=digest.hexdigest(), overrides=tuple(applied), warnings=tuple(sorted(set(context.warnings))))
 
 
 def _to_mapping_form(data: dict) -> None:
@@ -333,6 +336,7 @@ class CheckContext:
     loaded: LoadedSpec
     data: dict
     problems: list = field(default_factory=list)
+    warnings: list = field(default_factory=list)  # findings Azure would not refuse (capc.spec.service_rules)
 
     def report(self, path: tuple, message: str, hint: str | None = None) -> None:
         self.problems.append(problem_at(self.loaded, path, message, hint))
@@ -452,7 +456,10 @@ def _families_fit_task(ctx: CheckContext, sweep: dict) -> None:
 
 @check
 def search_space_is_valid(ctx: CheckContext) -> None:
-    """Every distribution parses, fits the sampling algorithm and names a hyperparameter of the family."""
+    """Every distribution parses and names a hyperparameter of its family.
+
+    Which distributions a sampling algorithm takes is Azure's rule: capc.spec.service_rules checks it.
+    """
     sweep = ctx.data.get("sweep")
     if not sweep:
         return
@@ -460,25 +467,22 @@ def search_space_is_valid(ctx: CheckContext) -> None:
         for name, entry in sweep["families"].items():
             if isinstance(entry, dict) and isinstance(entry.get("search_space"), dict):
                 family = FAMILIES.get(name) if "script" not in entry else None
-                _check_space(ctx, sweep["sampling"], family, entry["search_space"], ("sweep", "families", name, "search_space"))
+                _check_space(ctx, family, entry["search_space"], ("sweep", "families", name, "search_space"))
         return
     if isinstance(sweep.get("search_space"), dict):
-        _check_space(ctx, sweep["sampling"], FAMILIES.get(sweep.get("model", "")), sweep["search_space"], ("sweep", "search_space"))
+        _check_space(ctx, FAMILIES.get(sweep.get("model", "")), sweep["search_space"], ("sweep", "search_space"))
 
 
-def _check_space(ctx: CheckContext, sampling: str, family, space: dict, where: tuple) -> None:
-    allowed = SAMPLING_ALLOWS.get(sampling)  # None for an unknown algorithm: the schema reports it
+def _check_space(ctx: CheckContext, family, space: dict, where: tuple) -> None:
     for name, raw in space.items():
         if not isinstance(raw, (str, dict)):
             continue  # the schema reports the type
         at = where + (name,)
         try:
-            dist = parse_compact(raw) if isinstance(raw, str) else normalise(raw)
+            parse_compact(raw) if isinstance(raw, str) else normalise(raw)
         except SearchSpaceError as exc:
             ctx.report(at, str(exc), exc.hint)
             continue
-        if allowed is not None and dist["type"] not in allowed:
-            ctx.report(at, f"`{sampling}` sampling does not accept `{dist['type']}`", f"it accepts {', '.join(sorted(allowed))}")
         if family and name not in family.parameter_names:
             owners = family_of_parameter(name, exclude=family.name)
             if owners and where[1] == "families":
@@ -495,15 +499,10 @@ def image_learning_rate_is_valid(ctx: CheckContext) -> None:
     image = ctx.data["automl"]["image"]
     if not isinstance(image.get("learning_rate"), str):
         return  # the schema reports the type
-    where = ("automl", "image", "learning_rate")
     try:
-        dist = parse_compact(image["learning_rate"])
+        parse_compact(image["learning_rate"])
     except SearchSpaceError as exc:
-        ctx.report(where, str(exc), exc.hint)
-        return
-    allowed = SAMPLING_ALLOWS.get(image["sampling"])
-    if allowed is not None and dist["type"] not in allowed:
-        ctx.report(where, f"`{image['sampling']}` sampling does not accept `{dist['type']}`", f"it accepts {', '.join(sorted(allowed))}")
+        ctx.report(("automl", "image", "learning_rate"), str(exc), exc.hint)
 
 
 @check
@@ -595,3 +594,13 @@ def read_header(path: Path, fmt: str) -> list[str]:
     if not header:
         raise ValueError("the file is empty")
     return header
+
+
+# Registered last, after every check of the spec's own shape and data.
+@check
+def service_rules_hold(ctx: CheckContext) -> None:
+    """Azure's submit-time rules, from their one table: errors are problems, warnings ride on Spec.warnings."""
+    for rule in SERVICE_RULES:
+        for finding in rule.check(ctx.data):
+            found = problem_at(ctx.loaded, finding.path, finding.message, finding.hint)
+            (ctx.problems if rule.severity == ERROR else ctx.warnings).append(found)

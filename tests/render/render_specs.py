@@ -61,7 +61,7 @@ BASE_SPECS: dict[str, dict] = {
         "automl": {"allowed_models": ["LightGBM", "XGBoostClassifier", "RandomForest"]},
         "sweep": {
             "model": "lightgbm",
-            "sampling": "bayesian",
+            "sampling": "random",  # Azure takes no early-termination policy with bayesian sampling
             "search_space": {"n_estimators": "choice(20, 40)", "learning_rate": "uniform(0.05, 0.2)"},
             "early_termination": {"type": "truncation_selection", "truncation_percentage": 20},
         },

@@ -160,7 +160,7 @@ def test_sweep_job_carries_search_space_objective_policy_and_limits(built):
     assert housing.search_space["learning_rate"].type == "loguniform"
 
     bank = built["bank"][3]["sweep_job.yml"]
-    assert bank.sampling_algorithm.type == "bayesian" if hasattr(bank.sampling_algorithm, "type") else bank.sampling_algorithm == "bayesian"
+    assert bank.sampling_algorithm.type == "random" if hasattr(bank.sampling_algorithm, "type") else bank.sampling_algorithm == "random"
     assert bank.early_termination.truncation_percentage == 20
 
 

@@ -1,0 +1,213 @@
+"""Stage 2, validate (service rules): what Azure ML refuses, or quietly slows down, only once a job is submitted.
+
+One table, SERVICE_RULES, each rule citing the documentation page it comes from. `load_spec` runs it after the
+schema and the semantic checks, so `capc validate`, `capc plan`, `build` and `submit` all apply the same rules:
+an error makes the spec invalid; a warning travels on `Spec.warnings`, which `validate` and `plan` print and
+`--strict` turns into errors. A rule reads the checked mapping (defaults filled, distributions as written) and
+yields Findings: a key path, a message and a hint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from capc.spec.hints import did_you_mean
+from capc.spec.search_space import SAMPLING_ALLOWS, SearchSpaceError, normalise, parse_compact
+
+ERROR, WARNING = "error", "warning"
+
+# Sweep limits, "Set limits for your sweep job": max_total_trials "must be an integer between 1 and 1000",
+# max_concurrent_trials likewise (https://learn.microsoft.com/azure/machine-learning/how-to-tune-hyperparameters).
+SWEEP_MAX_TOTAL_TRIALS = 1000
+SWEEP_MAX_CONCURRENT_TRIALS = 1000
+
+# VM sizes a managed online deployment accepts (instance_type), with their quota family, vCPUs and GPUs, as the
+# "Managed online endpoints SKU list" gives them
+# (https://learn.microsoft.com/azure/machine-learning/reference-managed-online-endpoints-vm-sku-list).
+ONLINE_ENDPOINT_SIZES: dict[str, tuple[str, int, float]] = {
+    **{f"Standard_D{n}as_v4": ("standardDASv4Family", n, 0) for n in (2, 4, 8, 16, 32, 48, 64, 96)},
+    **{f"Standard_D{n}a_v4": ("standardDAv4Family", n, 0) for n in (2, 4, 8, 16, 32, 48, 64, 96)},
+    **{f"Standard_DS{i}_v2": ("standardDSv2Family", n, 0) for i, n in ((1, 1), (2, 2), (3, 4), (4, 8), (5, 16))},
+    **{f"Standard_E{n}s_v3": ("standardESv3Family", n, 0) for n in (2, 4, 8, 16, 32, 48, 64)},
+    **{f"Standard_F{n}s_v2": ("standardFSv2Family", n, 0) for n in (2, 4, 8, 16, 32, 48, 64, 72)},
+    **{f"Standard_FX{n}mds": ("standardFXMDVSFamily", n, 0) for n in (4, 12, 24, 36, 48)},
+    **{f"Standard_L{n}as_v3": ("standardLASv3Family", n, 0) for n in (8, 16, 32, 48, 64, 80)},
+    **{f"Standard_L{n}s_v2": ("standardLSv2Family", n, 0) for n in (8, 16, 32, 48, 64, 80)},
+    **{f"Standard_L{n}s_v3": ("standardLSv3Family", n, 0) for n in (8, 16, 32, 48, 64, 80)},
+    **{f"Standard_NC{n}ads_A100_v4": ("standardNCADSA100v4Family", n, g) for n, g in ((24, 1), (48, 2), (96, 4))},
+    **{f"Standard_NC{n}as_T4_v3": ("standardNCASv3_T4Family", n, g) for n, g in ((4, 1), (8, 1), (16, 1), (64, 4))},
+    **{f"Standard_NC{n}s_v2": ("standardNCSv2Family", n, g) for n, g in ((6, 1), (12, 2), (24, 4))},
+    **{f"Standard_NC{n}s_v3": ("standardNCSv3Family", n, g) for n, g in ((6, 1), (12, 2), (24, 4))},
+    "Standard_NC40ads_H100_v5": ("standardNCADSH100v5Family", 40, 1),
+    "Standard_NC80adis_H100_v5": ("standardNCADSH100v5Family", 80, 2),
+    "Standard_ND96amsr_A100_v4": ("standardNDAMSv4_A100Family", 96, 8),
+    "Standard_ND96asr_v4": ("standardNDASv4_A100Family", 96, 8),
+    "Standard_ND40rs_v2": ("standardNDSv2Family", 40, 8),
+    "Standard_ND96is_H100_v5": ("standardNDv5H100Family", 96, 8),
+    "Standard_ND96isr_H100_v5": ("standardNDv5H100Family", 96, 8),
+    **{f"Standard_NV{n}ads_A10_v5": ("standardNVADSA10v5Family", n, g) for n, g in ((6, 1 / 6), (12, 1 / 3), (18, 1 / 2), (36, 1), (72, 2))},
+    "Standard_NV36adms_A10_v5": ("standardNVADSA10v5Family", 36, 1),
+}
+_ENDPOINT_SIZES_BY_KEY = {name.lower(): name for name in ONLINE_ENDPOINT_SIZES}
+
+
+def is_gpu_size(size: str) -> bool:
+    """Azure's N-family sizes (NC, ND, NG, NV) are the GPU ones
+    (https://learn.microsoft.com/azure/virtual-machines/sizes/overview, "GPU accelerated")."""
+    return size.lower().startswith("standard_n")
+
+
+@dataclass(frozen=True)
+class Finding:
+    path: tuple
+    message: str
+    hint: str | None = None
+
+
+@dataclass(frozen=True)
+class ServiceRule:
+    name: str
+    severity: str  # ERROR: Azure refuses the job; WARNING: Azure accepts it but does not do what the spec says
+    doc: str  # the page the rule comes from
+    check: Callable[[dict], Iterator[Finding]]
+
+
+# ---------------------------------------------------------------- the rules
+
+
+def _sampling_accepts_distributions(data: dict) -> Iterator[Finding]:
+    sweep = data.get("sweep")
+    if sweep and "families" in sweep:  # a conditional sweep: every family's own space
+        for name, entry in sweep["families"].items():
+            if isinstance(entry, dict) and isinstance(entry.get("search_space"), dict):
+                yield from _distributions_fit(sweep["sampling"], entry["search_space"], ("sweep", "families", name, "search_space"))
+    elif sweep and isinstance(sweep.get("search_space"), dict):
+        yield from _distributions_fit(sweep["sampling"], sweep["search_space"], ("sweep", "search_space"))
+    image = data["automl"]["image"]
+    yield from _distributions_fit(image["sampling"], {"learning_rate": image.get("learning_rate")}, ("automl", "image"))
+
+
+def _distributions_fit(sampling: str, space: dict, where: tuple) -> Iterator[Finding]:
+    allowed = SAMPLING_ALLOWS.get(sampling)  # None for an unknown algorithm: the schema reports it
+    for name, raw in space.items():
+        dist = _parsed(raw)
+        if allowed is not None and dist is not None and dist["type"] not in allowed:
+            yield Finding(where + (name,), f"`{sampling}` sampling does not accept `{dist['type']}`", f"it accepts {', '.join(sorted(allowed))}")
+
+
+def _parsed(raw) -> dict | None:
+    """A distribution in Azure's mapping form; None when it does not parse (its own check reports why)."""
+    try:
+        if isinstance(raw, str):
+            return parse_compact(raw)
+        return normalise(raw) if isinstance(raw, dict) else None
+    except SearchSpaceError:
+        return None
+
+
+def _bayesian_takes_no_early_termination(data: dict) -> Iterator[Finding]:
+    sweep = data.get("sweep")
+    if sweep and sweep["sampling"] == "bayesian" and sweep.get("early_termination"):
+        yield Finding(
+            ("sweep", "early_termination"),
+            "Azure ML refuses an early-termination policy with bayesian sampling",
+            "remove early_termination, or use `sampling: random` to keep the policy",
+        )
+
+
+def _concurrency_within_cluster(data: dict) -> Iterator[Finding]:
+    compute = data["compute"]
+    nodes = compute["max_instances"]
+    sweep = data.get("sweep")
+    if sweep and sweep.get("enabled", True) and sweep["limits"]["max_concurrent_trials"] > nodes:
+        yield Finding(
+            ("sweep", "limits", "max_concurrent_trials"),
+            f"{sweep['limits']['max_concurrent_trials']} concurrent trials on cluster `{compute['name']}` of at most {nodes} nodes: the rest queue",
+            f"lower it to {nodes} or raise compute.max_instances",
+        )
+    automl = data["automl"]
+    # Image AutoML runs on its own GPU cluster; capc knows that cluster's size only when it is the spec's compute.
+    automl_cluster = automl["image"]["gpu_compute"] if data["task"] == "image_classification" else compute["name"]
+    if automl["enabled"] and automl_cluster == compute["name"] and automl["max_concurrent_trials"] > nodes:
+        yield Finding(
+            ("automl", "max_concurrent_trials"),
+            f"{automl['max_concurrent_trials']} concurrent AutoML trials on cluster `{compute['name']}` of at most {nodes} nodes: the rest queue",
+            f"lower it to {nodes} or raise compute.max_instances",
+        )
+
+
+def _sweep_limits_within_maxima(data: dict) -> Iterator[Finding]:
+    sweep = data.get("sweep")
+    if not sweep:
+        return
+    limits = sweep["limits"]
+    for key, most in (("max_total_trials", SWEEP_MAX_TOTAL_TRIALS), ("max_concurrent_trials", SWEEP_MAX_CONCURRENT_TRIALS)):
+        if limits[key] > most:
+            yield Finding(("sweep", "limits", key), f"{limits[key]} is above Azure ML's maximum of {most}", f"use at most {most}")
+
+
+def _image_task_runs_on_gpu(data: dict) -> Iterator[Finding]:
+    if data["task"] != "image_classification" or not data["automl"]["enabled"]:
+        return
+    compute = data["compute"]
+    if data["automl"]["image"]["gpu_compute"] == compute["name"] and not is_gpu_size(compute["size"]):
+        yield Finding(
+            ("compute", "size"),
+            f"AutoML image tasks need a GPU cluster; `{compute['size']}` has no GPU",
+            "use a GPU size such as Standard_NC4as_T4_v3 or Standard_NC6s_v3",
+        )
+
+
+def _endpoint_size_is_offered(data: dict) -> Iterator[Finding]:
+    size = data["deployment"]["instance_type"]
+    if size.lower() not in _ENDPOINT_SIZES_BY_KEY:
+        yield Finding(
+            ("deployment", "instance_type"),
+            f"`{size}` is not a size managed online endpoints offer",
+            did_you_mean(size, list(ONLINE_ENDPOINT_SIZES)) or "e.g. Standard_DS3_v2 or Standard_F4s_v2",
+        )
+
+
+SERVICE_RULES: tuple[ServiceRule, ...] = (
+    # "Grid sampling can only be used with choice hyperparameters"; "Bayesian sampling supports choice, uniform,
+    # and quniform distributions" (https://learn.microsoft.com/azure/machine-learning/how-to-tune-hyperparameters).
+    ServiceRule("sampling_accepts_distributions", ERROR,
+                "https://learn.microsoft.com/azure/machine-learning/how-to-tune-hyperparameters#sampling-the-hyperparameter-space",
+                _sampling_accepts_distributions),
+    # "Bayesian sampling does not support early termination policies. When using Bayesian parameter sampling, use
+    # NoTerminationPolicy" (HyperDrive's BayesianParameterSampling reference; v2 sweep jobs run on that service).
+    ServiceRule("bayesian_takes_no_early_termination", ERROR,
+                "https://learn.microsoft.com/python/api/azureml-train-core/azureml.train.hyperdrive.bayesianparametersampling",
+                _bayesian_takes_no_early_termination),
+    # "The number of concurrent trial jobs is gated on the resources available in the specified compute target"
+    # (how-to-tune-hyperparameters); AutoML: "match max_concurrent_trials count with the number of nodes in the
+    # cluster" (azure.ai.ml.automl.TabularLimitSettings / ImageLimitSettings reference).
+    ServiceRule("concurrency_within_cluster", WARNING,
+                "https://learn.microsoft.com/python/api/azure-ai-ml/azure.ai.ml.automl.tabularlimitsettings",
+                _concurrency_within_cluster),
+    # max_total_trials and max_concurrent_trials: "an integer between 1 and 1000" (how-to-tune-hyperparameters).
+    ServiceRule("sweep_limits_within_maxima", ERROR,
+                "https://learn.microsoft.com/azure/machine-learning/how-to-tune-hyperparameters#set-limits-for-your-sweep-job",
+                _sweep_limits_within_maxima),
+    # AutoML for images trains on GPU compute only: "Only remote GPU computes with more than 12 GB of GPU memory are
+    # supported" (AutoMLImageConfig reference; https://learn.microsoft.com/azure/machine-learning/how-to-auto-train-image-models).
+    ServiceRule("image_task_runs_on_gpu", ERROR,
+                "https://learn.microsoft.com/azure/machine-learning/how-to-auto-train-image-models",
+                _image_task_runs_on_gpu),
+    # Managed online deployments take only the listed VM sizes
+    # (https://learn.microsoft.com/azure/machine-learning/reference-managed-online-endpoints-vm-sku-list).
+    ServiceRule("endpoint_size_is_offered", ERROR,
+                "https://learn.microsoft.com/azure/machine-learning/reference-managed-online-endpoints-vm-sku-list",
+                _endpoint_size_is_offered),
+)
+
+
+
+def refuse_warnings(specs) -> None:
+    """`--strict`: the service-rule warnings of every spec become errors, reported together."""
+    from capc.errors import SpecInvalid
+
+    warnings = [warning for spec in specs for warning in spec.warnings]
+    if warnings:
+        raise SpecInvalid(warnings)
