@@ -135,6 +135,11 @@ class LocalBackend:
             raise CapcError(f"endpoint {name} answered {result.status} (request id {result.request_id}).")
 
 
+    def vm_capacity(self) -> None:
+        """VM sizes and vCPU quota of a region: this machine has none to check (`capc plan`)."""
+        return None
+
+
 class AzureBackend:
     """An Azure ML workspace: from `--workspace config.json`, else the environment or ./config.json."""
 
@@ -150,6 +155,12 @@ class AzureBackend:
         from capc.azure import resolve_workspace
 
         return resolve_workspace(self.workspace_config, os.environ)
+
+    def vm_capacity(self):
+        """The workspace region's VM sizes and per-family vCPU usage, for `capc plan --target azure`."""
+        from capc.azure.quota import read_quota
+
+        return read_quota(self.workspace(required=True))
 
     def job_dir(self, name: str) -> Path:
         job_dir = self.out_dir / name

@@ -105,6 +105,39 @@ def validate(specs: tuple[Path, ...], strict: bool) -> None:
             click.echo(f"warning: {warning}", err=True)
 
 
+@cli.command("plan")
+@spec_files
+@click.option("--target", type=click.Choice(["local", "azure"]), default="local", show_default=True, help="azure: also check the region's vCPU quota.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE", help="Override a spec value (as `capc submit --set`).")
+@click.option("--trials", "list_trials", is_flag=True, help="List every combination of a grid sweep.")
+@click.option("--prices", "prices_file", type=click.Path(path_type=Path), default=None, help="Your own price list (the format of capc/plan/prices.json).")
+@click.option("--max-cost", type=click.FloatRange(min=0), default=None, metavar="AMOUNT", help="Exit 1 when a submit may cost more (in the price list's currency).")
+@strict_option
+@click.option("--workspace", "workspace_config", type=click.Path(path_type=Path), default=None, help="Azure ML config.json (as `capc submit`).")
+@json_option
+def plan_command(specs: tuple[Path, ...], target: str, overrides: tuple[str, ...], list_trials: bool, prices_file: Path | None,
+                 max_cost: float | None, strict: bool, workspace_config: Path | None, as_json: bool) -> None:
+    """What a submit of each SPEC would run, how long and at what cost at most, before anything runs (like `terraform plan`)."""
+    from capc import views
+    from capc.backends import backend_for
+    from capc.plan import page
+    from capc.plan.make import make_plans, over_budget
+    from capc.plan.quota import fill_quota, quota_error
+
+    plans, prices = make_plans(list(specs), list(overrides), prices_file, strict)
+    fill_quota(plans, backend_for(target, workspace_config).vm_capacity())
+    if as_json:
+        views.print_json(page.to_json(plans, prices, list_trials))
+    else:
+        for plan in plans:
+            views.console().print(page.render(plan, prices, list_trials))
+    for warning in (w for plan in plans for w in plan.warnings):
+        click.echo(f"warning: {warning}", err=True)
+    error = quota_error(plans) or over_budget(plans, max_cost)
+    if error:
+        raise error
+
+
 @cli.command()
 @spec_files
 @out_option

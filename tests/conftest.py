@@ -1,6 +1,6 @@
 """Fixtures every test folder may use: the network guard and a private working folder with its own $CAPC_HOME.
 
-Each stage folder (spec/, build/, render/, local/, serve/, azure/, report/) has its own conftest.py for its
+Each stage folder (spec/, build/, render/, plan/, local/, serve/, azure/, report/) has its own conftest.py for its
 fixtures; plain shared names (the reference specs, data samples) are in tests/repo.py.
 """
 

@@ -164,6 +164,15 @@ class FakeAzureML:
         self.endpoint_keys = list(ENDPOINT_KEYS)
         self.lock = threading.RLock()  # _advance holds it while _store takes it again
         self.clock = 0
+        # The workspace region's VM sizes and per-family vCPU usage (`capc plan --target azure` reads both).
+        self.region_vm_sizes: list[dict] = [
+            _vm_size("Standard_DS3_v2", "standardDSv2Family", 4, 0),
+            _vm_size("Standard_NC6s_v3", "standardNCSv3Family", 6, 1),
+        ]
+        self.region_usages: list[dict] = [
+            self.family_usage("standardDSv2Family", in_use=0, limit=24),
+            self.family_usage("standardNCSv3Family", in_use=0, limit=12),
+        ]
         self._server: ThreadingHTTPServer | None = None
         self._seed_workspace()
 
@@ -211,7 +220,7 @@ class FakeAzureML:
     # ------------------------------------------------------------ test controls and queries
 
     def fail(self, method: str, path_regex: str, status: int, code: str, message: str, times: int | None = None) -> None:
-        """Answer requests whose path matches with an ARM error (status, code, message)."""
+        """Answer requests whose path matches with an ARM error (status, code, message); status 0 hangs up instead."""
         self.faults.append(Fault(method, re.compile(path_regex, re.IGNORECASE), status, code, message, times))
 
     def find(self, method: str, path_regex: str, blob: bool | None = None) -> list[Recorded]:
@@ -247,6 +256,17 @@ class FakeAzureML:
                 },
             },
         )
+
+    def family_usage(self, family: str, in_use: int, limit: int) -> dict:
+        """One row of the region's usage list, as Azure ML answers it for a VM family."""
+        return {
+            "id": f"/subscriptions/{SUBSCRIPTION}/providers/{RM_PROVIDER}/locations/{LOCATION}/usages/{family}",
+            "type": f"{RM_PROVIDER}/vmFamily/usages",
+            "unit": "Count",
+            "currentValue": in_use,
+            "limit": limit,
+            "name": {"value": family, "localizedValue": f"{family} Cluster Dedicated vCPUs"},
+        }
 
     def workspace_body(self) -> dict:
         return {
@@ -322,7 +342,19 @@ class FakeAzureML:
         re.IGNORECASE,
     )
 
+    REGION = re.compile(
+        r"^/subscriptions/(?P<sub>[^/]+)/providers/Microsoft\.MachineLearningServices/locations/(?P<loc>[^/]+)/(?P<what>usages|vmSizes)$",
+        re.IGNORECASE,
+    )
+
     def _arm(self, req: Recorded) -> tuple[int, dict, bytes]:
+        region = self.REGION.match(req.path)
+        if region and req.method == "GET":
+            if region["sub"].lower() != SUBSCRIPTION or region["loc"].lower() != LOCATION:
+                return _error(404, "NotFound", f"no usage data for {region['sub']} in {region['loc']}")
+            if region["what"].lower() == "usages":
+                return _json(200, {"value": self.region_usages, "nextLink": None})
+            return _json(200, {"value": self.region_vm_sizes})
         m = self.ARM.match(req.path)
         if not m:
             return _error(404, "NotFound", f"no route for {req.path}")
@@ -600,6 +632,13 @@ class FakeAzureML:
         return sorted(self.blobs)
 
 
+def _vm_size(name: str, family: str, vcpus: int, gpus: int) -> dict:
+    return {
+        "name": name, "family": family, "vCPUs": vcpus, "gpus": gpus, "osVhdSizeMB": 1047552, "maxResourceVolumeMB": 28672,
+        "memoryGB": 14.0, "lowPriorityCapable": True, "premiumIO": True, "supportedComputeTypes": ["AmlCompute", "ComputeInstance"],
+    }
+
+
 def _goal_of(resource: dict) -> str:
     props = resource.get("properties", {})
     objective = props.get("objective") or {}
@@ -640,6 +679,9 @@ def _handler_for(fake: FakeAzureML):
                 status, headers, payload = fake.handle(req)
             except Exception as exc:  # a bug in the fake: answer 500 with the reason, never hang the client
                 status, headers, payload = _json(500, {"error": {"code": "FakeServiceBug", "message": repr(exc)}})
+            if status == 0:  # an injected hang-up: the client sees the connection drop, as when a network fails
+                self.close_connection = True
+                return
             self.send_response(status)
             for key, value in headers.items():
                 self.send_header(key, value)
