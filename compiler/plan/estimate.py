@@ -32,7 +32,7 @@ class Cluster:
 
 @dataclass(frozen=True)
 class JobBound:
-    job: str  # automl | sweep
+    job: str  # automl, sweep, or sweep_<family> (a conditional sweep's per-family jobs)
     cluster: Cluster
     trials: int
     max_concurrent_trials: int
@@ -125,11 +125,13 @@ class SpecPlan:
         trials: dict = {}
         if self.sweep:
             trials["sweep"] = {
-                "sampling": self.sweep.sampling, "count": self.sweep.count, "max_total_trials": self.sweep.max_total_trials,
-                "grid_size": self.sweep.grid_size, "search_space": self.sweep.described(),
+                "sampling": self.sweep.sampling, "conditional": self.sweep.conditional, "count": self.sweep.count,
+                "max_total_trials": self.sweep.max_total_trials, "grid_size": self.sweep.grid_size,
+                "families": self.sweep.described(),
+                "jobs": [{"job": j.job, "trials": j.trials, "max_concurrent_trials": j.max_concurrent_trials} for j in self.sweep.jobs()],
             }
             if list_trials and self.sweep.grid_size is not None:
-                trials["sweep"]["combinations"] = list(self.sweep.combinations())
+                trials["sweep"]["combinations"] = self.sweep.combinations()
         if self.automl:
             trials["automl"] = {
                 "max_trials": self.automl.max_trials, "max_concurrent_trials": self.automl.max_concurrent_trials,
@@ -181,7 +183,8 @@ def plan_spec(spec, prices: PriceList, last_run=None) -> SpecPlan:
         jobs.append(JobBound("automl", clusters["automl"], automl.max_trials, automl.max_concurrent_trials, automl.timeout_minutes, automl.trial_timeout_minutes))
     if sweep:
         limits = spec.data["sweep"]["limits"]
-        jobs.append(JobBound("sweep", clusters["sweep"], sweep.count, limits["max_concurrent_trials"], limits["timeout_minutes"], limits["trial_timeout_minutes"]))
+        for part in sweep.jobs():  # per-family sweeps run side by side, each with the whole timeout (as the build writes them)
+            jobs.append(JobBound(part.job, clusters["sweep"], part.trials, part.max_concurrent_trials, limits["timeout_minutes"], limits["trial_timeout_minutes"]))
     costs = [CostLine(f"{job.job} trials", job.cluster.name, job.cluster.size, job.node_hours, prices.hourly(job.cluster.size)) for job in jobs]
     for cluster in dict.fromkeys(job.cluster for job in jobs):
         busiest = sum(job.concurrency for job in jobs if job.cluster == cluster)

@@ -21,7 +21,7 @@ def to_json(plans: list[SpecPlan], prices: PriceList, list_trials: bool) -> dict
 def render(plan: SpecPlan, prices: PriceList, list_trials: bool = False) -> Group:
     parts: list = [Text.assemble((plan.name, "bold"), f"  {plan.path}  ", (f"spec {plan.sha256[:12]}", "dim"))]
     parts.append(_trials_table(plan))
-    if plan.sweep and plan.sweep.space:
+    if plan.sweep:
         parts.append(_space_table(plan))
     if list_trials and plan.sweep and plan.sweep.grid_size is not None:
         parts.append(Text(f"grid combinations (Azure runs {plan.sweep.count} of {plan.sweep.grid_size})", style="italic"))
@@ -52,33 +52,39 @@ def _trials_table(plan: SpecPlan) -> Table:
                       minutes(a.trial_timeout_minutes) if a.trial_timeout_minutes else "-", fits)
     if plan.sweep:
         s = plan.sweep
-        limits = next(job for job in plan.jobs if job.job == "sweep")
-        if s.grid_size is not None:
-            note = f"grid: {s.grid_size} combinations" + (f", capped at max_total_trials {s.max_total_trials}" if s.grid_size > s.max_total_trials else "")
-        else:
-            note = f"{s.sampling} sampling: max_total_trials"
-        table.add_row("sweep", str(s.count), str(limits.max_concurrent_trials), minutes(limits.timeout_minutes),
-                      minutes(limits.trial_timeout_minutes), note)
+        for job in (j for j in plan.jobs if j.job.startswith("sweep")):
+            if s.grid_size is not None:
+                note = f"grid: {s.grid_size} combinations" + (f", capped at max_total_trials {s.max_total_trials}" if s.grid_size > s.max_total_trials else "")
+            elif s.conditional:
+                note = f"{s.sampling} sampling, this family's share of max_total_trials {s.max_total_trials}"
+            else:
+                note = f"{s.sampling} sampling: max_total_trials"
+            table.add_row(job.job, str(job.trials), str(job.max_concurrent_trials), minutes(job.timeout_minutes),
+                          minutes(job.trial_timeout_minutes), note)
     return table
 
 
 def _space_table(plan: SpecPlan) -> Table:
     table = Table(title="search space (Azure)", title_justify="left", header_style="bold")
+    if plan.sweep.conditional:
+        table.add_column("family")
     table.add_column("parameter")
     table.add_column("distribution")
-    for name, expression in plan.sweep.described().items():
-        table.add_row(name, expression)
+    for branch in plan.sweep.described():
+        for name, expression in branch["search_space"].items():
+            table.add_row(*([branch["family"]] if plan.sweep.conditional else []), name, expression)
     return table
 
 
 def _combinations_table(plan: SpecPlan) -> Table:
-    names = list(plan.sweep.space)
+    combinations = plan.sweep.combinations()
+    names = list(dict.fromkeys(key for c in combinations for key in c))  # a conditional grid's families differ
     table = Table(header_style="bold")
     table.add_column("#", justify="right")
     for name in names:
         table.add_column(name)
-    for i, combination in enumerate(plan.sweep.combinations(), start=1):
-        table.add_row(str(i), *(str(combination[n]) for n in names))
+    for i, combination in enumerate(combinations, start=1):
+        table.add_row(str(i), *(str(combination.get(n, "")) for n in names))
     return table
 
 

@@ -1,45 +1,64 @@
 """Stage: plan (trials): how many trials a sweep and an AutoML job run, and the search space in Azure's terms.
 
-Grid sampling runs every combination of the `choice` values, at most max_total_trials of them; random and bayesian
-sampling run max_total_trials (Azure ends the sweep earlier only on its timeout).
+Grid sampling runs every valid combination of the `choice` values (over a conditional space: every family's
+own grid, capc.spec.conditional.grid_combinations), at most max_total_trials of them, as one sweep job. Random and
+bayesian sampling run max_total_trials: one sweep job, or over a conditional space one per family with the
+budget and concurrency split by weight (capc.spec.conditional.split_limit), as the build writes them.
 """
 
 from __future__ import annotations
 
-import itertools
-import math
-from collections.abc import Iterator
 from dataclasses import dataclass
 
+from capc.spec import conditional
 from capc.spec.search_space import DISTRIBUTIONS
+
+
+@dataclass(frozen=True)
+class SweepJobTrials:
+    """One sweep job of the submit: its name in the build (sweep, or sweep_<family>), trials and trials at once."""
+
+    job: str
+    trials: int
+    max_concurrent_trials: int
 
 
 @dataclass(frozen=True)
 class SweepTrials:
     sampling: str
-    space: dict  # parameter -> distribution in Azure's mapping form
+    branches: tuple  # capc.spec.conditional.SweepBranch, in spec order
+    conditional: bool
     max_total_trials: int
+    max_concurrent_trials: int
 
     @property
     def grid_size(self) -> int | None:
-        """Combinations of a grid (the product of the choice counts); None for random and bayesian sampling."""
-        if self.sampling != "grid":
-            return None
-        return math.prod(len(dist["values"]) for dist in self.space.values())
+        """Valid combinations of a grid; None for random and bayesian sampling."""
+        return len(conditional.grid_combinations(list(self.branches))) if self.sampling == "grid" else None
 
     @property
     def count(self) -> int:
         return min(self.grid_size, self.max_total_trials) if self.grid_size is not None else self.max_total_trials
 
-    def combinations(self) -> Iterator[dict]:
-        """Every grid combination, in the search space's order (Azure runs `count` of them)."""
-        if self.grid_size is None:
-            return iter(())
-        names = list(self.space)
-        return (dict(zip(names, values)) for values in itertools.product(*(self.space[n]["values"] for n in names)))
+    def jobs(self) -> list[SweepJobTrials]:
+        if self.sampling == "grid" or not self.conditional:
+            return [SweepJobTrials("sweep", self.count, self.max_concurrent_trials)]
+        weights = [b.weight for b in self.branches]
+        totals = conditional.split_limit(self.max_total_trials, weights)
+        at_once = conditional.split_limit(self.max_concurrent_trials, weights)
+        return [SweepJobTrials(f"sweep_{b.name}", t, c) for b, t, c in zip(self.branches, totals, at_once)]
 
-    def described(self) -> dict[str, str]:
-        return {name: azure_expression(dist) for name, dist in self.space.items()}
+    def combinations(self) -> list[dict]:
+        """Every grid combination (Azure runs `count` of them); a conditional grid names each one's family."""
+        if self.sampling != "grid":
+            return []
+        found = conditional.grid_combinations(list(self.branches))
+        return [{"family": c.branch, **c.params} if self.conditional else dict(c.params) for c in found]
+
+    def described(self) -> list[dict]:
+        """Per family: its name, weight and search space in Azure's terms."""
+        return [{"family": b.name, "weight": b.weight, "search_space": {p: azure_expression(d) for p, d in b.search_space.items()}}
+                for b in self.branches]
 
 
 @dataclass(frozen=True)
@@ -59,7 +78,9 @@ def sweep_trials(spec) -> SweepTrials | None:
     sweep = spec.data.get("sweep")
     if not sweep or not sweep["enabled"]:
         return None
-    return SweepTrials(sweep["sampling"], dict(sweep["search_space"]), sweep["limits"]["max_total_trials"])
+    limits = sweep["limits"]
+    return SweepTrials(sweep["sampling"], tuple(conditional.branches(sweep)), conditional.is_conditional(sweep),
+                       limits["max_total_trials"], limits["max_concurrent_trials"])
 
 
 def automl_trials(spec) -> AutoMLTrials | None:

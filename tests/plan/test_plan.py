@@ -116,9 +116,52 @@ def test_random_sampling_runs_max_total_trials_and_shows_azure_distributions(wor
     spec = write(workdir, BASE + "sweep:\n  model: lightgbm\n  search_space:\n    learning_rate: loguniform(-6, -1)\n"
                  "    n_estimators: choice(100, 200)\n  limits:\n    max_total_trials: 9\n")
     sweep = plan_json(spec, "--trials")["specs"][0]["trials"]["sweep"]
-    assert (sweep["sampling"], sweep["count"], sweep["grid_size"]) == ("random", 9, None)
+    assert (sweep["sampling"], sweep["count"], sweep["grid_size"], sweep["conditional"]) == ("random", 9, None, False)
     assert "combinations" not in sweep
-    assert sweep["search_space"] == {"learning_rate": "loguniform(min_value=-6, max_value=-1)", "n_estimators": "choice(100, 200)"}
+    assert sweep["families"] == [{"family": "lightgbm", "weight": 1.0, "search_space": {
+        "learning_rate": "loguniform(min_value=-6, max_value=-1)", "n_estimators": "choice(100, 200)"}}]
+    assert sweep["jobs"] == [{"job": "sweep", "trials": 9, "max_concurrent_trials": 2}]
+
+
+CONDITIONAL = BASE + """\
+sweep:
+  sampling: {sampling}
+  families:
+    logistic_regression:
+      search_space:
+        C: choice(0.1, 1, 10)
+        max_iter: choice(100, 200)
+    random_forest:
+      weight: 2
+      search_space:
+        n_estimators: choice(50, 100)
+  limits:
+    max_total_trials: {max_total_trials}
+    max_concurrent_trials: 3
+"""
+
+
+def test_conditional_grid_counts_every_familys_own_combinations(workdir):
+    spec = write(workdir, CONDITIONAL.format(sampling="grid", max_total_trials=100).replace("      weight: 2\n", ""))
+    sweep = plan_json(spec, "--trials")["specs"][0]["trials"]["sweep"]
+    assert (sweep["grid_size"], sweep["count"], sweep["conditional"]) == (3 * 2 + 2, 8, True)  # never mixes families
+    assert sweep["combinations"][0] == {"family": "logistic_regression", "C": 0.1, "max_iter": 100}
+    assert sweep["combinations"][-1] == {"family": "random_forest", "n_estimators": 100}
+    assert sweep["jobs"] == [{"job": "sweep", "trials": 8, "max_concurrent_trials": 3}]
+
+
+def test_conditional_random_sweep_is_one_job_per_family_split_by_weight(workdir):
+    spec = write(workdir, CONDITIONAL.format(sampling="random", max_total_trials=9))
+    found = plan_json(spec)["specs"][0]
+    assert found["trials"]["sweep"]["jobs"] == [
+        {"job": "sweep_logistic_regression", "trials": 3, "max_concurrent_trials": 1},
+        {"job": "sweep_random_forest", "trials": 6, "max_concurrent_trials": 2},
+    ]
+    assert [job["job"] for job in found["jobs"]] == ["automl", "sweep_logistic_regression", "sweep_random_forest"]
+    # each per-family sweep: ceil(trials / at once) x 20 min, within the 60-min timeout
+    assert [job["wall_minutes"] for job in found["jobs"][1:]] == [60.0, 60.0]
+    text = plan(spec).output
+    assert "sweep_random_forest" in text and "this family's share of max_total_trials 9" in text
 
 
 # ---------------------------------------------------------------- time and cost
@@ -222,6 +265,7 @@ def test_json_shape(workdir):
     found = data["specs"][0]
     assert set(found) == {"name", "spec", "spec_sha256", "trials", "jobs", "wall_minutes", "node_hours", "cost", "warnings",
                           "last_local_run", "quota"}
+    assert set(found["trials"]["sweep"]) == {"sampling", "conditional", "count", "max_total_trials", "grid_size", "families", "jobs"}
     assert set(found["trials"]["automl"]) == {"max_trials", "max_concurrent_trials", "timeout_minutes", "trial_timeout_minutes",
                                               "cross_validations", "fits_per_trial"}
     assert set(found["jobs"][0]) == {"job", "cluster", "size", "max_instances", "trials", "concurrency", "timeout_minutes",
