@@ -5,18 +5,22 @@ local endpoint sets it, the job folder on sys.path), init() runs once, and run()
 `{"input_data": {"columns": [...], "data": [[...]]}}` body the server would hand it. So every row gets the answer
 the endpoint gives it, with no HTTP, body limit or request timeout in between.
 
-Memory holds one chunk: rows are read with pandas' `read_csv(chunksize=...)`, scored, and appended to a temp file
+Memory holds one chunk: the input's records are read as raw bytes (a quoted newline stays inside its record),
+parsed by pandas for scoring, and written out again as they were, each followed by the added cells, to a temp file
 beside OUT, which replaces OUT (os.replace) only once every chunk scored. A failure leaves any previous OUT as it was.
 
-Output: the input's columns as read, then `prediction` (label or value), then `probability_<class>` per class when
-score.py answers with probabilities (the spec's deployment.probabilities).
+Output: each input line exactly as it was (`4.858`, `4.80`, `1e3`, empty cells and quoting untouched), then
+`prediction` (label or value), then `probability_<class>` per class when score.py answers with probabilities (the
+spec's deployment.probabilities). Lines end as the input's header line ends.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import io
 import itertools
 import json
+import math
 import os
 import re
 import sys
@@ -35,6 +39,7 @@ DEFAULT_CHUNK_ROWS = 10_000
 PREDICTION_COLUMN = "prediction"
 PROBABILITY_PREFIX = "probability_"
 IMAGE_TASK = "image_classification"
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")  # as score.py names them
 NUMBER_KINDS = ("integer", "number")  # score.py's FEATURES kinds that JSON carries as numbers
 # score.py names a bad cell by its row in the request; the file's row is the chunk's first row plus that.
 REQUEST_ROW = re.compile(r"\brow (\d+)\b")
@@ -98,14 +103,17 @@ def score_csv(
             total = os.fstat(source.fileno()).st_size
             if progress:
                 progress(0, total, 0)  # the model is loaded: reading starts
-            for chunk in _chunks(source, input_path, chunk_rows, script.text_columns(header)):
+            text_columns = script.text_columns(header)
+            header_line = _next_record(source)
+            ending = b"\r\n" if header_line.endswith(b"\r\n") else b"\n"
+            parsed = ((records, _parsed(header_line, records, input_path, text_columns)) for records in _record_chunks(source, chunk_rows))
+            for records, chunk in _read_ahead(parsed):
                 scored = script.score(chunk, first_row=rows + 1, input_path=input_path)
                 if chunks == 0:
                     added = list(scored)
                     _check_no_clash(header, added, input_path)
-                for column in added:
-                    chunk[column] = scored[column]
-                chunk.to_csv(out, header=chunks == 0, index=False, lineterminator="\n")
+                    out.write(_with_cells(header_line, ",".join(map(_csv_cell, added)), ending))
+                out.write(b"".join(map(_with_cells, records, _added_cells([scored[c] for c in added]), itertools.repeat(ending))))
                 rows += len(chunk)
                 chunks += 1
                 if progress:
@@ -174,20 +182,71 @@ def _check_no_clash(header: list[str], added: list[str], input_path: Path) -> No
         )
 
 
-def _chunks(source, input_path: Path, chunk_rows: int, text_columns: list[str]) -> Iterator:
-    """DataFrames of up to chunk_rows rows. Text columns stay text, as training read them, whatever one chunk holds."""
+def _next_record(source) -> bytes:
+    """One CSV record as raw bytes, line ending kept: lines are joined while a quoted field is still open."""
+    record = source.readline()
+    while record.count(b'"') % 2 and (more := source.readline()):
+        record += more
+    return record
+
+
+def _record_chunks(source, chunk_rows: int) -> Iterator[list[bytes]]:
+    """Lists of up to chunk_rows raw records; blank lines are dropped, as pandas skips them."""
+    while True:
+        lines = list(itertools.islice(source, chunk_rows))
+        if not lines:
+            return
+        if b'"' in b"".join(lines):  # a quoted field may hold a line break: join its lines into one record
+            lines = _joined_records(lines, source)
+        records = [line for line in lines if line.strip(b"\r\n")]
+        if records:
+            yield records
+
+
+def _joined_records(lines: list[bytes], source) -> list[bytes]:
+    records, open_record = [], b""
+    for line in lines:
+        open_record += line
+        if open_record.count(b'"') % 2 == 0:
+            records.append(open_record)
+            open_record = b""
+    while open_record and open_record.count(b'"') % 2 and (more := source.readline()):
+        open_record += more  # the chunk ended inside a quoted field: finish that record
+    if open_record:
+        records.append(open_record)
+    return records
+
+
+def _read_ahead(items: Iterator) -> Iterator:
+    """The items of an iterator, the next one read in a thread while the caller works on this one.
+
+    Reading and parsing a chunk (pandas' tokenizer) and scoring one (LightGBM, numpy) run largely outside the GIL,
+    so they overlap on two or more cores."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    done = object()
+    with ThreadPoolExecutor(1, thread_name_prefix="capc-predict-read") as reader:
+        pending = reader.submit(next, items, done)
+        while (item := pending.result()) is not done:
+            pending = reader.submit(next, items, done)
+            yield item
+
+
+def _parsed(header_line: bytes, records: list[bytes], input_path: Path, text_columns: list[str]):
+    """A chunk's records as a DataFrame, one row per record. Text columns stay text, as training read them."""
     import pandas as pd
 
     try:
         # round_trip: each number exactly as Python's float() (the endpoint's JSON parser) reads its digits.
-        reader = pd.read_csv(source, chunksize=chunk_rows, dtype={name: str for name in text_columns}, float_precision="round_trip")
-        for chunk in reader:
-            if len(chunk):  # a header-only file reads as one empty chunk
-                yield chunk
-    except pd.errors.EmptyDataError:
-        return
+        chunk = pd.read_csv(
+            io.BytesIO(header_line + b"".join(records)), dtype={name: str for name in text_columns},
+            float_precision="round_trip", skip_blank_lines=False,
+        )
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
         raise CapcError(f"cannot read {input_path}: {exc}", "every row needs the header's columns, comma-separated") from None
+    if len(chunk) != len(records):  # e.g. a stray carriage return read as a line break
+        raise CapcError(f"cannot read {input_path}: {len(records)} lines read as {len(chunk)} rows.", "end every row with a line break (\\n or \\r\\n)")
+    return chunk
 
 
 # ---------------------------------------------------------------------------------------------- the output file
@@ -195,13 +254,11 @@ def _chunks(source, input_path: Path, chunk_rows: int, text_columns: list[str]) 
 
 @contextmanager
 def _replaced_atomically(output_path: Path):
-    """A text file beside output_path that becomes output_path on success; removed, with OUT untouched, on failure."""
+    """A binary file beside output_path that becomes output_path on success; removed, with OUT untouched, on failure."""
     folder = output_path.parent if str(output_path.parent) else Path(".")
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        handle = tempfile.NamedTemporaryFile(
-            "w", dir=folder, prefix=f".{output_path.name}.", suffix=".partial", delete=False, encoding="utf-8", newline=""
-        )
+        handle = tempfile.NamedTemporaryFile("wb", dir=folder, prefix=f".{output_path.name}.", suffix=".partial", delete=False)
     except OSError as exc:
         raise CapcError(f"cannot write {output_path}: {exc.strerror or exc}") from None
     temp = Path(handle.name)
@@ -214,6 +271,37 @@ def _replaced_atomically(output_path: Path):
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
+
+
+def _with_cells(record: bytes, cells: str, ending: bytes) -> bytes:
+    """The input record as it was, then the added cells."""
+    return record.rstrip(b"\r\n") + b"," + cells.encode() + ending
+
+
+def _added_cells(columns: list[list]) -> Iterator[str]:
+    """Each row's added cells as CSV text: numbers as Python writes them (shortest round trip), None empty."""
+    return map(",".join, zip(*map(_csv_column, columns)))
+
+
+def _csv_column(values: list) -> list[str]:
+    types = set(map(type, values))
+    if types == {float} and not any(map(math.isnan, values)):  # probabilities, regression values: no gaps
+        return list(map(repr, values))
+    if types <= {str, int, bool, type(None)}:  # labels: few distinct ones, each written once
+        cells = {value: _csv_cell(value) for value in set(values)}
+        return list(map(cells.__getitem__, values))
+    return list(map(_csv_cell, values))
+
+
+def _csv_cell(value) -> str:
+    if value is None:
+        return ""
+    if type(value) is float:
+        return repr(value) if value == value else ""
+    text = str(value)
+    if any(mark in text for mark in ',"\r\n'):  # the csv module's minimal quoting
+        return '"' + text.replace('"', '""') + '"'
+    return text
 
 
 # ---------------------------------------------------------------------------------------------- score.py in-process
@@ -241,7 +329,7 @@ class ScoringScript:
         """One chunk -> {output column: values}; any answer but a 200 is a CapcError naming the file's rows."""
         columns = self.features if self.features is not None else [str(c) for c in chunk.columns]
         values = [_json_values(chunk[name], (self.kinds or {}).get(name)) for name in columns]
-        body = {"columns": columns, "data": [list(row) for row in zip(*values)]}
+        body = {"columns": columns, "data": list(map(list, zip(*values)))}
         where = f"rows {first_row}-{first_row + len(chunk) - 1} of {input_path}"
         try:
             reply = self.module.run(input_data=body)
@@ -280,6 +368,10 @@ def loaded_scoring_script(job_dir: Path, model_dir: Path):
     saved_environment, saved_path = dict(os.environ), list(sys.path)
     os.environ["AZUREML_MODEL_DIR"] = str(azureml_model_dir(model_dir.absolute()))
     os.environ["AML_APP_ROOT"] = str(job_dir.absolute())
+    # score.py pins one thread per request for the endpoint's workers; a batch is one worker with big requests,
+    # so the model's thread pools take every core this process may use (LightGBM scores each row alone: same answers).
+    for variable in THREAD_VARIABLES:
+        os.environ[variable] = str(len(os.sched_getaffinity(0)))
     sys.path.append(str(job_dir.absolute()))  # as azmlinfsrv appends its app root: score.py's sibling modules import
     try:
         module = _import(script)
@@ -326,6 +418,8 @@ def _json_values(series, kind: str | None) -> list:
     values = series.tolist()
     if kind in NUMBER_KINDS and not pd.api.types.is_numeric_dtype(series):
         values = [_number(value) for value in values]
+    if not series.hasnans:
+        return values
     missing = series.isna().tolist()
     return [None if gap else value for value, gap in zip(values, missing)]
 

@@ -187,6 +187,51 @@ def test_numbers_spelled_differently_per_chunk_score_like_the_endpoint(registere
     assert written["probability_yes"].tolist() == [p["yes"] for p in expected["probabilities"]]
 
 
+def test_input_values_come_back_byte_for_byte(registered, tmp_path):
+    """Numbers as spelled, empty cells, quoting, a line break inside quotes, CRLF endings: every input byte stays."""
+    lines = registered.rows.read_text().splitlines()[:41]
+    header = lines[0].split(",")
+    euribor, duration, conf, job = (header.index(c) for c in ("euribor3m", "duration", "cons.conf.idx", "job"))
+    spelled = {1: (euribor, "4.858"), 2: (euribor, "4.80"), 3: (duration, "1e3"), 4: (conf, "-42.70"), 5: (job, '"blue-collar"'), 6: (job, "")}
+    records = [lines[0] + ',note']
+    for number, line in enumerate(lines[1:], start=1):
+        cells = line.split(",")
+        if number in spelled:
+            column, text = spelled[number]
+            cells[column] = text
+        note = {7: '"a, b"', 8: '"two\r\nlines"', 9: '"say ""hi"""', 10: " padded "}.get(number, "")
+        records.append(",".join(cells) + "," + note)
+    source = tmp_path / "spelled.csv"
+    source.write_bytes(("\r\n".join(records) + "\r\n").encode())
+    out = tmp_path / "out.csv"
+    result = predict(registered, source, out, chunk_rows=4)  # the quoted line break falls across chunk borders
+
+    written, at = out.read_bytes(), 0
+    for given in map(str.encode, records):  # each output line: the input record as it was, then the added cells
+        assert written.startswith(given + b",", at), (given, written[at : at + len(given) + 40])
+        at = written.index(b"\r\n", at + len(given)) + 2
+    assert at == len(written)
+    assert written.startswith((records[0] + ",prediction,probability_no,probability_yes\r\n").encode())
+    scored = read_rows(out)
+    assert len(scored) == result.rows == 40
+    assert scored["note"].tolist()[6:10] == ["a, b", "two\r\nlines", 'say "hi"', " padded "]
+    assert set(scored["prediction"]) <= {"yes", "no"}
+    # The cells were scored as the endpoint reads them: 4.80 is 4.8, 1e3 is 1000, an empty cell null.
+    expected = answers(score_module(registered), read_rows(source).drop(columns="note"), rows_per_request=40)
+    assert scored["prediction"].tolist() == expected["result"]
+    assert scored["probability_yes"].tolist() == pytest.approx([p["yes"] for p in expected["probabilities"]], rel=1e-12, abs=1e-15)
+
+
+def test_blank_lines_and_a_missing_last_line_break(registered, tmp_path):
+    lines = registered.rows.read_text().splitlines()[:6]
+    source = tmp_path / "in.csv"
+    source.write_text("\n".join(lines[:3]) + "\n\n" + "\n".join(lines[3:]))  # a blank line, no final line break
+    out = tmp_path / "out.csv"
+    assert predict(registered, source, out, chunk_rows=2).rows == 5
+    written = out.read_text().splitlines()
+    assert [line[: len(given)] for line, given in zip(written, lines)] == lines
+
+
 # ------------------------------------------------------------------------------------------ atomic output
 
 
