@@ -1,6 +1,7 @@
 """Backend, local: the embedded engine that runs a generated job folder on this machine, as Azure ML would.
 
-    submit.py         orchestration of `capc submit`: AutoML, then the sweep, then the winner registered
+    submit.py         orchestration of `capc submit`: AutoML and the sweep side by side, then the winner registered
+    cores.py          the one core budget a submit splits between AutoML and the sweep
     pipeline.py       orchestration of `--only pipeline`: pipeline_job.yml's graph, one process per step
     pipeline_step.py  one engine step of that graph, as its own process
     outcome.py        what an engine hands back to be compared and registered

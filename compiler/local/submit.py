@@ -1,4 +1,6 @@
-"""Backend, local: `capc submit` on this machine - AutoML, then the sweep, then best-model selection and registry.
+"""Backend, local: `capc submit` on this machine - AutoML and the sweeps side by side, then best-model selection
+and registry. They share one core budget (capc.local.cores): the sweeps run in worker threads, their trials as
+processes, while AutoML searches in the main thread, where Ctrl-C lands and stops them all.
 
 Reads only the generated job folder (automl_job.yml, sweep_job.yml, src/, data/MLTable), never the raw spec:
 what runs here is what would run on Azure. One submit of a spec version at a time per $CAPC_HOME (capc.state.locks);
@@ -18,6 +20,7 @@ from capc.errors import CapcError
 from capc.goal import Goal
 from capc.state import held_out, locks, registry, tracking
 from capc.state.tracking import COMPLETED, FAILED, INTERRUPTED
+from capc.local.cores import CoreBudget
 from capc.local.data import check_target, mltable_source, read_frame
 from capc.local.outcome import Outcome
 from capc.spec.conditional import COMBINATION_PARAMETER
@@ -71,18 +74,40 @@ def _submit_locked(spec, job_dir: Path, only: str | None, resume: bool, progress
     work_dir.mkdir(parents=True, exist_ok=True)
     outcomes: list[Outcome] = []
     interrupted = False
+    automl_on = only in (None, "automl") and spec.data["automl"]["enabled"]
+    sweep_on = only in (None, "sweep") and bool(spec.data.get("sweep")) and spec.data["sweep"]["enabled"]
+    sweeps = None
     try:
-        if only in (None, "automl") and spec.data["automl"]["enabled"]:
-            outcome = run_automl_job(spec, job_dir, mlflow_client, exp_id, submit_run, work_dir, progress)
+        if sweep_on and (not automl_on or _automl_takes_threads(job_dir)):  # image AutoML runs before the sweeps
+            sweeps = start_sweep_jobs(spec, job_dir, mlflow_client, exp_id, submit_run, resume, progress, automl=automl_on)
+        if automl_on:
+            cores = sweeps.cores if sweeps else CoreBudget(automl=True)
+            try:
+                outcome = run_automl_job(spec, job_dir, mlflow_client, exp_id, submit_run, work_dir, progress,
+                                         threads=cores.split().automl_threads)
+            except BaseException:
+                if sweeps is not None:
+                    sweeps.worker.stop()
+                raise
+            finally:
+                cores.automl_finished()  # the sweeps' next trials get its cores
             if outcome:
                 outcomes.append(outcome)
-        if only in (None, "sweep") and spec.data.get("sweep") and spec.data["sweep"]["enabled"]:
-            outcome, interrupted = run_sweep_job(spec, job_dir, mlflow_client, exp_id, submit_run, work_dir, resume, progress)
+        if sweep_on and sweeps is None:
+            sweeps = start_sweep_jobs(spec, job_dir, mlflow_client, exp_id, submit_run, resume, progress, automl=False)
+        if sweeps is not None:
+            outcome, interrupted = finish_sweep_jobs(sweeps, spec, mlflow_client, progress)
             if outcome:
                 outcomes.append(outcome)
     except KeyboardInterrupt:
         interrupted = True
+        if sweeps is not None:  # AutoML was interrupted: the sweeps end their running trials, the rest stays recorded
+            outcome, _ = finish_sweep_jobs(sweeps, spec, mlflow_client, progress)
+            if outcome:
+                outcomes.append(outcome)
     except BaseException:
+        if sweeps is not None:
+            sweeps.abandon(mlflow_client)
         tracking.finish_run(mlflow_client, submit_run, FAILED)
         raise
     winner = _choose(outcomes, spec.data["deployment"]["model"], goal)
@@ -117,8 +142,17 @@ def _choose(outcomes: list[Outcome], which: str, goal: str) -> Outcome | None:
     return Goal(goal).best(pool, lambda o: o.value)
 
 
-def run_automl_job(spec, job_dir, mlflow_client, exp_id, submit_run, work_dir, progress) -> Outcome | None:
-    """automl_job.yml on the local AutoML engine, as a child run of `submit_run`; its best model lies in work_dir."""
+def _automl_takes_threads(job_dir: Path) -> bool:
+    """Tabular AutoML runs on the threads the core budget gives it; the image engine does not take a number."""
+    job = yaml.safe_load((job_dir / "automl_job.yml").read_text(encoding="utf-8"))
+    return job.get("task") != "image_classification"
+
+
+def run_automl_job(spec, job_dir, mlflow_client, exp_id, submit_run, work_dir, progress, threads: int | None = None) -> Outcome | None:
+    """automl_job.yml on the local AutoML engine, as a child run of `submit_run`; its best model lies in work_dir.
+    `threads`: each trial's thread count (default: AutoML alone on this process's cores)."""
+    from dataclasses import replace
+
     from capc.local.automl import AutoMLSettings, run_automl
 
     job = yaml.safe_load((job_dir / "automl_job.yml").read_text(encoding="utf-8"))
@@ -127,6 +161,8 @@ def run_automl_job(spec, job_dir, mlflow_client, exp_id, submit_run, work_dir, p
 
         return run_image_automl(spec, job_dir, job, mlflow_client, exp_id, submit_run, work_dir, progress)
     settings = AutoMLSettings.from_job_yaml(job)
+    if threads is not None:
+        settings = replace(settings, threads=threads)
     data_file, fmt, drop = mltable_source(job_dir / "data")
     frame = read_frame(data_file, fmt, drop)
     check_target(frame, settings.target_column, spec.task, data_file)
@@ -174,8 +210,35 @@ def run_sweep_job(spec, job_dir, mlflow_client, exp_id, submit_run, work_dir, re
     One family or a conditional grid compile to one sweep_job.yml; a random or bayesian conditional sweep to one
     sweep_<family>.yml per family, each run within its own share of the concurrency, as Azure runs them.
     """
+    sweeps = start_sweep_jobs(spec, job_dir, mlflow_client, exp_id, submit_run, resume, progress, kind=kind)
+    return finish_sweep_jobs(sweeps, spec, mlflow_client, progress)
+
+
+@dataclass
+class RunningSweeps:
+    """Sweeps started in the background by start_sweep_jobs: their runs, their worker threads, their core budget."""
+
+    runs: dict  # sweep name -> its MLflow run
+    worker: object  # capc.local.sweep.SweepsInBackground
+    cores: CoreBudget
+
+    def abandon(self, mlflow_client) -> None:
+        """Another part of the submit failed: end the trials, record the sweeps as failed."""
+        self.worker.stop()
+        try:
+            self.worker.wait()
+        except BaseException:  # the submit's own error is the one to report
+            pass
+        for run in self.runs.values():
+            tracking.finish_run(mlflow_client, run, FAILED)
+
+
+def start_sweep_jobs(spec, job_dir, mlflow_client, exp_id, submit_run, resume, progress, *, automl: bool = False,
+                     kind: str | None = None) -> RunningSweeps:
+    """The folder's sweep jobs (or the one of `kind`) started in worker threads, each a child run of `submit_run`,
+    under one core budget that AutoML, when `automl` runs beside them, shares."""
     from capc.artifacts import sweep_job_files
-    from capc.local.sweep import run_sweeps_interruptibly
+    from capc.local.sweep import SweepsInBackground, plan_sweep
 
     files = sweep_job_files(job_dir)
     if kind is not None:
@@ -184,11 +247,13 @@ def run_sweep_job(spec, job_dir, mlflow_client, exp_id, submit_run, work_dir, re
         files = {kind: files[kind]}
     if not files:
         raise CapcError(f"{job_dir} holds no sweep job.", "run `capc build` again")
+    jobs = {name: yaml.safe_load(path.read_text(encoding="utf-8")) for name, path in files.items()}
+    limit = sum(plan_sweep(job, job_dir).max_concurrent_trials for job in jobs.values())  # checks each job too
+    cores = CoreBudget(automl=automl, sweep_limit=limit)
     # One study folder per spec version (and per family), so --resume finds the trials of an interrupted submit.
     spec_dir = registry.capc_home() / "sweeps" / spec.name / spec.sha256[:16]
     sweeps, runs = {}, {}
-    for name, path in files.items():
-        job = yaml.safe_load(path.read_text(encoding="utf-8"))
+    for name, job in jobs.items():
         trials_dir = spec_dir if name == "sweep" else spec_dir / name
         if not resume and trials_dir.exists():
             shutil.rmtree(trials_dir)
@@ -197,12 +262,18 @@ def run_sweep_job(spec, job_dir, mlflow_client, exp_id, submit_run, work_dir, re
             progress.sweep_started(job, name)
         sweeps[name] = dict(
             job=job, job_dir=job_dir, trials_dir=trials_dir, tracking_uri=tracking.tracking_uri(), experiment_id=exp_id,
-            parent_run_id=runs[name], resume=resume,
+            parent_run_id=runs[name], resume=resume, cores=cores,
             on_event=(lambda event, trial, name=name: progress.sweep_event(event, trial, name)) if progress else None,
         )
+    return RunningSweeps(runs, SweepsInBackground(sweeps), cores)
+
+
+def finish_sweep_jobs(sweeps: RunningSweeps, spec, mlflow_client, progress) -> tuple[Outcome | None, bool]:
+    """Wait for started sweeps (Ctrl-C meanwhile stops them), record them; (the best trial as an Outcome or None, interrupted)."""
+    runs = sweeps.runs
     try:
-        results, interrupted = run_sweeps_interruptibly(
-            sweeps, on_interrupt=(lambda: progress.note("stopping: ending running trials (finished ones stay recorded)")) if progress else None,
+        results, interrupted = sweeps.worker.wait(
+            on_interrupt=(lambda: progress.note("stopping: ending running trials (finished ones stay recorded)")) if progress else None,
         )
     except BaseException:
         for run in runs.values():

@@ -15,6 +15,9 @@ Local choices, where Azure has nothing to copy:
 - the environment is this interpreter's (`python` in the command is sys.executable); `environment:` is Azure's.
 - a `python SCRIPT ...` command is forked from a server that imported mlflow once (capc.local.launch says
   what the child does to be the same as `python SCRIPT`): ~0.3 s instead of ~4 s of start-up per trial.
+- trials at once and threads per trial follow the submit's core budget (capc.local.cores), shared by all its
+  sweeps: never more than max_concurrent_trials, fewer while AutoML runs beside the sweeps; each trial's
+  OMP/BLAS thread variables say its threads.
 - statuses (capc.state.tracking's one vocabulary): completed, failed (non-zero exit, no primary metric logged, or
   trial_timeout passed), early_terminated (the policy), interrupted (Ctrl-C, SIGTERM or SIGHUP to capc, or the
   sweep's timeout, which cancels running trials as Azure does). The best trial is the best *completed* one (only
@@ -47,6 +50,7 @@ from capc.goal import Goal, is_score
 from capc.local import samplers
 from capc.state import tracking
 from capc.state.tracking import COMPLETED, EARLY_TERMINATED, ENDED, FAILED, INTERRUPTED, RUNNING
+from capc.local.cores import THREAD_VARIABLES, CoreBudget
 from capc.local.launch import Launcher, output_tail, under_this_python
 from capc.spec import schema_default
 from capc.local.policies import policy_from_mapping
@@ -259,8 +263,10 @@ def best_trial(trials: list[SweepTrial], goal: str) -> SweepTrial | None:
 
 
 class _SweepRunner:
-    def __init__(self, plan, job_dir, trials_dir, tracking_uri, experiment_id, parent_run_id, on_event, resume, stop_event, launch_mode):
+    def __init__(self, plan, job_dir, trials_dir, tracking_uri, experiment_id, parent_run_id, on_event, resume, stop_event, launch_mode, cores=None):
         self.plan = plan
+        # Places for trials (and threads per trial), shared with the submit's other engines.
+        self.cores = cores or CoreBudget(sweep_limit=plan.max_concurrent_trials)
         self.job_dir = Path(job_dir)
         self.trials_dir = Path(trials_dir)
         self.tracking_uri = tracking_uri
@@ -387,6 +393,8 @@ class _SweepRunner:
         env.update(MLFLOW_TRACKING_URI=self.tracking_uri, MLFLOW_EXPERIMENT_ID=str(self.experiment_id))
         if run_id:
             env["MLFLOW_RUN_ID"] = run_id
+            threads = str(self.cores.split().sweep_trial_threads or 1)
+            env.update({variable: threads for variable in THREAD_VARIABLES})
         env.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # no network here; its exit hook costs ~2 s a trial
         return env
 
@@ -428,6 +436,7 @@ class _SweepRunner:
             trial.output_tail = trial.error
             self.emit("started", trial)
             self.record(trial, optuna_trial, FAILED)
+            self.cores.sweep_trial_ended()
             return trial
         started = time.monotonic()  # after start(): the first fork waits for the server's preload
         deadline = started + self.plan.trial_timeout_s if self.plan.trial_timeout_s else None
@@ -465,6 +474,7 @@ class _SweepRunner:
     def finish(self, entry: _Running, exit_code: int) -> None:
         trial = entry.trial
         del self.running[trial.trial_id]
+        self.cores.sweep_trial_ended()
         self.read_history(entry)
         trial.exit_code = exit_code
         trial.duration_s = round(time.monotonic() - entry.started, 3)
@@ -542,9 +552,15 @@ class _SweepRunner:
                 for entry in list(self.running.values()):
                     self.request_stop(entry, INTERRUPTED, f"stopped: {reason}")
             launched_or_done = finished_count + len(self.running)
-            while not stopping and len(self.running) < self.plan.max_concurrent_trials and launched_or_done < self.plan.max_total_trials:
+            while (not stopping and len(self.running) < self.plan.max_concurrent_trials
+                   and launched_or_done < self.plan.max_total_trials and self.cores.start_sweep_trial()):
                 launched_or_done += 1
-                if self.launch().status == FAILED:
+                try:
+                    launched = self.launch()
+                except BaseException:
+                    self.cores.sweep_trial_ended()
+                    raise
+                if launched.status == FAILED:
                     finished_count += 1  # it could not even start
             if not self.running and (stopping or launched_or_done >= self.plan.max_total_trials):
                 return stopped_because
@@ -616,16 +632,19 @@ def run_sweep(
     resume: bool = False,
     stop_event: threading.Event | None = None,
     launch_mode: str = "auto",
+    cores: CoreBudget | None = None,
 ) -> SweepResult:
     """Run the sweep job `job` (a loaded sweep_job.yml; `job_dir` its folder) and return every trial and the best.
 
     on_event(kind, trial) is called with kind started | reported | finished | failed | stopped | interrupted.
-    Setting `stop_event` ends running trials (status interrupted) and returns what finished. launch_mode:
+    Setting `stop_event` ends running trials (status interrupted) and returns what finished. `cores`: the submit's
+    core budget, which gives each trial its place and threads (default: this sweep alone on this process's cores).
+    launch_mode:
     auto (fork `python ...` commands from a pre-warmed server, spawn others) | fork | spawn (always Popen).
     Raises CapcError for a job that cannot run and when every trial failed.
     """
     plan = plan_sweep(job, Path(job_dir))
-    runner = _SweepRunner(plan, job_dir, trials_dir, tracking_uri, experiment_id, parent_run_id, on_event, resume, stop_event, launch_mode)
+    runner = _SweepRunner(plan, job_dir, trials_dir, tracking_uri, experiment_id, parent_run_id, on_event, resume, stop_event, launch_mode, cores)
     return runner.run()
 
 
@@ -641,33 +660,47 @@ def run_sweeps_interruptibly(sweeps: Mapping[str, dict], on_interrupt: Callable[
     """Several sweeps side by side (a conditional sweep's one per family), each run_sweep in its own worker
     thread, each within its own concurrency; a stop (capc.stopping) ends them all cleanly. Returns ({name: result},
     interrupted); the first error of a sweep is raised here, once every sweep has ended."""
-    stop = threading.Event()
-    outcomes: dict[str, dict] = {name: {} for name in sweeps}
-    # Ended-flags rather than Thread.is_alive(): a Ctrl-C landing inside Thread.join can leave is_alive() False
-    # for a thread that still runs.
-    ended = {name: threading.Event() for name in sweeps}
+    return SweepsInBackground(sweeps).wait(on_interrupt)
 
-    def work(name: str) -> None:
+
+class SweepsInBackground:
+    """Sweeps started in worker threads (run_sweep's arguments per name), so the main thread can do other work
+    meanwhile (AutoML) and Ctrl-C there still becomes a clean stop of every sweep."""
+
+    def __init__(self, sweeps: Mapping[str, dict]):
+        self.stop_event = threading.Event()
+        self.interrupted = False
+        self.outcomes: dict[str, dict] = {name: {} for name in sweeps}
+        # Ended-flags rather than Thread.is_alive(): a Ctrl-C landing inside Thread.join can leave is_alive() False
+        # for a thread that still runs.
+        self.ended = {name: threading.Event() for name in sweeps}
+        for name, arguments in sweeps.items():
+            threading.Thread(target=self._work, args=(name, arguments), name=f"capc-{name}", daemon=True).start()
+
+    def _work(self, name: str, arguments: dict) -> None:
         try:
-            outcomes[name]["result"] = run_sweep(stop_event=stop, **sweeps[name])
+            self.outcomes[name]["result"] = run_sweep(stop_event=self.stop_event, **arguments)
         except BaseException as exc:  # handed to the main thread, which reports it
-            outcomes[name]["error"] = exc
+            self.outcomes[name]["error"] = exc
         finally:
-            ended[name].set()
+            self.ended[name].set()
 
-    for name in sweeps:
-        threading.Thread(target=work, args=(name,), name=f"capc-{name}", daemon=True).start()
-    interrupted = False
-    while not all(flag.is_set() for flag in ended.values()):
-        try:
-            next(flag for flag in ended.values() if not flag.is_set()).wait(0.2)
-        except KeyboardInterrupt:
-            if not interrupted and on_interrupt:
-                on_interrupt()
-            interrupted = True
-            stop.set()
-    for outcome in outcomes.values():
-        if "error" in outcome:
-            raise outcome["error"]
-    results = {name: outcome["result"] for name, outcome in outcomes.items()}
-    return results, interrupted or any(r.interrupted for r in results.values())
+    def stop(self) -> None:
+        """End running trials (interrupted) and start no more; wait() returns what finished."""
+        self.interrupted = True
+        self.stop_event.set()
+
+    def wait(self, on_interrupt: Callable[[], None] | None = None) -> tuple[dict, bool]:
+        """({name: result}, interrupted) once every sweep ended; Ctrl-C meanwhile stops them. An error is raised here."""
+        while not all(flag.is_set() for flag in self.ended.values()):
+            try:
+                next(flag for flag in self.ended.values() if not flag.is_set()).wait(0.2)
+            except KeyboardInterrupt:
+                if not self.interrupted and on_interrupt:
+                    on_interrupt()
+                self.stop()
+        for outcome in self.outcomes.values():
+            if "error" in outcome:
+                raise outcome["error"]
+        results = {name: outcome["result"] for name, outcome in self.outcomes.items()}
+        return results, self.interrupted or any(r.interrupted for r in results.values())

@@ -125,3 +125,83 @@ def test_automl_and_sweep_end_to_end(workdir, name, source, target, task, metric
     values = {r["source"]: r["value"] for r in payload["results"]}
     best = max(values.values()) if metric == "AUC_weighted" else min(values.values())
     assert payload["model"]["value"] == best
+
+
+# ---------------------------------------------------------------- AutoML and the sweep side by side
+
+
+def _runs(name: str) -> list[dict]:
+    return json.loads(_invoke("runs", name, "--json").stdout)
+
+
+def _interval(run: dict) -> tuple[float, float]:
+    return run["start"], run["start"] + run["duration_s"]
+
+
+@pytest.mark.slow
+def test_automl_and_sweep_overlap_in_time_and_both_are_recorded(workdir):
+    from capc.local.cores import side_by_side, usable_cores
+
+    spec = _digits_spec(workdir)
+    result = _invoke("submit", spec, "--json", "--out", workdir / "generated")
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout[result.stdout.index("{"):])
+    assert {r["source"] for r in payload["results"]} == {"automl", "sweep"}
+    assert payload["model"]["value"] == max(r["value"] for r in payload["results"])
+
+    runs = _runs("digits-small")
+    by_kind = {kind: [r for r in runs if r["kind"] == kind] for kind in ("submit", "automl", "sweep", "trial", "candidate")}
+    assert [r["status"] for r in by_kind["submit"] + by_kind["automl"] + by_kind["sweep"]] == ["completed"] * 3
+    assert len(by_kind["trial"]) == 2 and len(by_kind["candidate"]) >= 4
+    automl_start, automl_end = _interval(by_kind["automl"][0])
+    sweep_start, sweep_end = _interval(by_kind["sweep"][0])
+    assert automl_start < sweep_end and sweep_start < automl_end  # the two runs overlap in time
+    if side_by_side(usable_cores()):  # and a sweep trial ran while AutoML searched
+        assert min(t["start"] for t in by_kind["trial"]) < automl_end
+
+
+@pytest.mark.slow
+def test_interrupt_while_both_run_then_resume(workdir):
+    """Ctrl-C while AutoML searches and the sweep has finished a trial; --resume keeps that trial and finishes."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    spec = _digits_spec(workdir, extra="")
+    text = spec.read_text().replace("automl: {timeout_minutes: 1, max_trials: 4}", "automl: {timeout_minutes: 1, max_trials: 1000}")
+    text = text.replace("search_space: {C: 'choice(0.5, 2.0)', max_iter: 'choice(50)'}", "search_space: {C: 'choice(0.5, 1.0, 2.0, 4.0)', max_iter: 'choice(50)'}")
+    spec.write_text(text.replace("max_total_trials: 2,", "max_total_trials: 4,"))
+    argv = [sys.executable, "-m", "capc", "submit", str(spec), "--json", "--out", str(workdir / "generated")]
+    sweeps = workdir / "home" / "sweeps" / "digits-small"
+    process = subprocess.Popen(argv, cwd=workdir, env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 50  # within AutoML's minute
+        while not list(sweeps.glob("*/trial_0001")) and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.2)  # trial_0001 exists once trial 0 finished (one sweep trial at a time beside AutoML)
+        assert list(sweeps.glob("*/trial_0001")), "the sweep finished no trial while AutoML ran"
+        assert process.poll() is None
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 130, stderr
+    assert "--resume" in stderr and "Traceback" not in stderr
+
+    runs = _runs("digits-small")
+    status = {kind: [r["status"] for r in runs if r["kind"] == kind] for kind in ("submit", "automl", "sweep")}
+    assert status == {"submit": ["interrupted"], "automl": ["interrupted"], "sweep": ["interrupted"]}
+    first_trials = {r["name"]: r for r in runs if r["kind"] == "trial" and r["status"] == "completed"}
+    assert "trial_0" in first_trials
+    assert json.loads(_invoke("models", "list", "--json").stdout) == []
+    automl_start, automl_end = _interval(next(r for r in runs if r["kind"] == "automl"))
+    assert first_trials["trial_0"]["start"] < automl_end  # the finished trial ran beside AutoML
+
+    resumed = _invoke("submit", spec, "--resume", "--json", "--out", workdir / "generated")
+    assert resumed.exit_code == 0, resumed.output
+    payload = json.loads(resumed.stdout[resumed.stdout.index("{"):])
+    assert {r["source"] for r in payload["results"]} == {"automl", "sweep"} and payload["model"]["version"] == 1
+    trials = [r for r in _runs("digits-small") if r["kind"] == "trial" and r["status"] == "completed"]
+    assert len(trials) == 4  # every grid point once: the finished ones were not run again
+    for name, run in first_trials.items():
+        assert [r["run_id"] for r in trials if r["name"] == name] == [run["run_id"]]

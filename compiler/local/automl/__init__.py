@@ -25,7 +25,7 @@ How Azure's settings map (what FLAML cannot do is said here, and at run time in 
   from there) spends a trial cap like Azure's 30-40 on toy models within seconds: housing (2-minute budget,
   40 trials) stopped after 8 s at a 31,342 holdout MAE; warm-started, it used the budget and reached 28,991.
 - max_concurrent_trials: not honoured; FLAML runs trials one after another (parallel trials need Ray or
-  Spark), each on all cores but one (see search.trial_threads).
+  Spark), each on AutoMLSettings.threads threads (capc.local.cores: all cores but one alone, its share beside the sweep).
 - normalized_mean_absolute_error: LightGBM also searches its absolute-error objective, so it trains on the
   loss the job is judged by (names.TRAINING_OBJECTIVES).
 - enable_vote_ensemble / enable_stack_ensemble: Azure's VotingEnsemble (greedy ensemble selection with

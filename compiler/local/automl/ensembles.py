@@ -18,7 +18,6 @@ from capc.local.automl.model import stack_features
 from capc.local.automl.results import Candidate
 from capc.local.automl.search import (
     ENSEMBLE_LIBRARY_SIZE, Search, TrialRecord, best_per_learner, ensemble_library, plain, quiet_learners,
-    trial_threads,
 )
 from capc.local.automl.settings import AutoMLSettings
 from capc.local.automl.training_data import TrainingData
@@ -41,7 +40,7 @@ def build_ensembles(settings: AutoMLSettings, search: Search, data: TrainingData
     grace = max(ENSEMBLE_GRACE_S, ENSEMBLE_GRACE_SHARE * settings.timeout_minutes * 60)
     builder = _EnsembleBuilder(settings, search, data, max(deadline, time.monotonic() + grace), notes)
     built = []
-    with quiet_learners():
+    with quiet_learners(settings.threads):
         if settings.enable_vote_ensemble:
             built.append(builder.voting())
         if settings.enable_stack_ensemble:
@@ -193,7 +192,7 @@ class _EnsembleBuilder:
         member.fit(
             self.X, self.y_fit, task=self.settings.task, estimator_list=[record.candidate.engine_estimator],
             starting_points={record.candidate.engine_estimator: dict(record.config)}, max_iter=1,
-            eval_method="holdout", retrain_full=True, n_jobs=trial_threads(), seed=self.settings.seed, verbose=0,
+            eval_method="holdout", retrain_full=True, n_jobs=self.settings.threads, seed=self.settings.seed, verbose=0,
             skip_transform=self.settings.featurization == "off", custom_hp=self.custom_hp,
         )
         return member

@@ -15,7 +15,7 @@ from capc.local.automl import names
 from capc.local.automl.ensembles import build_ensembles
 from capc.local.automl.model import AutoMLModel, with_ensemble
 from capc.local.automl.results import AutoMLResult, Candidate
-from capc.local.automl.search import Search, run_search, split_seed, trial_threads, validate_again
+from capc.local.automl.search import Search, run_search, split_seed, validate_again
 from capc.local.automl.settings import AutoMLSettings, resolve_estimators
 from capc.local.automl.training_data import TrainingData, training_data
 from capc.state.held_out import HeldOutPredictions, plain
@@ -98,5 +98,5 @@ def _runnable_estimators(settings: AutoMLSettings, notes: list[str]) -> tuple[li
         )
     if settings.max_concurrent_trials > 1:
         notes.append(f"max_concurrent_trials {settings.max_concurrent_trials}: trials run one at a time here, "
-                     f"each on {trial_threads()} thread(s)")
+                     f"each on {settings.threads} thread(s)")
     return estimators, skipped

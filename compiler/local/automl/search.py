@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import time
 import warnings
 from collections.abc import Callable
@@ -75,7 +74,7 @@ def run_search(settings: AutoMLSettings, data: TrainingData, estimators: list[st
     automl = _searching_automl_class()()
     automl.capc_listener = listener
     try:
-        with quiet_learners():
+        with quiet_learners(settings.threads):
             automl.fit(
                 data.X, data.y_fit,
                 task=settings.task,
@@ -89,7 +88,7 @@ def run_search(settings: AutoMLSettings, data: TrainingData, estimators: list[st
                 early_stop=settings.enable_early_termination,
                 log_type="all",
                 log_file_name=log_file,
-                n_jobs=trial_threads(),
+                n_jobs=settings.threads,
                 seed=settings.seed,
                 verbose=0,
                 skip_transform=settings.featurization == "off",
@@ -324,11 +323,11 @@ def validate_again(settings: AutoMLSettings, search: Search, data: TrainingData)
     again.capc_listener = listener
     search.scorer.pending = []
     try:
-        with quiet_learners():
+        with quiet_learners(settings.threads):
             again.fit(
                 data.X, data.y_fit, task=settings.task, metric=search.scorer, estimator_list=[estimator],
                 starting_points={estimator: config}, max_iter=2, sample=False, retrain_full=False, log_type="all",
-                auto_augment=False, n_jobs=trial_threads(), seed=settings.seed, verbose=0,
+                auto_augment=False, n_jobs=settings.threads, seed=settings.seed, verbose=0,
                 skip_transform=settings.featurization == "off", custom_hp=search.custom_hp, **search.plan,
             )
     finally:
@@ -370,7 +369,7 @@ def _searching_automl_class():
 
 
 @contextmanager
-def quiet_learners():
+def quiet_learners(threads: int):
     """Learners' warnings and FLAML's log lines would garble the caller's live progress display; threads capped."""
     from threadpoolctl import threadpool_limits
 
@@ -380,25 +379,11 @@ def quiet_learners():
     try:
         # Learners without an n_jobs knob (sklearn's histogram boosting, BLAS) follow OpenMP's default of
         # every core; hold them to the trial's thread count too.
-        with warnings.catch_warnings(), threadpool_limits(limits=trial_threads()):
+        with warnings.catch_warnings(), threadpool_limits(limits=threads):
             warnings.simplefilter("ignore")
             yield
     finally:
         flaml_logger.setLevel(level)
-
-
-def _cores() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
-
-
-def trial_threads() -> int:
-    """Threads per trial: all cores but one. Most FLAML trials are small models, for which OpenMP start-up
-    and spin-waiting cost more than a second thread gains, and on a busy 2-core machine a 2-thread LightGBM
-    fit measured 12x slower than a 1-thread one; the spare core also keeps progress and tracking responsive."""
-    return max(1, _cores() - 1)
 
 
 def _objective_choices(metric: str, estimators: list[str]) -> dict | None:

@@ -3,11 +3,12 @@ defaults, checked, and the FLAML learners that run its algorithms here."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from capc import azure_names
 from capc.errors import CapcError
 from capc.goal import Goal
+from capc.local.cores import automl_alone_threads
 from capc.local.automl import names
 from capc.spec.hints import did_you_mean
 
@@ -40,6 +41,9 @@ class AutoMLSettings:
     enable_stack_ensemble: bool = True
     featurization: str = "auto"
     seed: int = 0
+    # Threads of each trial: this machine's, not Azure's (capc.local.cores; a submit running the sweep beside
+    # AutoML passes its share).
+    threads: int = field(default_factory=automl_alone_threads)
 
     def __post_init__(self) -> None:
         if self.task not in TABULAR_TASKS:
@@ -69,6 +73,8 @@ class AutoMLSettings:
             raise CapcError("AutoML timeout_minutes and trial_timeout_minutes must be positive.")
         if self.max_trials < 1:
             raise CapcError(f"AutoML max_trials must be at least 1, not {self.max_trials}.")
+        if self.threads < 1:
+            raise CapcError(f"AutoML needs at least one thread, not {self.threads}.")
         if self.featurization not in ("auto", "off"):
             raise CapcError(f"featurization mode `{self.featurization}` is not one the local engine runs; use auto or off.")
 

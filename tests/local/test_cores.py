@@ -1,0 +1,65 @@
+"""The core budget of a local submit (capc.local.cores): one rule splits the cores between AutoML and the sweep."""
+
+from __future__ import annotations
+
+import pytest
+
+from capc.local.cores import CoreBudget, CoreSplit, split_cores
+
+
+@pytest.mark.parametrize("cores, limit, expected", [
+    (1, 2, CoreSplit(1, 0, 0)),  # no room for both: AutoML first, the sweep waits
+    (2, 2, CoreSplit(1, 1, 1)),
+    (2, 1, CoreSplit(1, 1, 1)),
+    (8, 2, CoreSplit(4, 2, 2)),
+    (8, 4, CoreSplit(4, 4, 1)),
+    (8, 20, CoreSplit(4, 4, 1)),
+    (64, 2, CoreSplit(32, 2, 16)),
+    (64, 40, CoreSplit(32, 32, 1)),
+])
+def test_side_by_side(cores, limit, expected):
+    split = split_cores(cores, automl=True, sweep_limit=limit)
+    assert split == expected
+    assert split.busy <= cores
+    assert split.sweep_trials <= limit
+
+
+@pytest.mark.parametrize("cores, limit, expected", [
+    (1, 2, CoreSplit(0, 1, 1)),
+    (2, 2, CoreSplit(0, 2, 1)),
+    (2, 1, CoreSplit(0, 1, 2)),
+    (8, 2, CoreSplit(0, 2, 4)),
+    (8, 20, CoreSplit(0, 8, 1)),
+    (64, 3, CoreSplit(0, 3, 21)),
+])
+def test_sweep_alone(cores, limit, expected):
+    split = split_cores(cores, automl=False, sweep_limit=limit)
+    assert split == expected and split.busy <= cores and split.sweep_trials <= limit
+
+
+@pytest.mark.parametrize("cores, threads", [(1, 1), (2, 1), (8, 7), (64, 63)])
+def test_automl_alone_keeps_a_core_spare(cores, threads):
+    assert split_cores(cores, automl=True, sweep_limit=None) == CoreSplit(threads, 0, 0)
+
+
+@pytest.mark.parametrize("cores", range(1, 70))
+@pytest.mark.parametrize("limit", [1, 2, 3, 4, 7, 16, 100])
+def test_never_more_threads_than_cores(cores, limit):
+    for automl in (True, False):
+        split = split_cores(cores, automl=automl, sweep_limit=limit)
+        assert split.busy <= cores
+        assert split.sweep_trials <= limit
+        assert (split.automl_threads >= 1) == automl
+        assert split.sweep_trials >= 1 or (automl and cores == 1)
+
+
+def test_the_sweep_takes_the_cores_automl_leaves():
+    budget = CoreBudget(2, automl=True)
+    assert budget.split(2) == CoreSplit(1, 1, 1)
+    budget.automl_finished()
+    assert budget.split(2) == CoreSplit(0, 2, 1)
+
+
+def test_bad_core_count():
+    with pytest.raises(ValueError):
+        split_cores(0, automl=True, sweep_limit=1)
