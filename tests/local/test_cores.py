@@ -53,11 +53,22 @@ def test_never_more_threads_than_cores(cores, limit):
         assert split.sweep_trials >= 1 or (automl and cores == 1)
 
 
-def test_the_sweep_takes_the_cores_automl_leaves():
-    budget = CoreBudget(2, automl=True)
-    assert budget.split(2) == CoreSplit(1, 1, 1)
+def test_the_sweeps_take_the_cores_automl_leaves():
+    budget = CoreBudget(2, automl=True, sweep_limit=2)
+    assert budget.split() == CoreSplit(1, 1, 1)
+    assert budget.start_sweep_trial() and not budget.start_sweep_trial()  # one place beside AutoML
     budget.automl_finished()
-    assert budget.split(2) == CoreSplit(0, 2, 1)
+    assert budget.split() == CoreSplit(0, 2, 1)
+    assert budget.start_sweep_trial() and not budget.start_sweep_trial()
+    budget.sweep_trial_ended()
+    assert budget.start_sweep_trial()
+
+
+def test_one_core_runs_automl_first():
+    budget = CoreBudget(1, automl=True, sweep_limit=3)
+    assert not budget.start_sweep_trial()
+    budget.automl_finished()
+    assert budget.start_sweep_trial() and not budget.start_sweep_trial()
 
 
 def test_bad_core_count():

@@ -378,3 +378,40 @@ def test_stopping_a_trial_ends_its_whole_process_group(launcher, tmp_path):
             break
         assert time.monotonic() < deadline, "the trial's child survived"
         time.sleep(0.05)
+
+
+# ---------------------------------------------------------------- the core budget
+
+
+def test_sweeps_sharing_a_core_budget_never_run_more_trials_than_it_allows(store, job_dir, tmp_path):
+    """Two sweeps of up to 2 trials each under a 2-core budget with AutoML beside them: one trial at a time in
+    all, two once AutoML is done."""
+    from capc.local.cores import CoreBudget
+    from capc.local.sweep import run_sweeps_interruptibly
+
+    budget = CoreBudget(2, automl=True, sweep_limit=4)
+    running, most, lock = set(), [0], threading.Lock()
+    running_at_start = []
+
+    def on_event(kind, trial):
+        with lock:
+            if kind == "started":
+                running.add(trial.run_id)
+                running_at_start.append(len(running))
+            elif kind in ("finished", "failed", "stopped", "interrupted"):
+                running.discard(trial.run_id)
+            most[0] = max(most[0], len(running))
+            if kind == "finished" and len(running_at_start) == 2:
+                budget.automl_finished()  # AutoML ends after the second trial started
+
+    sweeps = {}
+    for name in ("a", "b"):
+        job = make_job({"value": {"type": "choice", "values": [0.1, 0.2, 0.3]}}, extra_args="--mode steady", max_total_trials=3)
+        parent = store["client"].create_run(store["experiment_id"]).info.run_id
+        sweeps[name] = dict(job=job, job_dir=job_dir, trials_dir=tmp_path / name, tracking_uri=store["uri"],
+                            experiment_id=store["experiment_id"], parent_run_id=parent, on_event=on_event, cores=budget)
+    results, interrupted = run_sweeps_interruptibly(sweeps)
+    assert not interrupted
+    assert all(t.status == "completed" for r in results.values() for t in r.trials) and sum(len(r.trials) for r in results.values()) == 6
+    assert running_at_start[:2] == [1, 1]  # one place beside AutoML
+    assert most[0] == 2  # two once it was done, never more
