@@ -10,7 +10,10 @@ the other 80% and a copy of the spec pointing at it into a temporary folder, run
 without capc) and score the holdout. Prints the winner (automl or sweep), its validation value, the holdout
 figure against the issue's target and the wall time.
 
-    python bench/bench_submit.py [--only bankmarketing] [--seeds 0 1 2] [--automl-minutes 2] [--sweep-trials 6] [--set K=V ...]
+    python bench/bench_submit.py [--only bankmarketing] [--seeds 0 1 2] [--automl-minutes 2] [--sweep-trials 6] [--set K=V ...] [--keep DIR]
+
+It prints the registered model's serving figures and the better candidates the spec's serving budget passed over;
+`--keep DIR` leaves each case's folder (generated/, $CAPC_HOME with the registered model) for bench_endpoint.py.
 
 One holdout of 5,272 bank rows has a standard error of about 0.004 in accuracy, as large as the gap between good
 models; `--seeds` repeats each case on other splits (seed N holds out a different 20%) and prints the mean.
@@ -78,6 +81,13 @@ def run_case(name: str, seed: int, minutes: int, trials: int, work: Path, extra:
     result = json.loads(done.stdout[done.stdout.index("{"):])
     for side in result["results"]:
         print(f"   {side['source']:<6} best {result['metric']} {side['value']:.5f} ({side['label']})")
+    selection = result.get("selection") or {}
+    if selection.get("serving"):
+        serving = selection["serving"]
+        print(f"   serving ({selection['budget']}): p99 {serving['serving_p99_ms']:.1f} ms, p50 {serving['serving_p50_ms']:.1f} ms, "
+              f"{serving['serving_rows_per_s']:,.0f} rows/s, {serving['serving_size_mb']:.2f} MB")
+    for passed in selection.get("passed_over") or []:
+        print(f"   passed over {passed['source']} {passed['label']} ({passed['value']:.5f}): {'; '.join(passed['reasons'])}")
     import mlflow.pyfunc
 
     model = mlflow.pyfunc.load_model(result["model"]["model_dir"])
@@ -101,13 +111,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="holdout split seeds; each case runs once per seed and the mean is printed")
     parser.add_argument("--automl-minutes", type=int, default=2)
     parser.add_argument("--sweep-trials", type=int, default=6)
+    parser.add_argument("--keep", type=Path, default=None, help="keep each case's folder (its $CAPC_HOME and registered model) under this one")
     parser.add_argument("--set", dest="extra", action="append", default=[], metavar="KEY.PATH=VALUE",
                         help="one more override, e.g. automl.max_trials=1000")
     args = parser.parse_args(argv)
     print(f"cores: {os.cpu_count()}, load average at start: {os.getloadavg()[0]:.1f}")
     names = args.only or list(CASES)
     with tempfile.TemporaryDirectory() as tmp:
-        rows = [run_case(n, seed, args.automl_minutes, args.sweep_trials, Path(tmp), args.extra)
+        work = args.keep or Path(tmp)
+        rows = [run_case(n, seed, args.automl_minutes, args.sweep_trials, work, args.extra)
                 for n in names for seed in args.seeds]
     print("\nspec           seed holdout figure        target     winner  wall")
     for r in rows:

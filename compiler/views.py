@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from capc.goal import Goal
+from capc.serving_cost import ServingCost
 
 LEAF_KINDS = ("candidate", "trial")
 
@@ -65,15 +66,22 @@ def runs_table(rows, title: str) -> Table:
     return table
 
 
+# Serving cost columns of the leaderboard (capc.serving_cost's run metrics): header -> (metric, format).
+SERVING_COLUMNS = {"p99 ms": ("serving_p99_ms", "{:.1f}"), "rows/s": ("serving_rows_per_s", "{:,.0f}"), "MB": ("serving_size_mb", "{:.3g}")}
+
+
 def leaderboard_table(rows, metric: str, goal: str, title: str) -> Table:
     table = Table(title=title, header_style="bold")
-    for col, justify in (("#", "right"), ("source", "left"), ("run", "left"), ("status", "left"), (metric, "right"), ("duration", "right")):
+    columns = [("#", "right"), ("source", "left"), ("run", "left"), ("status", "left"), (metric, "right"), ("duration", "right")]
+    for col, justify in columns + [(header, "right") for header in SERVING_COLUMNS]:
         table.add_column(col, justify=justify, no_wrap=True)
     table.add_column("parameters", overflow="ellipsis", no_wrap=True, max_width=70)
     for i, r in enumerate(rows, start=1):
         # A conditional sweep's trials name their family: sweep/svc.
         source = "automl" if r.kind == "candidate" else "/".join(["sweep", *([r.params["family"]] if "family" in r.params else [])])
-        table.add_row(str(i), source, f"{r.name} [dim]{r.run_id[:8]}", _status(r.status), _fmt(r.metrics.get(metric)), _duration(r.duration_s), _params(r.params))
+        serving = [form.format(r.metrics[name]) if name in r.metrics else "-" for name, form in SERVING_COLUMNS.values()]
+        table.add_row(str(i), source, f"{r.name} [dim]{r.run_id[:8]}", _status(r.status), _fmt(r.metrics.get(metric)),
+                      _duration(r.duration_s), *serving, _params(r.params))
     return table
 
 
@@ -98,12 +106,20 @@ def pipeline_table(result) -> Table:
 
 
 def submit_table(result) -> Table:
-    """One row per engine of a local submit, the winner marked."""
+    """Each engine's best, the winner (which a serving budget may take from further down) and the better
+    candidates the budget passed over, with the serving latency of those measured."""
     table = Table(title=f"{result.name}: best {result.metric} ({result.goal})", header_style="bold")
-    for col in ("source", "best run", result.metric, "winner"):
+    for col in ("source", "run", result.metric, "p99 ms", "winner"):
         table.add_column(col)
-    for o in result.outcomes:
-        table.add_row(o.source, f"{o.label} [dim]{o.run_id[:8]}", f"{o.value:.4f}", "✔" if o is result.winner else "")
+    passed = {id(o): reasons for o, reasons in (result.selection.passed_over if result.selection else [])}
+    shown = list(result.outcomes)
+    shown += [o for o in [result.winner] if o is not None and o not in shown]
+    shown += [o for o, _ in (result.selection.passed_over if result.selection else []) if o not in shown]
+    for o in shown:
+        mark = "✔" if o is result.winner else ("passed over: " + "; ".join(passed[id(o)]) if id(o) in passed else "")
+        p99 = o.metrics.get("serving_p99_ms")
+        table.add_row(o.source, f"{o.label} [dim]{(o.candidate_run_id or o.run_id)[:8]}", f"{o.value:.4f}",
+                      "-" if p99 is None else f"{p99:.1f}", mark)
     return table
 
 
@@ -111,7 +127,12 @@ def print_submit(result) -> None:
     out = console()
     out.print(submit_table(result))
     if result.model:
-        out.print(f"registered model [bold]{result.model.ref}[/] ({result.model.source}, {result.metric} {result.model.value:.4f})")
+        out.print(f"registered model [bold]{result.model.ref}[/] ({result.model.source} {result.winner.label}, {result.metric} {result.model.value:.4f})")
+        selection = result.selection
+        if selection and selection.cost:
+            out.print(f"serving ({selection.budget.describe()}): {selection.cost.summary()}")
+        for note in selection.notes if selection else []:
+            out.print(f"note: {note}")
         out.print(f"next: capc leaderboard {result.name} | capc deploy {result.name}")
 
 
@@ -120,6 +141,12 @@ def print_pipeline(result) -> None:
     out.print(pipeline_table(result))
     if result.model:
         out.print(f"registered model [bold]{result.model.ref}[/] ({result.model.source}, {result.metric} {result.model.value:.4f})")
+        winner = result.winner or {}
+        cost = ServingCost.from_metrics(winner.get("serving") or {})
+        if cost:
+            out.print(f"serving ({winner.get('budget')}): {cost.summary()}")
+        for passed in winner.get("passed_over") or []:
+            out.print(f"passed over {passed['source']} ({passed['value']:.4f}): {'; '.join(passed['reasons'])}")
 
 
 def endpoints_table(endpoints) -> Table:

@@ -5,6 +5,7 @@
     pipeline.py       orchestration of `--only pipeline`: pipeline_job.yml's graph, one process per step
     pipeline_step.py  one engine step of that graph, as its own process
     outcome.py        what an engine hands back to be compared and registered
+    selection.py      the model to register: the best within the spec's serving budget (capc.serving_cost's rule)
     automl/           engine: tabular AutoML on FLAML (settings, training_data, search, ensembles, model, run; names.py: Azure's names -> FLAML's)
     images.py         engine: AutoML for images (a keras_cnn search)
     sweep.py          engine: a sweep job on Optuna (samplers.py, policies.py); launch.py starts its trials

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import yaml
 
+from capc import serving_cost
 from capc.errors import CapcError
 from capc.image_files import IMAGE_SUFFIXES, image_base64, is_image_path
 
@@ -68,11 +69,8 @@ def check_target(frame, target: str, task: str, source: Path) -> None:
 
 
 def request_rows(job_dir: Path, limit: int = 1000) -> list:
-    """Real rows of a job's training data as a scoring request sends them: features only (records), or base64
-    images for an image job. Used by `capc bench`."""
-    import json
-    import math
-
+    """Real rows of a job's training data as a scoring request sends them (as sample_request.json holds them):
+    features only (records), or base64 images for an image job. Used by `capc bench` and the selection."""
     table = yaml.safe_load((job_dir / "data" / "MLTable").read_text(encoding="utf-8"))
     if any("read_json_lines" in step for step in table.get("transformations") or [] if isinstance(step, dict)):
         images = []
@@ -83,8 +81,7 @@ def request_rows(job_dir: Path, limit: int = 1000) -> list:
     data_file, fmt, drop = mltable_source(job_dir / "data")
     frame = read_frame(data_file, fmt, drop).head(limit)
     frame = frame.drop(columns=[automl.get("target_column_name")], errors="ignore")
-    records = frame.to_dict(orient="records")
-    return [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()} for row in records]
+    return serving_cost.request_records(frame, limit)
 
 
 # ---------------------------------------------------------------- image folders

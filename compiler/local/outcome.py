@@ -17,3 +17,7 @@ class Outcome:
     params: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
     label: str = ""
+    candidate_run_id: str = ""  # the candidate's own run when run_id is its engine's (AutoML registers from its run)
+    # The engine's other models that could be registered (AutoML's other learners and ensembles, the sweep's
+    # other completed trials): the selection weighs them too when the best does not fit the serving budget.
+    alternatives: list[Outcome] = field(default_factory=list)

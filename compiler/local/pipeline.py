@@ -181,7 +181,8 @@ def _register(spec, job_dir: Path, winner_dir: Path, winner: dict, summary: dict
         winner_dir / "model",
         name=spec.name, task=spec.task, metric=spec.metric, value=float(winner["value"]), goal=spec.goal,
         source=winner["source"], run_id=summary.get("run_id", pipeline_run), spec_sha256=spec.sha256,
-        job_dir=str(job_dir.resolve()), metrics={spec.metric: float(winner["value"])}, params=summary.get("params", {}),
+        job_dir=str(job_dir.resolve()), metrics={spec.metric: float(winner["value"]), **(winner.get("serving") or {})},
+        params=summary.get("params", {}),
         description=spec.data["description"],
     )
 
@@ -213,11 +214,25 @@ class _GraphRunner:
                 candidate = self.winner.get("candidate", self.winner.get("source"))
                 summary = self.summaries.get(candidate) or next((v for k, v in self.summaries.items() if self.steps[k].type == self.winner.get("source")), {})
                 self.model = _register(self.spec, self.job_dir, folder, self.winner, summary, self.run_id)
+                self._log_serving_costs(self.winner.get("measured") or {})
+                if self.winner.get("max_latency_ms") is not None:
+                    self.mlflow_client.set_tag(self.run_id, tracking.MAX_LATENCY_TAG, str(self.winner["max_latency_ms"]))
                 self.mlflow_client.set_tag(self.run_id, "capc.registered_model", self.model.ref)
                 self.mlflow_client.log_metric(self.run_id, self.spec.metric, float(self.winner["value"]))
                 step.detail = f"winner: {self.winner.get('source')}, registered {self.model.ref}"
                 step.value = float(self.winner["value"])
                 return
+
+    def _log_serving_costs(self, measured: dict) -> None:
+        """The select step measured each engine's model: its figures become metrics of that engine's best run."""
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        for candidate, metrics in measured.items():  # candidates are named after their steps
+            summary = self.summaries.get(candidate, {})
+            run_id = summary.get("candidate_run_id") or summary.get("run_id")  # the leaf run the leaderboard shows
+            if run_id:
+                self.mlflow_client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in sorted(metrics.items())])
 
     def run(self, poll_s: float) -> None:
         while True:

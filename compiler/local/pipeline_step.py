@@ -30,7 +30,7 @@ def run_step(kind: str, spec, job_dir: Path, output: Path, parent_run: str, resu
     work_dir = registry.capc_home() / "runs" / parent_run
     work_dir.mkdir(parents=True, exist_ok=True)
     if kind == "automl":
-        outcome, interrupted = run_automl_job(spec, job_dir, mlflow_client, exp_id, parent_run, work_dir, None), False
+        outcome, interrupted = run_automl_job(spec, job_dir, mlflow_client, exp_id, parent_run, work_dir, None, alternatives=False), False
     else:
         outcome, interrupted = run_sweep_job(spec, job_dir, mlflow_client, exp_id, parent_run, work_dir, resume, None, kind=node)
     if interrupted:
@@ -38,12 +38,13 @@ def run_step(kind: str, spec, job_dir: Path, output: Path, parent_run: str, resu
         return stopping.exit_status()
     if outcome is None:
         raise CapcError(f"the {kind} step produced no model: no trial finished with a {spec.metric}.")
-    target = output / "model"
+    target = output / "model"  # the select step compares each engine's best, as Azure's AutoML outputs only that
     if target.exists():
         shutil.rmtree(target)
     output.mkdir(parents=True, exist_ok=True)
     shutil.copytree(outcome.model_dir, target)
-    summary = {"metric": spec.metric, "value": outcome.value, "run_id": outcome.run_id, "label": outcome.label, "params": outcome.params}
+    summary = {"metric": spec.metric, "value": outcome.value, "run_id": outcome.run_id, "label": outcome.label, "params": outcome.params,
+               "candidate_run_id": outcome.candidate_run_id}
     (output / STEP_SUMMARY).write_text(json.dumps(summary, indent=2, sort_keys=True, default=str) + "\n")
     print(f"{kind}: best {spec.metric} {outcome.value:.6g} ({outcome.label}, run {outcome.run_id})")
     return 0

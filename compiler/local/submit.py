@@ -9,6 +9,7 @@ a stop (Ctrl-C, SIGTERM, SIGHUP: capc.stopping) ends the running work and return
 
 from __future__ import annotations
 
+import math
 import shutil
 import time
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from capc.state.tracking import COMPLETED, FAILED, INTERRUPTED
 from capc.local.cores import CoreBudget
 from capc.local.data import check_target, mltable_source, read_frame
 from capc.local.outcome import Outcome
+from capc.local.selection import Selection, budget_of, select
 from capc.spec.conditional import COMBINATION_PARAMETER
 
 
@@ -36,6 +38,7 @@ class SubmitResult:
     winner: Outcome | None
     model: registry.ModelVersion | None
     interrupted: bool = False
+    selection: Selection | None = None  # the winner's serving cost, and the better candidates the budget passed over
 
     def to_dict(self) -> dict:
         return {
@@ -49,6 +52,8 @@ class SubmitResult:
                 for o in self.outcomes
             ],
             "winner": self.winner.source if self.winner else None,
+            "winner_run_id": self.winner.run_id if self.winner else None,
+            "selection": self.selection.to_dict() if self.selection else None,
             "model": self.model.to_dict() if self.model else None,
         }
 
@@ -110,7 +115,22 @@ def _submit_locked(spec, job_dir: Path, only: str | None, resume: bool, progress
             sweeps.abandon(mlflow_client)
         tracking.finish_run(mlflow_client, submit_run, FAILED)
         raise
-    winner = _choose(outcomes, spec.data["deployment"]["model"], goal)
+    which = spec.data["deployment"]["model"]
+    budget = budget_of(spec.data["deployment"])
+    if budget.max_latency_ms is not None:
+        mlflow_client.set_tag(submit_run, tracking.MAX_LATENCY_TAG, str(budget.max_latency_ms))
+    selection = None
+    if not interrupted:
+        try:
+            selection = select(
+                [c for o in outcomes for c in (o, *o.alternatives)], name=spec.name, which=which, goal=goal,
+                budget=budget, job_dir=job_dir, task=spec.task, mlflow_client=mlflow_client,
+                on_measured=(lambda o, cost: progress.note(f"serving cost of {o.source} {o.label}: {cost.summary()}")) if progress else None,
+            )
+        except BaseException:
+            tracking.finish_run(mlflow_client, submit_run, FAILED)
+            raise
+    winner = selection.winner if selection else _choose(outcomes, which, goal)
     model = None
     if winner and not interrupted:
         model = registry.register(
@@ -134,7 +154,7 @@ def _submit_locked(spec, job_dir: Path, only: str | None, resume: bool, progress
     tracking.finish_run(mlflow_client, submit_run, INTERRUPTED if interrupted else COMPLETED)
     if not outcomes and not interrupted:
         raise CapcError(f"nothing ran for {spec.name}: AutoML and the sweep are both disabled or excluded by --only.")
-    return SubmitResult(spec.name, spec.metric, goal, submit_run, outcomes, winner, model, interrupted)
+    return SubmitResult(spec.name, spec.metric, goal, submit_run, outcomes, winner, model, interrupted, selection)
 
 
 def _choose(outcomes: list[Outcome], which: str, goal: str) -> Outcome | None:
@@ -148,8 +168,10 @@ def _automl_takes_threads(job_dir: Path) -> bool:
     return job.get("task") != "image_classification"
 
 
-def run_automl_job(spec, job_dir, mlflow_client, exp_id, submit_run, work_dir, progress, threads: int | None = None) -> Outcome | None:
-    """automl_job.yml on the local AutoML engine, as a child run of `submit_run`; its best model lies in work_dir.
+def run_automl_job(spec, job_dir, mlflow_client, exp_id, submit_run, work_dir, progress, threads: int | None = None,
+                   alternatives: bool = True) -> Outcome | None:
+    """automl_job.yml on the local AutoML engine, as a child run of `submit_run`; its best model lies in work_dir
+    (with a serving budget and `alternatives`, its other kept models too, for the selection to weigh).
     `threads`: each trial's thread count (default: AutoML alone on this process's cores)."""
     from dataclasses import replace
 
@@ -170,9 +192,11 @@ def run_automl_job(spec, job_dir, mlflow_client, exp_id, submit_run, work_dir, p
     if progress:
         progress.automl_started(settings.timeout_minutes * 60)
 
+    candidate_runs: dict[int, str] = {}  # candidate index -> its child run
+
     def record(candidate) -> None:
         metrics = {spec.metric: candidate.value, **getattr(candidate, "metrics", {})}
-        tracking.log_child(
+        candidate_runs[candidate.index] = tracking.log_child(
             mlflow_client, exp_id, automl_run, f"{candidate.estimator}-{candidate.index}", "candidate",
             candidate.params, metrics, candidate.status, candidate.duration_s, tags={"capc.estimator": candidate.estimator},
         )
@@ -200,7 +224,29 @@ def run_automl_job(spec, job_dir, mlflow_client, exp_id, submit_run, work_dir, p
     tracking.finish_run(mlflow_client, automl_run, COMPLETED)
     if progress:
         progress.automl_finished(result)
-    return Outcome("automl", automl_run, best.value, model_dir, params, {spec.metric: best.value}, best.estimator)
+    outcome = Outcome("automl", automl_run, best.value, model_dir, params, {spec.metric: best.value}, f"{best.estimator}-{best.index}",
+                      candidate_run_id=candidate_runs.get(best.index, ""))
+    if alternatives and budget_of(spec.data["deployment"]).any:  # without a budget only the best can win
+        outcome.alternatives = _automl_alternatives(spec.metric, result, candidate_runs, work_dir / "automl" / "candidates")
+    return outcome
+
+
+def _automl_alternatives(metric: str, result, candidate_runs: dict[int, str], folder: Path) -> list[Outcome]:
+    """AutoML's other kept models (each learner's best, the ensembles), saved as MLflow models in `folder`."""
+    from capc.local.automl.model import save_mlflow_model
+
+    if folder.exists():
+        shutil.rmtree(folder)
+    by_index = {c.index: c for c in result.candidates}
+    out = []
+    for index, model in sorted(result.models.items()):
+        candidate = by_index.get(index)
+        if index == result.best.index or candidate is None or candidate.status != "completed" or index not in candidate_runs:
+            continue
+        model_dir = save_mlflow_model(model, folder / str(index), result.feature_sample)
+        out.append(Outcome("automl", candidate_runs[index], candidate.value, model_dir, {"estimator": candidate.estimator, **candidate.params},
+                           {metric: candidate.value}, f"{candidate.estimator}-{index}"))
+    return out
 
 
 def run_sweep_job(spec, job_dir, mlflow_client, exp_id, submit_run, work_dir, resume, progress, kind: str | None = None):
@@ -288,11 +334,20 @@ def finish_sweep_jobs(sweeps: RunningSweeps, spec, mlflow_client, progress) -> t
     best_name = Goal(spec.goal).best([n for n in results if results[n].best is not None], lambda n: results[n].best.value)
     if best_name is None:
         return None, interrupted
+    outcomes = [_trial_outcome(spec.metric, mlflow_client, name, trial) for name, result in results.items() for trial in result.trials
+                if trial.status == "completed" and trial.value is not None and math.isfinite(trial.value)
+                and (Path(trial.output_dir) / "model" / "MLmodel").is_file()]
     best = results[best_name].best
-    params = dict(best.params)
-    if best_name != "sweep" or COMBINATION_PARAMETER in params:
+    chosen = next((o for o in outcomes if o.run_id == best.run_id), None) or _trial_outcome(spec.metric, mlflow_client, best_name, best)
+    chosen.alternatives = [o for o in outcomes if o is not chosen]  # weighed when the best exceeds a serving budget
+    return chosen, interrupted
+
+
+def _trial_outcome(metric: str, mlflow_client, name: str, trial) -> Outcome:
+    """One completed trial of sweep job `name`, as the selection weighs it."""
+    params = dict(trial.params)
+    if name != "sweep" or COMBINATION_PARAMETER in params:
         # A conditional sweep's trial: what its run recorded, its family and that family's parameters only.
-        params = {**params, **mlflow_client.get_run(best.run_id).data.params}
-    label = f"trial {best.trial_id}" if best_name == "sweep" else f"{best_name.removeprefix('sweep_')} trial {best.trial_id}"
-    model_dir = Path(best.output_dir) / "model"
-    return Outcome("sweep", best.run_id, best.value, model_dir, params, {spec.metric: best.value}, label), interrupted
+        params = {**params, **mlflow_client.get_run(trial.run_id).data.params}
+    label = f"trial {trial.trial_id}" if name == "sweep" else f"{name.removeprefix('sweep_')} trial {trial.trial_id}"
+    return Outcome("sweep", trial.run_id, trial.value, Path(trial.output_dir) / "model", params, {metric: trial.value}, label)

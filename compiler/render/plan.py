@@ -53,6 +53,9 @@ SELECT_STEP_PINS: dict[str, str] = {
     "pyyaml": "6.0.3",
 }
 
+# The spec's serving budget (deployment.*), passed to select_best.py as --KEY VALUE.
+SERVING_BUDGET_KEYS = ("max_latency_ms", "max_model_mb")
+
 # What pandas.read_csv reads as missing by default: these cells become None in sample rows.
 CSV_MISSING = frozenset({
     "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>", "N/A",
@@ -80,7 +83,7 @@ def build_context(spec, out_dir: Path) -> dict:
     deployment = _deployment(spec)
     automl = _automl(spec, dataset)
     return {
-        "pipeline": _pipeline(spec, dataset, automl, sweep),
+        "pipeline": _pipeline(spec, dataset, automl, sweep, environment),
         "train": sweep["train"] if sweep else None,  # the one-family form's trial script
         "score": _score(spec, dataset, deployment),
         "name": spec.name,
@@ -472,8 +475,10 @@ def _trial_component(spec, dataset: dict, node: str, script: str, space: dict, f
     }
 
 
-def _pipeline(spec, dataset: dict, automl: dict, sweep: dict | None) -> dict | None:
-    """AutoML and the sweep (one node per sweep job) side by side, then select_best.py registers the best winner."""
+def _pipeline(spec, dataset: dict, automl: dict, sweep: dict | None, environment: dict) -> dict | None:
+    """AutoML and the sweep (one node per sweep job) side by side, then select_best.py registers the best winner
+    within the serving budget, measuring them through score.py (so its step runs in the job folder, with the
+    scoring stack)."""
     if not sweep or not automl["enabled"] or not sweep["enabled"]:
         return None
     deploy = None
@@ -490,23 +495,30 @@ def _pipeline(spec, dataset: dict, automl: dict, sweep: dict | None) -> dict | N
     for job in sweep["jobs"].values():
         candidates[f"{job['node']}_model"] = (job["node"], f"${{{{parent.jobs.{job['node']}.outputs.model_output}}}}")
     select = [
-        "python select_best.py",
+        "python select/select_best.py",
         *(f"--candidate {node}=${{{{inputs.{name}}}}}" for name, (node, _) in candidates.items()),
         f"--metric {shlex.quote(spec.metric)}",
         f"--goal {spec.goal}",
         f"--model_name {shlex.quote(spec.name)}",
-        "--output ${{outputs.winner}}",
     ]
+    if spec.task != "image_classification":  # candidates are measured with rows of the training table
+        select += ["--score score.py", "--training_data ${{inputs.training_data}}", f"--target {shlex.quote(dataset['target'])}"]
+        budget = spec.data["deployment"]
+        select += [f"--{key} {budget[key]!r}" for key in SERVING_BUDGET_KEYS if budget.get(key) is not None]
+    select.append("--output ${{outputs.winner}}")
     return {
         "training_table": "${{parent.inputs.training_table}}",
         "training_file": "${{parent.inputs.training_file}}",
         "sweep_nodes": list(sweep["jobs"].values()),
         "candidates": {name: binding for name, (_, binding) in candidates.items()},
         "select_command": " ".join(select),
+        "select_measures": spec.task != "image_classification",
         "select_environment": {
             "name": f"{spec.name}-select-env",
             "python": spec.data["environment"]["python"],
-            "pip": [f"{name}=={version}" for name, version in sorted(SELECT_STEP_PINS.items())],
+            # The scoring stack too: the step loads each candidate through score.py to measure it.
+            "pip": [f"{name}=={version}" for name, version in sorted(SELECT_STEP_PINS.items())]
+            + [p for p in environment["pip"] if p.split("==")[0] not in SELECT_STEP_PINS],
         },
         "winner": "${{parent.jobs.select_best.outputs.winner}}",
         "deploy": deploy,

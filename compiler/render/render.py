@@ -1,6 +1,7 @@
 """Stage 3, render: a validated Spec -> {relative posix path: bytes} of every artifact, in memory.
 
-Pure in what it returns: reads the templates, the data file's first rows (through plan) and a user trial script,
+Pure in what it returns: reads the templates, the data file's first rows (through plan), a user trial script and
+capc's serving_cost module (copied for the pipeline's select step),
 and writes no artifact (the writer in capc.artifacts does). Its one write is a cache: Jinja's compiled templates
 under $XDG_CACHE_HOME/capc (else ~/.cache/capc), keyed by each template's source, so it never changes the output;
 without a writable cache folder templates are compiled every time.
@@ -41,6 +42,8 @@ PIPELINE_TEMPLATES: dict[str, str] = {
     "select/select_best.py": "select_best.py.j2",
     "select/conda.yml": "select_conda.yml.j2",
 }
+# Shared rules the pipeline's select step runs as they are: capc's own module, copied (it imports nothing of capc).
+PIPELINE_MODULES: dict[str, str] = {"select/serving_cost.py": "serving_cost.py"}
 
 
 def render_artifacts(spec, out_dir: Path) -> dict[str, bytes]:
@@ -87,6 +90,9 @@ def render_artifacts(spec, out_dir: Path) -> dict[str, bytes]:
         files[path] = _read_user_script(source)
     if sweep and sweep["combinations"]:
         files["src/" + COMBINATIONS_FILE] = (json.dumps(sweep["combinations"], indent=1, sort_keys=True) + "\n").encode("utf-8")
+    if context["pipeline"]:
+        package = Path(__file__).resolve().parents[1]
+        files.update({path: (package / module).read_bytes() for path, module in PIPELINE_MODULES.items()})
     return dict(sorted(files.items()))
 
 

@@ -84,6 +84,15 @@ def _run_figures(data) -> list:
             "(the last value an early-terminated trial reported).",
             f"the final primary metric of {_count(len(data.trial_points), 'sweep trial')}",
         ))
+    if data.serving_points:
+        out.append(figures.Figure(
+            "primary metric against serving latency",
+            figures.metric_against_latency(data.serving_points, data.model.metric, data.model.goal, data.max_latency_ms),
+            "Each candidate measured through score.py when the model was selected: its primary metric against the p99 "
+            "latency of a one-row request on the machine that selected it. The dashed line is the serving budget "
+            "(deployment.max_latency_ms); the selection measures best first and stops at the first candidate within it. "
+            "The star is the registered model.",
+        ))
     return out
 
 

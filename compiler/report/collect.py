@@ -20,7 +20,7 @@ from capc.errors import CapcError
 from capc.goal import Goal
 from capc.state import registry, tracking
 from capc.state.registry import ModelVersion
-from capc.report.figures import RunCurve, TrialPoint
+from capc.report.figures import RunCurve, ServingPoint, TrialPoint
 from capc.spec.conditional import COMBINATION_PARAMETER
 
 SPEC_SUFFIXES = (".yaml", ".yml")
@@ -59,6 +59,8 @@ class ReportData:
     parameters: list[str]  # swept parameters, in sweep_job.yml's order
     trial_points: list[TrialPoint]
     notes: list[str] = field(default_factory=list)
+    serving_points: list[ServingPoint] = field(default_factory=list)  # candidates whose serving cost was measured
+    max_latency_ms: float | None = None  # the serving budget the selection applied
 
 
 def collect(model: ModelVersion) -> ReportData:
@@ -89,7 +91,9 @@ def collect(model: ModelVersion) -> ReportData:
     )
     trials = [r for r in scope if r.kind == "trial"]
     manifest, spec_path, spec_text = _build_record(job_dir, model, notes)
-    submit_sha = mlflow_client.get_run(root.run_id).data.tags.get("capc.spec_sha256") if root else None
+    root_tags = mlflow_client.get_run(root.run_id).data.tags if root else {}
+    submit_sha = root_tags.get("capc.spec_sha256")
+    budget = root_tags.get(tracking.MAX_LATENCY_TAG)
     return ReportData(
         model=model,
         submit_name=root.name if root else None,
@@ -110,7 +114,20 @@ def collect(model: ModelVersion) -> ReportData:
             for r in trials
         ],
         notes=notes,
+        serving_points=_serving_points(scope, model, winner_id),
+        max_latency_ms=float(budget) if budget else None,
     )
+
+
+def _serving_points(scope, model: ModelVersion, winner_id: str | None) -> list[ServingPoint]:
+    """Every AutoML candidate and sweep trial of the submit whose serving cost was measured, and its metric."""
+    points = []
+    for r in scope:
+        if r.kind in ("candidate", "trial") and "serving_p99_ms" in r.metrics and model.metric in r.metrics:
+            source = "sweep" if r.kind == "trial" else "automl"
+            winner = r.run_id == winner_id
+            points.append(ServingPoint(r.name, source, r.metrics[model.metric], r.metrics["serving_p99_ms"], winner))
+    return points
 
 
 # ---------------------------------------------------------------- runs

@@ -63,6 +63,17 @@ class TrialPoint:
 
 
 @dataclass(frozen=True)
+class ServingPoint:
+    """A measured candidate: its primary metric and the p99 latency of one row through score.py."""
+
+    label: str
+    source: str  # "automl" | "sweep"
+    value: float
+    p99_ms: float
+    winner: bool = False
+
+
+@dataclass(frozen=True)
 class Figure:
     """One figure of the page: its title, the SVG markup, a caption saying how to read it, and which rows
     (or runs) it uses and how many."""
@@ -189,6 +200,43 @@ def parameters_against_metric(points: list[TrialPoint], parameters: list[str], m
         figure.legend(handles=legend, loc="upper center", ncols=len(legend), bbox_to_anchor=(0.5, 1.0), fontsize=8)
         figure.tight_layout(rect=(0, 0, 1, 1 - 0.35 / (2.8 * rows)))
         return _svg(figure, "params", tight=False)
+
+
+# ---------------------------------------------------------------- serving
+
+
+def metric_against_latency(points: list[ServingPoint], metric: str, goal: str, max_latency_ms: float | None) -> str:
+    """Each measured candidate's primary metric against its p99 one-row latency (logarithmic when the latencies
+    span two decades), the serving budget as a vertical line, a star on the registered model."""
+    from matplotlib.lines import Line2D
+
+    with _style():
+        figure, axes = _figure(6.0, 4.0)
+        for point in points:
+            if not (math.isfinite(point.value) and math.isfinite(point.p99_ms)):
+                continue
+            colour = AUTOML_COLOUR if point.source == "automl" else SWEEP_COLOUR
+            axes.scatter([point.p99_ms], [point.value], s=30, color=colour, alpha=0.85, linewidths=0, zorder=3)
+            axes.annotate(_short(point.label, 24), (point.p99_ms, point.value), xytext=(4, 3), textcoords="offset points", fontsize=7)
+            if point.winner:
+                axes.scatter([point.p99_ms], [point.value], s=180, color=WINNER_COLOUR, marker="*", edgecolors="black",
+                             linewidths=0.6, zorder=4)
+        latencies = [p.p99_ms for p in points if p.p99_ms > 0]
+        if latencies and max(latencies + [max_latency_ms or 0]) / min(latencies + [max_latency_ms or math.inf]) >= 100:
+            _log_axis(axes)
+        legend = [Line2D([], [], color=c, marker="o", linestyle="none", label=l)
+                  for c, l, s in ((AUTOML_COLOUR, "AutoML model", "automl"), (SWEEP_COLOUR, "sweep trial", "sweep"))
+                  if any(p.source == s for p in points)]
+        if max_latency_ms is not None:
+            axes.axvline(max_latency_ms, color=FAILED_COLOUR, linestyle="--", linewidth=1.2, zorder=2)
+            legend.append(Line2D([], [], color=FAILED_COLOUR, linestyle="--", label=f"budget: p99 {max_latency_ms:g} ms"))
+        if any(p.winner for p in points):
+            legend.append(Line2D([], [], color=WINNER_COLOUR, marker="*", markersize=11, markeredgecolor="black",
+                                 markeredgewidth=0.6, linestyle="none", label="registered model"))
+        axes.set_xlabel("p99 latency of a one-row request through score.py (ms)")
+        axes.set_ylabel(f"{metric} ({'higher' if goal == 'maximize' else 'lower'} is better)")
+        axes.legend(handles=legend, loc="best", fontsize=8)
+        return _svg(figure, "serving")
 
 
 # ---------------------------------------------------------------- classification

@@ -16,14 +16,12 @@ spec's deployment.probabilities). Lines end as the input's header line ends.
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import itertools
 import json
 import math
 import os
 import re
-import sys
 import tempfile
 import time
 from contextlib import contextmanager
@@ -31,6 +29,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
+from capc import serving_cost
 from capc.errors import CapcError
 from capc.serve.endpoints import azureml_model_dir
 from capc.serve.inference_server import ENTRY_SCRIPT
@@ -43,8 +42,6 @@ THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"
 NUMBER_KINDS = ("integer", "number")  # score.py's FEATURES kinds that JSON carries as numbers
 # score.py names a bad cell by its row in the request; the file's row is the chunk's first row plus that.
 REQUEST_ROW = re.compile(r"\brow (\d+)\b")
-
-_LOADS = itertools.count(1)
 
 Progress = Callable[[int, int, int], None]  # (bytes read, total bytes, rows scored)
 
@@ -359,52 +356,23 @@ class ScoringScript:
 
 @contextmanager
 def loaded_scoring_script(job_dir: Path, model_dir: Path):
-    """job_dir/score.py imported and init()-ed against model_dir; the environment and sys.path restored afterwards."""
+    """job_dir/score.py imported and init()-ed against model_dir (serving_cost's loader, the one the selection
+    measures candidates with); the environment and sys.path restored afterwards."""
     script = job_dir / ENTRY_SCRIPT
     if not script.is_file():
         raise CapcError(f"no {ENTRY_SCRIPT} in {job_dir}, the job folder the model was trained from.", "run `capc build SPEC` to generate it again")
     if not model_dir.is_dir():
         raise CapcError(f"model folder {model_dir} does not exist.")
-    saved_environment, saved_path = dict(os.environ), list(sys.path)
-    os.environ["AZUREML_MODEL_DIR"] = str(azureml_model_dir(model_dir.absolute()))
-    os.environ["AML_APP_ROOT"] = str(job_dir.absolute())
     # score.py pins one thread per request for the endpoint's workers; a batch is one worker with big requests,
     # so the model's thread pools take every core this process may use (LightGBM scores each row alone: same answers).
-    for variable in THREAD_VARIABLES:
-        os.environ[variable] = str(len(os.sched_getaffinity(0)))
-    sys.path.append(str(job_dir.absolute()))  # as azmlinfsrv appends its app root: score.py's sibling modules import
+    threads = {variable: str(len(os.sched_getaffinity(0))) for variable in THREAD_VARIABLES}
     try:
-        module = _import(script)
-        try:
-            module.init()
-        except Exception as exc:
-            raise CapcError(f"{script}: init() failed: {type(exc).__name__}: {exc}", "the endpoint would not start either; fix score.py or the model") from None
-        yield ScoringScript(module, script)
-    finally:
-        _restore_environment(saved_environment)
-        sys.path[:] = saved_path
-
-
-def _import(script: Path):
-    # A module name of its own per load: inference-schema registers run()'s schema under it, once per process.
-    name = f"capc_batch_score_{next(_LOADS)}"
-    spec = importlib.util.spec_from_file_location(name, script)
-    module = importlib.util.module_from_spec(spec)
-    try:
-        spec.loader.exec_module(module)
-    except Exception as exc:
-        raise CapcError(f"cannot load {script}: {type(exc).__name__}: {exc}", "run `capc build SPEC` to generate it again") from None
-    if not callable(getattr(module, "init", None)) or not callable(getattr(module, "run", None)):
-        raise CapcError(f"{script} has no init() and run().", "run `capc build SPEC` to generate it again")
-    return module
-
-
-def _restore_environment(saved: dict) -> None:
-    for key in set(os.environ) - set(saved):
-        del os.environ[key]
-    for key, value in saved.items():
-        if os.environ.get(key) != value:
-            os.environ[key] = value
+        with serving_cost.loaded_score_module(str(script), str(azureml_model_dir(model_dir.absolute())), str(job_dir.absolute()),
+                                              environment=threads) as (module, _):
+            yield ScoringScript(module, script)
+    except serving_cost.MeasureError as exc:
+        hint = "the endpoint would not start either; fix score.py or the model" if "init()" in str(exc) else "run `capc build SPEC` to generate it again"
+        raise CapcError(str(exc), hint) from None
 
 
 def _json_values(series, kind: str | None) -> list:

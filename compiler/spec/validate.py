@@ -529,6 +529,11 @@ def deployment_fits_task(ctx: CheckContext) -> None:
         ctx.report(("deployment", "probabilities"), "regression models have no class probabilities", "remove it or set it to false")
     if deployment["model"] == "sweep" and not ctx.data.get("sweep"):
         ctx.report(("deployment", "model"), "deploys the sweep's winner, but the spec has no sweep", "use `best` or `automl`")
+    if ctx.data["task"] == "image_classification":
+        # The budget is measured with rows of the training table, which an image model does not take.
+        for key in ("max_latency_ms", "max_model_mb"):
+            if key in deployment:
+                ctx.report(("deployment", key), "a serving budget is measured on tabular models; image_classification has none", f"remove {key}")
     compute = ctx.data["compute"]
     if compute["min_instances"] > compute["max_instances"]:
         ctx.report(("compute", "min_instances"), f"min_instances {compute['min_instances']} is above max_instances {compute['max_instances']}")

@@ -15,6 +15,7 @@ from capc.state.home import capc_home
 KIND_TAG = "capc.kind"  # submit | automl | candidate | sweep | trial | step
 STATUS_TAG = "capc.status"  # one of STATUSES: finer than MLflow's
 PARENT_TAG = "mlflow.parentRunId"
+MAX_LATENCY_TAG = "capc.max_latency_ms"  # on a submit or pipeline run: the serving budget its selection applied
 
 # The one status vocabulary of every run, trial, candidate and step: in MLflow tags, `capc runs`, the leaderboard,
 # --json output, the sweep's study records and the pipeline table. (Pipeline steps add waiting and skipped.)

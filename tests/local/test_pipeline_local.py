@@ -158,3 +158,27 @@ def test_local_pipeline_with_a_failing_sweep_reports_it_and_registers_nothing(tm
     assert "Traceback" not in result.output
     assert "skipped" in result.output and "completed" in result.output  # the table: automl ran, select_best skipped
     assert CliRunner().invoke(cli, ["models", "list", "--json"]).stdout.strip() == "[]"
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("workdir")
+def test_local_pipelines_select_step_applies_the_serving_budget(tmp_path):
+    """select_best.py measures both engines' models through score.py in the pipeline run; under a size budget
+    that nothing meets the step fails naming the fastest, and nothing is registered; under a generous one the
+    winner's figures reach the registry and the engines' runs."""
+    spec = _digits_spec(tmp_path, extra="deployment: {max_model_mb: 0.0001}\n")
+    result = CliRunner().invoke(cli, ["submit", str(spec), "--only", "pipeline", "--out", str(tmp_path / "generated")])
+    assert result.exit_code == 1, result.output
+    assert "pipeline step `select_best` of digits-pipe failed" in result.output
+    assert "no candidate fits the serving budget (model <= 0.0001 MB) among 2" in result.output
+    assert CliRunner().invoke(cli, ["models", "list", "--json"]).stdout.strip() == "[]"
+
+    spec.write_text(spec.read_text().replace("max_model_mb: 0.0001", "max_latency_ms: 60000"))
+    result = CliRunner().invoke(cli, ["submit", str(spec), "--only", "pipeline", "--json", "--out", str(tmp_path / "generated")])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout[result.stdout.index("{"):])
+    assert payload["winner"]["budget"] == "p99 latency <= 60000 ms" and payload["winner"]["passed_over"] == []
+    assert set(payload["winner"]["measured"]) == {payload["winner"]["source"]}  # the best fits: nothing else measured
+    assert payload["model"]["metrics"]["serving_p99_ms"] == payload["winner"]["serving"]["serving_p99_ms"]
+    board = json.loads(CliRunner().invoke(cli, ["leaderboard", "digits-pipe", "--json"]).stdout)["runs"]
+    assert any("serving_p99_ms" in r["metrics"] for r in board)

@@ -53,6 +53,48 @@ def test_sweep_only_registers_the_best_trial(workdir):
     runs = json.loads(_invoke("runs", "digits-small", "--json").stdout)
     assert {r["kind"] for r in runs} == {"submit", "sweep", "trial"}
 
+    # No serving budget: the winner is chosen as before and measured through score.py; only it, since no other
+    # candidate could win. Its figures are in the result, the registry, the leaderboard and `capc runs`.
+    serving = payload["selection"]["serving"]
+    assert serving["serving_p99_ms"] > 0 and serving["serving_rows_per_s"] > 0 and payload["selection"]["passed_over"] == []
+    assert payload["model"]["metrics"]["serving_p99_ms"] == serving["serving_p99_ms"]
+    measured = [r for r in board["runs"] if "serving_p99_ms" in r["metrics"]]
+    assert [r["run_id"] for r in measured] == [payload["winner_run_id"]] == [board["runs"][0]["run_id"]]
+    assert "p99 ms" in _invoke("leaderboard", "digits-small").output
+    assert "serving_p99_ms" in _invoke("runs", "digits-small").output
+
+
+@pytest.mark.slow
+def test_no_candidate_within_the_serving_budget_is_exit_1_naming_the_fastest(workdir):
+    spec = _digits_spec(workdir, extra="deployment: {max_latency_ms: 0.0001}\n")
+    result = _invoke("submit", spec, "--only", "sweep", "--out", workdir / "generated")
+    assert result.exit_code == 1, result.output
+    assert "no candidate fits the serving budget (p99 latency <= 0.0001 ms) among 2; the fastest is trial" in result.output
+    assert "Traceback" not in result.output
+    assert json.loads(_invoke("models", "list", "--json").stdout) == []
+    board = json.loads(_invoke("leaderboard", "digits-small", "--json").stdout)["runs"]
+    assert all("serving_p99_ms" in r["metrics"] for r in board)  # both measured, both recorded
+
+
+@pytest.mark.slow
+def test_automl_under_a_size_budget_registers_an_in_budget_learner_and_names_what_it_passed_over(workdir):
+    """Ensembles of several FLAML models weigh megabytes, a single learner a fraction of one (a size budget is
+    deterministic where latency on a shared machine is not): the registered model is each learner's best that
+    fits, and every better candidate is named with its size."""
+    spec = _digits_spec(workdir, extra="deployment: {max_model_mb: 1}\n")
+    spec.write_text(spec.read_text().replace("max_trials: 4", "max_trials: 6"))
+    result = _invoke("submit", spec, "--only", "automl", "--json", "--out", workdir / "generated")
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout[result.stdout.index("{"):])
+    selection = payload["selection"]
+    assert selection["budget"] == "model <= 1 MB" and selection["serving"]["serving_size_mb"] <= 1
+    passed = selection["passed_over"]
+    assert passed and all("Ensemble" in p["label"] and p["reasons"][0].endswith("MB > 1 MB") for p in passed)
+    assert all(p["value"] > payload["model"]["value"] for p in passed)
+    board = json.loads(_invoke("leaderboard", "digits-small", "--json").stdout)["runs"]
+    winner = next(r for r in board if r["run_id"] == payload["winner_run_id"])
+    assert winner["kind"] == "candidate" and "Ensemble" not in winner["name"] and "serving_p99_ms" in winner["metrics"]
+
 
 def test_second_submit_gets_the_next_version(workdir):
     spec = _digits_spec(workdir)

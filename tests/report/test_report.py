@@ -130,7 +130,7 @@ sweep:
   search_space: {{C: 'choice(0.0001, 1.0)', max_iter: 'choice(100)'}}
   early_termination: {{type: bandit, slack_factor: 0.1, evaluation_interval: 1, delay_evaluation: 1}}
   limits: {{max_total_trials: 2, max_concurrent_trials: 1}}
-deployment: {{model: sweep}}
+deployment: {{model: sweep, max_latency_ms: 5000}}
 """
 REGRESSION = """\
 name: housing-report
@@ -164,7 +164,7 @@ def submitted(tmp_path_factory):
         for name in ("digits-report", "housing-report"):
             result = _invoke("report", name)
             assert result.exit_code == 0, result.output
-            assert f"wrote {name}-report.html ({name}:1, 4 figures)" in result.stdout
+            assert f"wrote {name}-report.html ({name}:1, 5 figures)" in result.stdout
             reports[name] = root / f"{name}-report.html"
         yield root, reports
 
@@ -188,7 +188,9 @@ def test_classification_report_of_a_sweep_winner(submitted):
     html = reports["digits-report"].read_text(encoding="utf-8")
     assert "Model report: digits-report:1" in html
     assert 'class="badge sweep">sweep</span>' in html
-    assert html.count("<svg ") == 4 and 'id="confusion"' in html and 'id="roc"' in html
+    assert html.count("<svg ") == 5 and 'id="confusion"' in html and 'id="roc"' in html
+    # The serving trade-off: the measured winner starred, the spec's budget drawn.
+    assert 'id="serving"' in html and "budget: p99 5000 ms" in html
     assert 'class="badge held-out">held-out rows</span>' in html and "80 held-out rows: the 20% holdout split of 400" in html
     assert 'id="per-class"' in html  # precision and recall of each digit on those rows
     # The winner row is the registered trial (grid order: C=1.0 first); the bandit stopped the other.
@@ -238,6 +240,7 @@ def test_regression_report_of_an_automl_winner(submitted):
     assert model.source == "automl"
     assert 'class="badge automl">AutoML</span>' in html
     assert 'id="predicted"' in html and 'id="residuals"' in html and 'id="confusion"' not in html
+    assert 'id="serving"' in html and "budget: p99" not in html  # no budget: the registered model's latency only
     # Judged on the AutoML search's holdout rows (its validation_data_size), not on rows it trained on.
     assert 'class="badge held-out">held-out rows</span>' in html and 'class="badge trained-on"' not in html
     assert "160 held-out rows: the 20% holdout split of 800" in html

@@ -61,6 +61,21 @@ def test_metric_over_time_marks_early_terminated_and_winner():
     assert "stroke-dasharray" in figures.metric_over_time(curves(), "accuracy", "maximize")  # dashed early-terminated lines
 
 
+@pytest.mark.parametrize("metric, goal", [("accuracy", "maximize"), ("normalized_mean_absolute_error", "minimize")])
+def test_metric_against_latency_draws_the_budget_and_the_registered_model(metric, goal):
+    points = [
+        figures.ServingPoint("VotingEnsemble-9", "automl", 0.92, 80.0),
+        figures.ServingPoint("LightGBM-3", "automl", 0.915, 6.0, winner=True),
+        figures.ServingPoint("trial_1", "sweep", 0.91, 0.8),
+    ]
+    svg = figures.metric_against_latency(points, metric, goal, 25.0)
+    legend = texts(assert_inline_svg(svg, "serving"))
+    for label in ("AutoML model", "sweep trial", "budget: p99 25 ms", "registered model", "VotingEnsemble-9", "p99 latency"):
+        assert label in legend
+    assert f"{metric} ({'higher' if goal == 'maximize' else 'lower'} is better)" in legend
+    assert "budget" not in texts(assert_inline_svg(figures.metric_against_latency(points[1:2], metric, goal, None), "serving"))
+
+
 def test_metric_over_time_without_trials_is_one_panel():
     only_automl = [c for c in curves() if c.source == "automl"]
     root = assert_inline_svg(figures.metric_over_time(only_automl, "r2_score", "maximize"), "time")

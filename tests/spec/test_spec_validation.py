@@ -296,6 +296,22 @@ def test_regression_has_no_probabilities(workdir: Path) -> None:
     )
 
 
+def test_serving_budget_is_positive(workdir: Path) -> None:
+    path = write(workdir, BASE + "deployment:\n  max_latency_ms: 25\n  max_model_mb: 0\n")
+    assert "deployment.max_model_mb" in only_problem(path)
+    assert load_spec(write(workdir, BASE + "deployment:\n  max_latency_ms: 12.5\n")).data["deployment"]["max_latency_ms"] == 12.5
+
+
+def test_serving_budget_is_for_tabular_models(workdir: Path) -> None:
+    text = "name: mri\ndataset:\n  path: data/imgs\n  format: image_folder\ntask: image_classification\nmetric: accuracy\n"
+    (workdir / "data" / "imgs").mkdir(parents=True, exist_ok=True)
+    path = write(workdir, text + "deployment:\n  max_latency_ms: 25\n")
+    assert any(
+        p.endswith("deployment.max_latency_ms: a serving budget is measured on tabular models; image_classification has none (remove max_latency_ms)")
+        for p in problems(path)
+    )
+
+
 def test_deploying_the_sweep_needs_a_sweep(workdir: Path) -> None:
     path = write(workdir, BASE + "deployment:\n  model: sweep\n")
     assert only_problem(path) == (

@@ -30,11 +30,13 @@ ENSEMBLE_GRACE_SHARE, ENSEMBLE_GRACE_S = 0.05, 5.0
 
 
 def build_ensembles(settings: AutoMLSettings, search: Search, data: TrainingData, deadline: float,
-                    notes: list[str]) -> list[tuple[Candidate, dict, np.ndarray]]:
+                    notes: list[str]) -> tuple[list[tuple[Candidate, dict, np.ndarray]], dict[int, object]]:
     """The ensembles the job enables, each as (candidate, AutoMLModel fields, its predictions on the shared
-    validation rows); none that could not be built."""
+    validation rows), none that could not be built; and the best candidate of each learner that was refitted on all
+    rows as a member (candidate index -> fitted flaml.AutoML): models of their own that the selection may register
+    when a serving budget asks for less."""
     if not (settings.enable_vote_ensemble or settings.enable_stack_ensemble) or search.listener.validation_y is None:
-        return []
+        return [], {}
     # Azure runs its ensemble iterations even when the search used the whole budget; so does this, in a
     # bounded extra slice of time when the search overran.
     grace = max(ENSEMBLE_GRACE_S, ENSEMBLE_GRACE_SHARE * settings.timeout_minutes * 60)
@@ -45,7 +47,8 @@ def build_ensembles(settings: AutoMLSettings, search: Search, data: TrainingData
             built.append(builder.voting())
         if settings.enable_stack_ensemble:
             built.append(builder.stacking())
-    return [b for b in built if b is not None]
+    learner_bests = {r.candidate.index: builder.fitted[r.candidate.index] for r in builder.learners if r.candidate.index in builder.fitted}
+    return [b for b in built if b is not None], learner_bests
 
 
 class _EnsembleBuilder:

@@ -41,7 +41,10 @@ def run_automl(frame: pd.DataFrame, settings: AutoMLSettings, on_candidate: Call
         index, labels, output = search.listener.best_held_out
         validated[index] = (labels, output)
     deadline = started + settings.timeout_minutes * 60
-    for candidate, ensemble, output in build_ensembles(settings, search, data, deadline, notes):
+    ensembles, learner_bests = build_ensembles(settings, search, data, deadline, notes)
+    for index, member in learner_bests.items():  # each learner's best, alone: a cheaper model to serve
+        models.setdefault(index, with_ensemble(single, dict(members=[member], weights=[1.0], stacker=None, kind="single")))
+    for candidate, ensemble, output in ensembles:
         candidate = replace(candidate, index=len(candidates))
         candidates.append(candidate)
         models[candidate.index] = with_ensemble(single, ensemble)

@@ -1,0 +1,92 @@
+"""Backend, local: the model `capc submit` registers - the best candidate by the primary metric within the serving budget.
+
+Candidates are every model an engine kept (AutoML's best model of each learner and its ensembles, each completed
+sweep trial's model). The rule itself is capc.serving_cost's, the one the pipeline's select step runs: measured
+best first through the job folder's score.py, with rows of the training data, until one fits. Each measured
+candidate's serving cost is logged as metrics of its run (serving_p99_ms, ...), so `capc runs`, `capc
+leaderboard` and the report show it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from capc import serving_cost
+from capc.errors import CapcError
+from capc.local.outcome import Outcome
+from capc.serve.inference_server import ENTRY_SCRIPT
+
+IMAGE_TASK = "image_classification"  # its score.py takes images, not table rows: not measured
+
+
+@dataclass
+class Selection:
+    winner: Outcome
+    cost: serving_cost.ServingCost | None
+    budget: serving_cost.Budget
+    passed_over: list[tuple[Outcome, list[str]]]
+    notes: list[str]
+
+    def to_dict(self) -> dict:
+        return {
+            "budget": self.budget.describe(),
+            "serving": self.cost.metrics() if self.cost else None,
+            "passed_over": [{"source": o.source, "label": o.label, "run_id": o.run_id, "value": o.value, "reasons": r}
+                            for o, r in self.passed_over],
+            "notes": self.notes,
+        }
+
+
+def budget_of(deployment: dict) -> serving_cost.Budget:
+    """The spec's deployment.max_latency_ms / max_model_mb."""
+    return serving_cost.Budget(deployment.get("max_latency_ms"), deployment.get("max_model_mb"))
+
+
+def select(outcomes: list[Outcome], *, name: str, which: str, goal: str, budget: serving_cost.Budget, job_dir: Path,
+           task: str, mlflow_client=None, on_measured=None) -> Selection | None:
+    """The outcome to register (None when there is none); raises CapcError when none fits the budget.
+
+    which: the spec's deployment.model (best | automl | sweep); an engine that left nothing falls back to all."""
+    pool = [o for o in outcomes if which == "best" or o.source == which] or outcomes
+    if not pool:
+        return None
+    contenders = [serving_cost.Contender(o.label or o.source, o.value, str(o.model_dir), payload=o) for o in pool]
+    records = _request_records(job_dir) if task != IMAGE_TASK else None
+
+    def measure_one(contender: serving_cost.Contender) -> serving_cost.ServingCost:
+        if records is None:
+            raise serving_cost.MeasureError("image models are not measured")
+        return serving_cost.measure(str(job_dir / ENTRY_SCRIPT), contender.model_dir, records, app_root=str(job_dir))
+
+    def measured(contender: serving_cost.Contender) -> None:
+        outcome: Outcome = contender.payload
+        outcome.metrics.update(contender.cost.metrics())
+        if mlflow_client is not None:
+            for run_id in dict.fromkeys(r for r in (outcome.run_id, outcome.candidate_run_id) if r):
+                _log_cost(mlflow_client, run_id, contender.cost)
+        if on_measured is not None:
+            on_measured(outcome, contender.cost)
+
+    try:
+        choice = serving_cost.choose(contenders, goal, budget, measure_one, on_measured=measured)
+    except serving_cost.NoCandidateFits as exc:
+        raise CapcError(str(exc), f"Every measured candidate's figures: `capc leaderboard {name}`.") from None
+    notes = [choice.chosen.note] if choice.chosen.note and task != IMAGE_TASK else []
+    return Selection(choice.chosen.payload, choice.chosen.cost, budget,
+                     [(c.payload, c.passed_over) for c in choice.passed_over], notes)
+
+
+def _request_records(job_dir: Path) -> list[dict]:
+    from capc.local.data import request_rows
+
+    return request_rows(job_dir, limit=serving_cost.BATCH_ROWS)
+
+
+def _log_cost(mlflow_client, run_id: str, cost: serving_cost.ServingCost) -> None:
+    import time
+
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    mlflow_client.log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in sorted(cost.metrics().items())])
