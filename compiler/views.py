@@ -74,8 +74,9 @@ def leaderboard_table(rows, metric: str, goal: str, title: str) -> Table:
     table = Table(title=title, header_style="bold")
     columns = [("#", "right"), ("source", "left"), ("run", "left"), ("status", "left"), (metric, "right"), ("duration", "right")]
     for col, justify in columns + [(header, "right") for header in SERVING_COLUMNS]:
-        table.add_column(col, justify=justify, no_wrap=True)
-    table.add_column("parameters", overflow="ellipsis", no_wrap=True, max_width=70)
+        # Headers stay whole on a narrow console: the parameters give way first.
+        table.add_column(col, justify=justify, no_wrap=True, min_width=len(col) if col != "#" else 2)
+    table.add_column("parameters", overflow="ellipsis", no_wrap=True, max_width=40)
     for i, r in enumerate(rows, start=1):
         # A conditional sweep's trials name their family: sweep/svc.
         source = "automl" if r.kind == "candidate" else "/".join(["sweep", *([r.params["family"]] if "family" in r.params else [])])
