@@ -131,7 +131,8 @@ def test_random_gives_one_sweep_per_family_with_the_budget_split(tmp_path):
     pipeline = yaml.safe_load((job_dir / "pipeline_job.yml").read_text())["jobs"]
     assert {k for k, v in pipeline.items() if v["type"] == "sweep"} == set(jobs)
     select = pipeline["select_best"]
-    assert set(select["inputs"]) == {"automl_model", "sweep_logistic_regression_model", "sweep_svc_model"}
+    # Each node's best model, and the training file the step measures them with (serving budget).
+    assert set(select["inputs"]) == {"automl_model", "sweep_logistic_regression_model", "sweep_svc_model", "training_data"}
     assert select["command"].count("--candidate ") == 3
     for kind, job in jobs.items():
         assert pipeline[kind]["search_space"] == job["search_space"] and pipeline[kind]["limits"] == job["limits"]
