@@ -102,6 +102,22 @@ def build_context(spec, out_dir: Path) -> dict:
         "batch": _batch(spec, deployment),
         "schedule": _schedule(spec),
         "model_name": spec.name,
+        "cluster": dict(data["compute"]),
+        "run": _run_settings(spec, automl, sweep),
+    }
+
+
+def _run_settings(spec, automl: dict, sweep: dict | None) -> dict:
+    """capc.json: what a backend needs besides Azure's own files (capc.jobfolder reads it; no spec at submit)."""
+    return {
+        "name": spec.name,
+        "description": spec.data["description"],
+        "task": spec.task,
+        "metric": spec.metric,
+        "goal": azure_names.AUTOML_METRICS[spec.task][spec.metric],
+        "automl": {"enabled": automl["enabled"]},
+        "sweep": {"enabled": bool(sweep and sweep["enabled"])},
+        "deployment": {"model": spec.data["deployment"]["model"]},
     }
 
 

@@ -27,6 +27,8 @@ from capc.spec.conditional import COMBINATIONS_FILE
 # pipeline (and its schedule) exists when both AutoML and the sweep are enabled.
 TEMPLATES: dict[str, str] = {
     "automl_job.yml": "automl_job.yml.j2",
+    "capc.json": "capc.json.j2",
+    "compute.yml": "compute.yml.j2",
     "data/MLTable": "MLTable.j2",
     "conda.yml": "conda.yml.j2",
     "environment.yml": "environment.yml.j2",
