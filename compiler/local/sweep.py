@@ -1,8 +1,8 @@
 """Backend, local: run a compiled sweep_job.yml on this machine, the way Azure ML runs a sweep job.
 
 The sampler (Optuna ask/tell, its study kept in trials_dir so --resume goes on where it stopped) proposes
-parameters; each trial is the job's own `trial.command` with ${{inputs.NAME}} and ${{search_space.P}}
-substituted, run as its own process with MLFLOW_TRACKING_URI / MLFLOW_EXPERIMENT_ID / MLFLOW_RUN_ID set to a run
+parameters; each trial is the job's own `trial.command` with ${{inputs.NAME}}, ${{outputs.NAME}} and
+${{search_space.P}} bound as Azure binds them (capc.local.bindings), run as its own process with MLFLOW_TRACKING_URI / MLFLOW_EXPERIMENT_ID / MLFLOW_RUN_ID set to a run
 created for it beforehand (a child of the sweep's parent run), exactly as Azure ML starts a trial, so the
 script's `mlflow.start_run()` attaches to it. The runner polls each run's primary-metric history, applies the
 early-termination policy and stops losing trials (SIGTERM to the trial's process group, SIGKILL after a grace
@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import shlex
 import shutil
 import signal
@@ -47,7 +46,7 @@ from pathlib import Path
 from capc.stopping import signal_name
 from capc.errors import CapcError
 from capc.goal import Goal, is_score
-from capc.local import samplers
+from capc.local import bindings, samplers
 from capc.state import tracking
 from capc.state.tracking import COMPLETED, EARLY_TERMINATED, ENDED, FAILED, INTERRUPTED, RUNNING
 from capc.local.cores import THREAD_VARIABLES, CoreBudget
@@ -63,12 +62,11 @@ DEFAULT_MAX_CONCURRENT_TRIALS = 1
 STUDY_NAME = "capc-sweep"
 STUDY_FILE = "study.journal"
 CODE_SNAPSHOT = "code"
-SNAPSHOT_IGNORE = ("outputs", "__pycache__", ".ipynb_checkpoints", "mlruns")
+SNAPSHOT_IGNORE = ("outputs", "named_outputs", "__pycache__", ".ipynb_checkpoints", "mlruns")
 RUN_RECORD_ATTR = "capc_trial"  # Optuna user attribute holding a trial's record (written at launch and at its end)
 RERUN_ATTR = "capc_rerun_of"
 
 EVENT_OF_STATUS = {COMPLETED: "finished", FAILED: "failed", EARLY_TERMINATED: "stopped", INTERRUPTED: "interrupted"}
-PLACEHOLDER = re.compile(r"\$\{\{\s*([A-Za-z_][\w.-]*)\s*\}\}")
 
 
 @dataclass
@@ -141,6 +139,8 @@ class SweepPlan:
     code_dir: Path | None
     inputs: dict  # input name -> text substituted for ${{inputs.NAME}}
     family: str | None = None  # a conditional sweep's family (the job's capc_family tag), logged with each trial
+    outputs: tuple[str, ...] = ()  # declared outputs: each trial binds ${{outputs.NAME}} to a folder of its own
+    environment_variables: dict = field(default_factory=dict)  # the trial's environment_variables
 
 
 def _limit_seconds(limits: Mapping, name: str) -> float | None:
@@ -150,23 +150,6 @@ def _limit_seconds(limits: Mapping, name: str) -> float | None:
     if limits.get(f"{name}_minutes") is not None:
         return float(limits[f"{name}_minutes"]) * 60
     return None
-
-
-def _input_text(name: str, spec, job_dir: Path) -> str:
-    if not isinstance(spec, Mapping):
-        return samplers.format_value(spec)  # a literal input: `inputs: {learning_rate: 0.01}`
-    if "path" not in spec:
-        return samplers.format_value(spec.get("value", ""))
-    path = str(spec["path"])
-    if path.startswith(("azureml:", "azureml://", "http://", "https://", "wasbs://", "abfss://")):
-        raise CapcError(
-            f"input {name} points at {path}, which lives on Azure; the local engine needs a file or folder on this machine.",
-            "build the job with a local data path, or submit it to Azure",
-        )
-    local = (job_dir / path.removeprefix("file://")).resolve()
-    if not local.exists():
-        raise CapcError(f"input {name}: {path} (resolved against {job_dir} to {local}) does not exist.")
-    return str(local)
 
 
 def plan_sweep(job: Mapping, job_dir: Path) -> SweepPlan:
@@ -189,7 +172,7 @@ def plan_sweep(job: Mapping, job_dir: Path) -> SweepPlan:
     max_concurrent = int(limits.get("max_concurrent_trials") or DEFAULT_MAX_CONCURRENT_TRIALS)
     if max_total < 1 or max_concurrent < 1:
         raise CapcError("limits.max_total_trials and limits.max_concurrent_trials must be at least 1.")
-    trial = job.get("trial") or {}
+    trial = trial_of(job, job_dir)
     if not trial.get("command"):
         raise CapcError("the sweep job has no trial.command.")
     try:
@@ -201,36 +184,51 @@ def plan_sweep(job: Mapping, job_dir: Path) -> SweepPlan:
         code_dir = (job_dir / str(trial["code"])).resolve()
         if not code_dir.is_dir():
             raise CapcError(f"trial.code {trial['code']} (resolved to {code_dir}) is not a folder.")
-    declared = job.get("inputs") or {}
+    declared_inputs, declared_outputs = job.get("inputs") or {}, job.get("outputs") or {}
     inputs, unknown = {}, []
-    for token in command:
-        for ref in PLACEHOLDER.findall(token):
-            scope, _, name = ref.partition(".")
-            if scope == "inputs" and name in declared:
-                inputs.setdefault(name, _input_text(name, declared[name], job_dir))
-            elif not (scope == "search_space" and name in search_space):
-                unknown.append(ref)
+    for scope, name in bindings.command_references(command):
+        if scope == "inputs" and name in declared_inputs:
+            inputs.setdefault(name, bindings.input_text(name, declared_inputs[name], job_dir))
+        elif not (scope == "search_space" and name in search_space or scope == "outputs" and name in declared_outputs):
+            unknown.append(f"{scope}.{name}")
     if unknown:
         raise CapcError(
             f"trial.command refers to {', '.join('${{' + u + '}}' for u in unknown)}, which the job does not define "
-            "(the local engine fills ${{inputs.NAME}} and ${{search_space.NAME}})."
+            "(the local engine fills ${{inputs.NAME}}, ${{outputs.NAME}} and ${{search_space.NAME}})."
         )
+    variables = {str(k): bindings.format_value(v) for k, v in (trial.get("environment_variables") or {}).items()}
     return SweepPlan(
         metric=str(metric), goal=goal, algorithm=algorithm, sampling_options=options, search_space=search_space,
         policy_mapping=job.get("early_termination"), max_total_trials=max_total, max_concurrent_trials=min(max_concurrent, max_total),
         timeout_s=_limit_seconds(limits, "timeout"), trial_timeout_s=_limit_seconds(limits, "trial_timeout"),
         command=command, code_dir=code_dir, inputs=inputs, family=(job.get("tags") or {}).get(FAMILY_TAG),
+        outputs=tuple(declared_outputs), environment_variables=variables,
     )
 
 
-def trial_command(plan: SweepPlan, values: Mapping) -> list[str]:
-    """The command's words with placeholders filled (word by word: a path with spaces stays one word)."""
+def trial_of(job: Mapping, job_dir: Path) -> dict:
+    """The sweep's trial: inline, or a command component file (`trial: ./train.yml`) read relative to the job."""
+    trial = job.get("trial") or {}
+    if isinstance(trial, str):
+        path = (Path(job_dir) / trial.removeprefix("file:")).resolve()
+        try:
+            import yaml
 
-    def fill(match: re.Match) -> str:
-        scope, _, name = match.group(1).partition(".")
-        return plan.inputs[name] if scope == "inputs" else samplers.format_value(values[name])
+            trial = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (OSError, ValueError) as exc:
+            raise CapcError(f"cannot read the trial component {trial}: {exc}") from None
+        if isinstance(trial, dict) and trial.get("code"):
+            # The component's code is relative to the component file; the plan reads it relative to the job.
+            trial = {**trial, "code": os.path.relpath(path.parent / str(trial["code"]), job_dir)}
+    if not isinstance(trial, Mapping):
+        raise CapcError("the sweep job's trial must be a command (command, code, environment) or a component file.")
+    return dict(trial)
 
-    return under_this_python([PLACEHOLDER.sub(fill, token) for token in plan.command])
+
+def trial_command(plan: SweepPlan, values: Mapping, outputs: Mapping[str, str] | None = None) -> list[str]:
+    """The command's words with placeholders filled; `outputs` maps each declared output to the trial's folder."""
+    parameters = {name: samplers.format_value(value) for name, value in values.items()}
+    return under_this_python(bindings.bind(plan.command, {"inputs": plan.inputs, "search_space": parameters, "outputs": dict(outputs or {})}))
 
 
 # ---------------------------------------------------------------- running it
@@ -390,6 +388,7 @@ class _SweepRunner:
 
     def trial_env(self, run_id: str | None) -> dict:
         env = dict(os.environ)
+        env.update(self.plan.environment_variables)
         env.update(MLFLOW_TRACKING_URI=self.tracking_uri, MLFLOW_EXPERIMENT_ID=str(self.experiment_id))
         if run_id:
             env["MLFLOW_RUN_ID"] = run_id
@@ -413,7 +412,7 @@ class _SweepRunner:
         (trial_dir / "outputs").mkdir(exist_ok=True)
         log_path = trial_dir / "output.log"
         log_path.write_bytes(b"")
-        command = trial_command(self.plan, values)
+        command = trial_command(self.plan, values, bindings.output_folders(self.plan.outputs, trial_dir))
         run_id = tracking.start_run(
             self.client, self.experiment_id, f"trial_{number}", "trial", parent=self.parent_run_id,
             tags={"capc.trial": str(number), "capc.command": shlex.join(command)[:5000]},

@@ -1,0 +1,81 @@
+"""Backend, local: what `${{inputs.X}}`, `${{outputs.X}}` and `${{search_space.X}}` in a job's command become here.
+
+Azure ML mounts or downloads an input and puts its local path in the command, and gives each output (each
+trial's, in a sweep) a fresh folder; a literal input (`learning_rate: 0.01`, or `{type: number, default: 0.01}`)
+is its value. Locally an input must be a file or folder on this machine (relative paths are relative to the
+job YAML's folder, as Azure reads them); an input on Azure (azureml:, https, wasbs, abfss, ...) is refused with
+the override that fixes it. An output is a folder `named_outputs/NAME` in the trial's (or run's) folder.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+from capc.errors import CapcError
+from capc.local.samplers import format_value
+
+PLACEHOLDER = re.compile(r"\$\{\{\s*([A-Za-z_][\w.-]*)\s*\}\}")
+REMOTE_PREFIXES = ("azureml:", "azureml://", "http://", "https://", "wasbs://", "wasb://", "abfss://", "adl://", "s3://", "gs://")
+NAMED_OUTPUTS = "named_outputs"  # beside outputs/ (the folder Azure uploads as the run's artifacts)
+
+
+def is_remote(path: str) -> bool:
+    return str(path).startswith(REMOTE_PREFIXES)
+
+
+def input_text(name: str, declared, job_dir: Path) -> str:
+    """What `${{inputs.NAME}}` becomes: a local path (checked to exist) or a literal value."""
+    if not isinstance(declared, Mapping):
+        return format_value(declared)  # a literal input: `inputs: {learning_rate: 0.01}`
+    if "path" not in declared:
+        for key in ("value", "default"):
+            if key in declared:
+                return format_value(declared[key])
+        raise CapcError(f"input {name} has neither a path nor a value.", f"give it one, e.g. --set inputs.{name}.path=LOCAL_FILE")
+    path = str(declared["path"])
+    if is_remote(path):
+        raise CapcError(
+            f"input {name} points at {path}, which lives on Azure or the web; the local engine reads only files on this "
+            "machine and never downloads data.",
+            f"run it with a copy on this machine: --set inputs.{name}.path=LOCAL_FILE (a file or folder, relative to the current directory)",
+        )
+    local = (Path(job_dir) / path.removeprefix("file://")).resolve()
+    if not local.exists():
+        raise CapcError(
+            f"input {name}: {path} (resolved against {job_dir} to {local}) does not exist.",
+            f"fix the path, or --set inputs.{name}.path=LOCAL_FILE",
+        )
+    return str(local)
+
+
+def command_references(words: list[str]) -> list[tuple[str, str]]:
+    """(scope, name) of every ${{scope.name}} in the command's words, in order."""
+    refs = []
+    for word in words:
+        for ref in PLACEHOLDER.findall(word):
+            scope, _, name = ref.partition(".")
+            refs.append((scope, name))
+    return refs
+
+
+def bind(words: list[str], values: Mapping[str, Mapping[str, str]]) -> list[str]:
+    """The command's words with each ${{scope.name}} replaced by values[scope][name] (word by word, so a path
+    with spaces stays one word)."""
+
+    def fill(match: re.Match) -> str:
+        scope, _, name = match.group(1).partition(".")
+        return values[scope][name]
+
+    return [PLACEHOLDER.sub(fill, word) for word in words]
+
+
+def output_folders(declared: Mapping | None, run_dir: Path) -> dict[str, str]:
+    """Each declared output -> a fresh folder under run_dir/named_outputs/ (created)."""
+    folders = {}
+    for name in declared or {}:
+        folder = Path(run_dir) / NAMED_OUTPUTS / name
+        folder.mkdir(parents=True, exist_ok=True)
+        folders[name] = str(folder)
+    return folders
