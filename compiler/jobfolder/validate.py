@@ -1,0 +1,141 @@
+"""Job folder stage: `capc validate JOB.yml` - a hand-written Azure ML job checked with azure-ai-ml's own loader
+and the rules Azure enforces only when the job is submitted, every problem as FILE:LINE:COL.
+
+azure-ai-ml reports schema problems as one nested mapping (key path -> messages; a field that may take several
+shapes lists one mapping per shape); each message is placed at the key it names, or at the nearest key the file
+has when it names a missing one.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+
+from capc.errors import CapcError, SpecProblem
+from capc.jobfolder.job_yaml import JobYaml
+
+# Keys azure-ai-ml puts in its error paths that are not keys of the file.
+LOADER_ONLY_KEYS = ("value", "_schema")
+
+
+def validate_job_yaml(job: JobYaml) -> list[SpecProblem]:
+    """Every problem of the job file: the loader's first, then the service rules (only when the loader accepts it)."""
+    problems = loader_problems(job)
+    if not problems:
+        problems = service_rule_problems(job)
+    return sorted(set(problems))
+
+
+def loader_problems(job: JobYaml) -> list[SpecProblem]:
+    from azure.ai.ml import load_job
+    from marshmallow import ValidationError
+
+    overrides = [{key: value} for key, value in job.overrides]
+    try:
+        load_job(source=job.path, params_override=overrides)
+    except ValidationError as exc:
+        return [_problem(job, path, message) for path, message in _loader_messages(exc)]
+    except Exception as exc:  # azure-ai-ml's own ValidationException and friends: one message, no key path
+        message = getattr(exc, "message", None) or str(exc)
+        return [SpecProblem(str(job.path), 1, 1, "", f"azure-ai-ml cannot load it: {message.strip()}")]
+    return []
+
+
+def _loader_messages(exc) -> list[tuple[tuple, str]]:
+    """(key path, message) pairs out of azure-ai-ml's ValidationError (its text holds the mapping as JSON)."""
+    found: list[tuple[tuple, str]] = []
+    for entry in exc.messages if isinstance(exc.messages, list) else [exc.messages]:
+        tree = entry
+        if isinstance(entry, str):
+            start = entry.find("{")
+            try:
+                tree = json.JSONDecoder().raw_decode(entry[start:])[0] if start >= 0 else entry
+            except ValueError:
+                tree = entry
+        _walk(tree, (), found)
+    return found
+
+
+def _walk(tree, path: tuple, found: list) -> None:
+    if isinstance(tree, str):
+        found.append((path, tree))
+    elif isinstance(tree, Mapping):
+        for key, value in tree.items():
+            _walk(value, path + (str(key),), found)
+    elif isinstance(tree, list):
+        if tree and all(isinstance(item, Mapping) for item in tree):
+            _walk(_likeliest_shape(tree), path, found)  # one mapping per shape the field may take
+        else:
+            for item in tree:
+                _walk(item, path, found)
+
+
+def _likeliest_shape(shapes: list[Mapping]) -> Mapping:
+    """Of a union field's per-shape errors, the shape the user most likely meant: its `type` matched, fewest errors."""
+
+    def score(shape: Mapping) -> tuple[int, int]:
+        type_wrong = any("type" == key for key in shape)
+        return (1 if type_wrong else 0, _count(shape))
+
+    return min(shapes, key=score)
+
+
+def _count(tree) -> int:
+    if isinstance(tree, Mapping):
+        return sum(_count(v) for v in tree.values())
+    if isinstance(tree, list):
+        return sum(_count(v) for v in tree) or 1
+    return 1
+
+
+def _problem(job: JobYaml, path: tuple, message: str) -> SpecProblem:
+    """A message at the deepest key of `path` the file has (a missing key points at its parent)."""
+    data, keys = job.data, []
+    for key in path:
+        if key in LOADER_ONLY_KEYS:
+            continue
+        if isinstance(data, Mapping) and key in data:
+            keys.append(key)
+            data = data[key]
+        else:
+            shown = ".".join(keys + [key])
+            return _at(job, tuple(keys), shown, message)
+    return _at(job, tuple(keys), ".".join(keys), message)
+
+
+def _at(job: JobYaml, keys: tuple, shown: str, message: str, hint: str | None = None) -> SpecProblem:
+    mark = job.loaded.mark_of(keys, key=True)
+    if isinstance(mark, tuple):  # a --set override: it points at the override, not the file
+        return SpecProblem(mark[0], mark[1], 1, shown, message, hint)
+    return SpecProblem(str(job.path), mark.line, mark.column, shown, message, hint)
+
+
+# ---------------------------------------------------------------- service rules
+
+
+def service_rule_problems(job: JobYaml) -> list[SpecProblem]:
+    """What Azure refuses only at submit time (and the local engine's sampler and policy refuse the same way)."""
+    if job.type != "sweep":
+        return []
+    from capc.local import samplers
+    from capc.local.policies import policy_from_mapping
+
+    data, problems = job.data, []
+    try:
+        algorithm, _ = samplers.algorithm_of(data.get("sampling_algorithm", "random"))
+    except CapcError as exc:
+        return [_at(job, ("sampling_algorithm",), "sampling_algorithm", exc.message, exc.hint)]
+    try:
+        samplers.check_search_space(data.get("search_space") or {}, algorithm)
+    except CapcError as exc:
+        problems.append(_at(job, ("search_space",), "search_space", exc.message, exc.hint))
+    policy = data.get("early_termination")
+    try:
+        policy_from_mapping(policy)
+    except CapcError as exc:
+        problems.append(_at(job, ("early_termination",), "early_termination", exc.message, exc.hint))
+    if algorithm == "bayesian" and policy:
+        # HyperDrive's BayesianParameterSampling reference: "Bayesian sampling does not support early termination
+        # policies" (https://learn.microsoft.com/python/api/azureml-train-core/azureml.train.hyperdrive.bayesianparametersampling).
+        problems.append(_at(job, ("early_termination",), "early_termination", "bayesian sampling takes no early-termination policy; Azure refuses the sweep when it is submitted", "drop early_termination, or use random sampling"))
+    return problems
