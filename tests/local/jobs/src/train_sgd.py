@@ -5,6 +5,7 @@ sweep optimises logged once per epoch (each epoch is an interval for early termi
 an MLflow model to the job's `model_output` output when the command passes one.
 """
 import argparse
+import time
 
 import mlflow
 import numpy as np
@@ -21,6 +22,7 @@ def main():
     parser.add_argument("--alpha", type=float, default=1e-4)
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--model_output", default=None)
+    parser.add_argument("--epoch_pause", type=float, default=0.0, help="seconds to wait after each epoch (tests: a bigger dataset)")
     args = parser.parse_args()
 
     mlflow.autolog(log_models=False)  # parameters of the estimator; the metrics below are logged per epoch
@@ -37,6 +39,7 @@ def main():
             probabilities = model.predict_proba(x_valid)
             mlflow.log_metric("validation_log_loss", log_loss(y_valid, probabilities, labels=classes), step=epoch)
             mlflow.log_metric("validation_accuracy", accuracy_score(y_valid, model.predict(x_valid)), step=epoch)
+            time.sleep(args.epoch_pause)
         if args.model_output:
             # Requirements named here: inferring them starts a Python process per save.
             mlflow.sklearn.save_model(model, f"{args.model_output}/model", pip_requirements=["scikit-learn", "numpy"])
