@@ -18,7 +18,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
     package_dir={"capc": "compiler", "capc.templates": "templates"},
-    packages=["capc", "capc.spec", "capc.render", "capc.state", "capc.local", "capc.local.automl", "capc.serve", "capc.azure", "capc.report", "capc.plan", "capc.templates"],
+    packages=["capc", "capc.spec", "capc.render", "capc.state", "capc.local", "capc.local.automl", "capc.serve", "capc.azure", "capc.report", "capc.plan", "capc.jobfolder", "capc.templates"],
     package_data={"capc.spec": ["*.json"], "capc.plan": ["*.json"], "capc.templates": ["*.j2", "*/*.j2"]},
     install_requires=[
         "jinja2>=3.1",

@@ -22,7 +22,6 @@ import random
 import sys
 import tempfile
 import time
-import types
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -111,8 +110,7 @@ def train_automl(job_dir: Path, minutes: int, home: Path):
     client = tracking.client()
     experiment = tracking.experiment_id(client, "mri-bench")
     submit_run = tracking.start_run(client, experiment, "bench", "submit")
-    spec = types.SimpleNamespace(name="mri-bench", metric="accuracy", task="image_classification")
-    outcome = images.run_image_automl(spec, job_dir, automl_job(REPO / "specs" / "mri.yaml", minutes), client, experiment, submit_run, home / "work", None)
+    outcome = images.run_image_automl(job_dir, automl_job(REPO / "specs" / "mri.yaml", minutes), client, experiment, submit_run, home / "work", None)
     trials = [r for r in tracking.list_runs("mri-bench") if r.kind == "trial"]
     summary = [{"status": r.status, "accuracy": r.metrics.get("accuracy"), "params": r.params, "seconds": r.duration_s} for r in sorted(trials, key=lambda r: r.start)]
     return outcome.model_dir, {"winner": outcome.label, "params": outcome.params, "validation": outcome.metrics, "trials": summary}

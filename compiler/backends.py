@@ -23,24 +23,24 @@ DEFAULT_OUT = Path("generated")
 class LocalBackend:
     """The embedded engine, the local model registry and local endpoints."""
 
-    def submit(self, spec, job_dir: Path, spec_path: Path, overrides: list[str], *, only: str | None, resume: bool,
-               as_json: bool, no_wait: bool = False, dry_run: bool = False) -> None:
+    def submit(self, folder, source: Path, overrides: list[str], *, only: str | None, resume: bool, as_json: bool,
+               no_wait: bool = False, dry_run: bool = False) -> None:
+        """Run a job folder (read by capc.jobfolder with --only applied): AutoML and sweeps, or its pipeline.
+        `source` and `overrides` are what the user gave (a spec and its --set, or the folder), for the resume hint."""
         from capc import views
 
         if dry_run or no_wait:
             raise CapcError("--dry-run and --no-wait apply to --target azure.", "`capc diff SPEC` shows what a local build would change")
         # What a stopped submit tells its user to run next.
-        resume_command = shlex.join(["capc", "submit", str(spec_path), *(["--only", only] if only else []), *(f"--set={o}" for o in overrides), "--resume"])
-        if only == "pipeline":
-            # Each step process loads the spec again, with the same overrides.
-            spec_args = [str(spec_path.resolve()), *(f"--set={o}" for o in overrides)]
-            self._submit_pipeline(spec, job_dir, spec_args, resume, as_json, resume_command)
+        resume_command = shlex.join(["capc", "submit", str(source), *(["--only", only] if only else []), *(f"--set={o}" for o in overrides), "--resume"])
+        if folder.job("pipeline"):
+            self._submit_pipeline(folder, resume, as_json, resume_command)
             return
         from capc.local.progress import SubmitProgress
         from capc.local.submit import submit_local
 
-        with SubmitProgress(spec.metric, spec.goal) as progress:
-            result = submit_local(spec, job_dir, only=only, resume=resume, progress=progress)
+        with SubmitProgress(folder.metric, folder.goal) as progress:
+            result = submit_local(folder, resume=resume, progress=progress)
         if as_json:
             views.print_json(result.to_dict())
         else:
@@ -52,13 +52,13 @@ class LocalBackend:
             )
             sys.exit(stopping.exit_status())
 
-    def _submit_pipeline(self, spec, job_dir: Path, spec_args: list[str], resume: bool, as_json: bool, resume_command: str) -> None:
+    def _submit_pipeline(self, folder, resume: bool, as_json: bool, resume_command: str) -> None:
         from capc import views
         from capc.local.pipeline import run_pipeline
         from capc.local.progress import PipelineProgress
 
         with PipelineProgress() as display:
-            result = run_pipeline(spec, job_dir, spec_args, resume=resume, display=display)
+            result = run_pipeline(folder, resume=resume, display=display)
         if as_json:
             views.print_json(result.to_dict())
         else:
@@ -72,10 +72,36 @@ class LocalBackend:
         if result.failed:
             failed = result.failed[0]
             raise CapcError(
-                f"pipeline step `{failed.name}` of {spec.name} failed with {failed.detail} ({len(result.failed)} step(s) failed;"
+                f"pipeline step `{failed.name}` of {folder.name} failed with {failed.detail} ({len(result.failed)} step(s) failed;"
                 f" steps that needed them were skipped). Its last output lines:\n{failed.output_tail}",
                 f"the whole log: {failed.log}",
             )
+
+    def submit_job_yaml(self, path: Path, overrides: list[str], *, resume: bool, as_json: bool) -> None:
+        """An Azure ML sweep or command job written by hand, on the local engine (capc.local.handwritten)."""
+        from capc import views
+        from capc.jobfolder.job_yaml import check_runs_locally, load_job_yaml
+        from capc.local.handwritten import run_job_yaml
+
+        job = load_job_yaml(path, overrides)
+        check_runs_locally(job)
+        objective = job.data.get("objective") or {}
+        say = (lambda text: click.echo(text, err=True))
+        if job.type == "sweep":
+            from capc.local.progress import SubmitProgress
+
+            with SubmitProgress(str(objective.get("primary_metric", "metric")), str(objective.get("goal", "maximize")).lower()) as progress:
+                result = run_job_yaml(job, resume=resume, progress=progress, say=say)
+        else:
+            result = run_job_yaml(job, resume=resume, say=say)
+        if as_json:
+            views.print_json(result.to_dict())
+        else:
+            views.print_job_run(result)
+        if result.interrupted:
+            resume_command = shlex.join(["capc", "submit", str(path), *(f"--set={o}" for o in overrides), "--resume"])
+            click.echo(f"interrupted ({stopping.signal_name()}): finished trials are recorded. To continue: {resume_command}", err=True)
+            sys.exit(stopping.exit_status())
 
     def status(self, name_or_job: str) -> None:
         from capc import views
@@ -168,13 +194,16 @@ class AzureBackend:
             raise CapcError(f"no generated artifacts for `{name}` in {job_dir}.", f"run `capc build specs/{name}.yaml` first")
         return job_dir
 
-    def submit(self, spec, job_dir: Path, spec_path: Path, overrides: list[str], *, only: str | None, resume: bool,
-               as_json: bool, no_wait: bool = False, dry_run: bool = False) -> None:
+    def submit(self, folder, source: Path, overrides: list[str], *, only: str | None, resume: bool, as_json: bool,
+               no_wait: bool = False, dry_run: bool = False) -> None:
         from capc.azure import submit as azure_submit
 
-        azure_submit(
-            job_dir, spec.name, self.workspace(required=not dry_run), only=only, wait=not no_wait, dry_run=dry_run,
-            compute=spec.data["compute"], model_source=spec.data["deployment"]["model"],
+        azure_submit(folder, self.workspace(required=not dry_run), wait=not no_wait, dry_run=dry_run)
+
+    def submit_job_yaml(self, path: Path, overrides: list[str], *, resume: bool, as_json: bool) -> None:
+        raise CapcError(
+            f"{path} is an Azure ML job written by hand; capc runs such files on the local engine only.",
+            f"run it here with `capc submit {path}`, or submit it to Azure as it is: `az ml job create -f {path}`",
         )
 
     def status(self, name_or_job: str) -> None:

@@ -90,19 +90,31 @@ strict_option = click.option("--strict", is_flag=True, help="Treat warnings of A
 
 
 @cli.command()
-@spec_files
+@click.argument("specs", nargs=-1, required=True, type=click.Path(path_type=Path), metavar="SPEC|JOB.yml...")
 @strict_option
 def validate(specs: tuple[Path, ...], strict: bool) -> None:
-    """Check specs against the schema, the semantic rules and Azure's submit-time rules."""
+    """Check specs against the schema, the semantic rules and Azure's submit-time rules; an Azure ML job YAML
+    written by hand with azure-ai-ml's own loader and the same submit-time rules."""
+    from capc.jobfolder.job_yaml import looks_like_job_yaml
+    from capc.jobfolder.validate import validate_job_yamls
     from capc.spec.service_rules import refuse_warnings
 
-    loaded = _load_all(list(specs))
+    job_paths = [p for p in specs if looks_like_job_yaml(p)]
+    problems, job_lines = validate_job_yamls(job_paths)
+    try:
+        loaded = _load_all([p for p in specs if p not in job_paths])
+    except SpecInvalid as exc:
+        raise SpecInvalid(exc.problems + problems) from None
+    if problems:
+        raise SpecInvalid(problems)
     if strict:
         refuse_warnings(loaded)
     for spec in loaded:
         click.echo(f"{spec.path}: ok ({spec.name}, {spec.task}, {spec.metric})")
         for warning in spec.warnings:
             click.echo(f"warning: {warning}", err=True)
+    for line in job_lines:
+        click.echo(line)
 
 
 @cli.command("plan")
@@ -220,10 +232,10 @@ def _build_for_submit(spec_path: Path, overrides: list[str], out_dir: Path):
 
 
 @cli.command()
-@click.argument("spec_path", metavar="SPEC", type=click.Path(path_type=Path))
+@click.argument("source", metavar="SPEC|JOB_FOLDER|JOB.yml", type=click.Path(path_type=Path))
 @click.option("--target", type=click.Choice(["local", "azure"]), default="local", show_default=True, help="Where the jobs run.")
 @click.option("--only", type=click.Choice(["automl", "sweep", "pipeline"]), default=None, help="Run one job only.")
-@click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE", help="Override a spec value for this run (validated like the spec).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE", help="Override a value of the spec (validated like the spec) or of the job YAML (e.g. inputs.NAME.path=LOCAL_FILE).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted sweep without repeating finished trials.")
 @click.option("--no-wait", is_flag=True, help="Azure: return once the jobs are submitted.")
 @click.option("--dry-run", is_flag=True, help="Azure: contact nothing; print the REST bodies and assets a submit would send.")
@@ -231,11 +243,29 @@ def _build_for_submit(spec_path: Path, overrides: list[str], out_dir: Path):
 @out_option
 @json_option
 @stops_cleanly
-def submit(spec_path: Path, target: str, only: str | None, overrides: tuple[str, ...], resume: bool, no_wait: bool, dry_run: bool, workspace_config: Path | None, out_dir: Path, as_json: bool) -> None:
-    """Build SPEC and run its jobs: locally by default (AutoML, sweep, best model registered)."""
-    spec, job_dir = _build_for_submit(spec_path, list(overrides), out_dir)
-    backend_for(target, workspace_config).submit(
-        spec, job_dir, spec_path, list(overrides), only=only, resume=resume, as_json=as_json, no_wait=no_wait, dry_run=dry_run,
+def submit(source: Path, target: str, only: str | None, overrides: tuple[str, ...], resume: bool, no_wait: bool, dry_run: bool, workspace_config: Path | None, out_dir: Path, as_json: bool) -> None:
+    """Run a spec (built first), a job folder built before (generated/<name>/, no spec needed), or an Azure ML sweep
+    or command job YAML written by hand (on the local engine): locally by default, or on Azure ML."""
+    from capc.jobfolder import is_job_folder, read_job_folder
+    from capc.jobfolder.job_yaml import looks_like_job_yaml
+
+    backend = backend_for(target, workspace_config)
+    if looks_like_job_yaml(source):
+        if only or no_wait or dry_run:
+            raise CapcError("--only, --no-wait and --dry-run apply to a spec or a job folder, not to a job YAML.", f"capc submit {source}")
+        backend.submit_job_yaml(source, list(overrides), resume=resume, as_json=as_json)
+        return
+    if is_job_folder(source):
+        if overrides:
+            raise CapcError(
+                f"{source} is a compiled job folder: --set changes a spec, and the folder's files are what runs.",
+                "submit the spec with --set (it is built again), or edit the spec and `capc build`",
+            )
+        job_dir = source
+    else:
+        _, job_dir = _build_for_submit(source, list(overrides), out_dir)
+    backend.submit(
+        read_job_folder(job_dir, only), source, list(overrides), only=only, resume=resume, as_json=as_json, no_wait=no_wait, dry_run=dry_run,
     )
 
 

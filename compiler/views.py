@@ -150,6 +150,44 @@ def print_pipeline(result) -> None:
             out.print(f"passed over {passed['source']} ({passed['value']:.4f}): {'; '.join(passed['reasons'])}")
 
 
+def print_job_run(result) -> None:
+    """`capc submit JOB.yml`: the trials (or the run's metrics), then the best run's outputs and MLflow models."""
+    out = console()
+    if result.type == "sweep":
+        table = Table(title=f"{result.name}: trials by {result.metric} ({result.goal})", header_style="bold")
+        for col in ("trial", "status", result.metric, "parameters"):
+            table.add_column(col)
+        for trial in result.trials:
+            value = f"{trial.value:.4f}" if isinstance(trial.value, (int, float)) else "-"
+            params = ", ".join(f"{k}={v}" for k, v in trial.params.items())
+            table.add_row(trial.trial_id, trial.status, value, params)
+        out.print(table)
+        if result.value is not None:
+            out.print(f"best {result.metric} [bold]{result.value:.4f}[/] ({', '.join(f'{k}={v}' for k, v in result.params.items())})")
+    else:
+        table = Table(title=f"{result.name}: command run ({result.status})", header_style="bold")
+        table.add_column("metric")
+        table.add_column("last value")
+        for name, value in sorted(result.metrics.items()):
+            table.add_row(name, f"{value:.4f}")
+        out.print(table)
+    files = result.files
+    if files is None:
+        return
+    out.print(f"run {files.run_id} in {files.folder}")
+    for name, folder in files.named_outputs.items():
+        out.print(f"  output {name}: {folder}")
+    shown = [f for f in files.outputs if not f.startswith("named_outputs/")]
+    for rel in shown[:20]:
+        out.print(f"  outputs/: {rel}")
+    if len(shown) > 20:
+        out.print(f"  ... and {len(shown) - 20} more in {files.folder}/outputs")
+    for model in files.models:
+        out.print(f"  MLflow model: [bold]{model}[/]")
+    if not files.models:
+        out.print("  no MLflow model: the run neither saved one to its outputs nor logged one")
+
+
 def endpoints_table(endpoints) -> Table:
     table = Table(title="local endpoints", header_style="bold")
     for col in ("name", "state", "model", "scoring URI", "updated"):

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import yaml
 
-from capc.azure.job_folder import JobFolder
+from capc.jobfolder import ComputeCluster, JobFolder
 from capc.errors import CapcError
 
 VERSION_CHARS = 16  # hex digits of the content hash used as an asset version
@@ -37,7 +37,7 @@ PATH_KEYS = ("file", "folder")
 @dataclass(frozen=True)
 class ComputeTarget:
     """A cluster the jobs run on; size None: capc only checks it exists (nothing describes it). The settings are
-    the validated spec's compute section, its defaults filled from the schema."""
+    the job folder's compute.yml (the spec's compute section, its defaults filled from the schema)."""
 
     name: str
     size: str | None = None
@@ -127,9 +127,9 @@ class AssetAction:
         return {"kind": self.kind, "name": self.name, "version": self.version, "action": self.action}
 
 
-def plan_assets(folder: JobFolder, compute_settings: Mapping | None = None) -> AssetPlan:
+def plan_assets(folder: JobFolder) -> AssetPlan:
     """Everything the jobs of `folder` need in the workspace, with content-hash versions. Reads local files only."""
-    computes = [_compute_target(name, compute_settings) for name in folder.computes]
+    computes = [_compute_target(name, folder.cluster) for name in folder.computes]
     planner = _DataPlanner(folder)
     inputs: dict[str, dict[str, DataAsset]] = {}
     code: dict[str, Path] = {}
@@ -171,15 +171,10 @@ def _pipeline_code(base: Path, steps: Mapping) -> list[tuple[str, Path]]:
 # ---------------------------------------------------------------- compute
 
 
-def _compute_target(name: str, settings: Mapping | None) -> ComputeTarget:
-    if settings and settings.get("name") == name:
-        return ComputeTarget(
-            name=name,
-            size=str(settings["size"]),
-            min_instances=int(settings["min_instances"]),
-            max_instances=int(settings["max_instances"]),
-            idle_time_before_scale_down=int(settings["idle_time_before_scale_down"]),
-        )
+def _compute_target(name: str, cluster: ComputeCluster | None) -> ComputeTarget:
+    """The cluster compute.yml describes is created or updated; any other compute a job names must exist."""
+    if cluster is not None and cluster.name == name:
+        return ComputeTarget(name, cluster.size, cluster.min_instances, cluster.max_instances, cluster.idle_time_before_scale_down)
     return ComputeTarget(name)
 
 

@@ -11,14 +11,13 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from rich.console import Console
 
 from capc.azure.assets import AssetAction, AssetPlan, plan_assets
-from capc.azure.job_folder import JobFolder, read_job_folder
+from capc.jobfolder import JobFolder
 from capc.azure.jobs import SubmittedJob
 from capc.azure.registry import RegisteredModel
 from capc.azure.workspace import PLACEHOLDER, WorkspaceRef, resolve_workspace
@@ -58,27 +57,20 @@ class SubmitResult:
 
 
 def submit(
-    job_dir: Path,
-    spec_name: str,
+    folder: JobFolder,
     workspace: WorkspaceRef | None,
-    only: str | None = None,
     wait: bool = True,
     dry_run: bool = False,
     credential=None,
     console: Console | None = None,
-    compute: Mapping | None = None,
-    model_source: str = "best",
     poll_seconds: float | None = None,
 ) -> SubmitResult:
-    """Submit the compiled jobs of `job_dir` to Azure ML (see the module docstring).
-
-    `compute` is the spec's compute section (name, size, min/max_instances, idle_time_before_scale_down): the
-    cluster it names is created or updated; other computes the jobs use must exist. `model_source` is the spec's
-    deployment.model (best | automl | sweep). A dry run contacts nothing and needs no workspace.
+    """Submit the jobs of a job folder (read by capc.jobfolder, --only applied) to Azure ML (see the module
+    docstring). The cluster of its compute.yml is created or updated; other computes the jobs use must exist; the
+    winner capc.json names (best | automl | sweep) is registered. A dry run contacts nothing and needs no workspace.
     """
     console = console or Console()
-    folder = read_job_folder(Path(job_dir), spec_name, only)
-    plan = plan_assets(folder, compute)
+    plan = plan_assets(folder)
     if dry_run:
         return _dry_run(folder, plan, workspace or PLACEHOLDER, console)
     from capc.azure.assets import ensure_assets
@@ -109,11 +101,11 @@ def submit(
         say(f"stopped following; the jobs keep running in Azure ML: `capc status {folder.name} --target azure`, "
             f"`capc cancel {folder.name} --target azure`")
         raise
-    _conclude(ml_client, folder, result, model_source, say)
+    _conclude(ml_client, folder, result, say)
     return result
 
 
-def _conclude(ml_client, folder: JobFolder, result: SubmitResult, model_source: str, say) -> None:
+def _conclude(ml_client, folder: JobFolder, result: SubmitResult, say) -> None:
     """After the jobs ended: register the best run (a pipeline registers its own), then report what failed."""
     from capc.azure.jobs import failure_reason
     from capc.azure.registry import choose_winner, register, registered_by_pipeline
@@ -128,7 +120,7 @@ def _conclude(ml_client, folder: JobFolder, result: SubmitResult, model_source: 
             result.model = registered_by_pipeline(ml_client, folder, pipeline, workspace)
             say(f"the pipeline registered model {result.model.ref}; next: capc deploy {folder.name} --target azure")
     else:
-        winner = choose_winner(result.jobs, folder.goal, model_source)
+        winner = choose_winner(result.jobs, folder.goal, folder.winner)
         if winner is not None:
             result.model = register(ml_client, folder, winner, workspace)
             say(

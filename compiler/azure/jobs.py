@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from capc.azure.assets import AssetPlan
-from capc.azure.job_folder import JobFolder
+from capc.jobfolder import JobFolder
 from capc.goal import Goal
 
 # The API version azure-ai-ml 1.35.2 uses to PUT each job type (JobOperations._create_or_update_with_different_version_api).

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from capc.azure.job_folder import JobFolder, is_sweep
+from capc.jobfolder import JobFolder, is_sweep
 from capc.azure.jobs import SubmittedJob, model_path
 from capc.errors import CapcError
 from capc.goal import Goal

@@ -24,22 +24,20 @@ RUN_SETTINGS = "capc.json"
 COMPUTE_FILE = "compute.yml"
 AUTOML_FILE = "automl_job.yml"
 PIPELINE_FILE = "pipeline_job.yml"
-SWEEP_PATTERN = "sweep_*.yml"  # sweep_job.yml, and one sweep_<family>.yml per family where a spec has several
 ONLY_CHOICES = ("automl", "sweep", "pipeline")
 WINNER_CHOICES = ("best", "automl", "sweep")
 
 
+def is_sweep(kind: str) -> bool:
+    """`sweep`, or `sweep_<family>`: one of a conditional sweep's per-family sweep jobs."""
+    return kind == "sweep" or kind.startswith("sweep_")
+
+
 @dataclass(frozen=True)
 class JobFile:
-    kind: str  # "automl" | "sweep" | "pipeline"
+    kind: str  # "automl" | "sweep" | "sweep_<family>" (capc.artifacts.sweep_job_files) | "pipeline"
     path: Path
     data: dict = field(repr=False, compare=False)
-
-    @property
-    def label(self) -> str:
-        """The kind, or for a second sweep file its name (sweep_lightgbm): unique within a folder."""
-        stem = self.path.stem
-        return self.kind if stem in (f"{self.kind}_job",) else stem
 
     @property
     def computes(self) -> list[str]:
@@ -75,16 +73,20 @@ class JobFolder:
     goal: str
     automl_enabled: bool
     sweep_enabled: bool
-    winner: str  # deployment.model of the spec: which winner to register (best | automl | sweep)
+    deployment: dict  # capc.json's deployment: model (which winner: best | automl | sweep), the serving budget
     jobs: tuple[JobFile, ...]  # the jobs a submit runs (after --only and the enabled flags)
     cluster: ComputeCluster | None
+
+    @property
+    def winner(self) -> str:
+        return self.deployment["model"]
 
     def job(self, kind: str) -> JobFile | None:
         return next((j for j in self.jobs if j.kind == kind), None)
 
     @property
     def sweeps(self) -> list[JobFile]:
-        return [j for j in self.jobs if j.kind == "sweep"]
+        return [j for j in self.jobs if is_sweep(j.kind)]
 
     def file(self, relative: str) -> Path:
         return self.path / relative
@@ -99,10 +101,6 @@ class JobFolder:
         for job in self.jobs:
             names += [name for name in job.computes if name not in names]
         return names
-
-    def sweep_files(self) -> list[JobFile]:
-        """Every sweep job of the folder, enabled or not (the report shows what was compiled)."""
-        return _sweep_files(self.path)
 
 
 def is_job_folder(path: Path) -> bool:
@@ -125,13 +123,14 @@ def read_job_folder(job_dir: Path, only: str | None = None) -> JobFolder:
     try:
         name, task, metric, goal = (str(run[k]) for k in ("name", "task", "metric", "goal"))
         automl_enabled, sweep_enabled = bool(run["automl"]["enabled"]), bool(run["sweep"]["enabled"])
-        winner = str(run["deployment"]["model"])
+        deployment = dict(run["deployment"])
+        winner = str(deployment["model"])
     except (KeyError, TypeError):
         raise CapcError(f"{job_dir / RUN_SETTINGS} lacks one of name, task, metric, goal, automl, sweep, deployment.", rebuild + " again") from None
     if winner not in WINNER_CHOICES:
         raise CapcError(f"{job_dir / RUN_SETTINGS}: deployment.model must be one of {', '.join(WINNER_CHOICES)}, not {winner!r}.", rebuild + " again")
     automl = [JobFile("automl", job_dir / AUTOML_FILE, load_yaml_mapping(job_dir / AUTOML_FILE))] if (job_dir / AUTOML_FILE).is_file() else []
-    sweeps = _sweep_files(job_dir)
+    sweeps = sweep_jobs(job_dir)
     pipeline = [JobFile("pipeline", job_dir / PIPELINE_FILE, load_yaml_mapping(job_dir / PIPELINE_FILE))] if (job_dir / PIPELINE_FILE).is_file() else []
     if only == "pipeline":
         jobs = pipeline
@@ -147,18 +146,16 @@ def read_job_folder(job_dir: Path, only: str | None = None) -> JobFolder:
         raise CapcError(f"nothing to run in {job_dir}: {what} {'is' if only else 'are'} disabled or not compiled.", "enable it in the spec and `capc build` again")
     return JobFolder(
         path=job_dir, name=name, spec_sha256=str(manifest.get("spec_sha256", "")), description=str(run.get("description", "")),
-        task=task, metric=metric, goal=goal, automl_enabled=automl_enabled, sweep_enabled=sweep_enabled, winner=winner,
+        task=task, metric=metric, goal=goal, automl_enabled=automl_enabled, sweep_enabled=sweep_enabled, deployment=deployment,
         jobs=tuple(jobs), cluster=_cluster(job_dir / COMPUTE_FILE),
     )
 
 
-def _sweep_files(job_dir: Path) -> list[JobFile]:
-    found = []
-    for path in sorted(Path(job_dir).glob(SWEEP_PATTERN)):
-        data = load_yaml_mapping(path)
-        if data.get("type") == "sweep":  # sweep_trial.yml is the pipeline's trial component, not a job
-            found.append(JobFile("sweep", path, data))
-    return found
+def sweep_jobs(job_dir: Path) -> list[JobFile]:
+    """Every sweep job of a folder (capc.artifacts.sweep_job_files says which files those are)."""
+    from capc.artifacts import sweep_job_files
+
+    return [JobFile(kind, path, load_yaml_mapping(path)) for kind, path in sweep_job_files(job_dir).items()]
 
 
 def _cluster(path: Path) -> ComputeCluster | None:

@@ -10,12 +10,31 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from pathlib import Path
 
-from capc.errors import CapcError, SpecProblem
+from capc.errors import CapcError, SpecInvalid, SpecProblem
 from capc.jobfolder.job_yaml import JobYaml
 
 # Keys azure-ai-ml puts in its error paths that are not keys of the file.
 LOADER_ONLY_KEYS = ("value", "_schema")
+
+
+def validate_job_yamls(paths: list[Path]) -> tuple[list[SpecProblem], list[str]]:
+    """`capc validate` of job YAMLs: (every problem of every file, an "ok" line per file without one)."""
+    from capc.jobfolder.job_yaml import load_job_yaml
+
+    problems, ok = [], []
+    for path in paths:
+        try:
+            job = load_job_yaml(path)
+        except SpecInvalid as exc:
+            problems += exc.problems
+            continue
+        found = validate_job_yaml(job)
+        problems += found
+        if not found:
+            ok.append(f"{path}: ok (Azure ML {job.type} job)")
+    return problems, ok
 
 
 def validate_job_yaml(job: JobYaml) -> list[SpecProblem]:

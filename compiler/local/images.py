@@ -105,7 +105,7 @@ def check_trial_script(job_dir: Path) -> Path:
     return script
 
 
-def run_image_automl(spec, job_dir, job, mlflow_client, exp_id, submit_run, work_dir, progress):
+def run_image_automl(job_dir, job, mlflow_client, exp_id, submit_run, work_dir, progress):
     """AutoML for images on this machine: the keras_cnn search; returns the best configuration as an Outcome."""
     from capc.local.sweep import run_sweep_interruptibly  # noqa: PLC0415
 

@@ -29,9 +29,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
 
 from capc.errors import CapcError
+from capc.jobfolder import JobFolder
 from capc.local.launch import output_tail, parent_death_hook, under_this_python
 from capc.state import locks, registry, tracking
 from capc.state.tracking import COMPLETED, FAILED, INTERRUPTED, RUNNING
@@ -129,38 +129,28 @@ def plan_steps(job: dict) -> list[Step]:
     return ordered
 
 
-def load_pipeline(job_dir: Path) -> dict:
-    path = job_dir / "pipeline_job.yml"
-    if not path.is_file():
-        raise CapcError(
-            f"{path} does not exist: a spec has a pipeline when both AutoML and the sweep are enabled.",
-            "enable both in the spec, or run one job with --only automl / --only sweep",
-        )
-    return yaml.safe_load(path.read_text(encoding="utf-8"))
-
-
-def run_pipeline(spec, job_dir: Path, spec_args: list[str], resume: bool = False, display=None, poll_s: float = 0.2) -> PipelineResult:
-    """Run the pipeline's graph here. spec_args: the spec path and its --set overrides, for the step processes.
-    CapcError at once when another local run of the same spec version holds its lock."""
-    job_dir = job_dir.resolve()  # steps run in other working directories
-    job = load_pipeline(job_dir)
+def run_pipeline(folder: JobFolder, resume: bool = False, display=None, poll_s: float = 0.2) -> PipelineResult:
+    """Run the graph of the folder's pipeline_job.yml (read with --only pipeline) here. CapcError at once when
+    another local run of the same spec version holds its lock."""
+    job_dir = folder.path.resolve()  # steps run in other working directories
+    job = folder.job("pipeline").data
     steps = plan_steps(job)
-    with locks.spec_lock(spec.name, spec.sha256):
-        return _run_locked(spec, job, job_dir, steps, spec_args, resume, display, poll_s)
+    with locks.spec_lock(folder.name, folder.spec_sha256):
+        return _run_locked(folder, job, job_dir, steps, resume, display, poll_s)
 
 
-def _run_locked(spec, job, job_dir, steps, spec_args, resume, display, poll_s) -> PipelineResult:
+def _run_locked(folder, job, job_dir, steps, resume, display, poll_s) -> PipelineResult:
     mlflow_client = tracking.client()
-    exp_id = tracking.experiment_id(mlflow_client, spec.name)
-    tracking.close_abandoned_runs(mlflow_client, exp_id, spec.sha256)  # an earlier run killed before it ended them
+    exp_id = tracking.experiment_id(mlflow_client, folder.name)
+    tracking.close_abandoned_runs(mlflow_client, exp_id, folder.spec_sha256)  # an earlier run killed before it ended them
     run_id = tracking.start_run(
         mlflow_client, exp_id, f"pipeline-{time.strftime('%Y%m%d-%H%M%S')}", "submit",
-        tags={"capc.spec_sha256": spec.sha256, "capc.job_dir": str(job_dir), "capc.metric": spec.metric,
-              "capc.goal": spec.goal, "capc.pipeline": "true"},
+        tags={"capc.spec_sha256": folder.spec_sha256, "capc.job_dir": str(job_dir), "capc.metric": folder.metric,
+              "capc.goal": folder.goal, "capc.pipeline": "true"},
     )
     work_dir = registry.capc_home() / "runs" / run_id
-    result = PipelineResult(spec.name, spec.metric, spec.goal, run_id, steps)
-    runner = _GraphRunner(spec, job, job_dir, work_dir, steps, spec_args, resume, mlflow_client, exp_id, run_id, display)
+    result = PipelineResult(folder.name, folder.metric, folder.goal, run_id, steps)
+    runner = _GraphRunner(folder, job, job_dir, work_dir, steps, resume, mlflow_client, exp_id, run_id, display)
     try:
         runner.run(poll_s)
     except KeyboardInterrupt:
@@ -176,24 +166,24 @@ def _run_locked(spec, job, job_dir, steps, spec_args, resume, display, poll_s) -
     return result
 
 
-def _register(spec, job_dir: Path, winner_dir: Path, winner: dict, summary: dict, pipeline_run: str) -> registry.ModelVersion:
+def _register(folder: JobFolder, job_dir: Path, winner_dir: Path, winner: dict, summary: dict, pipeline_run: str) -> registry.ModelVersion:
     return registry.register(
         winner_dir / "model",
-        name=spec.name, task=spec.task, metric=spec.metric, value=float(winner["value"]), goal=spec.goal,
-        source=winner["source"], run_id=summary.get("run_id", pipeline_run), spec_sha256=spec.sha256,
-        job_dir=str(job_dir.resolve()), metrics={spec.metric: float(winner["value"]), **(winner.get("serving") or {})},
+        name=folder.name, task=folder.task, metric=folder.metric, value=float(winner["value"]), goal=folder.goal,
+        source=winner["source"], run_id=summary.get("run_id", pipeline_run), spec_sha256=folder.spec_sha256,
+        job_dir=str(job_dir.resolve()), metrics={folder.metric: float(winner["value"]), **(winner.get("serving") or {})},
         params=summary.get("params", {}),
-        description=spec.data["description"],
+        description=folder.description,
     )
 
 
 class _GraphRunner:
     """Starts each step once its inputs exist, side by side; a failed step skips what depends on it."""
 
-    def __init__(self, spec, job, job_dir, work_dir, steps, spec_args, resume, mlflow_client, exp_id, run_id, display):
-        self.spec, self.job, self.job_dir, self.work_dir = spec, job, job_dir, work_dir
+    def __init__(self, folder, job, job_dir, work_dir, steps, resume, mlflow_client, exp_id, run_id, display):
+        self.folder, self.job, self.job_dir, self.work_dir = folder, job, job_dir, work_dir
         self.steps = {s.name: s for s in steps}
-        self.spec_args, self.resume = spec_args, resume
+        self.resume = resume
         self.mlflow_client, self.exp_id, self.run_id = mlflow_client, exp_id, run_id
         self.display = display
         self.processes: dict[str, subprocess.Popen] = {}
@@ -213,12 +203,12 @@ class _GraphRunner:
                 self.winner = json.loads((folder / WINNER_FILE).read_text())
                 candidate = self.winner.get("candidate", self.winner.get("source"))
                 summary = self.summaries.get(candidate) or next((v for k, v in self.summaries.items() if self.steps[k].type == self.winner.get("source")), {})
-                self.model = _register(self.spec, self.job_dir, folder, self.winner, summary, self.run_id)
+                self.model = _register(self.folder, self.job_dir, folder, self.winner, summary, self.run_id)
                 self._log_serving_costs(self.winner.get("measured") or {})
                 if self.winner.get("max_latency_ms") is not None:
                     self.mlflow_client.set_tag(self.run_id, tracking.MAX_LATENCY_TAG, str(self.winner["max_latency_ms"]))
                 self.mlflow_client.set_tag(self.run_id, "capc.registered_model", self.model.ref)
-                self.mlflow_client.log_metric(self.run_id, self.spec.metric, float(self.winner["value"]))
+                self.mlflow_client.log_metric(self.run_id, self.folder.metric, float(self.winner["value"]))
                 step.detail = f"winner: {self.winner.get('source')}, registered {self.model.ref}"
                 step.value = float(self.winner["value"])
                 return
@@ -273,7 +263,7 @@ class _GraphRunner:
         env = {**os.environ, "MLFLOW_TRACKING_URI": tracking.tracking_uri(), "PYTHONUNBUFFERED": "1"}
         if step.type in ENGINE_STEPS:
             argv = [sys.executable, "-m", "capc.local.pipeline_step", step.type, "--job-dir", str(self.job_dir),
-                    "--output", str(self.output_dir(step)), "--parent-run", self.run_id, *self.spec_args]
+                    "--output", str(self.output_dir(step)), "--parent-run", self.run_id]
             if step.type == "sweep":
                 argv += ["--node", step.name] + (["--resume"] if self.resume else [])
             return argv, self.job_dir, env
@@ -281,8 +271,8 @@ class _GraphRunner:
             # Azure's step deploys to the workspace's endpoint; here the winner goes to the local endpoint.
             if self.model is None:
                 raise CapcError(f"pipeline step `{step.name}` deploys the registered winner, but no step before it registered one.")
-            step.detail = f"{self.model.ref} to the local endpoint `{self.spec.name}`"
-            return [sys.executable, "-m", "capc", "deploy", self.spec.name, "--model", self.model.ref], self.job_dir, env
+            step.detail = f"{self.model.ref} to the local endpoint `{self.folder.name}`"
+            return [sys.executable, "-m", "capc", "deploy", self.folder.name, "--model", self.model.ref], self.job_dir, env
         if step.type != "command":
             raise CapcError(f"pipeline step `{step.name}` has type `{step.type}`, which the local engine does not run.", "submit the pipeline with --target azure")
         bound = {"inputs": {k: self._input_path(v) for k, v in (step.node.get("inputs") or {}).items()},

@@ -2,8 +2,9 @@
 and registry. They share one core budget (capc.local.cores): the sweeps run in worker threads, their trials as
 processes, while AutoML searches in the main thread, where Ctrl-C lands and stops them all.
 
-Reads only the generated job folder (automl_job.yml, sweep_job.yml, src/, data/MLTable), never the raw spec:
-what runs here is what would run on Azure. One submit of a spec version at a time per $CAPC_HOME (capc.state.locks);
+Reads only the job folder through capc.jobfolder (automl_job.yml, the sweep jobs, src/, data/MLTable, capc.json),
+never the raw spec: what runs here is what would run on Azure, and a folder runs with no spec present. One submit
+of a spec version at a time per $CAPC_HOME (capc.state.locks);
 a stop (Ctrl-C, SIGTERM, SIGHUP: capc.stopping) ends the running work and returns what finished, marked interrupted.
 """
 
@@ -15,10 +16,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from capc.errors import CapcError
 from capc.goal import Goal
+from capc.jobfolder import JobFile, JobFolder
 from capc.state import held_out, locks, registry, tracking
 from capc.state.tracking import COMPLETED, FAILED, INTERRUPTED
 from capc.local.cores import CoreBudget
@@ -58,37 +58,36 @@ class SubmitResult:
         }
 
 
-def submit_local(spec, job_dir: Path, only: str | None = None, resume: bool = False, progress=None) -> SubmitResult:
-    """Run the compiled jobs of `spec` from `job_dir`; returns what ran and what was registered. CapcError at once
-    when another local run of the same spec version holds its lock."""
-    with locks.spec_lock(spec.name, spec.sha256):
-        return _submit_locked(spec, job_dir, only, resume, progress)
+def submit_local(folder: JobFolder, resume: bool = False, progress=None) -> SubmitResult:
+    """Run the jobs of a job folder (read with --only applied); returns what ran and what was registered. CapcError
+    at once when another local run of the same spec version holds its lock."""
+    with locks.spec_lock(folder.name, folder.spec_sha256):
+        return _submit_locked(folder, resume, progress)
 
 
-def _submit_locked(spec, job_dir: Path, only: str | None, resume: bool, progress) -> SubmitResult:
+def _submit_locked(folder: JobFolder, resume: bool, progress) -> SubmitResult:
     home = registry.capc_home()
     mlflow_client = tracking.client()
-    exp_id = tracking.experiment_id(mlflow_client, spec.name)
-    tracking.close_abandoned_runs(mlflow_client, exp_id, spec.sha256)  # an earlier submit killed before it ended them
-    goal = spec.goal
+    exp_id = tracking.experiment_id(mlflow_client, folder.name)
+    tracking.close_abandoned_runs(mlflow_client, exp_id, folder.spec_sha256)  # an earlier submit killed before it ended them
+    goal = folder.goal
     submit_run = tracking.start_run(
         mlflow_client, exp_id, f"submit-{time.strftime('%Y%m%d-%H%M%S')}", "submit",
-        tags={"capc.spec_sha256": spec.sha256, "capc.job_dir": str(job_dir), "capc.metric": spec.metric, "capc.goal": goal},
+        tags={"capc.spec_sha256": folder.spec_sha256, "capc.job_dir": str(folder.path), "capc.metric": folder.metric, "capc.goal": goal},
     )
     work_dir = home / "runs" / submit_run
     work_dir.mkdir(parents=True, exist_ok=True)
     outcomes: list[Outcome] = []
     interrupted = False
-    automl_on = only in (None, "automl") and spec.data["automl"]["enabled"]
-    sweep_on = only in (None, "sweep") and bool(spec.data.get("sweep")) and spec.data["sweep"]["enabled"]
+    automl, sweep_on = folder.job("automl"), bool(folder.sweeps)
     sweeps = None
     try:
-        if sweep_on and (not automl_on or _automl_takes_threads(job_dir)):  # image AutoML runs before the sweeps
-            sweeps = start_sweep_jobs(spec, job_dir, mlflow_client, exp_id, submit_run, resume, progress, automl=automl_on)
-        if automl_on:
+        if sweep_on and (automl is None or _automl_takes_threads(automl)):  # image AutoML runs before the sweeps
+            sweeps = start_sweep_jobs(folder, folder.sweeps, mlflow_client, exp_id, submit_run, resume, progress, automl=automl is not None)
+        if automl is not None:
             cores = sweeps.cores if sweeps else CoreBudget(automl=True)
             try:
-                outcome = run_automl_job(spec, job_dir, mlflow_client, exp_id, submit_run, work_dir, progress,
+                outcome = run_automl_job(folder, automl, mlflow_client, exp_id, submit_run, work_dir, progress,
                                          threads=cores.split().automl_threads)
             except BaseException:
                 if sweeps is not None:
@@ -99,15 +98,15 @@ def _submit_locked(spec, job_dir: Path, only: str | None, resume: bool, progress
             if outcome:
                 outcomes.append(outcome)
         if sweep_on and sweeps is None:
-            sweeps = start_sweep_jobs(spec, job_dir, mlflow_client, exp_id, submit_run, resume, progress, automl=False)
+            sweeps = start_sweep_jobs(folder, folder.sweeps, mlflow_client, exp_id, submit_run, resume, progress, automl=False)
         if sweeps is not None:
-            outcome, interrupted = finish_sweep_jobs(sweeps, spec, mlflow_client, progress)
+            outcome, interrupted = finish_sweep_jobs(sweeps, folder, mlflow_client, progress)
             if outcome:
                 outcomes.append(outcome)
     except KeyboardInterrupt:
         interrupted = True
         if sweeps is not None:  # AutoML was interrupted: the sweeps end their running trials, the rest stays recorded
-            outcome, _ = finish_sweep_jobs(sweeps, spec, mlflow_client, progress)
+            outcome, _ = finish_sweep_jobs(sweeps, folder, mlflow_client, progress)
             if outcome:
                 outcomes.append(outcome)
     except BaseException:
@@ -115,16 +114,16 @@ def _submit_locked(spec, job_dir: Path, only: str | None, resume: bool, progress
             sweeps.abandon(mlflow_client)
         tracking.finish_run(mlflow_client, submit_run, FAILED)
         raise
-    which = spec.data["deployment"]["model"]
-    budget = budget_of(spec.data["deployment"])
+    which = folder.winner
+    budget = budget_of(folder.deployment)
     if budget.max_latency_ms is not None:
         mlflow_client.set_tag(submit_run, tracking.MAX_LATENCY_TAG, str(budget.max_latency_ms))
     selection = None
     if not interrupted:
         try:
             selection = select(
-                [c for o in outcomes for c in (o, *o.alternatives)], name=spec.name, which=which, goal=goal,
-                budget=budget, job_dir=job_dir, task=spec.task, mlflow_client=mlflow_client,
+                [c for o in outcomes for c in (o, *o.alternatives)], name=folder.name, which=which, goal=goal,
+                budget=budget, job_dir=folder.path, task=folder.task, mlflow_client=mlflow_client,
                 on_measured=(lambda o, cost: progress.note(f"serving cost of {o.source} {o.label}: {cost.summary()}")) if progress else None,
             )
         except BaseException:
@@ -135,26 +134,24 @@ def _submit_locked(spec, job_dir: Path, only: str | None, resume: bool, progress
     if winner and not interrupted:
         model = registry.register(
             winner.model_dir,
-            name=spec.name,
-            task=spec.task,
-            metric=spec.metric,
+            name=folder.name,
+            task=folder.task,
+            metric=folder.metric,
             value=winner.value,
             goal=goal,
             source=winner.source,
             run_id=winner.run_id,
-            spec_sha256=spec.sha256,
-            job_dir=str(job_dir.resolve()),
+            spec_sha256=folder.spec_sha256,
+            job_dir=str(folder.path.resolve()),
             metrics=winner.metrics,
             params=winner.params,
-            description=spec.data["description"],
+            description=folder.description,
         )
         mlflow_client.set_tag(submit_run, "capc.registered_model", model.ref)
     if winner:
-        mlflow_client.log_metric(submit_run, spec.metric, winner.value)
+        mlflow_client.log_metric(submit_run, folder.metric, winner.value)
     tracking.finish_run(mlflow_client, submit_run, INTERRUPTED if interrupted else COMPLETED)
-    if not outcomes and not interrupted:
-        raise CapcError(f"nothing ran for {spec.name}: AutoML and the sweep are both disabled or excluded by --only.")
-    return SubmitResult(spec.name, spec.metric, goal, submit_run, outcomes, winner, model, interrupted, selection)
+    return SubmitResult(folder.name, folder.metric, goal, submit_run, outcomes, winner, model, interrupted, selection)
 
 
 def _choose(outcomes: list[Outcome], which: str, goal: str) -> Outcome | None:
@@ -162,14 +159,13 @@ def _choose(outcomes: list[Outcome], which: str, goal: str) -> Outcome | None:
     return Goal(goal).best(pool, lambda o: o.value)
 
 
-def _automl_takes_threads(job_dir: Path) -> bool:
+def _automl_takes_threads(automl: JobFile) -> bool:
     """Tabular AutoML runs on the threads the core budget gives it; the image engine does not take a number."""
-    job = yaml.safe_load((job_dir / "automl_job.yml").read_text(encoding="utf-8"))
-    return job.get("task") != "image_classification"
+    return automl.data.get("task") != "image_classification"
 
 
-def run_automl_job(spec, job_dir, mlflow_client, exp_id, submit_run, work_dir, progress, threads: int | None = None,
-                   alternatives: bool = True) -> Outcome | None:
+def run_automl_job(folder: JobFolder, job_file: JobFile, mlflow_client, exp_id, submit_run, work_dir, progress,
+                   threads: int | None = None, alternatives: bool = True) -> Outcome | None:
     """automl_job.yml on the local AutoML engine, as a child run of `submit_run`; its best model lies in work_dir
     (with a serving budget and `alternatives`, its other kept models too, for the selection to weigh).
     `threads`: each trial's thread count (default: AutoML alone on this process's cores)."""
@@ -177,17 +173,17 @@ def run_automl_job(spec, job_dir, mlflow_client, exp_id, submit_run, work_dir, p
 
     from capc.local.automl import AutoMLSettings, run_automl
 
-    job = yaml.safe_load((job_dir / "automl_job.yml").read_text(encoding="utf-8"))
+    job, job_dir = job_file.data, folder.path
     if job.get("task") == "image_classification":
         from capc.local.images import run_image_automl  # noqa: PLC0415 - keras stack only for images
 
-        return run_image_automl(spec, job_dir, job, mlflow_client, exp_id, submit_run, work_dir, progress)
+        return run_image_automl(job_dir, job, mlflow_client, exp_id, submit_run, work_dir, progress)
     settings = AutoMLSettings.from_job_yaml(job)
     if threads is not None:
         settings = replace(settings, threads=threads)
-    data_file, fmt, drop = mltable_source(job_dir / "data")
+    data_file, fmt, drop = mltable_source(training_table(job_file))
     frame = read_frame(data_file, fmt, drop)
-    check_target(frame, settings.target_column, spec.task, data_file)
+    check_target(frame, settings.target_column, folder.task, data_file)
     automl_run = tracking.start_run(mlflow_client, exp_id, "automl", "automl", parent=submit_run)
     if progress:
         progress.automl_started(settings.timeout_minutes * 60)
@@ -195,7 +191,7 @@ def run_automl_job(spec, job_dir, mlflow_client, exp_id, submit_run, work_dir, p
     candidate_runs: dict[int, str] = {}  # candidate index -> its child run
 
     def record(candidate) -> None:
-        metrics = {spec.metric: candidate.value, **getattr(candidate, "metrics", {})}
+        metrics = {folder.metric: candidate.value, **getattr(candidate, "metrics", {})}
         candidate_runs[candidate.index] = tracking.log_child(
             mlflow_client, exp_id, automl_run, f"{candidate.estimator}-{candidate.index}", "candidate",
             candidate.params, metrics, candidate.status, candidate.duration_s, tags={"capc.estimator": candidate.estimator},
@@ -217,18 +213,29 @@ def run_automl_job(spec, job_dir, mlflow_client, exp_id, submit_run, work_dir, p
     result.save_mlflow_model(model_dir)
     best = result.best
     params = {"estimator": best.estimator, **best.params}
-    mlflow_client.log_metric(automl_run, spec.metric, best.value)
+    mlflow_client.log_metric(automl_run, folder.metric, best.value)
     mlflow_client.set_tag(automl_run, "capc.best_estimator", best.estimator)
     if result.held_out is not None:  # what `capc report` judges the registered model by
         held_out.log(mlflow_client, automl_run, result.held_out)
     tracking.finish_run(mlflow_client, automl_run, COMPLETED)
     if progress:
         progress.automl_finished(result)
-    outcome = Outcome("automl", automl_run, best.value, model_dir, params, {spec.metric: best.value}, f"{best.estimator}-{best.index}",
+    outcome = Outcome("automl", automl_run, best.value, model_dir, params, {folder.metric: best.value}, f"{best.estimator}-{best.index}",
                       candidate_run_id=candidate_runs.get(best.index, ""))
-    if alternatives and budget_of(spec.data["deployment"]).any:  # without a budget only the best can win
-        outcome.alternatives = _automl_alternatives(spec.metric, result, candidate_runs, work_dir / "automl" / "candidates")
+    if alternatives and budget_of(folder.deployment).any:  # without a budget only the best can win
+        outcome.alternatives = _automl_alternatives(folder.metric, result, candidate_runs, work_dir / "automl" / "candidates")
     return outcome
+
+
+def training_table(job_file: JobFile) -> Path:
+    """The MLTable folder an AutoML job trains on (its training_data.path, relative to the job file)."""
+    path = str((job_file.data.get("training_data") or {}).get("path") or "")
+    if not path or path.startswith("azureml:"):
+        raise CapcError(
+            f"{job_file.path}: the AutoML training data {path or '(none)'} is not a folder on this machine.",
+            "build the spec with a local dataset.path to run AutoML here",
+        )
+    return (job_file.path.parent / path).resolve()
 
 
 def _automl_alternatives(metric: str, result, candidate_runs: dict[int, str], folder: Path) -> list[Outcome]:
@@ -249,15 +256,15 @@ def _automl_alternatives(metric: str, result, candidate_runs: dict[int, str], fo
     return out
 
 
-def run_sweep_job(spec, job_dir, mlflow_client, exp_id, submit_run, work_dir, resume, progress, kind: str | None = None):
-    """The folder's sweep jobs on the local sweep engine, side by side, each a child run of `submit_run` (or only
-    the one of `kind`); returns (the best trial across them as an Outcome, or None; interrupted).
+def run_sweep_job(folder: JobFolder, sweeps: list[JobFile], mlflow_client, exp_id, submit_run, work_dir, resume, progress):
+    """Sweep jobs of the folder on the local sweep engine, side by side, each a child run of `submit_run`; returns
+    (the best trial across them as an Outcome, or None; interrupted).
 
     One family or a conditional grid compile to one sweep_job.yml; a random or bayesian conditional sweep to one
     sweep_<family>.yml per family, each run within its own share of the concurrency, as Azure runs them.
     """
-    sweeps = start_sweep_jobs(spec, job_dir, mlflow_client, exp_id, submit_run, resume, progress, kind=kind)
-    return finish_sweep_jobs(sweeps, spec, mlflow_client, progress)
+    running = start_sweep_jobs(folder, sweeps, mlflow_client, exp_id, submit_run, resume, progress)
+    return finish_sweep_jobs(running, folder, mlflow_client, progress)
 
 
 @dataclass
@@ -279,25 +286,20 @@ class RunningSweeps:
             tracking.finish_run(mlflow_client, run, FAILED)
 
 
-def start_sweep_jobs(spec, job_dir, mlflow_client, exp_id, submit_run, resume, progress, *, automl: bool = False,
-                     kind: str | None = None) -> RunningSweeps:
-    """The folder's sweep jobs (or the one of `kind`) started in worker threads, each a child run of `submit_run`,
-    under one core budget that AutoML, when `automl` runs beside them, shares."""
-    from capc.artifacts import sweep_job_files
+def start_sweep_jobs(folder: JobFolder, sweep_files: list[JobFile], mlflow_client, exp_id, submit_run, resume, progress, *,
+                     automl: bool = False) -> RunningSweeps:
+    """Sweep jobs of the folder started in worker threads, each a child run of `submit_run`, under one core budget
+    that AutoML, when `automl` runs beside them, shares."""
     from capc.local.sweep import SweepsInBackground, plan_sweep
 
-    files = sweep_job_files(job_dir)
-    if kind is not None:
-        if kind not in files:
-            raise CapcError(f"{job_dir} holds no sweep job for `{kind}`.", "run `capc build` again")
-        files = {kind: files[kind]}
-    if not files:
-        raise CapcError(f"{job_dir} holds no sweep job.", "run `capc build` again")
-    jobs = {name: yaml.safe_load(path.read_text(encoding="utf-8")) for name, path in files.items()}
+    if not sweep_files:
+        raise CapcError(f"{folder.path} holds no sweep job.", "run `capc build` again")
+    job_dir = folder.path
+    jobs = {sweep.kind: sweep.data for sweep in sweep_files}
     limit = sum(plan_sweep(job, job_dir).max_concurrent_trials for job in jobs.values())  # checks each job too
     cores = CoreBudget(automl=automl, sweep_limit=limit)
     # One study folder per spec version (and per family), so --resume finds the trials of an interrupted submit.
-    spec_dir = registry.capc_home() / "sweeps" / spec.name / spec.sha256[:16]
+    spec_dir = registry.capc_home() / "sweeps" / folder.name / folder.spec_sha256[:16]
     sweeps, runs = {}, {}
     for name, job in jobs.items():
         trials_dir = spec_dir if name == "sweep" else spec_dir / name
@@ -314,7 +316,7 @@ def start_sweep_jobs(spec, job_dir, mlflow_client, exp_id, submit_run, resume, p
     return RunningSweeps(runs, SweepsInBackground(sweeps), cores)
 
 
-def finish_sweep_jobs(sweeps: RunningSweeps, spec, mlflow_client, progress) -> tuple[Outcome | None, bool]:
+def finish_sweep_jobs(sweeps: RunningSweeps, folder: JobFolder, mlflow_client, progress) -> tuple[Outcome | None, bool]:
     """Wait for started sweeps (Ctrl-C meanwhile stops them), record them; (the best trial as an Outcome or None, interrupted)."""
     runs = sweeps.runs
     try:
@@ -330,15 +332,15 @@ def finish_sweep_jobs(sweeps: RunningSweeps, spec, mlflow_client, progress) -> t
         if progress:
             progress.sweep_finished(result, name)
         if result.best is not None:
-            mlflow_client.log_metric(runs[name], spec.metric, result.best.value)
-    best_name = Goal(spec.goal).best([n for n in results if results[n].best is not None], lambda n: results[n].best.value)
+            mlflow_client.log_metric(runs[name], folder.metric, result.best.value)
+    best_name = Goal(folder.goal).best([n for n in results if results[n].best is not None], lambda n: results[n].best.value)
     if best_name is None:
         return None, interrupted
-    outcomes = [_trial_outcome(spec.metric, mlflow_client, name, trial) for name, result in results.items() for trial in result.trials
+    outcomes = [_trial_outcome(folder.metric, mlflow_client, name, trial) for name, result in results.items() for trial in result.trials
                 if trial.status == "completed" and trial.value is not None and math.isfinite(trial.value)
                 and (Path(trial.output_dir) / "model" / "MLmodel").is_file()]
     best = results[best_name].best
-    chosen = next((o for o in outcomes if o.run_id == best.run_id), None) or _trial_outcome(spec.metric, mlflow_client, best_name, best)
+    chosen = next((o for o in outcomes if o.run_id == best.run_id), None) or _trial_outcome(folder.metric, mlflow_client, best_name, best)
     chosen.alternatives = [o for o in outcomes if o is not chosen]  # weighed when the best exceeds a serving budget
     return chosen, interrupted
 

@@ -117,7 +117,8 @@ def _run_settings(spec, automl: dict, sweep: dict | None) -> dict:
         "goal": azure_names.AUTOML_METRICS[spec.task][spec.metric],
         "automl": {"enabled": automl["enabled"]},
         "sweep": {"enabled": bool(sweep and sweep["enabled"])},
-        "deployment": {"model": spec.data["deployment"]["model"]},
+        # deployment.model and the serving budget the local selection applies (capc.local.selection.budget_of).
+        "deployment": {key: spec.data["deployment"].get(key) for key in ("model", "max_latency_ms", "max_model_mb")},
     }
 
 

@@ -760,8 +760,3 @@ def compiled_job_dir(name: str, scratch: Path) -> Path:
     return target
 
 
-def spec_compute(name: str) -> dict:
-    """The compute section of a reference spec, defaults filled (what the CLI hands to submit)."""
-    from capc.spec import load_spec
-
-    return dict(load_spec(REPO / "specs" / f"{name}.yaml").data["compute"])

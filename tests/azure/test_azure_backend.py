@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import shutil
 
 import pytest
 import yaml
@@ -19,8 +20,9 @@ from rich.console import Console
 from capc.azure import backend
 from capc.azure.workspace import WorkspaceRef
 from capc.errors import CapcError
+from capc.jobfolder import read_job_folder
 from fake_azure import (
-    BLOB_CONTAINER, DRY_RUN_CASES, ENDPOINT_KEYS, RESOURCE_GROUP, SUBSCRIPTION, WORKSPACE, FakeCredential, JobOutcome, spec_compute,
+    BLOB_CONTAINER, DRY_RUN_CASES, ENDPOINT_KEYS, RESOURCE_GROUP, SUBSCRIPTION, WORKSPACE, FakeCredential, JobOutcome,
 )
 from repo import REPO
 
@@ -31,12 +33,12 @@ NAME = "bankmarketing"
 def run(fake_azure, job_dirs, workspace, capc_home):
     """submit() for one reference spec against the fake, with a console captured in memory."""
 
-    def _run(name=NAME, **kwargs):
+    def _run(name=NAME, job_dir=None, **kwargs):
         console = Console(file=io.StringIO(), width=200)
-        kwargs.setdefault("compute", spec_compute(name))
         kwargs.setdefault("credential", FakeCredential())
         kwargs.setdefault("poll_seconds", 0)
-        result = backend.submit(job_dirs(name), name, kwargs.pop("workspace", workspace), console=console, **kwargs)
+        folder = read_job_folder(job_dir or job_dirs(name), kwargs.pop("only", None))
+        result = backend.submit(folder, kwargs.pop("workspace", workspace), console=console, **kwargs)
         result.output = console.file.getvalue()
         return result
 
@@ -291,9 +293,13 @@ def test_compute_name_taken_by_a_compute_instance(run, fake_azure):
     assert "is taken in workspace 'ws-capc'" in caught.value.message and "by a computeinstance compute" in caught.value.message
 
 
-def test_compute_the_spec_does_not_describe_must_exist(run, fake_azure):
+def test_compute_the_spec_does_not_describe_must_exist(run, fake_azure, job_dirs, tmp_path):
+    bare = tmp_path / "generated" / NAME
+    shutil.copytree(job_dirs(NAME), bare)
+    (tmp_path / "specs").symlink_to(REPO / "specs")  # the folder reads the spec's data in place, ../../specs/data
+    (bare / "compute.yml").unlink()  # a job folder whose jobs name a cluster it does not describe
     with pytest.raises(CapcError) as caught:
-        run(compute=None)
+        run(job_dir=bare)
     assert caught.value.message.startswith("the jobs run on compute 'cpu-cluster', which does not exist in workspace 'ws-capc'")
 
 

@@ -17,7 +17,8 @@ import pytest
 from rich.console import Console
 
 from capc.azure import backend
-from fake_azure import DRY_RUN_CASES, spec_compute
+from capc.jobfolder import read_job_folder
+from fake_azure import DRY_RUN_CASES
 from repo import REPO
 
 GOLDEN = Path(__file__).parent / "golden" / "azure_dry_run"
@@ -25,7 +26,7 @@ GOLDEN = Path(__file__).parent / "golden" / "azure_dry_run"
 
 def _dry_run(job_dir: Path, name: str, workspace=None, only=None):
     console = Console(file=io.StringIO(), width=120)
-    result = backend.submit(job_dir, name, workspace, only=only, dry_run=True, compute=spec_compute(name), console=console)
+    result = backend.submit(read_job_folder(job_dir, only), workspace, dry_run=True, console=console)
     return result, console.file.getvalue()
 
 
@@ -70,7 +71,7 @@ def test_dry_run_with_a_workspace_names_it(job_dirs):
 
 def test_dry_run_of_one_job(job_dirs):
     console = Console(file=io.StringIO(), width=120)
-    result = backend.submit(job_dirs("mnist"), "mnist", None, only="sweep", dry_run=True, compute=spec_compute("mnist"), console=console)
+    result = backend.submit(read_job_folder(job_dirs("mnist"), "sweep"), None, dry_run=True, console=console)
     # --only sweep: every per-family sweep job of mnist's conditional sweep, nothing else.
     assert [r["job"] for r in result.requests] == ["sweep_logistic_regression", "sweep_svc"]
     assert "mnist-training:" not in console.file.getvalue(), "the AutoML table is not needed by the sweep"
@@ -79,9 +80,7 @@ def test_dry_run_of_one_job(job_dirs):
 def test_image_table_is_staged_with_its_images(job_dirs):
     """mri: the images go up as a folder asset; the MLTable asset is versioned with them."""
     from capc.azure.assets import plan_assets
-    from capc.azure.job_folder import read_job_folder
-
-    plan = plan_assets(read_job_folder(job_dirs("mri")), spec_compute("mri"))
+    plan = plan_assets(read_job_folder(job_dirs("mri")))
     images, table = plan.data
     assert (images.name, images.type, table.name, table.type) == ("mri-images", "uri_folder", "mri-training", "mltable")
     assert table.images is images

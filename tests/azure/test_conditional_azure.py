@@ -10,7 +10,8 @@ from rich.console import Console
 from capc.azure import backend
 from capc.azure.jobs import SubmittedJob
 from capc.azure.registry import choose_winner
-from fake_azure import FakeCredential, JobOutcome, spec_compute
+from capc.jobfolder import read_job_folder
+from fake_azure import FakeCredential, JobOutcome
 
 
 def _job(kind: str, value: float | None, status: str = "Completed") -> SubmittedJob:
@@ -31,7 +32,7 @@ def test_submit_sends_a_sweep_job_per_family_and_registers_the_best(fake_azure, 
     fake_azure.job_outcomes.update({"AutoML": JobOutcome(scores=[0.9]), "Sweep": JobOutcome(scores=[0.95, 0.97])})
     console = Console(file=io.StringIO(), width=200)
     result = backend.submit(
-        job_dirs("mnist"), "mnist", workspace, console=console, compute=spec_compute("mnist"), credential=FakeCredential(), poll_seconds=0,
+        read_job_folder(job_dirs("mnist")), workspace, console=console, credential=FakeCredential(), poll_seconds=0,
     )
     assert [j.kind for j in result.jobs] == ["automl", "sweep_logistic_regression", "sweep_svc"]
     puts = fake_azure.find("PUT", r"/jobs/[^/]+$")

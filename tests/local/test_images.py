@@ -475,12 +475,11 @@ def test_run_image_automl_end_to_end(tmp_path, monkeypatch):
     job["limits"] = {"timeout_minutes": 10, "max_trials": 2, "max_concurrent_trials": 1}
     tiny_space = {name: {"type": "choice", "values": [value]} for name, value in TINY.items()}
     monkeypatch.setattr(images, "AUTOML_SEARCH_SPACE", tiny_space)
-    spec = types.SimpleNamespace(name="mri", metric="accuracy", task="image_classification")
     client = tracking.client()
     experiment = tracking.experiment_id(client, "mri")
     submit_run = tracking.start_run(client, experiment, "submit", "submit")
     with pytest.warns(UserWarning, match="broken.jpg"):
-        outcome = images.run_image_automl(spec, job_dir, job, client, experiment, submit_run, tmp_path / "work", None)
+        outcome = images.run_image_automl(job_dir, job, client, experiment, submit_run, tmp_path / "work", None)
     assert isinstance(outcome, Outcome) and outcome.source == "automl"
     assert 0.0 <= outcome.value <= 1.0 and "recall" in outcome.metrics
     assert (outcome.model_dir / "MLmodel").is_file()

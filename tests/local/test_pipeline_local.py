@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from capc.artifacts import sweep_job_files
 from capc.cli import cli
 from capc.errors import CapcError
+from capc.jobfolder import JobFile, JobFolder
 from capc.local.pipeline import plan_steps, run_pipeline
 
 from repo import DATA, REPO, csv_head
@@ -59,9 +60,12 @@ def test_a_cycle_or_an_unknown_step_is_a_clear_error():
         plan_steps({"jobs": {"a": {"inputs": {"x": "${{parent.jobs.ghost.outputs.o}}"}}}})
 
 
-class _Spec:
-    name, metric, goal, task, sha256 = "graph", "accuracy", "maximize", "classification", "0" * 64
-    data = {"description": ""}
+def _folder(path: Path, job: dict) -> JobFolder:
+    """A job folder holding only this pipeline (what read_job_folder gives for --only pipeline)."""
+    return JobFolder(
+        path=path, name="graph", spec_sha256="0" * 64, description="", task="classification", metric="accuracy", goal="maximize",
+        automl_enabled=True, sweep_enabled=True, deployment={"model": "best"}, jobs=(JobFile("pipeline", path / "pipeline_job.yml", job),), cluster=None,
+    )
 
 
 def _command(code: str, outputs: tuple = ("out",), **inputs) -> dict:
@@ -82,7 +86,7 @@ def test_a_failed_step_skips_what_needs_it_and_the_rest_runs(tmp_path):
         "after_bad": _command("pass", data="${{parent.jobs.bad.outputs.out}}"),
     }}
     (tmp_path / "pipeline_job.yml").write_text(yaml.safe_dump(job))
-    result = run_pipeline(_Spec(), tmp_path, [], poll_s=0.05)
+    result = run_pipeline(_folder(tmp_path, job), poll_s=0.05)
     status = {s.name: s.status for s in result.steps}
     assert status == {"good": "completed", "bad": "failed", "after_good": "completed", "after_bad": "skipped"}
     bad = next(s for s in result.steps if s.name == "bad")
