@@ -79,12 +79,25 @@ def load_job_yaml(path: Path, overrides: list[str] | None = None) -> JobYaml:
     path = Path(path)
     loaded = load_spec_file(path)
     applied = apply_overrides(loaded, list(overrides or []))
+    _paths_from_working_directory(loaded.data, applied)
     digest = hashlib.sha256(loaded.text)
     for key, value in applied:
         digest.update(f"\n--set {key}={json.dumps(value, sort_keys=True)}".encode())
     if not isinstance(loaded.data, dict):
         raise SpecInvalid([SpecProblem(str(path), 1, 1, "", "a job YAML is a mapping of keys to values")])
     return JobYaml(path, loaded.data, digest.hexdigest(), loaded, tuple(applied))
+
+
+def _paths_from_working_directory(data: dict, applied: list) -> None:
+    """An input path given with --set is relative to where the user typed it, not to the YAML's folder."""
+    from capc.local.bindings import is_remote
+
+    for key, value in applied:
+        parts = key.split(".")
+        if len(parts) == 3 and parts[0] == "inputs" and parts[2] == "path" and isinstance(value, str) and value and not is_remote(value):
+            local = value.removeprefix("file://")
+            if not Path(local).is_absolute():
+                data["inputs"][parts[1]]["path"] = str(Path.cwd() / local)
 
 
 def check_runs_locally(job: JobYaml) -> None:

@@ -93,7 +93,7 @@ def test_remote_input_names_the_override_that_works(jobs):
     with pytest.raises(CapcError) as caught:
         run(jobs / "command_job.yml", f"inputs.digits.path={remote}")
     assert "--set inputs.digits.path=LOCAL_FILE" in str(caught.value) and remote in str(caught.value)
-    local = jobs / "data" / "digits.csv"
+    local = (jobs / "data" / "digits.csv").relative_to(Path.cwd())  # relative to the working directory, as typed
     result = run(jobs / "command_job.yml", f"inputs.digits.path={remote}", f"inputs.digits.path={local}")
     assert result.status == "completed" and result.metrics["validation_accuracy"] > 0.8
 
