@@ -36,6 +36,7 @@ def run(path: Path, *overrides: str, resume: bool = False, notes: list | None = 
     return run_job_yaml(load_job_yaml(path, list(overrides)), resume=resume, say=(notes.append if notes is not None else None))
 
 
+@pytest.mark.slow
 def test_command_job_runs_once_with_its_inputs_outputs_and_mlflow_run(jobs):
     notes: list[str] = []
     result = run(jobs / "command_job.yml", notes=notes)
@@ -55,7 +56,7 @@ def test_command_job_runs_once_with_its_inputs_outputs_and_mlflow_run(jobs):
 @pytest.mark.parametrize(
     ("policy", "metric", "goal"),
     [
-        ("type=bandit", "validation_accuracy", "maximize"),
+        pytest.param("type=bandit", "validation_accuracy", "maximize", marks=pytest.mark.slow),
         pytest.param("type=median_stopping", "validation_log_loss", "minimize", marks=pytest.mark.slow),
         pytest.param("type=truncation_selection", "validation_accuracy", "maximize", marks=pytest.mark.slow),
     ],
@@ -88,11 +89,19 @@ def test_sweep_limits_and_random_sampling(jobs):
     assert result.value == max(t.value for t in result.trials)
 
 
-def test_remote_input_names_the_override_that_works(jobs):
-    remote = "wasbs://datasets@azuremlexamples.blob.core.windows.net/digits.csv"
+REMOTE = "wasbs://datasets@azuremlexamples.blob.core.windows.net/digits.csv"
+
+
+@pytest.mark.parametrize("remote", [REMOTE, "https://example.org/digits.csv", "azureml:digits:1"])
+def test_remote_input_is_refused_naming_the_override(jobs, remote):
     with pytest.raises(CapcError) as caught:
         run(jobs / "command_job.yml", f"inputs.digits.path={remote}")
     assert "--set inputs.digits.path=LOCAL_FILE" in str(caught.value) and remote in str(caught.value)
+
+
+@pytest.mark.slow
+def test_remote_input_override_runs(jobs):
+    remote = REMOTE
     local = (jobs / "data" / "digits.csv").relative_to(Path.cwd())  # relative to the working directory, as typed
     result = run(jobs / "command_job.yml", f"inputs.digits.path={remote}", f"inputs.digits.path={local}")
     assert result.status == "completed" and result.metrics["validation_accuracy"] > 0.8
