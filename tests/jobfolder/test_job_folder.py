@@ -41,7 +41,10 @@ def test_folder_holds_what_the_spec_said(name):
     cluster = folder.cluster
     assert (cluster.name, cluster.size, cluster.min_instances, cluster.max_instances, cluster.idle_time_before_scale_down) == (
         compute["name"], compute["size"], compute["min_instances"], compute["max_instances"], compute["idle_time_before_scale_down"])
-    assert [j.kind for j in folder.jobs] == ["automl", "sweep"]
+    from capc.artifacts import sweep_job_files
+
+    assert [j.kind for j in folder.jobs] == ["automl", *sweep_job_files(folder.path)]  # mnist: a sweep job per family
+    assert [j.kind for j in folder.sweeps] == list(sweep_job_files(folder.path)) and folder.sweeps
 
 
 @pytest.mark.parametrize("name", REFERENCE_NAMES)

@@ -17,6 +17,7 @@ from capc.artifacts import write_tree
 from capc.build import compile_spec
 from capc.cli import cli
 from capc.families import FAMILIES
+from capc.jobfolder import read_job_folder
 from capc.local.submit import run_sweep_job
 from capc.spec import load_spec
 from capc.state import tracking
@@ -74,7 +75,8 @@ def _run(spec, job_dir: Path, resume: bool = False, progress=None):
     submit = tracking.start_run(client, exp_id, "submit", "submit")
     work = Path(os.environ["CAPC_HOME"]) / "runs" / submit
     work.mkdir(parents=True, exist_ok=True)
-    outcome, interrupted = run_sweep_job(spec, job_dir, client, exp_id, submit, work, resume, progress)
+    folder = read_job_folder(job_dir)
+    outcome, interrupted = run_sweep_job(folder, folder.sweeps, client, exp_id, submit, work, resume, progress)
     return client, submit, outcome, interrupted
 
 
