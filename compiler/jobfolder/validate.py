@@ -132,29 +132,39 @@ def _at(job: JobYaml, keys: tuple, shown: str, message: str, hint: str | None = 
 # ---------------------------------------------------------------- service rules
 
 
+# The rules of capc's service-rule table that concern a sweep job alone, and where their key paths lie in a job YAML.
+SWEEP_RULES = ("sampling_accepts_distributions", "bayesian_takes_no_early_termination", "sweep_limits_within_maxima")
+SPEC_TO_JOB_PATH = {("sweep", "search_space"): ("search_space",), ("sweep", "early_termination"): ("early_termination",), ("sweep", "limits"): ("limits",)}
+
+
 def service_rule_problems(job: JobYaml) -> list[SpecProblem]:
-    """What Azure refuses only at submit time (and the local engine's sampler and policy refuse the same way)."""
+    """What Azure refuses only at submit time: capc's service-rule table (capc.spec.service_rules) on the job's
+    sweep, then the early-termination settings as the local engine reads them."""
     if job.type != "sweep":
         return []
     from capc.local import samplers
     from capc.local.policies import policy_from_mapping
+    from capc.spec.service_rules import ERROR, SERVICE_RULES
 
     data, problems = job.data, []
     try:
         algorithm, _ = samplers.algorithm_of(data.get("sampling_algorithm", "random"))
     except CapcError as exc:
         return [_at(job, ("sampling_algorithm",), "sampling_algorithm", exc.message, exc.hint)]
+    limits = data.get("limits") or {}
+    # The job's sweep in the shape the table reads (a spec's `sweep` section).
+    view = {"sweep": {
+        "sampling": algorithm, "search_space": dict(data.get("search_space") or {}), "early_termination": data.get("early_termination"),
+        "limits": {key: int(limits.get(key) or 1) for key in ("max_total_trials", "max_concurrent_trials")},
+    }}
+    for rule in SERVICE_RULES:
+        if rule.name not in SWEEP_RULES or rule.severity != ERROR:
+            continue
+        for finding in rule.check(view):
+            path = SPEC_TO_JOB_PATH[finding.path[:2]] + tuple(finding.path[2:])
+            problems.append(_at(job, path, ".".join(map(str, path)), finding.message, finding.hint))
     try:
-        samplers.check_search_space(data.get("search_space") or {}, algorithm)
-    except CapcError as exc:
-        problems.append(_at(job, ("search_space",), "search_space", exc.message, exc.hint))
-    policy = data.get("early_termination")
-    try:
-        policy_from_mapping(policy)
+        policy_from_mapping(data.get("early_termination"))
     except CapcError as exc:
         problems.append(_at(job, ("early_termination",), "early_termination", exc.message, exc.hint))
-    if algorithm == "bayesian" and policy:
-        # HyperDrive's BayesianParameterSampling reference: "Bayesian sampling does not support early termination
-        # policies" (https://learn.microsoft.com/python/api/azureml-train-core/azureml.train.hyperdrive.bayesianparametersampling).
-        problems.append(_at(job, ("early_termination",), "early_termination", "bayesian sampling takes no early-termination policy; Azure refuses the sweep when it is submitted", "drop early_termination, or use random sampling"))
     return problems

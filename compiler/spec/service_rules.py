@@ -84,8 +84,9 @@ def _sampling_accepts_distributions(data: dict) -> Iterator[Finding]:
                 yield from _distributions_fit(sweep["sampling"], entry["search_space"], ("sweep", "families", name, "search_space"))
     elif sweep and isinstance(sweep.get("search_space"), dict):
         yield from _distributions_fit(sweep["sampling"], sweep["search_space"], ("sweep", "search_space"))
-    image = data["automl"]["image"]
-    yield from _distributions_fit(image["sampling"], {"learning_rate": image.get("learning_rate")}, ("automl", "image"))
+    image = (data.get("automl") or {}).get("image")  # absent when the mapping is a job YAML's sweep (capc.jobfolder)
+    if image:
+        yield from _distributions_fit(image["sampling"], {"learning_rate": image.get("learning_rate")}, ("automl", "image"))
 
 
 def _distributions_fit(sampling: str, space: dict, where: tuple) -> Iterator[Finding]:

@@ -55,7 +55,7 @@ def test_validate_applies_the_rules_azure_enforces_at_submission(jobs):
     result = _invoke("validate", bayes)
     assert result.exit_code == 1
     line = next(i for i, text in enumerate(bayes.read_text().splitlines(), 1) if text.startswith("early_termination:"))
-    assert f"{bayes}:{line}:1: early_termination: bayesian sampling takes no early-termination policy" in result.output
+    assert f"{bayes}:{line}:1: early_termination: Azure ML refuses an early-termination policy with bayesian sampling" in result.output
 
 
 def test_submit_a_command_job_yaml(jobs):
