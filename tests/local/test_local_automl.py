@@ -476,3 +476,32 @@ def test_only_unrunnable_algorithms_allowed_is_a_capc_error():
         run_automl(frame, settings(**BANK_SETTINGS, allowed_algorithms=("DecisionTree", "SVM")))
     assert "none of the algorithms this job allows can run locally (DecisionTree, SVM)" in err.value.message
     assert "LightGBM" in err.value.hint
+
+
+def test_the_final_refit_is_bounded_for_learners_that_stop_on_a_deadline():
+    """FLAML lifts every time limit for its final refit; capc gives LightGBM/XGBoost ones what the job has left,
+    at least one validation fold's training time, and leaves the others (which cannot take a budget) alone."""
+    import time
+    from types import SimpleNamespace
+
+    from capc.local.automl.search import _bounded_refit
+
+    classes = {"xgboost": SimpleNamespace(HAS_CALLBACK=True), "rf": SimpleNamespace(HAS_CALLBACK=False)}
+    state = SimpleNamespace(time_budget=-1, time_from_start=0.0, learner_classes={},
+                            task=SimpleNamespace(estimator_class_from_str=classes.__getitem__))
+    automl = SimpleNamespace(_state=state, _start_time_flag=time.time() - 50,
+                             _search_states={"xgboost": SimpleNamespace(best_config_train_time=100.0), "rf": SimpleNamespace(best_config_train_time=100.0)})
+    budgets = []
+
+    def train(estimator, config, sample_size=None, is_retrain=False):
+        budgets.append(None if state.time_budget < 0 else state.time_budget - state.time_from_start)
+        state.time_budget = -1
+
+    bounded = _bounded_refit(automl, train, deadline=time.monotonic() + 3, folds=5)
+    bounded("xgboost", {}, is_retrain=False)  # a search trial: FLAML's own budget
+    bounded("rf", {}, is_retrain=True)
+    bounded("xgboost", {}, is_retrain=True)  # one fold took 100 / 5 s: more than the 3 s left
+    assert budgets[:2] == [None, None] and budgets[2] == pytest.approx(20.0, abs=0.5)
+    bounded = _bounded_refit(automl, train, deadline=time.monotonic() + 60, folds=5)
+    bounded("xgboost", {}, is_retrain=True)
+    assert budgets[3] == pytest.approx(60.0, abs=1.0)

@@ -15,7 +15,9 @@ How Azure's settings map (what FLAML cannot do is said here, and at run time in 
   metric; every candidate carries all its task's Azure metrics, in Azure's direction.
 - n_cross_validations -> FLAML `eval_method="cv"` (stratified for classification); validation_data_size ->
   holdout; neither -> Azure's rule: over 20,000 rows a 10% holdout, else 3 folds (10 below 1,000 rows).
-- timeout_minutes -> FLAML `time_budget` (the search; ensembles and the final refit come out of what is left);
+- timeout_minutes -> FLAML `time_budget` (the search; ensembles and the final refit come out of what is left:
+  FLAML lifts every limit for its refit, so a LightGBM or XGBoost winner's refit is held to half of what the
+  search left, at least one validation fold's training time - search._bounded_refit);
   trial_timeout_minutes -> `train_time_limit`; max_trials and exit_score end the search after the trial that
   reaches them; enable_early_termination -> FLAML `early_stop` (its convergence test: FLAML's trials are many
   and small, so Azure's "no gain in 20 iterations" would stop it long before its search has converged).

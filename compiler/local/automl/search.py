@@ -20,6 +20,7 @@ import warnings
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -73,6 +74,9 @@ def run_search(settings: AutoMLSettings, data: TrainingData, estimators: list[st
         log_file = str(Path(log_dir) / "flaml_trials.jsonl")
     automl = _searching_automl_class()()
     automl.capc_listener = listener
+    # The refit may take half of what the search leaves; the ensembles get the other half.
+    refit_deadline = started + search_budget + (settings.timeout_minutes * 60 - search_budget) / 2
+    automl.capc_refit_bound = partial(_bounded_refit, deadline=refit_deadline, folds=folds)
     try:
         with quiet_learners(settings.threads):
             automl.fit(
@@ -102,6 +106,7 @@ def run_search(settings: AutoMLSettings, data: TrainingData, estimators: list[st
             )
     finally:
         automl.capc_listener = None  # the fitted object is pickled into the model; it must not hold the run
+        automl.capc_refit_bound = None
     notes.append(f"search: {len(listener.records)} trials in {time.monotonic() - started:.0f}s "
                  f"(search budget {search_budget:.0f}s, best model refitted on all rows)")
     if listener.stop_reason:
@@ -356,6 +361,20 @@ def _searching_automl_class():
         `_log_trial` is where it records every trial when log_type="all", so the hook sits there."""
 
         capc_listener: TrialListener | None = None
+        capc_refit_bound: Callable | None = None  # wraps FLAML's _train_with_config for its final refit
+
+        def _search(self):
+            # FLAML lifts every time limit for its final refit on all rows (time_budget = -1), so a learner
+            # whose trials the budget cut short (the zero-shot LightGBM/XGBoost starts: thousands of trees)
+            # trains its whole configuration there: 14+ minutes past a 2-minute budget at a million rows.
+            # run_search bounds it (_bounded_refit); set and cleared like capc_listener, since this class is
+            # pickled with the model and must not reach capc.
+            if self.capc_refit_bound is not None:
+                self._state._train_with_config = self.capc_refit_bound(self, self._state._train_with_config)
+            try:
+                return super()._search()
+            finally:
+                self._state.__dict__.pop("_train_with_config", None)
 
         def _log_trial(self, search_state, estimator):
             super()._log_trial(search_state, estimator)
@@ -366,6 +385,28 @@ def _searching_automl_class():
                 self._state.time_budget = 0
 
     return SearchingAutoML
+
+
+MIN_REFIT_S = 5.0
+
+
+def _bounded_refit(automl, train, *, deadline: float, folds: int):
+    """FLAML's AutoMLState._train_with_config, with the final refit (is_retrain) given a time budget: the time
+    left before `deadline`, at least the time one validation fold of the best trial trained. Only learners
+    that stop on a deadline themselves (FLAML's HAS_CALLBACK: LightGBM, XGBoost) get one; FLAML's other
+    learners cannot take a budget for a refit."""
+    state = automl._state
+
+    def bounded(estimator, config_w_resource, sample_size=None, is_retrain=False):
+        learner = state.learner_classes.get(estimator) or state.task.estimator_class_from_str(estimator)
+        if is_retrain and state.time_budget < 0 and getattr(learner, "HAS_CALLBACK", False):
+            search_state = automl._search_states.get(estimator)
+            per_fold = (getattr(search_state, "best_config_train_time", 0) or 0) / folds  # FLAML sums the folds' times
+            state.time_from_start = time.time() - automl._start_time_flag
+            state.time_budget = state.time_from_start + max(deadline - time.monotonic(), per_fold, MIN_REFIT_S)
+        return train(estimator, config_w_resource, sample_size=sample_size, is_retrain=is_retrain)
+
+    return bounded
 
 
 @contextmanager
