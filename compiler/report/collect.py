@@ -13,11 +13,9 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
-from capc.artifacts import sweep_job_files
 from capc.errors import CapcError
 from capc.goal import Goal
+from capc.jobfolder.folder import AUTOML_FILE, sweep_jobs
 from capc.state import registry, tracking
 from capc.state.registry import ModelVersion
 from capc.report.figures import RunCurve, ServingPoint, TrialPoint
@@ -83,8 +81,8 @@ def collect(model: ModelVersion) -> ReportData:
     board = _board(scope, model.metric, model.goal, winner_id)
     origin = root.start if root else min(r.start for r in scope)
     job_dir = Path(model.job_dir)
-    sweep_jobs = sweep_job_files(job_dir)
-    sweep_job = read_yaml_mapping(sweep_jobs["sweep"]) if list(sweep_jobs) == ["sweep"] else None
+    sweeps = sweep_jobs(job_dir)  # read through the job-folder reader, as every backend reads them
+    sweep_job = sweeps[0].data if [s.kind for s in sweeps] == ["sweep"] else None
     # A conditional sweep's parameters are its families' (a grid's one search-space parameter is only an index).
     parameters = [p for p in (sweep_job or {}).get("search_space") or {} if p != COMBINATION_PARAMETER] or sorted(
         {k for r in scope if r.kind == "trial" for k in r.params if k not in NOT_HYPERPARAMETERS}
@@ -103,7 +101,7 @@ def collect(model: ModelVersion) -> ReportData:
         spec_text=spec_text,
         compiled={
             path.name: path.read_text(encoding="utf-8")
-            for path in [job_dir / "automl_job.yml", *sweep_job_files(job_dir).values()] if path.is_file()
+            for path in [job_dir / AUTOML_FILE, *(s.path for s in sweeps)] if path.is_file()
         },
         automl_board=[b for b in board if b.source == "automl"],
         sweep_board=[b for b in board if b.source == "sweep"],
@@ -257,12 +255,3 @@ def find_spec_file(sha256: str, folders: list[Path]) -> Path | None:
             except OSError:
                 continue
     return None
-
-
-def read_yaml_mapping(path: Path) -> dict | None:
-    """A YAML file's mapping; None when it is missing, unreadable or not a mapping."""
-    try:
-        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
-        return None
-    return loaded if isinstance(loaded, dict) else None

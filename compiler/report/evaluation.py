@@ -32,7 +32,7 @@ from capc.local.data import mltable_source, read_frame
 from capc.state import held_out as held_out_state
 from capc.state.held_out import HeldOutPredictions
 from capc.state.registry import ModelVersion
-from capc.report.collect import read_yaml_mapping
+from capc.jobfolder.folder import AUTOML_FILE, load_yaml_mapping, sweep_jobs
 
 MAX_ROWS = 5_000
 TRAINED_ON_SHARE = 0.2
@@ -189,12 +189,10 @@ def drawn_sample(evaluation: Evaluation, max_points: int = MAX_ROWS) -> np.ndarr
 def _trial_holdout(job_dir: Path) -> _Rows | None:
     """The held-out rows of the generated trial script's split, or trained-on rows under cross-validation;
     None when the trial script is not one capc generated (its split cannot be known)."""
-    from capc.artifacts import sweep_job_files
-
     # A conditional sweep has a trial script per family (and a grid's dispatching train.py): every generated one
     # splits the rows the same way, so the first is as good as any.
-    jobs = list(sweep_job_files(job_dir).values())
-    job = read_yaml_mapping(jobs[0]) if jobs else None
+    jobs = sweep_jobs(job_dir)
+    job = jobs[0].data if jobs else None
     scripts = [job_dir / "src" / "train.py", *sorted((job_dir / "src").glob("train_*.py"))]
     script = next((s for s in scripts if s.is_file() and _is_generated(s)), None)
     if script is None or job is None:
@@ -266,11 +264,11 @@ def _import_script(script: Path):
 def _trained_on_sample(job_dir: Path, source: str) -> _Rows:
     """The training table as AutoML reads it (the job's MLTable), unlabelled rows dropped."""
     data_file, fmt, drop = mltable_source(job_dir / "data")
-    job = read_yaml_mapping(job_dir / "automl_job.yml") or {}
+    job = load_yaml_mapping(job_dir / AUTOML_FILE)
     target = job.get("target_column_name")
     frame = read_frame(data_file, fmt, drop)
     if not target or target not in frame.columns:
-        raise CapcError(f"the target column of {job_dir / 'automl_job.yml'} is not in {data_file.name}.")
+        raise CapcError(f"the target column of {job_dir / AUTOML_FILE} is not in {data_file.name}.")
     frame = frame[frame[target].notna()]
     why = ("the AutoML run stored none, and its model was refitted on every row." if source == "automl"
            else "the trial script is not one capc generated, so its split cannot be reproduced here.")
