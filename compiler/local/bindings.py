@@ -14,15 +14,12 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from capc.errors import CapcError
+from capc.local.data import is_remote
 from capc.local.samplers import format_value
 
-PLACEHOLDER = re.compile(r"\$\{\{\s*([A-Za-z_][\w.-]*)\s*\}\}")
-REMOTE_PREFIXES = ("azureml:", "azureml://", "http://", "https://", "wasbs://", "wasb://", "abfss://", "adl://", "s3://", "gs://")
 NAMED_OUTPUTS = "named_outputs"  # beside outputs/ (the folder Azure uploads as the run's artifacts)
 
-
-def is_remote(path: str) -> bool:
-    return str(path).startswith(REMOTE_PREFIXES)
+PLACEHOLDER = re.compile(r"\$\{\{\s*([A-Za-z_][\w.-]*)\s*\}\}")
 
 
 def input_text(name: str, declared, job_dir: Path) -> str:

@@ -19,6 +19,14 @@ from capc.errors import CapcError
 from capc.image_files import IMAGE_SUFFIXES, image_base64, is_image_path
 
 
+# Where Azure keeps data (datastores, registered assets, URLs): a path the local engine cannot open.
+REMOTE_PREFIXES = ("azureml:", "azureml://", "http://", "https://", "wasbs://", "wasb://", "abfss://", "adl://", "s3://", "gs://")
+
+
+def is_remote(path: str) -> bool:
+    return str(path).startswith(REMOTE_PREFIXES)
+
+
 def mltable_source(mltable_dir: Path) -> tuple[Path, str, list[str]]:
     """(data file, "csv"|"parquet", columns to drop) from an MLTable file."""
     table_file = mltable_dir / "MLTable"
@@ -204,7 +212,7 @@ def image_root_from_mltable(data_dir: Path) -> Path:
             url, label = str(row["image_url"]), str(row["label"])
         except (ValueError, KeyError, TypeError):
             raise CapcError(f"{listing}:{number}: expected a JSON object with image_url and label.") from None
-        if url.startswith(("azureml:", "azureml://", "http://", "https://")):
+        if is_remote(url):
             raise CapcError(f"the images of this job live on Azure ({url}); the local engine trains on a folder on this machine.")
         image = Path(os.path.abspath(Path(data_dir) / url))
         if image.parent.name != label:

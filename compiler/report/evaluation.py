@@ -28,7 +28,7 @@ import numpy as np
 import yaml
 
 from capc.errors import CapcError
-from capc.local.data import mltable_source, read_frame
+from capc.local.data import is_remote, mltable_source, read_frame
 from capc.state import held_out as held_out_state
 from capc.state.held_out import HeldOutPredictions
 from capc.state.registry import ModelVersion
@@ -242,7 +242,7 @@ def _trial_input(job: dict, job_dir: Path) -> tuple[Path | None, str | None]:
     reference, target = given.get("--data", ""), given.get("--target")
     name = reference.removeprefix("${{inputs.").removesuffix("}}")
     entry = (job.get("inputs") or {}).get(name)
-    if not isinstance(entry, dict) or "path" not in entry or str(entry["path"]).startswith(("azureml:", "http")):
+    if not isinstance(entry, dict) or "path" not in entry or is_remote(entry["path"]):
         return None, target
     path = (job_dir / str(entry["path"]).removeprefix("file://")).resolve()
     return (path if path.exists() else None), target
