@@ -20,6 +20,12 @@ from capc.errors import CapcError
 DEFAULT_OUT = Path("generated")
 
 
+def _exit_interrupted(recorded: str, resume_command: str, kept: str) -> None:
+    """A stopped local run: what was kept, the command that continues it, and the signal's exit status (130/143)."""
+    click.echo(f"interrupted ({stopping.signal_name()}): {recorded}. To continue: {resume_command} ({kept}).", err=True)
+    sys.exit(stopping.exit_status())
+
+
 class LocalBackend:
     """The embedded engine, the local model registry and local endpoints."""
 
@@ -46,11 +52,7 @@ class LocalBackend:
         else:
             views.print_submit(result)
         if result.interrupted:
-            click.echo(
-                f"interrupted ({stopping.signal_name()}): finished work is recorded. To continue: {resume_command}"
-                " (finished sweep trials are kept, the others run; AutoML starts over).", err=True,
-            )
-            sys.exit(stopping.exit_status())
+            _exit_interrupted("finished work is recorded", resume_command, "finished sweep trials are kept, the others run; AutoML starts over")
 
     def _submit_pipeline(self, folder, resume: bool, as_json: bool, resume_command: str) -> None:
         from capc import views
@@ -64,11 +66,7 @@ class LocalBackend:
         else:
             views.print_pipeline(result)
         if result.interrupted:
-            click.echo(
-                f"interrupted ({stopping.signal_name()}): finished steps are recorded. To continue: {resume_command}"
-                " (the sweep step keeps its finished trials; the other steps run again).", err=True,
-            )
-            sys.exit(stopping.exit_status())
+            _exit_interrupted("finished steps are recorded", resume_command, "the sweep step keeps its finished trials; the other steps run again")
         if result.failed:
             failed = result.failed[0]
             raise CapcError(

@@ -8,7 +8,6 @@ import pathlib
 import shutil
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -23,6 +22,7 @@ from capc.errors import CapcError, SpecInvalid
 from capc.spec import load_spec, schema
 
 from repo import REFERENCE_SPECS, REPO
+from repo import write_spec as write
 
 GOLDEN = REPO / "generated"
 
@@ -58,12 +58,6 @@ dataset:
 task: classification
 metric: acuracy
 """
-
-
-def write(workdir: Path, text: str, name: str = "spec.yaml") -> Path:
-    path = workdir / name
-    path.write_text(textwrap.dedent(text), encoding="utf-8")
-    return path
 
 
 def run(runner: CliRunner, *args: object):

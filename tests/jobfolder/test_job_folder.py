@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from capc.cli import cli
 from capc.errors import CapcError
 from capc.jobfolder import read_job_folder
-from repo import REFERENCE_NAMES, REPO, SPECS, csv_head
+from repo import REFERENCE_NAMES, REPO, SPECS, digits_spec
 
 
 def _invoke(*args):
@@ -86,19 +86,7 @@ def test_set_on_a_job_folder_is_refused():
 
 
 def _digits_spec(workdir: Path, extra: str = "") -> Path:
-    csv_head(REPO / "specs/data/digits/digits_train.csv", workdir / "data/digits.csv", 300)
-    spec = workdir / "digits.yaml"
-    spec.write_text(
-        "name: digits-small\n"
-        "dataset: {path: data/digits.csv, format: csv, target: label, cross_validations: 3}\n"
-        "task: classification\nmetric: accuracy\n"
-        "automl: {timeout_minutes: 1, max_trials: 4}\n"
-        "sweep:\n  model: logistic_regression\n  sampling: grid\n"
-        "  search_space: {C: 'choice(0.5, 2.0)', max_iter: 'choice(50)'}\n"
-        "  limits: {max_total_trials: 2, max_concurrent_trials: 2}\n"
-        "compute: {name: small-cluster, size: Standard_DS2_v2, max_instances: 2}\n" + extra
-    )
-    return spec
+    return digits_spec(workdir, rows=300, extra="compute: {name: small-cluster, size: Standard_DS2_v2, max_instances: 2}\n" + extra)
 
 
 def test_job_folder_runs_without_its_spec_with_the_same_result_on_both_targets(workdir, no_outbound):

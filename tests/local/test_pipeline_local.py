@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,7 @@ from capc.errors import CapcError
 from capc.jobfolder import JobFile, JobFolder
 from capc.local.pipeline import plan_steps, run_pipeline
 
-from repo import DATA, REPO, csv_head
+from repo import REPO, digits_spec
 SPECS = ["mnist", "housing", "bankmarketing", "mri"]
 
 
@@ -98,18 +97,10 @@ def test_a_failed_step_skips_what_needs_it_and_the_rest_runs(tmp_path):
 
 
 def _digits_spec(workdir: Path, sweep_model: str = "logistic_regression", extra: str = "") -> Path:
-    csv_head(DATA / "digits/digits_train.csv", workdir / "data/digits.csv", 400)
-    spec = workdir / "digits.yaml"
-    spec.write_text(
-        "name: digits-pipe\n"
-        "dataset: {path: data/digits.csv, format: csv, target: label, cross_validations: 3}\n"
-        "task: classification\nmetric: accuracy\n"
-        "automl: {timeout_minutes: 1, max_trials: 3, allowed_models: [LogisticRegression, RandomForest]}\n"
-        "sweep:\n  model: " + sweep_model + "\n  sampling: grid\n"
-        "  search_space: {C: 'choice(0.5, 2.0)', max_iter: 'choice(50)'}\n"
-        "  limits: {max_total_trials: 2, max_concurrent_trials: 2}\n" + extra
+    return digits_spec(
+        workdir, name="digits-pipe", sweep_model=sweep_model, extra=extra,
+        automl="{timeout_minutes: 1, max_trials: 3, allowed_models: [LogisticRegression, RandomForest]}",
     )
-    return spec
 
 
 @pytest.mark.slow

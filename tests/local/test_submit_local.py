@@ -10,22 +10,11 @@ import pytest
 from click.testing import CliRunner
 
 from capc.cli import cli
-from repo import REPO, csv_head
+from repo import REPO, csv_head, digits_spec
 
 
 def _digits_spec(workdir: Path, extra: str = "") -> Path:
-    csv_head(REPO / "specs/data/digits/digits_train.csv", workdir / "data/digits.csv", 400)
-    spec = workdir / "digits.yaml"
-    spec.write_text(
-        "name: digits-small\n"
-        "dataset: {path: data/digits.csv, format: csv, target: label, cross_validations: 3}\n"
-        "task: classification\nmetric: accuracy\n"
-        "automl: {timeout_minutes: 1, max_trials: 4}\n"
-        "sweep:\n  model: logistic_regression\n  sampling: grid\n"
-        "  search_space: {C: 'choice(0.5, 2.0)', max_iter: 'choice(50)'}\n"
-        "  limits: {max_total_trials: 2, max_concurrent_trials: 2}\n" + extra
-    )
-    return spec
+    return digits_spec(workdir, extra=extra)
 
 
 def _invoke(*args):

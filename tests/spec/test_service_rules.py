@@ -6,7 +6,6 @@ through `capc validate` (exit 0, `--strict` exit 1).
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -17,6 +16,7 @@ from capc.errors import SpecInvalid
 from capc.spec import load_spec
 from capc.spec.service_rules import ERROR, ONLINE_ENDPOINT_SIZES, SERVICE_RULES, WARNING, is_gpu_size
 from repo import REFERENCE_SPECS
+from repo import write_spec as write
 
 # Seven lines; sections added by the tests start on line 8. data/bank.csv comes with the spec stage's workdir.
 BASE = """\
@@ -36,12 +36,6 @@ sweep:
     n_estimators: choice(100, 200)
     learning_rate: {learning_rate}
 """
-
-
-def write(workdir: Path, text: str) -> Path:
-    path = workdir / "spec.yaml"
-    path.write_text(textwrap.dedent(text), encoding="utf-8")
-    return path
 
 
 def the_problem(path: Path) -> str:

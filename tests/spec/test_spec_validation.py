@@ -18,6 +18,7 @@ from capc.spec.conditional import branches
 from capc.spec.search_space import DISTRIBUTIONS, parse_compact
 
 from repo import REFERENCE_SPECS, REPO
+from repo import write_spec as write
 
 # Seven lines; tests that add sections start at line 8.
 BASE = """\
@@ -29,12 +30,6 @@ dataset:
 task: classification
 metric: accuracy
 """
-
-
-def write(workdir: Path, text: str, name: str = "spec.yaml") -> Path:
-    path = workdir / name
-    path.write_text(textwrap.dedent(text), encoding="utf-8")
-    return path
 
 
 def problems(path: Path, overrides: list[str] | None = None) -> list[str]:
