@@ -2,7 +2,9 @@
 
 VotingEnsemble is greedy ensemble selection with replacement (Caruana et al.) over the candidates' validation
 predictions; StackEnsemble a logistic / elastic-net meta-learner over them. Each is scored on the same
-validation rows as the candidates, so the best model is chosen fairly among all of them.
+validation rows as the candidates, and out of fold: an ensemble fitted to those rows and judged on them would
+look better than it is (the selection picks whatever suits their noise), and win against candidates whose values
+are honest. So the best model is chosen fairly among all of them.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from capc.local.automl.training_data import TrainingData
 from capc.state.tracking import COMPLETED, FAILED
 
 ENSEMBLE_ITERATIONS = 15  # Azure's default ensemble_iterations
+VOTE_SCORING_FOLDS = 5  # the vote is scored out of fold: selected on 4/5 of the validation rows, judged on the rest
 STACK_MAX_MEMBERS = 6
 # Extra time the ensembles get when the search used up the whole timeout.
 ENSEMBLE_GRACE_SHARE, ENSEMBLE_GRACE_S = 0.05, 5.0
@@ -76,28 +79,51 @@ class _EnsembleBuilder:
         self.fitted: dict[int, object] = {}
         self.split_ratio = settings.validation_data_size or 0.1
 
-    def _primary(self, output: np.ndarray) -> float:
-        return self.scorer.score(self.y, output, only=self.settings.primary_metric)[self.settings.primary_metric]
+    def _primary(self, y: np.ndarray, output: np.ndarray) -> float:
+        return self.scorer.score(y, output, only=self.settings.primary_metric)[self.settings.primary_metric]
+
+    def _greedy_selection(self, outputs: list[np.ndarray], rows: np.ndarray) -> list[int]:
+        """Greedy selection with replacement (Caruana et al.) judged on `rows` of the validation predictions: the
+        library indices of the best prefix of ENSEMBLE_ITERATIONS picks (a model picked twice weighs double)."""
+        y = self.y[rows]
+        chosen: list[int] = []
+        total = np.zeros_like(outputs[0][rows])
+        best_value, best_chosen = None, None
+        for _ in range(ENSEMBLE_ITERATIONS):
+            step_value, step_pick = None, None
+            for i, output in enumerate(outputs):
+                value = self._primary(y, (total + output[rows]) / (len(chosen) + 1))
+                if step_value is None or self.goal.better(value, step_value):
+                    step_value, step_pick = value, i
+            chosen.append(step_pick)
+            total = total + outputs[step_pick][rows]
+            if best_value is None or self.goal.better(step_value, best_value):
+                best_value, best_chosen = step_value, list(chosen)
+        return best_chosen
+
+    def _vote_out_of_fold(self, outputs: list[np.ndarray]) -> np.ndarray:
+        """The vote's predictions on the validation rows, each row's from a selection made without it (5 folds
+        of those rows): what the ensemble is scored and reported by, as the stack's meta-learner is."""
+        from sklearn.model_selection import KFold, StratifiedKFold
+
+        n_rows = len(self.y)
+        folds = min(VOTE_SCORING_FOLDS, n_rows)
+        if self.settings.task == "classification" and np.bincount(self.y).min() >= folds:
+            splitter = StratifiedKFold(folds, shuffle=True, random_state=self.settings.seed)
+        else:
+            splitter = KFold(folds, shuffle=True, random_state=self.settings.seed)
+        voted = np.zeros_like(outputs[0], dtype=float)
+        for fit_rows, score_rows in splitter.split(np.zeros(n_rows), self.y):
+            picks = self._greedy_selection(outputs, fit_rows)
+            voted[score_rows] = sum(outputs[i][score_rows] for i in picks) / len(picks)
+        return voted
 
     def voting(self):
         if len(self.library) < 2:
             return None
         start = time.monotonic()
         outputs = [r.output for r in self.library]
-        chosen: list[int] = []
-        total = np.zeros_like(outputs[0])
-        best_value, best_chosen = None, None
-        for _ in range(ENSEMBLE_ITERATIONS):  # greedy selection with replacement (Caruana et al.)
-            step_value, step_pick = None, None
-            for i, output in enumerate(outputs):
-                value = self._primary((total + output) / (len(chosen) + 1))
-                if step_value is None or self.goal.better(value, step_value):
-                    step_value, step_pick = value, i
-            chosen.append(step_pick)
-            total = total + outputs[step_pick]
-            if best_value is None or self.goal.better(step_value, best_value):
-                best_value, best_chosen = step_value, list(chosen)
-        counts = Counter(best_chosen)
+        counts = Counter(self._greedy_selection(outputs, np.arange(len(self.y))))
         if len(counts) < 2:
             self.notes.append("VotingEnsemble: the selection kept a single model, so no ensemble was built")
             return None
@@ -107,7 +133,7 @@ class _EnsembleBuilder:
             return None
         kept = [i for i in picks if self.library[i].candidate.index in members]
         weights = [counts[i] / sum(counts[j] for j in kept) for i in kept]
-        output = sum(w * self.library[i].output for w, i in zip(weights, kept))
+        output = self._vote_out_of_fold(outputs)
         records = [self.library[i] for i in kept]
         candidate = self._candidate(names.VOTING_ENSEMBLE, records, weights, output, time.monotonic() - start)
         model = dict(members=[members[r.candidate.index] for r in records], weights=weights, stacker=None, kind="vote")
