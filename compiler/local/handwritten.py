@@ -3,10 +3,9 @@
 A sweep runs on the local sweep engine (capc.local.sweep: its sampling, objective, early termination and limits,
 each trial the job's own command with ${{search_space.X}}, ${{inputs.X}} and ${{outputs.X}} bound as Azure
 binds them, MLFLOW_RUN_ID set so the script's MLflow calls and `mlflow.autolog()` land in the trial's run, the
-primary metric read from what the trial logged). A command job is one such run. Trials are spawned as
-`python SCRIPT ...` processes, not forked from capc's preloaded server: a script capc did not write may depend
-on state a fork does not carry (MLflow's autolog model logging hangs in a forked child). The job's `environment` is
-Azure's to build: here the command runs in the current interpreter, and capc says so once.
+primary metric read from what the trial logged). A command job is one such run. Trials start as capc's own do:
+`python SCRIPT` and `python -m MODULE` commands are forked from the preloaded server, anything else is spawned.
+The job's `environment` is Azure's to build: here the command runs in the current interpreter, and capc says so once.
 
 What is recorded: an MLflow experiment named after the job (experiment_name, else the file name) with a submit
 run, the sweep's run and one run per trial, under $CAPC_HOME. What is shown: the best trial (or the run), its
@@ -128,7 +127,7 @@ def _run_sweep(job: JobYaml, mlflow_client, exp_id: str, resume: bool, progress)
             on_interrupt=(lambda: progress.note("stopping: ending running trials (finished ones stay recorded)")) if progress else None,
             job=job.data, job_dir=job.job_dir, trials_dir=trials_dir, tracking_uri=tracking.tracking_uri(), experiment_id=exp_id,
             parent_run_id=sweep_run, on_event=progress.sweep_event if progress else None, resume=resume,
-            launch_mode="spawn",  # a script capc did not write may use what a fork cannot carry (autolog's model logging hangs)
+            launch_mode="auto",
         )
     except BaseException:
         tracking.finish_run(mlflow_client, sweep_run, "failed")

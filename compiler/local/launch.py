@@ -371,9 +371,7 @@ def _run_child(request: dict) -> None:
         except BaseException:
             sys.excepthook(*sys.exc_info())
             code = 1
-        for thread in threading.enumerate():
-            if thread is not threading.main_thread() and not thread.daemon:
-                thread.join()
+        _shut_down_threads()
         import atexit
 
         atexit._run_exitfuncs()
@@ -394,6 +392,19 @@ def _run_child(request: dict) -> None:
             signal.signal(signal.SIGINT, signal.SIG_DFL)
             os.kill(os.getpid(), signal.SIGINT)
         os._exit(code)
+
+
+def _shut_down_threads() -> None:
+    """What the interpreter does at exit before atexit: threading's own exit hooks first (concurrent.futures tells
+    its idle workers to stop there: MLflow's model logging leaves such a pool), then wait for every non-daemon
+    thread. Joining first waits forever on an idle pool worker."""
+    shutdown = getattr(threading, "_shutdown", None)  # CPython's Py_Finalize calls it; private but stable since 3.4
+    if shutdown is not None:
+        shutdown()
+        return
+    for thread in threading.enumerate():
+        if thread is not threading.main_thread() and not thread.daemon:
+            thread.join()
 
 
 def serve(preload: list[str]) -> None:

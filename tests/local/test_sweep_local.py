@@ -319,6 +319,11 @@ PROBE = textwrap.dedent(
         sys.exit(int(sys.argv[2]))
     if mode == "raise":
         raise ValueError("probe failed")
+    if mode == "pool":  # a thread pool left idle, not shut down (MLflow's model logging leaves one)
+        from concurrent.futures import ThreadPoolExecutor
+        os.probe_pool = ThreadPoolExecutor(2)  # held by a module, as a library holds it, so never collected
+        print("pool says", os.probe_pool.submit(lambda: 41 + 1).result(), flush=True)
+        sys.exit(0)
     if mode == "tree":  # a trial with a child of its own: stopping the trial must end both
         child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
         open("child.pid", "w").write(str(child.pid))
@@ -355,6 +360,13 @@ def test_trial_process_uncaught_exception(launcher, tmp_path):
     process, log = start(launcher, tmp_path, "raise")
     assert wait(process) == 1
     assert "ValueError: probe failed" in log.read_text()
+
+
+def test_a_trial_that_leaves_an_idle_thread_pool_still_ends(launcher, tmp_path):
+    # A forked trial that joined its threads before threading's exit hooks waited forever on the pool's worker.
+    process, log = start(launcher, tmp_path, "pool")
+    assert wait(process) == 0
+    assert "pool says 42" in log.read_text()
 
 
 def test_stopping_a_trial_ends_its_whole_process_group(launcher, tmp_path):
