@@ -194,9 +194,16 @@ class AzureBackend:
 
     def submit(self, folder, source: Path, overrides: list[str], *, only: str | None, resume: bool, as_json: bool,
                no_wait: bool = False, dry_run: bool = False) -> None:
+        from rich.console import Console
+
+        from capc import views
         from capc.azure import submit as azure_submit
 
-        azure_submit(folder, self.workspace(required=not dry_run), wait=not no_wait, dry_run=dry_run)
+        # --json: the result (jobs, the registered model, how it was chosen) on stdout, the progress on stderr.
+        console = Console(stderr=True) if as_json else None
+        result = azure_submit(folder, self.workspace(required=not dry_run), wait=not no_wait, dry_run=dry_run, console=console)
+        if as_json:
+            views.print_json(result.to_dict())
 
     def submit_job_yaml(self, path: Path, overrides: list[str], *, resume: bool, as_json: bool) -> None:
         raise CapcError(

@@ -13,6 +13,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 
@@ -22,6 +23,9 @@ from capc.azure.jobs import SubmittedJob
 from capc.azure.registry import RegisteredModel
 from capc.azure.workspace import PLACEHOLDER, WorkspaceRef, resolve_workspace
 from capc.errors import CapcError
+
+if TYPE_CHECKING:
+    from capc.azure.selection import Selection
 
 DEFAULT_POLL_SECONDS = 15.0  # between looks at running jobs; CAPC_AZURE_POLL_SECONDS overrides it
 
@@ -37,6 +41,7 @@ class SubmitResult:
     jobs: list[SubmittedJob] = field(default_factory=list)
     model: RegisteredModel | None = None
     requests: list[dict] = field(default_factory=list)  # dry run: the PUT of each job
+    selection: Selection | None = None  # how the registered run was chosen (not for a pipeline: its step chose)
 
     def to_dict(self) -> dict:
         return {
@@ -50,6 +55,7 @@ class SubmitResult:
             "jobs": [j.to_dict() for j in self.jobs],
             "model": self.model.to_dict() if self.model else None,
             "requests": self.requests,
+            "selection": self.selection.to_dict() if self.selection else None,
         }
 
 
@@ -108,7 +114,7 @@ def submit(
 def _conclude(ml_client, folder: JobFolder, result: SubmitResult, say) -> None:
     """After the jobs ended: register the best run (a pipeline registers its own), then report what failed."""
     from capc.azure.jobs import failure_reason
-    from capc.azure.registry import choose_winner, register, registered_by_pipeline
+    from capc.azure.registry import register, registered_by_pipeline
 
     workspace = result.workspace
     failed = [j for j in result.jobs if j.status != "Completed"]
@@ -120,9 +126,17 @@ def _conclude(ml_client, folder: JobFolder, result: SubmitResult, say) -> None:
             result.model = registered_by_pipeline(ml_client, folder, pipeline, workspace)
             say(f"the pipeline registered model {result.model.ref}; next: capc deploy {folder.name} --target azure")
     else:
-        winner = choose_winner(result.jobs, folder.goal, folder.winner)
-        if winner is not None:
-            result.model = register(ml_client, folder, winner, workspace)
+        try:
+            result.selection = _select(ml_client, folder, result, say)
+        except CapcError as exc:  # none fits the serving budget: nothing is registered
+            _remember(folder, result)
+            if failed:
+                raise CapcError(f"{exc.message} Besides, {_jobs_failed(folder, failed, None).message}", exc.hint) from None
+            raise
+        if result.selection is not None:
+            winner = result.selection.winner
+            cost = result.selection.cost
+            result.model = register(ml_client, folder, winner, workspace, cost.metrics() if cost else None)
             say(
                 f"registered model {result.model.ref} from {winner.kind} run {winner.best_run_id} "
                 f"({folder.metric} {winner.best_value:.4f}); next: capc deploy {folder.name} --target azure"
@@ -135,6 +149,32 @@ def _conclude(ml_client, folder: JobFolder, result: SubmitResult, say) -> None:
             f"the jobs of {folder.name} completed but none recorded a best run with a value of {folder.metric}, so no model was registered.",
             "open the jobs in Azure ML studio (URLs above) to see what the trials logged",
         )
+
+
+def _select(ml_client, folder: JobFolder, result: SubmitResult, say) -> Selection | None:
+    """The job whose best run to register, by capc.azure.selection: candidates downloaded and measured here."""
+    from capc.azure.jobs import download_model
+    from capc.azure.registry import candidates
+    from capc.azure.selection import select
+    from capc.local.selection import IMAGE_TASK, budget_of
+
+    if not candidates(result.jobs, folder.winner):
+        return None
+    budget = budget_of(folder.deployment)
+    if folder.task != IMAGE_TASK and budget.any:
+        say(f"choosing the model to register within the serving budget ({budget.describe()}): each job's best run, best "
+            f"first, is downloaded and measured on this machine until one fits")
+    elif folder.task != IMAGE_TASK:
+        say("measuring what serving the winner costs: its run's model is downloaded and measured on this machine")
+    selection = select(
+        result.jobs, folder, lambda job, into: download_model(ml_client, job, into, result.workspace),
+        on_fetch=lambda job: say(f"downloading the model of {job.kind} run {job.best_run_id}"),
+        on_measured=lambda job, cost: say(f"serving cost of {job.kind} run {job.best_run_id}: {cost.summary()}"),
+    )
+    if selection is not None:
+        for line in selection.explanation + selection.notes:
+            say(line)
+    return selection
 
 
 def _poll_seconds(given: float | None) -> float:

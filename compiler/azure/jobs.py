@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from capc.azure.assets import AssetPlan
-from capc.jobfolder import JobFolder
+from capc.errors import CapcError
 from capc.goal import Goal
+from capc.jobfolder import JobFolder
 
 # The API version azure-ai-ml 1.35.2 uses to PUT each job type (JobOperations._create_or_update_with_different_version_api).
 API_VERSIONS = {"automl": "2024-01-01-preview", "sweep": "2024-01-01-preview", "pipeline": "2024-01-01-preview"}
@@ -274,10 +275,33 @@ def _number(value) -> float | None:
         return None
 
 
+def model_folder(kind: str) -> str:
+    """Where a run's MLflow model lies among its artifacts: AutoML writes outputs/mlflow-model, capc's trials outputs/model."""
+    return "outputs/mlflow-model" if kind == "automl" else "outputs/model"
+
+
 def model_path(kind: str, run_id: str) -> str:
-    """Where a winning run's MLflow model lies: AutoML writes outputs/mlflow-model, capc's trials outputs/model."""
-    folder = "outputs/mlflow-model" if kind == "automl" else "outputs/model"
-    return f"azureml://jobs/{run_id}/outputs/artifacts/paths/{folder}/"
+    """A winning run's MLflow model as an azureml:// path (what the registered model points at)."""
+    return f"azureml://jobs/{run_id}/outputs/artifacts/paths/{model_folder(kind)}/"
+
+
+def download_model(ml_client, job: SubmittedJob, into: Path, workspace) -> Path:
+    """The MLflow model of `job`'s best run, downloaded into `into`; returns the model's folder.
+
+    azure-ai-ml's JobOperations.download with no output name fetches the run's default artifacts (its outputs/ and
+    logs/ folders, where MLflow logged the model) to INTO/artifacts/, the SDK's public way to a child run's files:
+    https://learn.microsoft.com/python/api/azure-ai-ml/azure.ai.ml.operations.joboperations#azure-ai-ml-operations-joboperations-download
+    Raises CapcError when the download fails or the run left no MLflow model there.
+    """
+    from capc.azure.failures import azure_errors
+    from capc.azure.workspace import quiet_sdk_output
+
+    with azure_errors(f"download the artifacts of run {job.best_run_id}", workspace), quiet_sdk_output():
+        ml_client.jobs.download(job.best_run_id, download_path=str(into))
+    model_dir = into / "artifacts" / model_folder(job.kind)
+    if not (model_dir / "MLmodel").is_file():
+        raise CapcError(f"run {job.best_run_id} left no MLflow model in {model_folder(job.kind)}/ among its artifacts")
+    return model_dir
 
 
 def code_files(path: Path) -> list[str]:

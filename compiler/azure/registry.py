@@ -1,7 +1,8 @@
-"""Backend, Azure: pick the best run across AutoML and the sweep, register it as an MLflow model in the workspace.
+"""Backend, Azure: the runs that could be registered, and the registration of the chosen one as an MLflow model.
 
 The model is named after the spec; its tags say which run it came from and which spec built it, so a deployed
-model can always be traced back (capc_run_id, capc_source, capc_spec_sha256, capc_metric, capc_value).
+model can always be traced back (capc_run_id, capc_source, capc_spec_sha256, capc_metric, capc_value), and what
+serving it cost when capc measured it (capc_serving_p99_ms, capc_serving_size_mb, ...).
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from dataclasses import asdict, dataclass
 from capc.jobfolder import JobFolder, is_sweep
 from capc.azure.jobs import SubmittedJob, model_path
 from capc.errors import CapcError
-from capc.goal import Goal
 
 
 @dataclass(frozen=True)
@@ -33,17 +33,19 @@ class RegisteredModel:
         return {**asdict(self), "ref": self.ref}
 
 
-def choose_winner(jobs: list[SubmittedJob], goal: str, prefer: str = "best") -> SubmittedJob | None:
-    """The completed job whose best child scores best by the primary metric (or the one `prefer` names: the
-    validated spec's deployment.model, best | automl | sweep)."""
+def candidates(jobs: list[SubmittedJob], prefer: str = "best") -> list[SubmittedJob]:
+    """The completed jobs whose best child could be registered: those with a value of the primary metric, of the
+    kind `prefer` names (the validated spec's deployment.model: best | automl | sweep, the sweeps per family too).
+    Which of them wins is capc.azure.selection's call."""
     scored = [j for j in jobs if j.status == "Completed" and j.best_run_id and j.best_value is not None]
     if prefer != "best":
         scored = [j for j in scored if (is_sweep(j.kind) if prefer == "sweep" else j.kind == prefer)]
-    return Goal(goal).best(scored, lambda j: j.best_value)
+    return scored
 
 
-def register(ml_client, folder: JobFolder, winner: SubmittedJob, workspace) -> RegisteredModel:
-    """Register the winner's MLflow model under the spec's name (the next version)."""
+def register(ml_client, folder: JobFolder, winner: SubmittedJob, workspace, serving: dict[str, float] | None = None) -> RegisteredModel:
+    """Register the winner's MLflow model under the spec's name (the next version); `serving`: its measured serving
+    cost (capc.serving_cost metrics), kept as tags so the model says what serving it costs."""
     from azure.ai.ml.constants import AssetTypes
     from azure.ai.ml.entities import Model
 
@@ -62,6 +64,7 @@ def register(ml_client, folder: JobFolder, winner: SubmittedJob, workspace) -> R
             "capc_spec_sha256": folder.spec_sha256,
             "capc_metric": folder.metric,
             "capc_value": repr(winner.best_value),
+            **{f"capc_{name}": f"{value:g}" for name, value in sorted((serving or {}).items())},
         },
     )
     with azure_errors(f"register model {folder.name} from run {winner.best_run_id}", workspace):

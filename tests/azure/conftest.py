@@ -1,8 +1,13 @@
-"""Fixtures of the Azure-target tests: the fake Azure ML service, the compiled reference job folders, a workspace."""
+"""Fixtures of the Azure-target tests: the fake Azure ML service, the compiled reference job folders, a workspace,
+and real bank-marketing models for the fake's runs to leave behind."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
+
+from bank_models import save_model, save_sleeping_model
 
 from capc.azure.workspace import WorkspaceRef
 from fake_azure import RESOURCE_GROUP, SUBSCRIPTION, WORKSPACE, FakeAzureML, compiled_job_dir, schema_unavailable
@@ -44,3 +49,14 @@ def job_dirs(tmp_path_factory):
 def workspace() -> WorkspaceRef:
     """The fake service's one workspace."""
     return WorkspaceRef(SUBSCRIPTION, RESOURCE_GROUP, WORKSPACE, "test config")
+
+
+@pytest.fixture(scope="session")
+def bank_models(tmp_path_factory):
+    """MLflow models a bankmarketing run could leave: `fast` (a real scikit-learn pipeline) and `slow` (the same
+    behind a sleep of `slow_s` per call), saved once per session."""
+    root = tmp_path_factory.mktemp("bank_models")
+    fast = save_model(root / "fast", pip_requirements=[])
+    slow_s = 0.1
+    return SimpleNamespace(fast=fast, slow=save_sleeping_model(root / "slow", fast, slow_s), slow_s=slow_s)
+

@@ -4,9 +4,12 @@ One HTTPS server (self-signed certificate, made per test) plays every Azure endp
 - the cloud metadata document (`ARM_CLOUD_METADATA_URL`: azure-ai-ml's own way to use a custom cloud),
 - the Azure Resource Manager control plane of one workspace (computes, datastores, data, code, environments,
   jobs, models, online endpoints and deployments),
-- workspace discovery and run history (child runs, run details),
+- workspace discovery and run history (child runs, run details, run data),
 - blob storage (`<account>.blob.capc.test:<port>`: the datastore account URL azure-ai-ml builds from the cloud's
-  storage suffix; tests resolve `*.capc.test` to 127.0.0.1),
+  storage suffix; tests resolve `*.capc.test` to 127.0.0.1), the workspace's blob store and its artifact store,
+  where each completed child run's artifacts lie as Azure ML keeps them (ExperimentRun/dcid.<run>/outputs/...,
+  logs/...): the real MLflow model a test gives its job type (`JobOutcome.model`), so `jobs.download` fetches
+  a model that capc then really loads and measures,
 - the online endpoints' scoring URIs.
 
 It records every request, so tests assert on what capc (through azure-ai-ml) really sent. Faults are injected
@@ -44,6 +47,10 @@ TOKEN_KEY = "capc-fake-azure-signing-key-0123456789"  # HS256: the fake checks w
 ENDPOINT_KEYS = ("primary-key-0001", "secondary-key-0002")
 STORAGE_ACCOUNT = "capcstore"
 BLOB_CONTAINER = "azureml-blobstore-0000"
+ARTIFACT_CONTAINER = "azureml"  # workspaceartifactstore: run artifacts under ExperimentRun/dcid.<run id>/
+# Where a completed run's MLflow model lies among its artifacts: AutoML logs outputs/mlflow-model, capc's trial
+# scripts save theirs to outputs/model (uploaded with the rest of ./outputs when the run ends).
+MODEL_ARTIFACTS = {"AutoML": "outputs/mlflow-model", "Sweep": "outputs/model"}
 STORAGE_DOMAIN = TEST_DOMAIN  # <account>.blob.capc.test resolves to 127.0.0.1 under the `no_outbound` guard
 RM_PROVIDER = "Microsoft.MachineLearningServices"
 
@@ -130,6 +137,7 @@ class JobOutcome:
     error: str | None = None
     error_code: str = "UserError"
     registers: str | None = None  # a pipeline's select-best step: the model name it registers on completion
+    model: Path | None = None  # an MLflow model folder: every completed child's artifacts hold a copy of it
 
 
 @dataclass
@@ -223,6 +231,13 @@ class FakeAzureML:
         """Answer requests whose path matches with an ARM error (status, code, message); status 0 hangs up instead."""
         self.faults.append(Fault(method, re.compile(path_regex, re.IGNORECASE), status, code, message, times))
 
+    def runs_leave(self, model: Path) -> None:
+        """Every completed AutoML and sweep child run leaves the MLflow model at `model` in its artifacts, unless a
+        test gave its job type another (JobOutcome.model)."""
+        for job_type in MODEL_ARTIFACTS:
+            if self.job_outcomes[job_type].model is None:
+                self.job_outcomes[job_type].model = model
+
     def find(self, method: str, path_regex: str, blob: bool | None = None) -> list[Recorded]:
         pattern = re.compile(path_regex, re.IGNORECASE)
         return [
@@ -241,21 +256,22 @@ class FakeAzureML:
         return self.resources.get(f"{self.workspace_id}/{relative}".lower())
 
     def _seed_workspace(self) -> None:
-        self.put_resource(
-            "datastores/workspaceblobstore",
-            {
-                "type": f"{RM_PROVIDER}/workspaces/datastores",
-                "properties": {
-                    "datastoreType": "AzureBlob",
-                    "accountName": STORAGE_ACCOUNT,
-                    "containerName": BLOB_CONTAINER,
-                    "endpoint": "core.windows.net",
-                    "protocol": "https",
-                    "credentials": {"credentialsType": "AccountKey"},
-                    "isDefault": True,
+        for name, container, default in (("workspaceblobstore", BLOB_CONTAINER, True), ("workspaceartifactstore", ARTIFACT_CONTAINER, False)):
+            self.put_resource(
+                f"datastores/{name}",
+                {
+                    "type": f"{RM_PROVIDER}/workspaces/datastores",
+                    "properties": {
+                        "datastoreType": "AzureBlob",
+                        "accountName": STORAGE_ACCOUNT,
+                        "containerName": container,
+                        "endpoint": "core.windows.net",
+                        "protocol": "https",
+                        "credentials": {"credentialsType": "AccountKey"},
+                        "isDefault": default,
+                    },
                 },
-            },
-        )
+            )
 
     def family_usage(self, family: str, in_use: int, limit: int) -> dict:
         """One row of the region's usage list, as Azure ML answers it for a VM family."""
@@ -377,7 +393,10 @@ class FakeAzureML:
         if kind == "datastores" and len(parts) == 3 and parts[2] == "listSecrets":
             return _json(200, {"secretsType": "Sas", "sasToken": "sv=2021-08-06&ss=b&sig=fake"})
         if kind == "datastores" and len(parts) == 1:
-            return _json(200, {"value": [r for k, r in self.resources.items() if r and "/datastores/" in k]})
+            stores = [r for k, r in self.resources.items() if r and "/datastores/" in k]
+            if req.query.get("isDefault", [""])[0].lower() == "true":
+                stores = [r for r in stores if r["properties"].get("isDefault")]
+            return _json(200, {"value": stores})
         if kind == "codes" and parts[-1] == "startPendingUpload":
             return self._pending_upload(parts)
         if kind == "onlineendpoints":
@@ -485,8 +504,9 @@ class FakeAzureML:
             self.jobs[name] = JobSim(name, job_type, resource, outcome)
             return _json(201, resource)
         if req.method == "GET":
-            if not sim:
-                return _error(404, "UserError", f"Job {name} was not found.")
+            if not sim:  # a child run is a job too: `jobs.get(child)` works on Azure
+                child = self.resources.get(f"{self.workspace_id}/jobs/{name}".lower())
+                return _json(200, child) if child else _error(404, "UserError", f"Job {name} was not found.")
             self._advance(sim)
             return _json(200, sim.resource)
         return _error(405, "MethodNotAllowed", f"{req.method} {req.path}")
@@ -542,14 +562,38 @@ class FakeAzureML:
             children.append({"runId": run_id, "parentRunId": sim.name, "status": status, "displayName": run_id, "properties": properties, "tags": {}})
         sim.children = children
         for child in children:  # a child is a job too: `jobs.get(child)` works on Azure
-            path = f"{self.workspace_id}/jobs/{child['runId']}"
+            run_id = child["runId"]
+            path = f"{self.workspace_id}/jobs/{run_id}"
+            # Azure ML names a run's artifact folder as its default output.
+            artifacts = {"jobOutputType": "uri_folder", "mode": "ReadWriteMount", "uri": f"azureml://datastores/workspaceartifactstore/paths/ExperimentRun/dcid.{run_id}"}
             self.resources[path.lower()] = {
                 "id": path,
-                "name": child["runId"],
-                "properties": {"jobType": "Command", "status": child["status"], "properties": child["properties"], "command": "train", "environmentId": "azureml:env:1", "computeId": "cpu-cluster"},
+                "name": run_id,
+                "properties": {
+                    "jobType": "Command", "status": child["status"], "properties": child["properties"], "tags": {}, "command": "train",
+                    "environmentId": "azureml:env:1", "computeId": "cpu-cluster", "outputs": {"default": artifacts},
+                },
             }
+            if child["status"] == "Completed":
+                self._store_artifacts(sim, run_id)
+
+    def _store_artifacts(self, sim: JobSim, run_id: str) -> None:
+        """What a finished run leaves in the artifact store: its log, and the MLflow model its job type saves."""
+        prefix = f"/{ARTIFACT_CONTAINER}/ExperimentRun/dcid.{run_id}"
+        with self.lock:
+            if f"{prefix}/user_logs/std_log.txt" in self.blobs:
+                return
+            self.blobs[f"{prefix}/user_logs/std_log.txt"] = (f"{run_id}: training finished\n".encode(), {})
+            model = sim.outcome.model
+            if model is None or sim.job_type not in MODEL_ARTIFACTS:
+                return
+            for file in sorted(p for p in Path(model).rglob("*") if p.is_file()):
+                self.blobs[f"{prefix}/{MODEL_ARTIFACTS[sim.job_type]}/{file.relative_to(model).as_posix()}"] = (file.read_bytes(), {})
 
     def _run_history(self, req: Recorded) -> tuple[int, dict, bytes]:
+        if req.path.endswith("/rundata") and req.method == "POST":  # a run's metadata: capc's runs name no typed outputs
+            run_id = (req.json or {}).get("runId", "")
+            return _json(200, {"runMetadata": {"runId": run_id, "status": "Completed", "outputs": {}}})
         m = re.search(r"/runs/(?P<run>[^/]+)/(?P<what>children|details)$", req.path)
         if not m:
             return _error(404, "NotFound", f"no route for {req.path}")
@@ -623,10 +667,34 @@ class FakeAzureML:
             data, meta = self.blobs[key]
             headers = {**stamp, "x-ms-blob-type": "BlockBlob", "Content-Type": "application/octet-stream"}
             headers.update({f"x-ms-meta-{k}": v for k, v in meta.items()})
+            wanted = re.fullmatch(r"bytes=(\d+)-(\d*)", req.headers.get("x-ms-range") or req.headers.get("range") or "")
+            if req.method == "GET" and wanted:  # a download asks for its first chunk: 206 with the part, as Azure does
+                if not data:
+                    return 416, {"x-ms-error-code": "InvalidRange"}, b""
+                first, last = int(wanted[1]), min(int(wanted[2] or len(data) - 1), len(data) - 1)
+                return 206, {**headers, "Content-Range": f"bytes {first}-{last}/{len(data)}"}, data[first:last + 1]
             return 200, headers, data
         if req.method == "GET" and comp == "list":
-            return 200, {"Content-Type": "application/xml"}, b'<?xml version="1.0" encoding="utf-8"?><EnumerationResults><Blobs /><NextMarker /></EnumerationResults>'
+            return 200, {"Content-Type": "application/xml"}, self._blob_listing(key, req.query.get("prefix", [""])[0])
         return 404, {"x-ms-error-code": "BlobNotFound"}, b""
+
+    def _blob_listing(self, container: str, prefix: str) -> bytes:
+        """List Blobs of one container (one page): the blobs whose names start with `prefix`."""
+        from xml.sax.saxutils import escape
+
+        start = f"{container.rstrip('/')}/{prefix}"
+        entries = []
+        for key in sorted(k for k in self.blobs if k.startswith(start)):
+            data, meta = self.blobs[key]
+            metadata = "".join(f"<{k}>{escape(v)}</{k}>" for k, v in sorted(meta.items()))
+            entries.append(
+                f"<Blob><Name>{escape(key[len(container.rstrip('/')) + 1:])}</Name><Properties>"
+                f"<Last-Modified>Mon, 23 Nov 2026 08:00:00 GMT</Last-Modified><Etag>0x1</Etag><Content-Length>{len(data)}</Content-Length>"
+                f"<Content-Type>application/octet-stream</Content-Type><BlobType>BlockBlob</BlobType></Properties>"
+                f"<Metadata>{metadata}</Metadata></Blob>"
+            )
+        return (f'<?xml version="1.0" encoding="utf-8"?><EnumerationResults><Prefix>{escape(prefix)}</Prefix>'
+                f'<Blobs>{"".join(entries)}</Blobs><NextMarker /></EnumerationResults>').encode()
 
     def blob_paths(self) -> list[str]:
         return sorted(self.blobs)

@@ -8,6 +8,7 @@ submit sends are pinned by the dry-run goldens (test_azure_dry_run.py); here, wh
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import re
@@ -27,17 +28,24 @@ from fake_azure import (
 from repo import REPO
 
 NAME = "bankmarketing"
+# bankmarketing's 15 ms suits a real LightGBM model on a quiet machine, not every test machine: the tests here keep
+# the budget path (download, measure) but not a verdict that hangs on p99; test_azure_serving_budget.py tests that.
+LENIENT_BUDGET_MS = 10_000
 
 
 @pytest.fixture
-def run(fake_azure, job_dirs, workspace, capc_home):
-    """submit() for one reference spec against the fake, with a console captured in memory."""
+def run(fake_azure, job_dirs, workspace, capc_home, bank_models):
+    """submit() for one reference spec against the fake, with a console captured in memory; bankmarketing's runs
+    leave a real model, for its serving budget to measure."""
 
     def _run(name=NAME, job_dir=None, **kwargs):
         console = Console(file=io.StringIO(), width=200)
         kwargs.setdefault("credential", FakeCredential())
         kwargs.setdefault("poll_seconds", 0)
         folder = read_job_folder(job_dir or job_dirs(name), kwargs.pop("only", None))
+        if name == NAME:
+            fake_azure.runs_leave(bank_models.fast)
+            folder = dataclasses.replace(folder, deployment={**folder.deployment, "max_latency_ms": LENIENT_BUDGET_MS})
         result = backend.submit(folder, kwargs.pop("workspace", workspace), console=console, **kwargs)
         result.output = console.file.getvalue()
         return result

@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 
 from rich.console import Console
 
 from capc.azure import backend
 from capc.azure.jobs import SubmittedJob
-from capc.azure.registry import choose_winner
+from capc.azure.selection import select
 from capc.jobfolder import read_job_folder
 from fake_azure import FakeCredential, JobOutcome
 
@@ -18,14 +19,26 @@ def _job(kind: str, value: float | None, status: str = "Completed") -> Submitted
     return SubmittedJob(kind, f"job-{kind}", None, status, best_run_id=f"run-{kind}", best_value=value)
 
 
-def test_the_winner_is_the_best_across_automl_and_every_familys_sweep():
+def _not_downloadable(job, into):
+    raise ConnectionError("offline")
+
+
+def test_the_winner_is_the_best_across_automl_and_every_familys_sweep(job_dirs):
+    """Without a serving budget (mnist has none) the best by the primary metric wins, whatever its download does."""
+    folder = read_job_folder(job_dirs("mnist"))
+
+    def winner(jobs, goal="maximize", prefer="best"):
+        chosen = select(jobs, dataclasses.replace(folder, goal=goal, deployment={**folder.deployment, "model": prefer}), _not_downloadable)
+        assert chosen.notes == ["could not be measured: download failed: offline"]
+        return chosen.winner.kind
+
     jobs = [_job("automl", 0.96), _job("sweep_logistic_regression", 0.95), _job("sweep_svc", 0.99)]
-    assert choose_winner(jobs, "maximize").kind == "sweep_svc"
-    assert choose_winner(jobs, "minimize").kind == "sweep_logistic_regression"
+    assert winner(jobs) == "sweep_svc"
+    assert winner(jobs, "minimize") == "sweep_logistic_regression"
     # deployment.model: sweep picks among the per-family sweeps only; automl only AutoML.
-    assert choose_winner([_job("automl", 0.999), *jobs[1:]], "maximize", prefer="sweep").kind == "sweep_svc"
-    assert choose_winner(jobs, "maximize", prefer="automl").kind == "automl"
-    assert choose_winner([_job("sweep_svc", 0.99, "Failed"), jobs[1]], "maximize").kind == "sweep_logistic_regression"
+    assert winner([_job("automl", 0.999), *jobs[1:]], prefer="sweep") == "sweep_svc"
+    assert winner(jobs, prefer="automl") == "automl"
+    assert winner([_job("sweep_svc", 0.99, "Failed"), jobs[1]]) == "sweep_logistic_regression"
 
 
 def test_submit_sends_a_sweep_job_per_family_and_registers_the_best(fake_azure, job_dirs, workspace, capc_home):

@@ -1,71 +1,26 @@
 """Shared by the test_serve_* modules: a small real bank-marketing model and a job folder with a score.py.
 
-The model is a scikit-learn Pipeline saved with mlflow.sklearn.save_model, trained on a few hundred real rows;
-the job folder holds tests/serve/serve_assets/score.py (the generated-score contract) and a sample_request.json,
-as generated/<name>/ would.
+The model is tests/bank_models.py's (a scikit-learn Pipeline saved with mlflow.sklearn.save_model, trained on a few
+hundred real rows); the job folder holds tests/serve/serve_assets/score.py (the generated-score contract) and a
+sample_request.json, as generated/<name>/ would.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
-import warnings
 from pathlib import Path
 
-import pandas as pd
+from bank_models import DATA, TARGET, bank_frame, save_model  # noqa: F401 - shared with tests/azure, named here too
+from repo import SPECS
 
-from repo import DATA as REPO_DATA, SPECS
-
-DATA = REPO_DATA / "bankmarketing" / "bankmarketing_train.csv"
 ASSETS = Path(__file__).resolve().parent / "serve_assets"
-TARGET = "y"
 ENDPOINT_NAME = "bank"  # the endpoint the `endpoint` fixture deploys
 BODY_LIMIT = 256 * 1024  # its request body limit, small enough for a test to pass it
 
 
-def bank_frame(rows: int | None = None, skip: int = 0) -> pd.DataFrame:
-    frame = pd.read_csv(DATA, nrows=(skip + rows) if rows else None)
-    return frame.iloc[skip:].reset_index(drop=True)
-
-
 def bank_records(rows: int, skip: int = 0) -> list[dict]:
     return bank_frame(rows, skip).drop(columns=TARGET).to_dict("records")
-
-
-def save_model(target: Path, rows: int = 300, skip: int = 0, classifier: str = "logistic", pip_requirements: list[str] | None = None) -> Path:
-    """Fit a preprocessing + classifier Pipeline on real rows and save it as an MLflow model at `target`.
-
-    pip_requirements given, MLflow skips inferring them (seconds: it loads the model in a subprocess)."""
-    import mlflow.sklearn
-    from sklearn.compose import ColumnTransformer
-    from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import OneHotEncoder, StandardScaler
-
-    frame = bank_frame(rows, skip)
-    features, labels = frame.drop(columns=TARGET), frame[TARGET]
-    categorical = [c for c in features.columns if not pd.api.types.is_numeric_dtype(features[c])]
-    numeric = [c for c in features.columns if c not in categorical]
-    if classifier == "logistic":
-        from sklearn.linear_model import LogisticRegression
-
-        estimator = LogisticRegression(max_iter=1000)
-    else:
-        from sklearn.tree import DecisionTreeClassifier
-
-        estimator = DecisionTreeClassifier(max_depth=4, random_state=0)
-    pipeline = Pipeline([
-        ("preprocess", ColumnTransformer([
-            ("categorical", OneHotEncoder(handle_unknown="ignore"), categorical),
-            ("numeric", StandardScaler(), numeric),
-        ])),
-        ("model", estimator),
-    ])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        pipeline.fit(features, labels)
-        # cloudpickle, as the generated train.py saves its models
-        mlflow.sklearn.save_model(pipeline, str(target), serialization_format="cloudpickle", pip_requirements=pip_requirements)
-    return target
 
 
 def registered_model(home: Path, name: str, version: int, **kwargs) -> Path:

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import json
 import sys
-import time
-import warnings
 from types import SimpleNamespace
 
 import pytest
-from sklearn.base import BaseEstimator
 
 from capc import serving_cost
 from capc.serving_cost import Budget, Contender, NoCandidateFits, ServingCost
+from bank_models import save_sleeping_model
 from serve_fixtures import bank_frame, generated_job_dir, save_model
 
 SLEEP_S = 0.03
@@ -20,43 +18,14 @@ SLEEP_S = 0.03
 SLOWER_SLEEP_S, SELECT_BUDGET_MS = 0.3, 150
 
 
-class SleepingModel(BaseEstimator):
-    """A deliberately slow model: the real one behind a sleep on every call."""
-
-    def __init__(self, inner=None, sleep_s=SLEEP_S):
-        self.inner = inner
-        self.sleep_s = sleep_s
-
-    @property
-    def classes_(self):
-        return self.inner.classes_
-
-    def predict(self, X):
-        time.sleep(self.sleep_s)
-        return self.inner.predict(X)
-
-
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     """The generated bankmarketing score.py, a fast model and the same model wrapped in a sleep."""
-    import cloudpickle
-    import mlflow.pyfunc
-    import mlflow.sklearn
-
     root = tmp_path_factory.mktemp("serving_cost")
     job = generated_job_dir(root / "generated")
     fast = save_model(root / "fast", pip_requirements=[])
-    slow, slower = root / "slow", root / "slower"
-    cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            inner = mlflow.sklearn.load_model(str(fast))
-            for folder, sleep_s in ((slow, SLEEP_S), (slower, SLOWER_SLEEP_S)):
-                mlflow.sklearn.save_model(SleepingModel(inner, sleep_s), str(folder), serialization_format="cloudpickle",
-                                          pip_requirements=[])
-    finally:
-        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+    slow = save_sleeping_model(root / "slow", fast, SLEEP_S)
+    slower = save_sleeping_model(root / "slower", fast, SLOWER_SLEEP_S)
     records = serving_cost.request_records(bank_frame(50).drop(columns="y"))
     return SimpleNamespace(job=job, fast=fast, slow=slow, slower=slower, records=records)
 
