@@ -32,8 +32,9 @@ How Azure's settings map (what FLAML cannot do is said here, and at run time in 
   loss the job is judged by (names.TRAINING_OBJECTIVES).
 - enable_vote_ensemble / enable_stack_ensemble: Azure's VotingEnsemble (greedy ensemble selection with
   replacement over the candidates' out-of-fold predictions) and StackEnsemble (a logistic / elastic-net
-  meta-learner over them), each scored on the same validation rows as the candidates, so the best is chosen
-  fairly. FLAML's own `ensemble=True` is not used: it stacks blindly and its result has no score.
+  meta-learner over them), each scored on the same validation rows as the candidates and out of fold (the
+  vote's selection and the stack's meta-learner are fitted without the rows that judge them), so the best is
+  chosen fairly. FLAML's own `ensemble=True` is not used: it stacks blindly and its result has no score.
 - Held-out predictions: the winner's predictions on its validation rows (out of fold under cross-validation,
   the holdout split otherwise; an ensemble's from its members' on the same rows) are kept as the search
   evaluates it and returned as `AutoMLResult.held_out`, which the caller stores with the run for `capc report`
