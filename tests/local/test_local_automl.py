@@ -91,6 +91,15 @@ def housing():
 
 
 @pytest.fixture(scope="module")
+def svm():
+    """Azure's SVM alone (capc's kernel SVC learner), with the vote on: its members are refitted SVMs."""
+    frame = sample("digits/digits_train.csv", 300)
+    job = settings(task="classification", primary_metric="accuracy", target_column="label", max_trials=6,
+                   allowed_algorithms=("SVM",), enable_stack_ensemble=False)
+    return frame, job, run_automl(frame, job)
+
+
+@pytest.fixture(scope="module")
 def digits():
     frame = sample("digits/digits_train.csv")
     job = settings(task="classification", primary_metric="AUC_weighted", target_column="label",
@@ -184,6 +193,9 @@ def test_allowed_and_blocked_algorithms_map_to_flaml_estimators_and_skips_are_re
     estimators, skipped = resolve_estimators(s)
     assert estimators == ["xgboost", "xgb_limitdepth", "lrl1", "lrl2"]
     assert skipped == ["DecisionTree"]
+    with_svm = replace(s, allowed_algorithms=("SVM", "LinearSVM", "KNN"), blocked_algorithms=())
+    assert resolve_estimators(with_svm) == (["svc", "kernel_svc", "kneighbor"], [])
+    assert resolve_estimators(replace(with_svm, allowed_algorithms=(), blocked_algorithms=("SVM",)))[0].count("kernel_svc") == 0
 
 
 @pytest.mark.parametrize("n_classes", [2, 4])
@@ -396,6 +408,78 @@ def test_saved_stack_ensemble_loads_without_capc_and_predicts_probabilities(bank
     assert out.stdout.strip().splitlines()[-1] == expected
 
 
+def test_svm_runs_as_capcs_kernel_svc_learner_searching_c_gamma_and_scaling(svm):
+    frame, job, result = svm
+    searched = [c for c in result.candidates if c.engine_estimator == "kernel_svc"]
+    assert len(searched) == 6 and all(c.estimator == "SVM" for c in searched)
+    assert searched[0].params == pytest.approx({"C": 1.0, "gamma_factor": 1.0, "scaling": "standard"})  # SVC's defaults
+    assert len({(c.params["C"], c.params["gamma_factor"]) for c in searched}) == 6
+    assert max(c.value for c in searched) > 0.9
+    assert not result.skipped_algorithms and not any("skipped" in note for note in result.notes)
+    vote = next(c for c in result.candidates if c.estimator == names.VOTING_ENSEMBLE)  # members refitted with the learner
+    assert eval(vote.params["ensembled_algorithms"]) == ["SVM"] * len(eval(vote.params["ensembled_algorithms"]))
+
+
+def test_saved_svm_model_loads_without_capc_and_predicts_probabilities(svm, tmp_path):
+    frame, job, result = svm
+    index = next(i for i, m in result.models.items() if result.candidates[i].engine_estimator == "kernel_svc")
+    saved = replace(result, best=result.candidates[index], model=result.models[index])
+    saved.save_mlflow_model(tmp_path / "model")
+    rows = frame.drop(columns=["label"]).head(5)
+    rows.to_csv(tmp_path / "rows.csv", index=False)
+    script = textwrap.dedent(f"""
+        import sys
+        sys.modules["capc"] = None
+        import mlflow.sklearn, pandas as pd
+        model = mlflow.sklearn.load_model({str(tmp_path / "model")!r})
+        rows = pd.read_csv({str(tmp_path / "rows.csv")!r})
+        learner = type(model.members[0].model)
+        print(learner.__name__, list(model.predict(rows)), model.predict_proba(rows).round(6).tolist())
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    proba = saved.model.predict_proba(rows)
+    assert np.allclose(proba.sum(axis=1), 1.0) and list(np.argmax(proba, axis=1)) == list(saved.model.predict(rows))
+    assert out.stdout.strip().splitlines()[-1] == (
+        f"KernelSVCEstimator {list(saved.model.predict(rows))} {proba.round(6).tolist()}"
+    )
+
+
+def test_svm_is_skipped_with_a_note_above_its_row_limit(monkeypatch):
+    monkeypatch.setitem(names.ROW_LIMITS, "kernel_svc", (100, "kernel SVC's training time grows with the square of the rows"))
+    frame = sample("digits/digits_train.csv", 150)
+    job = settings(task="classification", primary_metric="accuracy", target_column="label", max_trials=2,
+                   allowed_algorithms=("SVM", "LogisticRegression"), enable_vote_ensemble=False, enable_stack_ensemble=False)
+    result = run_automl(frame, job)
+    assert result.skipped_algorithms == ["SVM"]
+    assert {c.estimator for c in result.candidates} == {"LogisticRegression"}
+    assert ("skipped SVM: the local engine runs it on at most 100 training rows (kernel SVC's training time grows "
+            "with the square of the rows); this job has 150") in result.notes
+    with pytest.raises(CapcError) as err:
+        run_automl(frame, replace(job, allowed_algorithms=("SVM",)))
+    assert "none of the algorithms this job allows can run locally (SVM)" in err.value.message
+
+
+def test_svm_learner_probabilities_keep_svcs_ranking_and_survive_a_class_too_rare_to_calibrate():
+    from capc.local.automl.learners import KernelSVCEstimator
+
+    frame = sample("digits/digits_train.csv", 200)
+    X, y = frame.drop(columns=["label"]), frame["label"].to_numpy()
+    calibrated = KernelSVCEstimator(task="multiclass", C=4.0, gamma_factor=1.0, scaling="minmax")
+    calibrated.fit(X, y)
+    proba = calibrated.predict_proba(X)
+    assert np.allclose(proba.sum(axis=1), 1.0)
+    svc = calibrated.model.named_steps["svc"].calibrated_classifiers_[0].estimator
+    ranking = svc.decision_function(calibrated.model.named_steps["features"].transform(X))
+    assert (np.argmax(proba, axis=1) == np.argmax(ranking, axis=1)).all()  # temperature scaling keeps the order
+    rare = np.where(np.arange(len(y)) == 0, "rare", np.where(y < 5, "low", "high"))  # one row of class "rare"
+    fallback = KernelSVCEstimator(task="multiclass", C=1.0, gamma_factor=1.0, scaling="standard")
+    fallback.fit(X, rare)
+    proba = fallback.predict_proba(X)
+    assert proba.shape == (len(y), 3) and np.allclose(proba.sum(axis=1), 1.0)
+    assert list(fallback.classes_[np.argmax(proba, axis=1)]) == list(fallback.predict(X))
+
+
 def test_saved_regression_model_signature_accepts_missing_values(housing, tmp_path):
     import mlflow.pyfunc
 
@@ -473,8 +557,8 @@ def test_featurization_off_with_text_columns_is_a_capc_error():
 def test_only_unrunnable_algorithms_allowed_is_a_capc_error():
     frame = sample("bankmarketing/bankmarketing_train.csv", 50)
     with pytest.raises(CapcError) as err:
-        run_automl(frame, settings(**BANK_SETTINGS, allowed_algorithms=("DecisionTree", "SVM")))
-    assert "none of the algorithms this job allows can run locally (DecisionTree, SVM)" in err.value.message
+        run_automl(frame, settings(**BANK_SETTINGS, allowed_algorithms=("DecisionTree", "MultinomialNaiveBayes")))
+    assert "none of the algorithms this job allows can run locally (DecisionTree, MultinomialNaiveBayes)" in err.value.message
     assert "LightGBM" in err.value.hint
 
 

@@ -19,7 +19,7 @@ from capc.local.automl import names
 from capc.local.automl.model import stack_features
 from capc.local.automl.results import Candidate
 from capc.local.automl.search import (
-    ENSEMBLE_LIBRARY_SIZE, Search, TrialRecord, best_per_learner, ensemble_library, plain, quiet_learners,
+    ENSEMBLE_LIBRARY_SIZE, Search, TrialRecord, best_per_learner, ensemble_library, new_automl, plain, quiet_learners,
 )
 from capc.local.automl.settings import AutoMLSettings
 from capc.local.automl.training_data import TrainingData
@@ -214,9 +214,7 @@ class _EnsembleBuilder:
         return record.candidate.engine_estimator == self.automl.best_estimator and record.config == best_config
 
     def _refit(self, record: TrialRecord):
-        from flaml import AutoML
-
-        member = AutoML()
+        member = new_automl()
         # max_iter=1: FLAML trains the starting point on all rows without evaluating it.
         member.fit(
             self.X, self.y_fit, task=self.settings.task, estimator_list=[record.candidate.engine_estimator],

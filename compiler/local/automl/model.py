@@ -108,17 +108,31 @@ def save_mlflow_model(model: AutoMLModel, path: Path | str, feature_sample: pd.D
         # refuses a missing value in an integer column (it will not turn int64 into float64 either, so
         # declaring such columns as doubles would refuse every whole number instead).
         signature = infer_signature(feature_sample, model.predict(feature_sample))
-    module = sys.modules[AutoMLModel.__module__]
-    # By value: the pickle carries AutoMLModel's code, so loading it needs FLAML and its learners, not capc.
-    cloudpickle.register_pickle_by_value(module)
+    # By value: the pickle carries the code of AutoMLModel and of capc's own FLAML learners (a fitted flaml.AutoML
+    # keeps its learners' classes), so loading it needs FLAML and scikit-learn, not capc.
+    modules = [sys.modules[AutoMLModel.__module__], *_learner_modules(model)]
+    for module in modules:
+        cloudpickle.register_pickle_by_value(module)
     try:
         mlflow.sklearn.save_model(
             model, str(path), serialization_format="cloudpickle", signature=signature,
             pip_requirements=runtime_requirements(),
         )
     finally:
-        cloudpickle.unregister_pickle_by_value(module)
+        for module in modules:
+            cloudpickle.unregister_pickle_by_value(module)
     return path
+
+
+def _learner_modules(model: AutoMLModel) -> list:
+    """The modules of the members' learner classes that are not FLAML's own (capc's: learners.py)."""
+    found = {}
+    for member in model.members or ():
+        for learner in (getattr(getattr(member, "_state", None), "learner_classes", None) or {}).values():
+            name = learner.__module__
+            if not name.startswith("flaml.") and name in sys.modules:
+                found[name] = sys.modules[name]
+    return list(found.values())
 
 
 def runtime_requirements() -> list[str]:

@@ -16,7 +16,7 @@ from capc.local.automl.ensembles import build_ensembles
 from capc.local.automl.model import AutoMLModel, with_ensemble
 from capc.local.automl.results import AutoMLResult, Candidate
 from capc.local.automl.search import Search, run_search, split_seed, validate_again
-from capc.local.automl.settings import AutoMLSettings, resolve_estimators
+from capc.local.automl.settings import AutoMLSettings, azure_algorithm, resolve_estimators
 from capc.local.automl.training_data import TrainingData, training_data
 from capc.state.held_out import HeldOutPredictions, plain
 
@@ -27,7 +27,7 @@ def run_automl(frame: pd.DataFrame, settings: AutoMLSettings, on_candidate: Call
     started = time.monotonic()
     notes: list[str] = []
     data = training_data(frame, settings, notes)
-    estimators, skipped = _runnable_estimators(settings, notes)
+    estimators, skipped = _runnable_estimators(settings, len(data.X), notes)
     search = run_search(settings, data, estimators, on_candidate, log_dir, notes, started)
 
     candidates = search.candidates
@@ -89,11 +89,20 @@ def _held_out(settings: AutoMLSettings, search: Search, data: TrainingData, labe
     )
 
 
-def _runnable_estimators(settings: AutoMLSettings, notes: list[str]) -> tuple[list[str], list[str]]:
+def _runnable_estimators(settings: AutoMLSettings, rows: int, notes: list[str]) -> tuple[list[str], list[str]]:
     """(FLAML estimators to search, Azure algorithms skipped); a CapcError when nothing the job allows can run."""
     estimators, skipped = resolve_estimators(settings)
     if skipped:
         notes.append(f"skipped {', '.join(skipped)}: FLAML has no such learner")
+    for estimator in list(estimators):
+        limit, why = names.ROW_LIMITS.get(estimator, (rows, ""))
+        if rows > limit:
+            estimators.remove(estimator)
+            algorithm = azure_algorithm(settings.task, estimator)
+            if not any(azure_algorithm(settings.task, e) == algorithm for e in estimators):
+                skipped.append(algorithm)
+            notes.append(f"skipped {algorithm}: the local engine runs it on at most {limit:,} training rows "
+                         f"({why}); this job has {rows:,}")
     if not estimators:
         raise CapcError(
             f"none of the algorithms this job allows can run locally ({', '.join(skipped) or 'all blocked'}).",

@@ -72,7 +72,7 @@ def run_search(settings: AutoMLSettings, data: TrainingData, estimators: list[st
     if log_dir is not None:
         Path(log_dir).mkdir(parents=True, exist_ok=True)
         log_file = str(Path(log_dir) / "flaml_trials.jsonl")
-    automl = _searching_automl_class()()
+    automl = new_automl(searching=True)
     automl.capc_listener = listener
     # The refit may take half of what the search leaves; the ensembles get the other half.
     refit_deadline = started + search_budget + (settings.timeout_minutes * 60 - search_budget) / 2
@@ -324,7 +324,7 @@ def validate_again(settings: AutoMLSettings, search: Search, data: TrainingData)
     estimator = automl.best_estimator
     config = {k: plain(v) for k, v in (automl.best_config or {}).items() if k != "FLAML_sample_size"}
     listener = TrialListener(replace(settings, max_trials=1, exit_score=None), search.scorer, search.listener.folds, None)
-    again = _searching_automl_class()()
+    again = new_automl(searching=True)
     again.capc_listener = listener
     search.scorer.pending = []
     try:
@@ -351,6 +351,19 @@ def split_seed() -> int:
 
 
 # ------------------------------------------------------------------ FLAML's private parts (see the module docstring)
+
+
+def new_automl(searching: bool = False):
+    """A flaml.AutoML with capc's own learners (learners.LEARNERS) added; `searching`: one that reports each
+    trial to its `capc_listener`. Every flaml.AutoML capc fits comes from here."""
+    from flaml import AutoML
+
+    from capc.local.automl.learners import add_learners
+
+    automl = _searching_automl_class()() if searching else AutoML()
+    add_learners(automl)
+    return automl
+
 
 
 def _searching_automl_class():
