@@ -1,9 +1,10 @@
 """Backend, local AutoML: run an Azure `type: automl` tabular job (automl_job.yml) on FLAML, on this machine.
 
 Modules, in the order a run uses them: `settings` (automl_job.yml -> AutoMLSettings), `training_data` (the
-checks no model gets past), `search` (FLAML, the one place that touches its private parts), `ensembles`,
-`model` (the served model: imports nothing of capc), `results`, and `run` (run_automl, the steps in order);
-`names` holds the Azure -> FLAML tables and Azure's metric definitions.
+checks no model gets past), `search` (FLAML, the one place that touches its private parts), `learners` (capc's
+own FLAML learners, for Azure algorithms FLAML lacks: SVM), `ensembles`, `model` (the served model; it and
+`learners` import nothing of capc), `results`, and `run` (run_automl, the steps in order); `names` holds the
+Azure -> FLAML tables and Azure's metric definitions.
 
 Stage: reads the settings of the generated job (`AutoMLSettings.from_job_yaml`), searches with FLAML under the
 job's limits, reports every candidate as it finishes (`on_candidate`; the caller turns it into a child run),
@@ -40,6 +41,10 @@ How Azure's settings map (what FLAML cannot do is said here, and at run time in 
   evaluates it and returned as `AutoMLResult.held_out`, which the caller stores with the run for `capc report`
   (see search). FLAML's auto_augment (copies of rare classes' rows) is off: a copy would be trained on and
   validated on at once.
+- allowed/blocked algorithms: each Azure name runs as the FLAML learners in names.ALGORITHM_ESTIMATORS; SVM as
+  capc's kernel SVC (learners.py), left out above names.ROW_LIMITS' 10,000 rows (its time grows with the square of
+  the rows, and a FLAML trial cannot be stopped inside a fit); algorithms with no learner are skipped. Both say so
+  in the notes.
 - featurization auto: FLAML's DataTransformer (strings -> categories with an "unseen" slot, median imputation,
   constant and ID-like string columns dropped); off: columns used as they are, which must then be numeric
   without missing values.
