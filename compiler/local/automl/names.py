@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-# Azure algorithm -> FLAML estimators that run it here; None: FLAML has no such learner, so the engine skips
-# it and says so. Where Azure has one algorithm and FLAML two search spaces for it, both are tried.
+# Azure algorithm -> FLAML estimators that run it here (FLAML's, or capc's own from learners.py); None: no learner,
+# so the engine skips it and says so. Where Azure has one algorithm and FLAML two search spaces for it, both are tried.
 ALGORITHM_ESTIMATORS: dict[str, dict[str, tuple[str, ...] | None]] = {
     "classification": {
         "LogisticRegression": ("lrl1", "lrl2"),

@@ -93,7 +93,7 @@ def _runnable_estimators(settings: AutoMLSettings, rows: int, notes: list[str]) 
     """(FLAML estimators to search, Azure algorithms skipped); a CapcError when nothing the job allows can run."""
     estimators, skipped = resolve_estimators(settings)
     if skipped:
-        notes.append(f"skipped {', '.join(skipped)}: FLAML has no such learner")
+        notes.append(f"skipped {', '.join(skipped)}: the local engine has no learner for it")
     for estimator in list(estimators):
         limit, why = names.ROW_LIMITS.get(estimator, (rows, ""))
         if rows > limit:
