@@ -27,6 +27,8 @@ How Azure's settings map (what FLAML cannot do is said here, and at run time in 
   Azure's first trials are its recommender's configurations. FLAML's own cold start (4 trees, 4 leaves, growing
   from there) spends a trial cap like Azure's 30-40 on toy models within seconds: housing (2-minute budget,
   40 trials) stopped after 8 s at a 31,342 holdout MAE; warm-started, it used the budget and reached 28,991.
+  Unless the timeout cannot train those big configurations on the data (rows x folds per minute, see
+  search.ZERO_SHOT_ROW_FITS_PER_MINUTE): a trial FLAML cuts off is a broken model, so large data starts cold.
 - max_concurrent_trials: not honoured; FLAML runs trials one after another (parallel trials need Ray or
   Spark), each on AutoMLSettings.threads threads (capc.local.cores: all cores but one alone, its share beside the sweep).
 - normalized_mean_absolute_error: LightGBM also searches its absolute-error objective, so it trains on the
