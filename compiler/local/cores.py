@@ -9,6 +9,10 @@ The rule (`split_cores`, a pure function of the cores this process may use and w
   sweep's half is shared as above. On one core the two cannot both run: AutoML runs first, then the sweep.
 The threads busy at once never exceed the cores, and a spec's max_concurrent_trials is only ever an upper bound.
 When AutoML ends first, the sweep's later trials get the sweep-alone share.
+
+The local pipeline (`--only pipeline`) runs each engine step as a process of its own; `pin_steps` gives each its
+share of the same split as a CPU affinity, which the step's own split then reads as its cores. Those shares stay
+as they are for the whole run (a process's children keep the affinity they started with).
 """
 
 from __future__ import annotations
@@ -40,6 +44,14 @@ def usable_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def usable_cpus() -> list[int]:
+    """The CPU numbers this process may run on; empty where the system does not say (not Linux)."""
+    try:
+        return sorted(os.sched_getaffinity(0))
+    except AttributeError:
+        return []
+
+
 def side_by_side(cores: int) -> bool:
     """Whether AutoML and the sweep may run at the same time on this many cores."""
     return cores >= 2
@@ -62,6 +74,31 @@ def split_cores(cores: int, *, automl: bool, sweep_limit: int | None) -> CoreSpl
         trials = min(sweep_limit, cores)
         return CoreSplit(0, trials, cores // trials)
     return CoreSplit(0, 0, 0)
+
+
+def pin_steps(cpus: list[int], automl_steps: list[str], sweep_steps: dict[str, int]) -> dict[str, list[int]]:
+    """The local pipeline's share of the same budget: the CPUs each engine step process is pinned to (its
+    affinity, which the step's own split then reads as its cores). AutoML steps get AutoML's share of
+    split_cores, the sweep steps (name -> max_concurrent_trials) the sweep's, cut in contiguous slices by
+    concurrency, at least one CPU each; steps that outnumber their CPUs share them all. Nothing is pinned on one
+    CPU (the steps take turns on it) or when only one kind of engine step runs alone (it gets every CPU)."""
+    cpus = sorted(cpus)
+    if len(cpus) < 2 or not (automl_steps and sweep_steps):
+        return {}
+    split = split_cores(len(cpus), automl=True, sweep_limit=sum(sweep_steps.values()))
+    automl_cpus, sweep_cpus = cpus[:split.automl_threads], cpus[split.automl_threads:]
+    pins = {name: automl_cpus for name in automl_steps}
+    if len(sweep_steps) > len(sweep_cpus):
+        return {**pins, **{name: sweep_cpus for name in sweep_steps}}
+    total = sum(max(1, c) for c in sweep_steps.values())
+    start = 0
+    for i, (name, concurrency) in enumerate(sweep_steps.items()):
+        left_after = len(sweep_steps) - i - 1  # each later step keeps at least one CPU
+        take = max(1, round(len(sweep_cpus) * max(1, concurrency) / total))
+        take = len(sweep_cpus) - start if left_after == 0 else min(take, len(sweep_cpus) - start - left_after)
+        pins[name] = sweep_cpus[start:start + take]
+        start += take
+    return pins
 
 
 def automl_alone_threads() -> int:

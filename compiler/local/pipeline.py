@@ -10,7 +10,8 @@ When the selecting step leaves a winner.json, its model is registered in capc's 
 starts; the node tagged `capc_step: deploy` (spec deployment.auto_deploy), which deploys the winner to the
 workspace's endpoint on Azure, deploys it to the local endpoint here.
 
-Each step process runs in a session of its own with a parent-death signal (capc.local.launch), so a stop reaches
+AutoML and sweep steps running side by side keep to one core budget, as `capc submit` does: each step's process
+is pinned to its share of the CPUs (capc.local.cores.pin_steps). Each step process runs in a session of its own with a parent-death signal (capc.local.launch), so a stop reaches
 the steps only through the runner - the same way whether Ctrl-C signalled the whole group or SIGTERM capc alone -
 and no step outlives capc even when capc is killed. On a stop the runner sends each running step SIGINT, which
 ends its work cleanly (a sweep step records its trials as interrupted), waits, then SIGTERM and SIGKILL.
@@ -32,6 +33,7 @@ from pathlib import Path
 
 from capc.errors import CapcError
 from capc.jobfolder import JobFolder
+from capc.local.cores import pin_steps, usable_cpus
 from capc.local.launch import output_tail, parent_death_hook, under_this_python
 from capc.state import locks, registry, tracking
 from capc.state.tracking import COMPLETED, FAILED, INTERRUPTED, RUNNING
@@ -65,6 +67,7 @@ class Step:
     value: float | None = None  # the primary metric the step reached or selected
     run_id: str | None = None  # command steps: the MLflow run their mlflow calls land in
     started_at: float | None = None  # wall clock, for reports and for seeing which steps ran side by side
+    cpus: list[int] | None = None  # engine steps side by side: the CPUs its process is pinned to (cores.pin_steps)
 
     @property
     def duration_s(self) -> float | None:
@@ -74,6 +77,7 @@ class Step:
         return {
             "step": self.name, "type": self.type, "needs": self.needs, "status": self.status,
             "started_at": self.started_at, "duration_s": self.duration_s, "log": str(self.log) if self.log else None, "detail": self.detail,
+            "cpus": self.cpus,
         }
 
 
@@ -190,6 +194,11 @@ class _GraphRunner:
         self.summaries: dict[str, dict] = {}  # engine step -> the metrics.json it left
         self.winner: dict | None = None
         self.model: registry.ModelVersion | None = None
+        # One core budget, as `capc submit` keeps: AutoML and the sweeps side by side on their shares of the CPUs.
+        sweeps = {s.name: _concurrency(s.node) for s in steps if s.type == "sweep"}
+        pins = pin_steps(usable_cpus(), [s.name for s in steps if s.type == "automl"], sweeps)
+        for name, cpus in pins.items():
+            self.steps[name].cpus = cpus
 
     def output_dir(self, step: Step, output: str | None = None) -> Path:
         outputs = list((step.node.get("outputs") or {}).keys()) or ["output"]
@@ -254,7 +263,7 @@ class _GraphRunner:
         with step.log.open("wb") as log:
             self.processes[step.name] = subprocess.Popen(
                 argv, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True, preexec_fn=parent_death_hook(),
+                start_new_session=True, preexec_fn=_step_preexec(step.cpus),
             )
         step.status, step.started, step.started_at = RUNNING, time.monotonic(), time.time()
         self._show(step)
@@ -347,6 +356,27 @@ class _GraphRunner:
         for step in self.steps.values():
             if step.status == WAITING:
                 step.status, step.detail = SKIPPED, "not run: interrupted"
+
+
+def _concurrency(node: dict) -> int:
+    """A sweep node's max_concurrent_trials (Azure's default: as many as the compute allows; here 1)."""
+    try:
+        return max(1, int((node.get("limits") or {}).get("max_concurrent_trials") or 1))
+    except (TypeError, ValueError):
+        return 1
+
+
+def _step_preexec(cpus: list[int] | None):
+    """In the step's process before it runs: the parent-death signal, and its CPUs when it is pinned."""
+    death = parent_death_hook()
+
+    def preexec() -> None:
+        if death is not None:
+            death()
+        if cpus:
+            os.sched_setaffinity(0, cpus)
+
+    return preexec
 
 
 def _signal_session(process: subprocess.Popen, sig: int) -> None:

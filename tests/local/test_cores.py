@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from capc.local.cores import CoreBudget, CoreSplit, split_cores
+from capc.local.cores import CoreBudget, CoreSplit, pin_steps, split_cores
 
 
 @pytest.mark.parametrize("cores, limit, expected", [
@@ -74,3 +74,46 @@ def test_one_core_runs_automl_first():
 def test_bad_core_count():
     with pytest.raises(ValueError):
         split_cores(0, automl=True, sweep_limit=1)
+
+
+# The local pipeline: each engine step's process pinned to its share of the same split.
+def test_pipeline_steps_on_two_cpus_get_one_each_like_submit():
+    assert pin_steps([0, 1], ["automl"], {"sweep": 2}) == {"automl": [0], "sweep": [1]}
+
+
+def test_pipeline_steps_on_eight_cpus_split_the_sweep_half_by_concurrency():
+    pins = pin_steps(list(range(8)), ["automl"], {"sweep_a": 2, "sweep_b": 2})
+    assert pins == {"automl": [0, 1, 2, 3], "sweep_a": [4, 5], "sweep_b": [6, 7]}
+    weighted = pin_steps(list(range(8)), ["automl"], {"sweep_a": 1, "sweep_b": 3})
+    assert weighted["sweep_a"] == [4] and weighted["sweep_b"] == [5, 6, 7]
+
+
+def test_pipeline_steps_on_sixty_four_cpus_never_overlap_and_use_them_all():
+    pins = pin_steps(list(range(64)), ["automl"], {"a": 4, "b": 4, "c": 8})
+    taken = [cpu for cpus in pins.values() for cpu in cpus]
+    assert sorted(taken) == list(range(64)) and len(taken) == len(set(taken))
+    assert len(pins["automl"]) == 32 and len(pins["c"]) == 16
+
+
+def test_pipeline_steps_are_not_pinned_on_one_cpu_or_alone():
+    assert pin_steps([0], ["automl"], {"sweep": 2}) == {}
+    assert pin_steps(list(range(8)), ["automl"], {}) == {}
+    assert pin_steps(list(range(8)), [], {"sweep": 2}) == {}
+
+
+def test_more_sweep_steps_than_their_cpus_share_them():
+    pins = pin_steps([0, 1], ["automl"], {"a": 1, "b": 1})
+    assert pins == {"automl": [0], "a": [1], "b": [1]}
+
+
+def test_a_pinned_step_process_runs_on_its_cpus_only():
+    import os
+    import subprocess
+    import sys
+
+    from capc.local.pipeline import _step_preexec
+
+    cpu = sorted(os.sched_getaffinity(0))[-1]
+    out = subprocess.run([sys.executable, "-c", "import os; print(sorted(os.sched_getaffinity(0)))"],
+                         preexec_fn=_step_preexec([cpu]), capture_output=True, text=True, check=True).stdout
+    assert out.strip() == f"[{cpu}]"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -121,6 +122,9 @@ def test_local_pipeline_runs_both_engines_then_registers_the_selected_winner(tmp
     steps = {s["step"]: s for s in payload["steps"]}
     assert {n: s["status"] for n, s in steps.items()} == {"automl": "completed", "sweep": "completed", "select_best": "completed", "deploy": "completed"}
     assert steps["sweep"]["started_at"] < steps["automl"]["started_at"] + steps["automl"]["duration_s"]  # side by side
+    if len(os.sched_getaffinity(0)) >= 2:  # one core budget: each engine step on its own share of the CPUs
+        assert steps["automl"]["cpus"] and steps["sweep"]["cpus"] and not set(steps["automl"]["cpus"]) & set(steps["sweep"]["cpus"])
+        assert steps["select_best"]["cpus"] is None
     results = {r["source"]: r["value"] for r in payload["results"]}
     winner = payload["winner"]
     assert winner["value"] == max(results.values()) and results[winner["source"]] == winner["value"]
