@@ -73,6 +73,7 @@ def select(outcomes: list[Outcome], *, name: str, which: str, goal: str, budget:
     except serving_cost.NoCandidateFits as exc:
         raise CapcError(str(exc), f"Every measured candidate's figures: `capc leaderboard {name}`.") from None
     notes = [choice.chosen.note] if choice.chosen.note and task != IMAGE_TASK else []
+    notes += choice.tie_notes()
     return Selection(choice.chosen.payload, choice.chosen.cost, budget,
                      [(c.payload, c.passed_over) for c in choice.passed_over], notes)
 

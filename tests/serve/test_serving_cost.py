@@ -87,6 +87,36 @@ def test_without_a_budget_the_best_wins_and_only_it_is_measured(tmp_path):
     assert choice.chosen.name == "b" and choice.passed_over == [] and [c.name for c in choice.measured] == ["b"]
 
 
+def test_a_tie_on_the_metric_goes_to_the_faster_candidate(tmp_path):
+    # The two engines average their folds differently: the same rows right can differ in the fifth decimal.
+    p99 = {"knn": 95.0, "svc": 5.0, "logistic": 1.0}
+    contenders = _contenders(tmp_path, p99, {"knn": 0.98609, "svc": 0.98608, "logistic": 0.96})
+    measured = []
+
+    def measure_one(c):
+        measured.append(c.name)
+        return _cost(p99[c.name])
+
+    choice = serving_cost.choose(contenders, "maximize", Budget(), measure_one)
+    assert choice.chosen.name == "svc" and [c.name for c in choice.ties] == ["knn"] and choice.passed_over == []
+    assert measured == ["knn", "svc"]  # the tie is measured, the worse model is not
+    assert "tied with knn (0.98609), which serves slower (p99 95.0 ms): the faster one wins" in choice.explanation()
+
+
+def test_a_difference_of_one_row_is_no_tie(tmp_path):
+    p99 = {"knn": 95.0, "svc": 5.0}
+    contenders = _contenders(tmp_path, p99, {"knn": 1418 / 1437, "svc": 1417 / 1437})
+    choice = serving_cost.choose(contenders, "maximize", Budget(), lambda c: _cost(p99[c.name]))
+    assert choice.chosen.name == "knn" and choice.ties == []
+
+
+def test_a_tie_over_budget_stays_passed_over(tmp_path):
+    p99 = {"a": 5.0, "b": 50.0}
+    contenders = _contenders(tmp_path, p99, {"a": 0.5, "b": 0.5})
+    choice = serving_cost.choose(contenders, "minimize", Budget(max_latency_ms=10), lambda c: _cost(p99[c.name]))
+    assert choice.chosen.name == "a" and choice.ties == []
+
+
 def test_a_model_over_the_size_budget_is_passed_over_without_timing(tmp_path):
     contenders = _contenders(tmp_path, {}, {"big": 0.9, "small": 0.8})
     (tmp_path / "big" / "model.pkl").write_bytes(b"\0" * 2 * 2**20)

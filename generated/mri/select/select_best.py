@@ -92,7 +92,7 @@ def main(argv=None):
         value = score_of(root, model_dir, args.metric)
         print(f"{name}: {args.metric} = {value} ({model_dir})")
         if value is not None and math.isfinite(value):
-            contenders.append(serving_cost.Contender(name, value, model_dir))  # ties: the first candidate named
+            contenders.append(serving_cost.Contender(name, value, model_dir))  # ties: the faster (serving_cost.choose)
     if not contenders:
         raise SystemExit(f"error: no candidate model with a recorded {args.metric}")
 
