@@ -142,6 +142,16 @@ def test_regressor_equals_flaml_on_housing_with_its_gaps_and_text(housing, learn
     assert_same(model, rows[list(reversed(rows.columns))])
 
 
+@pytest.mark.parametrize("learner", ["lgbm", "xgboost", "extra_tree"])
+def test_multiclass_on_numbers_only_equals_flaml_with_numbers_as_text(learner):
+    frame = pd.read_csv(DATA / "digits" / "digits_train.csv").sample(600, random_state=0)
+    X, y = frame.drop(columns=["label"]), frame["label"]
+    model = single(fit_member(X, y, "classification", learner), X, "classification", np.sort(y.unique()))
+    assert model._fast_paths()[0].cat_columns == []
+    assert_same(model, X)
+    assert_same(model, X.head(30).astype(str))  # JSON clients send strings sometimes
+
+
 def test_vote_and_stack_ensembles_equal_flaml(bank):
     X, members = bank
     base = single(members["lgbm"], X, "classification", np.array(["no", "yes"]))
