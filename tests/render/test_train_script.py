@@ -265,6 +265,85 @@ def test_quantised_integer_arguments_are_accepted(tmp_path):
         module.parse_args(["--data", "x.csv", "--target", "label", "--max_iter", "50.5"])
 
 
+def load_trial_module(tmp_path: Path, which: str, family: str, metric: str, split: dict):
+    """The rendered train.py of a spec, imported as a module (its Trainer, helpers and constants)."""
+    spec = spec_for(tmp_path, which, family, metric, split)
+    render_to(spec, tmp_path / "generated")
+    script = tmp_path / "generated" / spec.name / "src" / "train.py"
+    module_spec = importlib.util.spec_from_file_location(f"trial_{which}_{family}", script)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module
+
+
+LIGHTGBM_SAMPLING = {"subsample": 0.7, "colsample_bytree": 0.8}
+
+
+@pytest.mark.parametrize(
+    "which,metric,sampling",
+    [("bank", "AUC_weighted", {}), ("bank", "accuracy", LIGHTGBM_SAMPLING), ("digits", "accuracy", LIGHTGBM_SAMPLING), ("housing", "r2_score", {})],
+    ids=["binary", "binary-sampled", "multiclass-sampled", "regression"],
+)
+def test_lightgbm_intervals_train_the_model_one_fit_trains(tmp_path, which, metric, sampling):
+    """The trial's booster, trained interval by interval, predicts after each interval exactly what one scikit-learn
+    fit with all rounds predicts at that many rounds; without row/column sampling also exactly what the former path
+    (a scikit-learn refit per interval from the booster so far) gave. The saved model is that one fit, on the rows
+    of the split (holdout) or on every row (the refit under cross-validation)."""
+    import warnings
+
+    import numpy as np
+
+    module = load_trial_module(tmp_path, which, "lightgbm", metric, {"validation_fraction": 0.25})
+    _, target, task, _ = TABULAR[which]
+    features, labels = module.load_table(str(tmp_path / "data" / f"{which}.csv"), target)
+    features, labels = features.iloc[:1200], labels.iloc[:1200]
+    y = np.asarray(labels, dtype=float) if task == "regression" else np.asarray(labels)
+    classes = None if task == "regression" else np.unique(y)
+    (train_rows, valid_rows), = module.make_splits(len(y), y)
+    params = module.parse_args(["--data", "x", "--target", target, "--n_estimators", "23", "--learning_rate", "0.1",
+                                "--num_leaves", "7", *[a for k, v in sampling.items() for a in (f"--{k}", str(v))]])
+    params = {name: getattr(params, name) for name in module.HYPERPARAMETERS}
+
+    trainer = module.Trainer(params, classes)
+    trainer.start(features.iloc[train_rows], y[train_rows], features.iloc[valid_rows])
+    one_fit = trainer.make_model()
+    one_fit.fit(trainer.x, trainer.y)
+    former = trainer.make_model()  # the former path: n_estimators = the chunk, init_model = the booster so far
+    rounds = np.cumsum(trainer.schedule)
+    assert trainer.intervals == 10 and rounds[-1] == 23
+    for step in range(trainer.intervals):
+        trainer.advance()
+        former.set_params(n_estimators=trainer.schedule[step])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            former.fit(trainer.x, trainer.y, init_model=former.booster_ if step else None)
+        for model in (one_fit, former) if not sampling else (one_fit,):
+            at = {"num_iteration": int(rounds[step])} if model is one_fit else {}
+            np.testing.assert_array_equal(trainer.predict_valid(), model.predict(trainer.x_valid, **at))
+            if task != "regression":
+                np.testing.assert_allclose(trainer.predict_proba_valid(), model.predict_proba(trainer.x_valid, **at), rtol=0, atol=1e-12)
+            expected = module.azure_metric(metric, y[valid_rows], model.predict(trainer.x_valid, **at),
+                                           None if task == "regression" else model.predict_proba(trainer.x_valid, **at), classes, 1.0)
+            assert module.evaluate(metric, trainer, y[valid_rows], classes, 1.0) == pytest.approx(expected, abs=1e-12)
+
+    # Holdout: the estimator saved is one fit on the split's training rows.
+    trainer.save(str(tmp_path / "holdout_model"), features.head(5))
+    saved = trainer.model
+    assert type(saved) is type(one_fit) and saved.n_estimators == 23
+    np.testing.assert_array_equal(saved.predict(trainer.x_valid), one_fit.predict(trainer.x_valid))
+
+    # Cross-validation's refit on every row: nothing evaluated, one fit at the last interval.
+    final = module.Trainer(params, classes)
+    final.start(features, y, None)
+    for _ in range(final.intervals):
+        assert not final.fitted
+        final.advance()
+    assert final.fitted and final.booster is None and final.model.booster_.current_iteration() == 23
+    every_row = final.make_model()
+    every_row.fit(final.x, final.y)
+    np.testing.assert_array_equal(final.model.predict(final.x), every_row.predict(final.x))
+
+
 def test_trial_script_imports_fast(tmp_path):
     """Nothing heavy at import: `--help` answers without importing pandas, scikit-learn, mlflow or keras."""
     spec = spec_for(tmp_path, "bank", "lightgbm", "accuracy", {"validation_fraction": 0.2})

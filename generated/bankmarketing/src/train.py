@@ -272,12 +272,22 @@ def spread(total, parts):
 
 
 class Trainer(SklearnTrainer):
-    """LightGBM; each interval adds a chunk of boosting rounds to the booster trained so far."""
+    """LightGBM; each interval adds a chunk of boosting rounds to one native booster that keeps training.
+
+    The rows are binned into a lightgbm.Dataset once and the booster's scores carry over between intervals (refitting
+    the scikit-learn estimator with init_model re-binned every feature and re-predicted every row per interval). The
+    saved model is an ordinary LGBMClassifier/LGBMRegressor fitted in one go with all rounds on the same rows, which is
+    the same model: the booster here trains exactly as that fit does (tests compare them).
+    """
 
     def __init__(self, params, classes):
         super().__init__(params, classes)
-        self.schedule = spread(max(1, params["n_estimators"]), INTERVALS)
+        self.total = max(1, params["n_estimators"])
+        self.schedule = spread(self.total, INTERVALS)
         self.intervals = len(self.schedule)
+        self.booster = None
+        self.fitted = False
+        self.scores = None  # (step, probabilities or values on the validation rows)
 
     def make_model(self):
         import lightgbm
@@ -285,7 +295,7 @@ class Trainer(SklearnTrainer):
         p = self.params
         model = lightgbm.LGBMRegressor if TASK == "regression" else lightgbm.LGBMClassifier
         return model(
-            n_estimators=1,
+            n_estimators=self.total,
             learning_rate=p["learning_rate"],
             num_leaves=max(2, p["num_leaves"]),
             max_depth=p["max_depth"],
@@ -303,14 +313,81 @@ class Trainer(SklearnTrainer):
         )
 
     def advance(self):
+        if self.x_valid is None:
+            # Nothing is evaluated between intervals (the refit on every row): the saved model's one fit trains it.
+            self.step += 1
+            if self.step == self.intervals:
+                self.fit_model()
+            return
+        if self.booster is None:
+            self.booster = self.make_booster()
+        for _ in range(self.schedule[self.step]):
+            self.booster.update()
+        self.step += 1
+
+    def make_booster(self):
+        """The booster LGBMClassifier/LGBMRegressor.fit trains, with the parameters and labels it gives lightgbm.train
+        (lightgbm/sklearn.py: LGBMModel._process_params, LGBMClassifier.fit)."""
+        import lightgbm
+        import numpy as np
+
+        params = self.model.get_params()
+        for unused in ("n_estimators", "importance_type", "class_weight", "objective"):
+            params.pop(unused)
+        label = self.y
+        if TASK == "regression":
+            params["objective"] = "regression"
+        else:
+            self.fold_classes = np.unique(self.y)  # a fold may lack a rare class; the scikit-learn model would too
+            label = np.searchsorted(self.fold_classes, self.y)
+            if len(self.fold_classes) > 2:
+                params.update(objective="multiclass", num_class=len(self.fold_classes))
+            else:
+                params["objective"] = "binary"
+        params["num_iterations"] = self.total
+        return lightgbm.Booster(params=params, train_set=lightgbm.Dataset(self.x, label=label, params=params))
+
+    def fit_model(self):
         import warnings
 
-        previous = self.model.booster_ if self.step else None
-        self.model.set_params(n_estimators=self.schedule[self.step])
-        self.step += 1
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # feature-name notes on the transformed matrix
-            self.model.fit(self.x, self.y, init_model=previous)
+            self.model.fit(self.x, self.y)
+        self.fitted = True
+
+    def validation_scores(self):
+        """The booster's output on the validation rows after the current interval, computed once per interval."""
+        if self.scores is None or self.scores[0] != self.step:
+            self.scores = (self.step, self.booster.predict(self.x_valid))
+        return self.scores[1]
+
+    def predict_valid(self):
+        import numpy as np
+
+        if TASK == "regression":
+            return self.validation_scores()
+        return self.fold_classes[np.argmax(self.fold_proba(), axis=1)]
+
+    def predict_proba_valid(self):
+        """Probabilities in the columns of every class seen in the data (a fold may lack a rare one)."""
+        import numpy as np
+
+        proba = self.fold_proba()
+        out = np.zeros((proba.shape[0], len(self.classes)))
+        out[:, np.searchsorted(self.classes, self.fold_classes)] = proba
+        return out
+
+    def fold_proba(self):
+        """Probabilities over this fold's classes, as LGBMClassifier.predict_proba gives them."""
+        import numpy as np
+
+        scores = self.validation_scores()
+        return scores if scores.ndim == 2 else np.vstack((1.0 - scores, scores)).transpose()
+
+    def save(self, path, example):
+        if not self.fitted:  # a holdout split: the booster was trained for evaluation, the estimator is saved
+            self.fit_model()
+        super().save(path, example)
 
 load_training_data = load_table
 
