@@ -25,7 +25,7 @@ from capc.azure.workspace import PLACEHOLDER, WorkspaceRef, resolve_workspace
 from capc.errors import CapcError
 
 if TYPE_CHECKING:
-    from capc.azure.selection import Selection
+    from capc.local.selection import Selection
 
 DEFAULT_POLL_SECONDS = 15.0  # between looks at running jobs; CAPC_AZURE_POLL_SECONDS overrides it
 

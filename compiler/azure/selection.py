@@ -19,7 +19,6 @@ from __future__ import annotations
 import shutil
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from capc import serving_cost
@@ -27,30 +26,15 @@ from capc.azure.jobs import SubmittedJob
 from capc.azure.registry import candidates
 from capc.errors import CapcError
 from capc.jobfolder import JobFolder
-from capc.local.selection import IMAGE_TASK, budget_of
+from capc.local.selection import IMAGE_TASK, Selection, budget_of
 from capc.serve.inference_server import ENTRY_SCRIPT
 
 # (job, folder to download into) -> the folder holding the downloaded MLmodel; raises on failure.
 FetchModel = Callable[[SubmittedJob, Path], Path]
 
 
-@dataclass
-class Selection:
-    winner: SubmittedJob
-    cost: serving_cost.ServingCost | None
-    budget: serving_cost.Budget
-    passed_over: list[tuple[SubmittedJob, list[str]]]
-    notes: list[str]
-    explanation: list[str]  # serving_cost.Choice's lines: the winner's cost, each pass-over and why
-
-    def to_dict(self) -> dict:
-        return {
-            "budget": self.budget.describe(),
-            "serving": self.cost.metrics() if self.cost else None,
-            "passed_over": [{"source": j.kind, "job": j.name, "run_id": j.best_run_id, "value": j.best_value, "reasons": r}
-                            for j, r in self.passed_over],
-            "notes": self.notes,
-        }
+def _describe(job: SubmittedJob) -> dict:
+    return {"source": job.kind, "job": job.name, "run_id": job.best_run_id, "value": job.best_value}
 
 
 def select(jobs: list[SubmittedJob], folder: JobFolder, fetch_model: FetchModel,
@@ -91,9 +75,7 @@ def select(jobs: list[SubmittedJob], folder: JobFolder, fetch_model: FetchModel,
         ) from None
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    notes = [choice.chosen.note] if choice.chosen.note and folder.task != IMAGE_TASK else []
-    return Selection(choice.chosen.payload, choice.chosen.cost, budget, [(c.payload, c.passed_over) for c in choice.passed_over],
-                     notes, choice.explanation() if folder.task != IMAGE_TASK else [])
+    return Selection.of(choice, budget, _describe, measured=folder.task != IMAGE_TASK)
 
 
 def _request_records(folder: JobFolder) -> tuple[list[dict] | None, str]:

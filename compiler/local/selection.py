@@ -9,7 +9,8 @@ leaderboard` and the report show it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from capc import serving_cost
@@ -22,20 +23,39 @@ IMAGE_TASK = "image_classification"  # its score.py takes images, not table rows
 
 @dataclass
 class Selection:
-    winner: Outcome
+    """How the registered model was chosen, locally and on Azure (capc.azure.selection) alike. The winner and the
+    better candidates the budget passed over are the caller's own records (an Outcome here, a SubmittedJob on
+    Azure); `describe` names one as the result's JSON shows it."""
+
+    winner: object
     cost: serving_cost.ServingCost | None
     budget: serving_cost.Budget
-    passed_over: list[tuple[Outcome, list[str]]]
-    notes: list[str]
+    passed_over: list[tuple[object, list[str]]]
+    notes: list[str]  # why the winner has no cost, the ties it won
+    describe: Callable[[object], dict]
+    explanation: list[str] = field(default_factory=list)  # the winner's cost and each pass-over, as lines
+
+    @classmethod
+    def of(cls, choice: serving_cost.Choice, budget: serving_cost.Budget, describe: Callable[[object], dict],
+           measured: bool = True) -> Selection:
+        """From serving_cost.choose's Choice; `measured` False (images): no cost lines or notes."""
+        ties = choice.tie_notes()
+        notes = ([choice.chosen.note] if choice.chosen.note and measured else []) + ties
+        explanation = [line for line in choice.explanation() if line not in ties] if measured else []
+        return cls(choice.chosen.payload, choice.chosen.cost, budget, [(c.payload, c.passed_over) for c in choice.passed_over],
+                   notes, describe, explanation)
 
     def to_dict(self) -> dict:
         return {
             "budget": self.budget.describe(),
             "serving": self.cost.metrics() if self.cost else None,
-            "passed_over": [{"source": o.source, "label": o.label, "run_id": o.run_id, "value": o.value, "reasons": r}
-                            for o, r in self.passed_over],
+            "passed_over": [{**self.describe(c), "reasons": r} for c, r in self.passed_over],
             "notes": self.notes,
         }
+
+
+def _describe(outcome: Outcome) -> dict:
+    return {"source": outcome.source, "label": outcome.label, "run_id": outcome.run_id, "value": outcome.value}
 
 
 def budget_of(deployment: dict) -> serving_cost.Budget:
@@ -72,10 +92,7 @@ def select(outcomes: list[Outcome], *, name: str, which: str, goal: str, budget:
         choice = serving_cost.choose(contenders, goal, budget, measure_one, on_measured=measured)
     except serving_cost.NoCandidateFits as exc:
         raise CapcError(str(exc), f"Every measured candidate's figures: `capc leaderboard {name}`.") from None
-    notes = [choice.chosen.note] if choice.chosen.note and task != IMAGE_TASK else []
-    notes += choice.tie_notes()
-    return Selection(choice.chosen.payload, choice.chosen.cost, budget,
-                     [(c.payload, c.passed_over) for c in choice.passed_over], notes)
+    return Selection.of(choice, budget, _describe, measured=task != IMAGE_TASK)
 
 
 def _request_records(job_dir: Path) -> list[dict]:
