@@ -373,7 +373,6 @@ def new_automl(searching: bool = False):
     return automl
 
 
-
 def _searching_automl_class():
     from flaml import AutoML
 
@@ -474,7 +473,6 @@ def _validation_plan(settings: AutoMLSettings, rows: int) -> tuple[dict, int, st
     if folds > rows // 2:
         raise CapcError(f"{folds}-fold cross-validation needs at least {2 * folds} rows; the training data has {rows}.")
     return {"eval_method": "cv", "n_splits": folds}, folds, f"{folds}-fold cross-validation"
-
 
 
 def _starting_points(settings: AutoMLSettings, rows: int, folds: int, notes: list[str]) -> str | None:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import gc
 import importlib.util
 import itertools
-import json
 import math
 import os
 import sys
