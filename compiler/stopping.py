@@ -8,6 +8,10 @@ interrupted, what finished stays. A second signal while stopping does not cut th
 trials get SIGKILL a few seconds after SIGTERM); SIGKILL ends capc at once, and its child processes die with it
 (capc.local.launch says how).
 
+A stop never cuts a store call in half: inside `deferred()` (every call on the run store's client,
+capc.state.tracking) the signal is recorded and Stopped is raised when the block ends. Raised inside SQLAlchemy it
+would leave a cursor half-closed, a traceback logged and the store call's write undone.
+
 Exit status: 128 + the signal, the shell's rule: 130 for SIGINT, 143 for SIGTERM; SIGHUP exits 143 too, because
 what a supervisor or a dropped session means by it is "terminate", and 143 is what scripts test for.
 """
@@ -23,6 +27,8 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 EXIT_STATUS = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 143}
 
 _received: list[int] = []  # the stop signals this process received, in order
+_deferring = 0  # depth of deferred() blocks in the main thread
+_pending: list[int] = []  # a stop signal that arrived inside deferred(), raised when the block ends
 
 
 class Stopped(KeyboardInterrupt):
@@ -60,9 +66,29 @@ def exit_status_of(exc: BaseException) -> int:
 def _on_signal(signum: int, frame) -> None:
     _received.append(signum)
     if len(_received) == 1:
+        if _deferring:
+            _pending.append(signum)
+            return
         raise Stopped(signum)
     # Already stopping; os.write because a signal handler may run in the middle of a print.
     os.write(2, f"capc: already stopping ({signal.Signals(signum).name} ignored); SIGKILL ends it at once\n".encode())
+
+
+@contextmanager
+def deferred():
+    """A stop signal that arrives inside the block raises Stopped when the block ends, not in the middle of it.
+    Only the main thread receives signals, so elsewhere this changes nothing."""
+    global _deferring
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    _deferring += 1
+    try:
+        yield
+    finally:
+        _deferring -= 1
+        if not _deferring and _pending:
+            raise Stopped(_pending.pop())  # the stop is what the user asked for, even over an error in flight
 
 
 @contextmanager
@@ -74,6 +100,7 @@ def stopping_on_signals():
         return
     previous = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
     _received.clear()
+    _pending.clear()
     for signum in STOP_SIGNALS:
         signal.signal(signum, _on_signal)
     try:

@@ -43,6 +43,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from capc import stopping
 from capc.stopping import signal_name
 from capc.errors import CapcError
 from capc.goal import Goal, is_score
@@ -381,10 +382,7 @@ class _SweepRunner:
             logging.getLogger(__name__).warning("could not record run %s in MLflow", run_id, exc_info=True)
 
     def open_tracking(self) -> None:
-        from mlflow import MlflowClient
-
-        logging.getLogger("alembic").setLevel(logging.WARNING)
-        self.client = MlflowClient(tracking_uri=self.tracking_uri)
+        self.client = tracking.client(self.tracking_uri)
 
     def trial_env(self, run_id: str | None) -> dict:
         env = dict(os.environ)
@@ -402,7 +400,7 @@ class _SweepRunner:
         """Ask the sampler for parameters and start the trial (status failed when it cannot even start)."""
         from mlflow.entities import Param
 
-        with _quiet_experimental():
+        with _quiet_experimental(), stopping.deferred():  # a trial the study holds half-asked would resume without params
             optuna_trial = self.study.ask(fixed_distributions=self.distributions)
         number = optuna_trial.number
         values = samplers.values_from_raw(self.plan.search_space, optuna_trial.params)
@@ -502,14 +500,15 @@ class _SweepRunner:
                 self.client.set_tag(trial.run_id, "capc.duration_s", f"{trial.duration_s:.3f}")
             except Exception:
                 pass  # a missing duration costs only the column in `capc runs`
-        optuna_trial.set_user_attr(RUN_RECORD_ATTR, trial.to_dict())
-        if status != INTERRUPTED:  # an interrupted trial stays RUNNING in the study: --resume settles it (settle_unfinished)
-            if status == COMPLETED and is_score(trial.value):
-                self.study.tell(optuna_trial, float(trial.value))
-            elif status == EARLY_TERMINATED:
-                self.study.tell(optuna_trial, state=TrialState.PRUNED)
-            else:
-                self.study.tell(optuna_trial, state=TrialState.FAIL)
+        with stopping.deferred():  # the study's record of a trial is written whole
+            optuna_trial.set_user_attr(RUN_RECORD_ATTR, trial.to_dict())
+            if status != INTERRUPTED:  # an interrupted trial stays RUNNING in the study: --resume settles it (settle_unfinished)
+                if status == COMPLETED and is_score(trial.value):
+                    self.study.tell(optuna_trial, float(trial.value))
+                elif status == EARLY_TERMINATED:
+                    self.study.tell(optuna_trial, state=TrialState.PRUNED)
+                else:
+                    self.study.tell(optuna_trial, state=TrialState.FAIL)
         self.emit(EVENT_OF_STATUS[status], trial)
 
     # -- the loop

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from dataclasses import dataclass, field
@@ -36,21 +37,44 @@ def artifact_root(home: Path | None = None) -> str:
     return (home or capc_home()).joinpath("mlartifacts").as_uri()
 
 
-def client():
-    """An MlflowClient on capc's store (mlflow imported here only: it costs ~2 s)."""
+def client(uri: str | None = None):
+    """An MlflowClient on capc's store, or on `uri` (mlflow imported here only: it costs ~2 s). A stop signal never
+    interrupts one of its calls half-way (capc.stopping.deferred): it is raised when the call returns."""
     import logging
     import os
 
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # no outbound attempts, no 2 s wait at exit
-    from mlflow import MlflowClient
-
     # The store's schema migrations and mlflow.sklearn's pickle notice are noise in a CLI.
     logging.getLogger("alembic").setLevel(logging.WARNING)
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     logging.getLogger("mlflow.sklearn").setLevel(logging.ERROR)
-    home = capc_home()
-    home.mkdir(parents=True, exist_ok=True)
-    return MlflowClient(tracking_uri=tracking_uri(home))
+    if uri is None:
+        home = capc_home()
+        home.mkdir(parents=True, exist_ok=True)
+        uri = tracking_uri(home)
+    return _stop_safe_client_class()(tracking_uri=uri)
+
+
+@functools.cache
+def _stop_safe_client_class():
+    from mlflow import MlflowClient
+
+    from capc import stopping
+
+    class StopSafeClient(MlflowClient):
+        def __getattribute__(self, name):
+            attr = super().__getattribute__(name)
+            if name.startswith("_") or not callable(attr):
+                return attr
+
+            @functools.wraps(attr)
+            def call(*args, **kwargs):
+                with stopping.deferred():
+                    return attr(*args, **kwargs)
+
+            return call
+
+    return StopSafeClient
 
 
 def experiment_id(mlflow_client, name: str) -> str:

@@ -99,6 +99,35 @@ def test_each_stop_signal_raises_stopped_once_with_its_exit_status():
     assert signal.getsignal(signal.SIGTERM) is before
 
 
+def test_a_stop_inside_a_store_call_is_raised_when_the_call_returns(tmp_path, monkeypatch):
+    # A Stopped raised inside SQLAlchemy left a cursor half-closed and a logged traceback (seen in CI).
+    with pytest.raises(stopping.Stopped):
+        with stopping.stopping_on_signals():
+            with stopping.deferred():
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(0.05)
+                finished = True  # the block runs to its end
+            raise AssertionError("not reached: the stop is raised as the block ends")
+    assert finished and stopping.exit_status() == 143
+    # Every call on the store's client is such a block.
+    monkeypatch.setenv("CAPC_HOME", str(tmp_path))
+    store = tracking.client()
+    exp_id = tracking.experiment_id(store, "deferred")
+    with pytest.raises(stopping.Stopped):
+        with stopping.stopping_on_signals():
+            original = type(store).__mro__[1].create_run
+
+            def slow_create_run(self, *args, **kwargs):
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(0.05)
+                return original(self, *args, **kwargs)
+
+            monkeypatch.setattr(type(store).__mro__[1], "create_run", slow_create_run)
+            tracking.start_run(store, exp_id, "cut", "trial")
+    monkeypatch.undo()
+    assert [r.info.run_name for r in tracking.client(tracking.tracking_uri(tmp_path)).search_runs([exp_id])] == ["cut"]
+
+
 def test_a_second_holder_of_a_spec_lock_is_refused_with_the_first_named(tmp_path, monkeypatch):
     monkeypatch.setenv("CAPC_HOME", str(tmp_path))
     with locks.spec_lock("bank", "a" * 64):
