@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from capc import stopping
 from capc.state.home import capc_home
 
 KIND_TAG = "capc.kind"  # submit | automl | candidate | sweep | trial | step
@@ -52,14 +53,13 @@ def client(uri: str | None = None):
         home = capc_home()
         home.mkdir(parents=True, exist_ok=True)
         uri = tracking_uri(home)
-    return _stop_safe_client_class()(tracking_uri=uri)
+    with stopping.deferred():  # the first client on a new store runs its schema migrations
+        return _stop_safe_client_class()(tracking_uri=uri)
 
 
 @functools.cache
 def _stop_safe_client_class():
     from mlflow import MlflowClient
-
-    from capc import stopping
 
     class StopSafeClient(MlflowClient):
         def __getattribute__(self, name):
