@@ -45,6 +45,7 @@ def client(uri: str | None = None):
     import os
 
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # no outbound attempts, no 2 s wait at exit
+    client_class = _stop_safe_client_class()  # imports mlflow, which sets its loggers' levels: ours come after
     # The store's schema migrations and mlflow.sklearn's pickle notice are noise in a CLI.
     logging.getLogger("alembic").setLevel(logging.WARNING)
     logging.getLogger("mlflow").setLevel(logging.WARNING)
@@ -54,7 +55,7 @@ def client(uri: str | None = None):
         home.mkdir(parents=True, exist_ok=True)
         uri = tracking_uri(home)
     with stopping.deferred():  # the first client on a new store runs its schema migrations
-        return _stop_safe_client_class()(tracking_uri=uri)
+        return client_class(tracking_uri=uri)
 
 
 @functools.cache

@@ -128,6 +128,16 @@ def test_a_stop_inside_a_store_call_is_raised_when_the_call_returns(tmp_path, mo
     assert [r.info.run_name for r in tracking.client(tracking.tracking_uri(tmp_path)).search_runs([exp_id])] == ["cut"]
 
 
+def test_the_first_client_on_a_new_store_says_nothing(tmp_path):
+    # MLflow logs its schema migrations at INFO; a newcomer's first `capc submit` printed two such lines.
+    made = subprocess.run(
+        [sys.executable, "-c", "from capc.state import tracking; tracking.experiment_id(tracking.client(), 'x')"],
+        env={**os.environ, "CAPC_HOME": str(tmp_path / "home")}, capture_output=True, text=True, timeout=120,
+    )
+    assert made.returncode == 0 and (tmp_path / "home" / "mlflow.db").exists(), made.stderr
+    assert made.stdout + made.stderr == ""
+
+
 def test_a_second_holder_of_a_spec_lock_is_refused_with_the_first_named(tmp_path, monkeypatch):
     monkeypatch.setenv("CAPC_HOME", str(tmp_path))
     with locks.spec_lock("bank", "a" * 64):
