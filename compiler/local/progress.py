@@ -43,7 +43,8 @@ class SubmitProgress:
         self.progress.__exit__(*exc)
 
     def note(self, text: str) -> None:
-        self.console.print(f"[yellow]{text}")
+        # Notes carry names and parameter values: never read as markup. Whole lines, so a log keeps them greppable.
+        self.console.print(text, style="yellow", markup=False, highlight=False, soft_wrap=True)
 
     # AutoML: a time budget, so the bar counts seconds.
     def automl_started(self, budget_s: float) -> None:
