@@ -6,6 +6,7 @@ import json
 import math
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from capc.goal import Goal
@@ -36,7 +37,7 @@ def _fmt(value) -> str:
 
 def _params(params: dict, width: int = 60) -> str:
     text = ", ".join(f"{k}={v}" for k, v in sorted(params.items()))
-    return text if len(text) <= width else text[: width - 1] + "…"
+    return escape(text if len(text) <= width else text[: width - 1] + "…")
 
 
 def leaderboard_rows(rows, metric: str, goal: str):
@@ -55,8 +56,8 @@ def runs_table(rows, title: str) -> Table:
         by_parent.setdefault(r.parent, []).append(r)
 
     def add(run, depth):
-        metrics = ", ".join(f"{k}={_fmt(v)}" for k, v in sorted(run.metrics.items()))
-        table.add_row("  " * depth + f"{run.name} [dim]{run.run_id[:8]}", run.kind, _status(run.status), _duration(run.duration_s), metrics, _params(run.params))
+        metrics = escape(", ".join(f"{k}={_fmt(v)}" for k, v in sorted(run.metrics.items())))
+        table.add_row("  " * depth + f"{escape(run.name)} [dim]{run.run_id[:8]}", run.kind, _status(run.status), _duration(run.duration_s), metrics, _params(run.params))
         for child in sorted(by_parent.get(run.run_id, []), key=lambda c: c.start):
             add(child, depth + 1)
 
@@ -81,7 +82,7 @@ def leaderboard_table(rows, metric: str, goal: str, title: str) -> Table:
         # A conditional sweep's trials name their family: sweep/svc.
         source = "automl" if r.kind == "candidate" else "/".join(["sweep", *([r.params["family"]] if "family" in r.params else [])])
         serving = [form.format(r.metrics[name]) if name in r.metrics else "-" for name, form in SERVING_COLUMNS.values()]
-        table.add_row(str(i), source, f"{r.name} [dim]{r.run_id[:8]}", _status(r.status), _fmt(r.metrics.get(metric)),
+        table.add_row(str(i), escape(source), f"{escape(r.name)} [dim]{r.run_id[:8]}", _status(r.status), _fmt(r.metrics.get(metric)),
                       _duration(r.duration_s), *serving, _params(r.params))
     return table
 
@@ -102,7 +103,7 @@ def pipeline_table(result) -> Table:
         table.add_column(col, overflow="fold")
     for step in result.steps:
         note = step.detail.splitlines()[0] if step.detail else ""
-        table.add_row(step.name, step.type, ", ".join(step.needs) or "-", _status(step.status), _duration(step.duration_s), _fmt(step.value), note)
+        table.add_row(step.name, step.type, ", ".join(step.needs) or "-", _status(step.status), _duration(step.duration_s), _fmt(step.value), escape(note))
     return table
 
 
@@ -117,9 +118,9 @@ def submit_table(result) -> Table:
     shown += [o for o in [result.winner] if o is not None and o not in shown]
     shown += [o for o, _ in (result.selection.passed_over if result.selection else []) if o not in shown]
     for o in shown:
-        mark = "✔" if o is result.winner else ("passed over: " + "; ".join(passed[id(o)]) if id(o) in passed else "")
+        mark = "✔" if o is result.winner else (escape("passed over: " + "; ".join(passed[id(o)])) if id(o) in passed else "")
         p99 = o.metrics.get("serving_p99_ms")
-        table.add_row(o.source, f"{o.label} [dim]{(o.candidate_run_id or o.run_id)[:8]}", f"{o.value:.4f}",
+        table.add_row(o.source, f"{escape(o.label)} [dim]{(o.candidate_run_id or o.run_id)[:8]}", f"{o.value:.4f}",
                       "-" if p99 is None else f"{p99:.1f}", mark)
     return table
 
@@ -128,12 +129,12 @@ def print_submit(result) -> None:
     out = console()
     out.print(submit_table(result))
     if result.model:
-        out.print(f"registered model [bold]{result.model.ref}[/] ({result.model.source} {result.winner.label}, {result.metric} {result.model.value:.4f})")
+        out.print(f"registered model [bold]{result.model.ref}[/] ({result.model.source} {escape(result.winner.label)}, {result.metric} {result.model.value:.4f})")
         selection = result.selection
         if selection and selection.cost:
             out.print(f"serving ({selection.budget.describe()}): {selection.cost.summary()}")
         for note in selection.notes if selection else []:
-            out.print(f"note: {note}")
+            out.print(f"note: {note}", markup=False)
         out.print(f"next: capc leaderboard {result.name} | capc deploy {result.name}")
 
 
@@ -147,7 +148,7 @@ def print_pipeline(result) -> None:
         if cost:
             out.print(f"serving ({winner.get('budget')}): {cost.summary()}")
         for passed in winner.get("passed_over") or []:
-            out.print(f"passed over {passed['source']} ({passed['value']:.4f}): {'; '.join(passed['reasons'])}")
+            out.print(f"passed over {passed['source']} ({passed['value']:.4f}): {'; '.join(passed['reasons'])}", markup=False)
 
 
 def print_job_run(result) -> None:
@@ -159,11 +160,11 @@ def print_job_run(result) -> None:
             table.add_column(col)
         for trial in result.trials:
             value = f"{trial.value:.4f}" if isinstance(trial.value, (int, float)) else "-"
-            params = ", ".join(f"{k}={v}" for k, v in trial.params.items())
+            params = escape(", ".join(f"{k}={v}" for k, v in trial.params.items()))
             table.add_row(trial.trial_id, trial.status, value, params)
         out.print(table)
         if result.value is not None:
-            out.print(f"best {result.metric} [bold]{result.value:.4f}[/] ({', '.join(f'{k}={v}' for k, v in result.params.items())})")
+            out.print(f"best {result.metric} [bold]{result.value:.4f}[/] ({escape(', '.join(f'{k}={v}' for k, v in result.params.items()))})")
     else:
         table = Table(title=f"{result.name}: command run ({result.status})", header_style="bold")
         table.add_column("metric")
@@ -174,16 +175,17 @@ def print_job_run(result) -> None:
     files = result.files
     if files is None:
         return
-    out.print(f"run {files.run_id} in {files.folder}")
+    # Paths and output names are the user's: printed as they are, never read as markup.
+    out.print(f"run {files.run_id} in {files.folder}", markup=False)
     for name, folder in files.named_outputs.items():
-        out.print(f"  output {name}: {folder}")
+        out.print(f"  output {name}: {folder}", markup=False)
     shown = [f for f in files.outputs if not f.startswith("named_outputs/")]
     for rel in shown[:20]:
-        out.print(f"  outputs/: {rel}")
+        out.print(f"  outputs/: {rel}", markup=False)
     if len(shown) > 20:
-        out.print(f"  ... and {len(shown) - 20} more in {files.folder}/outputs")
+        out.print(f"  ... and {len(shown) - 20} more in {files.folder}/outputs", markup=False)
     for model in files.models:
-        out.print(f"  MLflow model: [bold]{model}[/]")
+        out.print(f"  MLflow model: [bold]{escape(str(model))}[/]")
     if not files.models:
         out.print("  no MLflow model: the run neither saved one to its outputs nor logged one")
 

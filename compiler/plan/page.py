@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from rich.console import Group
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -72,7 +73,7 @@ def _space_table(plan: SpecPlan) -> Table:
     table.add_column("distribution")
     for branch in plan.sweep.described():
         for name, expression in branch["search_space"].items():
-            table.add_row(*([branch["family"]] if plan.sweep.conditional else []), name, expression)
+            table.add_row(*([branch["family"]] if plan.sweep.conditional else []), name, escape(expression))
     return table
 
 
@@ -84,7 +85,7 @@ def _combinations_table(plan: SpecPlan) -> Table:
     for name in names:
         table.add_column(name)
     for i, combination in enumerate(combinations, start=1):
-        table.add_row(str(i), *(str(combination.get(n, "")) for n in names))
+        table.add_row(str(i), *(escape(str(combination.get(n, ""))) for n in names))
     return table
 
 
