@@ -51,6 +51,37 @@ ONLINE_ENDPOINT_SIZES: dict[str, tuple[str, int, float]] = {
 }
 _ENDPOINT_SIZES_BY_KEY = {name.lower(): name for name in ONLINE_ENDPOINT_SIZES}
 
+_MIGRATION_GUIDES = "https://learn.microsoft.com/azure/virtual-machines/sizes/migration-guides"
+# VM sizes Azure has retired: "Series with Retirement Status listed as Retired are no longer available and can't be
+# provisioned" (https://learn.microsoft.com/azure/virtual-machines/sizes/retirement/retired-sizes-list), and VMs made
+# before are deallocated. Only series whose retirement date had passed when this table was written (2026-11-30);
+# series merely announced (Dv2/DSv2 on 2028-05-01, Av2, F/Fsv2 ...) are not refused. lower-case size -> (series,
+# retired on, the page that gives the date).
+RETIRED_SIZES: dict[str, tuple[str, str, str]] = {
+    size.lower(): (series, date, page)
+    for series, date, page, sizes in (
+        ("NCv3", "2025-09-30", "https://learn.microsoft.com/azure/virtual-machines/ncv3-nc6s-nc12s-nc24s-retirement",
+         ("Standard_NC6s_v3", "Standard_NC12s_v3", "Standard_NC24s_v3")),
+        ("NCv3 NC24rs", "2025-09-30", "https://learn.microsoft.com/azure/virtual-machines/ncv3-nc24rs-retirement", ("Standard_NC24rs_v3",)),
+        ("NVv3", "2026-09-30", "https://learn.microsoft.com/azure/virtual-machines/sizes/retirement/retired-sizes-list",
+         ("Standard_NV12s_v3", "Standard_NV24s_v3", "Standard_NV48s_v3")),
+        ("NVv4", "2026-09-30", "https://learn.microsoft.com/azure/virtual-machines/sizes/retirement/retired-sizes-list",
+         ("Standard_NV4as_v4", "Standard_NV8as_v4", "Standard_NV16as_v4", "Standard_NV32as_v4")),
+        ("NC", "2023-09-06", f"{_MIGRATION_GUIDES}/nc-series-retirement",
+         [f"Standard_NC{n}{promo}" for n in ("6", "12", "24", "24r") for promo in ("", "_Promo")]),
+        ("NCv2", "2023-09-06", f"{_MIGRATION_GUIDES}/ncv2-series-retirement",
+         ("Standard_NC6s_v2", "Standard_NC12s_v2", "Standard_NC24s_v2", "Standard_NC24rs_v2")),
+        ("ND", "2023-09-06", f"{_MIGRATION_GUIDES}/nd-series-retirement",
+         ("Standard_ND6s", "Standard_ND12s", "Standard_ND24s", "Standard_ND24rs")),
+        ("NV", "2023-09-06", f"{_MIGRATION_GUIDES}/nv-series-retirement",
+         [f"Standard_NV{n}{promo}" for n in (6, 12, 24) for promo in ("", "_Promo")]),
+        ("Av1", "2024-08-31", f"{_MIGRATION_GUIDES}/av1-series-retirement",
+         [f"Standard_A{n}" for n in range(8)] + [f"Basic_A{n}" for n in range(5)]),
+    )
+    for size in sizes
+}
+GPU_SIZE_EXAMPLES = "Standard_NC4as_T4_v3 (T4) or Standard_NC24ads_A100_v4 (A100)"
+
 
 def is_gpu_size(size: str) -> bool:
     """Azure's N-family sizes (NC, ND, NG, NV) are the GPU ones
@@ -156,8 +187,17 @@ def _image_task_runs_on_gpu(data: dict) -> Iterator[Finding]:
         yield Finding(
             ("compute", "size"),
             f"AutoML image tasks need a GPU cluster; `{compute['size']}` has no GPU",
-            "use a GPU size such as Standard_NC4as_T4_v3 or Standard_NC6s_v3",
+            f"use a GPU size such as {GPU_SIZE_EXAMPLES}",
         )
+
+
+def _size_not_retired(data: dict) -> Iterator[Finding]:
+    for path, size in ((("compute", "size"), data["compute"]["size"]), (("deployment", "instance_type"), data["deployment"]["instance_type"])):
+        retired = RETIRED_SIZES.get(size.lower())
+        if retired:
+            series, date, page = retired
+            other = GPU_SIZE_EXAMPLES if is_gpu_size(size) else "Standard_D4as_v4 or Standard_DS3_v2"
+            yield Finding(path, f"`{size}` ({series} series) was retired by Azure on {date}", f"use a current size such as {other}; see {page}")
 
 
 def _endpoint_size_is_offered(data: dict) -> Iterator[Finding]:
@@ -196,6 +236,10 @@ SERVICE_RULES: tuple[ServiceRule, ...] = (
     ServiceRule("image_task_runs_on_gpu", ERROR,
                 "https://learn.microsoft.com/azure/machine-learning/how-to-auto-train-image-models",
                 _image_task_runs_on_gpu),
+    # Retired sizes "can't be provisioned" (the list of retired series; each series' page is cited in RETIRED_SIZES).
+    ServiceRule("size_not_retired", ERROR,
+                "https://learn.microsoft.com/azure/virtual-machines/sizes/retirement/retired-sizes-list",
+                _size_not_retired),
     # Managed online deployments take only the listed VM sizes
     # (https://learn.microsoft.com/azure/machine-learning/reference-managed-online-endpoints-vm-sku-list).
     ServiceRule("endpoint_size_is_offered", ERROR,

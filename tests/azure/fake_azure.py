@@ -175,11 +175,11 @@ class FakeAzureML:
         # The workspace region's VM sizes and per-family vCPU usage (`capc plan --target azure` reads both).
         self.region_vm_sizes: list[dict] = [
             _vm_size("Standard_DS3_v2", "standardDSv2Family", 4, 0),
-            _vm_size("Standard_NC6s_v3", "standardNCSv3Family", 6, 1),
+            _vm_size("Standard_NC4as_T4_v3", "standardNCASv3_T4Family", 4, 1),
         ]
         self.region_usages: list[dict] = [
             self.family_usage("standardDSv2Family", in_use=0, limit=24),
-            self.family_usage("standardNCSv3Family", in_use=0, limit=12),
+            self.family_usage("standardNCASv3_T4Family", in_use=0, limit=8),
         ]
         self._server: ThreadingHTTPServer | None = None
         self._seed_workspace()

@@ -16,7 +16,7 @@ from fake_azure import RESOURCE_GROUP, SUBSCRIPTION, WORKSPACE, FakeCredential
 from repo import SPECS
 
 BANK = str(SPECS / "bankmarketing.yaml")  # cpu-cluster: 4 x Standard_DS3_v2 (4 vCPUs) = 16 vCPUs at peak
-MRI = str(SPECS / "mri.yaml")  # gpu-cluster: 2 x Standard_NC6s_v3 (6 vCPUs) = 12 vCPUs at peak
+MRI = str(SPECS / "mri.yaml")  # gpu-cluster: 2 x Standard_NC4as_T4_v3 (4 vCPUs) = 8 vCPUs at peak
 
 
 @pytest.fixture
@@ -40,8 +40,8 @@ def test_enough_quota(plan_azure, fake_azure):
     bank, mri = json.loads(result.output)["specs"]
     assert bank["quota"] == [{"family": "standardDSv2Family", "clusters": ["cpu-cluster"], "needed_vcpus": 16, "in_use": 0,
                               "limit": 24, "left": 24, "enough": True}]
-    assert mri["quota"] == [{"family": "standardNCSv3Family", "clusters": ["gpu-cluster"], "needed_vcpus": 12, "in_use": 0,
-                             "limit": 12, "left": 12, "enough": True}]
+    assert mri["quota"] == [{"family": "standardNCASv3_T4Family", "clusters": ["gpu-cluster"], "needed_vcpus": 8, "in_use": 0,
+                             "limit": 8, "left": 8, "enough": True}]
     # azure-ai-ml's own calls, for the workspace's region
     assert fake_azure.find("GET", r"/providers/Microsoft\.MachineLearningServices/locations/westeurope/usages$")
     assert fake_azure.find("GET", r"/providers/Microsoft\.MachineLearningServices/locations/westeurope/vmSizes$")
@@ -65,14 +65,14 @@ def test_a_family_without_quota_is_not_enough(plan_azure, fake_azure):
     fake_azure.region_usages = []
     result = plan_azure(MRI)
     assert result.exit_code == 1
-    assert "may need 12 vCPUs at once; the region has no quota." in result.output
+    assert "may need 8 vCPUs at once; the region has no quota." in result.output
 
 
 def test_size_not_offered_in_the_region(plan_azure, fake_azure):
-    fake_azure.region_vm_sizes = [size for size in fake_azure.region_vm_sizes if size["name"] != "Standard_NC6s_v3"]
+    fake_azure.region_vm_sizes = [size for size in fake_azure.region_vm_sizes if size["name"] != "Standard_NC4as_T4_v3"]
     result = plan_azure(MRI)
     assert result.exit_code == 1
-    assert f"error: {MRI}: compute.size `Standard_NC6s_v3` (cluster `gpu-cluster`) is not a VM size Azure ML offers" in result.output
+    assert f"error: {MRI}: compute.size `Standard_NC4as_T4_v3` (cluster `gpu-cluster`) is not a VM size Azure ML offers" in result.output
 
 
 def test_workspace_not_found(plan_azure, fake_azure, tmp_path):

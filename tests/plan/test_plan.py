@@ -303,7 +303,7 @@ def test_price_snapshot_covers_the_specs_and_the_schema_defaults():
     for path in REFERENCE_SPECS:
         data = load_spec(path).data
         sizes |= {data["compute"]["size"], data["deployment"]["instance_type"]}
-    assert sizes == {"Standard_DS3_v2", "Standard_NC6s_v3"}
+    assert sizes == {"Standard_DS3_v2", "Standard_NC4as_T4_v3"}
     for size in sizes:
         assert prices.hourly(size) and prices.hourly(size) > 0, size
 

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from capc.cli import cli
 from capc.errors import SpecInvalid
 from capc.spec import load_spec
-from capc.spec.service_rules import ERROR, ONLINE_ENDPOINT_SIZES, SERVICE_RULES, WARNING, is_gpu_size
+from capc.spec.service_rules import ERROR, ONLINE_ENDPOINT_SIZES, RETIRED_SIZES, SERVICE_RULES, WARNING, is_gpu_size
 from repo import REFERENCE_SPECS
 from repo import write_spec as write
 
@@ -93,7 +93,7 @@ def test_image_automl_on_a_cpu_cluster(workdir):
     path = write(workdir, image_spec + "compute:\n  name: gpu-cluster\n  size: Standard_DS3_v2\n")
     assert the_problem(path) == (
         f"{path}:9:9: compute.size: AutoML image tasks need a GPU cluster; `Standard_DS3_v2` has no GPU "
-        "(use a GPU size such as Standard_NC4as_T4_v3 or Standard_NC6s_v3)"
+        "(use a GPU size such as Standard_NC4as_T4_v3 (T4) or Standard_NC24ads_A100_v4 (A100))"
     )
     path.write_text(path.read_text().replace("Standard_DS3_v2", "Standard_NC4as_T4_v3"))
     assert load_spec(path).data["compute"]["size"] == "Standard_NC4as_T4_v3"
@@ -110,6 +110,33 @@ def test_endpoint_instance_type_that_online_endpoints_do_not_offer(workdir):
 def test_endpoint_sizes_match_without_case_as_azure_does(workdir):
     path = write(workdir, BASE + "deployment:\n  instance_type: STANDARD_F4S_V2\n")
     assert load_spec(path).warnings == ()
+
+
+def test_a_retired_cluster_size_is_refused_with_its_date_page_and_a_current_size(workdir):
+    # The NCv3 (V100) sizes were retired on 2025-09-30; the MRI spec named one until this rule caught it.
+    path = write(workdir, BASE + "compute:\n  name: gpu-cluster\n  size: standard_nc6s_v3\n")
+    assert the_problem(path) == (
+        f"{path}:10:9: compute.size: `standard_nc6s_v3` (NCv3 series) was retired by Azure on 2025-09-30 "
+        "(use a current size such as Standard_NC4as_T4_v3 (T4) or Standard_NC24ads_A100_v4 (A100); "
+        "see https://learn.microsoft.com/azure/virtual-machines/ncv3-nc6s-nc12s-nc24s-retirement)"
+    )
+
+
+def test_a_retired_endpoint_size_is_refused(workdir):
+    path = write(workdir, BASE + "deployment:\n  instance_type: Standard_NC6s_v2\n")
+    assert the_problem(path).startswith(
+        f"{path}:9:18: deployment.instance_type: `Standard_NC6s_v2` (NCv2 series) was retired by Azure on 2023-09-06 "
+        "(use a current size such as Standard_NC4as_T4_v3"
+    )
+    path = write(workdir, BASE + "compute:\n  size: Basic_A2\n")
+    assert "`Basic_A2` (Av1 series) was retired by Azure on 2024-08-31 (use a current size such as Standard_D4as_v4" in the_problem(path)
+
+
+def test_the_retired_table_holds_only_past_retirements_and_no_size_capc_suggests():
+    assert all(date <= "2026-11-30" for _, date, _ in RETIRED_SIZES.values())
+    assert all(page.startswith("https://learn.microsoft.com/") for _, _, page in RETIRED_SIZES.values())
+    for suggested in ("Standard_NC4as_T4_v3", "Standard_NC24ads_A100_v4", "Standard_D4as_v4", "Standard_DS3_v2"):
+        assert suggested.lower() not in RETIRED_SIZES
 
 
 def test_concurrency_above_the_cluster_is_a_warning_with_its_location(workdir):
