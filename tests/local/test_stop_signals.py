@@ -117,12 +117,12 @@ def test_a_stop_inside_a_store_call_is_raised_when_the_call_returns(tmp_path, mo
         with stopping.stopping_on_signals():
             original = type(store).__mro__[1].create_run
 
-            def slow_create_run(self, *args, **kwargs):
+            def create_run_cut_by_a_signal(self, *args, **kwargs):
                 os.kill(os.getpid(), signal.SIGTERM)
                 time.sleep(0.05)
                 return original(self, *args, **kwargs)
 
-            monkeypatch.setattr(type(store).__mro__[1], "create_run", slow_create_run)
+            monkeypatch.setattr(type(store).__mro__[1], "create_run", create_run_cut_by_a_signal)
             tracking.start_run(store, exp_id, "cut", "trial")
     monkeypatch.undo()
     assert [r.info.run_name for r in tracking.client(tracking.tracking_uri(tmp_path)).search_runs([exp_id])] == ["cut"]
