@@ -83,6 +83,9 @@ class LocalBackend:
 
         job = load_job_yaml(path, overrides)
         check_runs_locally(job)
+        if job.type == "automl":
+            self.submit_automl_job_yaml(path, overrides, resume=resume, as_json=as_json)
+            return
         objective = job.data.get("objective") or {}
         say = (lambda text: click.echo(text, err=True))
         if job.type == "sweep":
@@ -99,6 +102,28 @@ class LocalBackend:
         if result.interrupted:
             resume_command = shlex.join(["capc", "submit", str(path), *(f"--set={o}" for o in overrides), "--resume"])
             click.echo(f"interrupted ({stopping.signal_name()}): finished trials are recorded. To continue: {resume_command}", err=True)
+            sys.exit(stopping.exit_status())
+
+    def submit_automl_job_yaml(self, path: Path, overrides: list[str], *, resume: bool, as_json: bool, register: str | None = None) -> None:
+        """An Azure ML AutoML job written by hand, on the local AutoML engine (capc.local.automl_job)."""
+        from capc import views
+        from capc.jobfolder.job_yaml import load_job_yaml
+        from capc.local.automl_job import objective, run_automl_job_yaml
+        from capc.local.progress import SubmitProgress
+
+        job = load_job_yaml(path, overrides)
+        if job.type != "automl":
+            raise CapcError(f"--register names the model of an AutoML job; {path} is a `{job.type}` job.", f"capc submit {path}")
+        say = (lambda text: click.echo(text, err=True))
+        with SubmitProgress(*objective(job)) as progress:
+            result = run_automl_job_yaml(job, resume=resume, register=register, progress=progress, say=say)
+        if as_json:
+            views.print_json(result.to_dict())
+        else:
+            views.print_automl_job(result)
+        if result.interrupted:
+            resume_command = shlex.join(["capc", "submit", str(path), *(f"--set={o}" for o in overrides), "--resume"])
+            click.echo(f"interrupted ({stopping.signal_name()}): finished candidates are recorded. To run it again: {resume_command}", err=True)
             sys.exit(stopping.exit_status())
 
     def status(self, name_or_job: str) -> None:

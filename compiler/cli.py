@@ -240,10 +240,11 @@ def _build_for_submit(spec_path: Path, overrides: list[str], out_dir: Path):
 @click.option("--no-wait", is_flag=True, help="Azure: return once the jobs are submitted.")
 @click.option("--dry-run", is_flag=True, help="Azure: contact nothing; print the REST bodies and assets a submit would send.")
 @click.option("--workspace", "workspace_config", type=click.Path(path_type=Path), default=None, help="Azure ML config.json (else AZURE_SUBSCRIPTION_ID, AZURE_RESOURCE_GROUP, AZUREML_WORKSPACE_NAME).")
+@click.option("--register", "register_as", metavar="NAME", default=None, help="An AutoML job YAML: register its best model as NAME, with a scoring script (for deploy, predict, report).")
 @out_option
 @json_option
 @stops_cleanly
-def submit(source: Path, target: str, only: str | None, overrides: tuple[str, ...], resume: bool, no_wait: bool, dry_run: bool, workspace_config: Path | None, out_dir: Path, as_json: bool) -> None:
+def submit(source: Path, target: str, only: str | None, overrides: tuple[str, ...], resume: bool, no_wait: bool, dry_run: bool, workspace_config: Path | None, out_dir: Path, as_json: bool, register_as: str | None = None) -> None:
     """Run a spec (built first), a job folder built before (generated/<name>/, no spec needed), or an Azure ML sweep
     or command job YAML written by hand (on the local engine): locally by default, or on Azure ML."""
     from capc.jobfolder import is_job_folder, read_job_folder
@@ -253,8 +254,14 @@ def submit(source: Path, target: str, only: str | None, overrides: tuple[str, ..
     if looks_like_job_yaml(source):
         if only or no_wait or dry_run:
             raise CapcError("--only, --no-wait and --dry-run apply to a spec or a job folder, not to a job YAML.", f"capc submit {source}")
-        backend.submit_job_yaml(source, list(overrides), resume=resume, as_json=as_json)
+        if register_as:
+            backend.submit_automl_job_yaml(source, list(overrides), resume=resume, as_json=as_json, register=register_as)
+        else:
+            backend.submit_job_yaml(source, list(overrides), resume=resume, as_json=as_json)
         return
+    if register_as:
+        raise CapcError("--register names the model of a hand-written AutoML job YAML; a spec registers its winner under its own name.",
+                        f"capc submit {source}")
     if is_job_folder(source):
         if overrides:
             raise CapcError(

@@ -225,3 +225,28 @@ def _duration(seconds) -> str:
 def _status(status: str) -> str:
     colour = {"completed": "green", "failed": "red", "early_terminated": "yellow", "interrupted": "yellow", "running": "cyan"}.get(status, "white")
     return f"[{colour}]{status}[/]"
+
+
+def print_automl_job(result) -> None:
+    """`capc submit JOB.yml` of an AutoML job: the best candidate, where its model lies, the test run's metrics."""
+    out = console()
+    if result.value is None:
+        out.print(f"{escape(result.name)}: AutoML {result.status} after {result.candidates} candidate(s); no model was kept")
+        return
+    out.print(f"{escape(result.name)}: best {result.metric} [bold]{result.value:.4f}[/] ({escape(result.best)}, of {result.candidates} "
+              f"candidates, {result.goal}) on its validation rows")
+    out.print(f"  best child's model: {result.model_dir}", markup=False)
+    out.print(f"  output best_model: {result.best_model}", markup=False)
+    if result.test_rows:
+        table = Table(title=f"test run: {result.test_rows:,} rows", header_style="bold")
+        table.add_column("metric")
+        table.add_column("value", justify="right")
+        for name, value in sorted(result.test_metrics.items()):
+            table.add_row(("* " if name == result.metric else "") + name, _fmt(value))
+        out.print(table)
+        out.print(f"  test predictions: {result.test_predictions}", markup=False)
+    for note in result.notes:
+        out.print(f"note: {note}", markup=False)
+    if result.model:
+        out.print(f"registered model [bold]{result.model.ref}[/] ({result.metric} {result.model.value:.4f})")
+        out.print(f"next: capc deploy {result.model.name} | capc predict {result.model.name} FILE.csv | capc report {result.model.name}", markup=False)

@@ -4,10 +4,9 @@
 Loaded with the spec loader's line marks (so problems point at FILE:LINE:COL) and with `--set key.path=value`
 applied as `az ml job create --set` applies it. Paths in the file are relative to its folder, as Azure reads them.
 
-What runs locally: `type: sweep` and `type: command`. `type: automl` written by hand and `type: pipeline` are
-refused with the reason and what to do instead: capc's local AutoML runs the automl_job.yml that `capc build`
-compiles with its data (a hand-written one names Azure data and settings capc has not checked), and a pipeline's
-steps are components whose graph capc runs only for the pipelines it compiles.
+What runs locally: `type: sweep`, `type: command` and `type: automl` (read further by capc.jobfolder.automl_yaml).
+`type: pipeline` is refused with the reason and what to do instead: a pipeline's steps are components whose
+graph capc runs only for the pipelines it compiles.
 """
 
 from __future__ import annotations
@@ -24,7 +23,7 @@ from capc.errors import CapcError, SpecInvalid, SpecProblem
 from capc.spec.loader import LoadedSpec, load_spec_file
 
 JOB_TYPES = ("command", "sweep", "automl", "pipeline", "spark", "parallel")  # Azure ML v2 job types
-RUNS_LOCALLY = ("command", "sweep")
+RUNS_LOCALLY = ("command", "sweep", "automl")
 JOB_SUFFIXES = (".yml", ".yaml")
 
 
@@ -105,13 +104,6 @@ def check_runs_locally(job: JobYaml) -> None:
     kind = job.type
     if kind in RUNS_LOCALLY:
         return
-    if kind == "automl":
-        raise CapcError(
-            f"{job.path} is an AutoML job written by hand; capc runs AutoML locally only from the automl_job.yml it "
-            "compiles from a spec (whose data and settings it has checked).",
-            "describe the use case in a capc spec (`capc schema` lists the keys) and `capc submit SPEC`, "
-            "or submit this file to Azure with `az ml job create -f`",
-        )
     if kind == "pipeline":
         raise CapcError(
             f"{job.path} is a pipeline job; capc runs locally only the pipelines it compiles (`capc submit SPEC "
@@ -120,6 +112,6 @@ def check_runs_locally(job: JobYaml) -> None:
             "pipeline to Azure with `az ml job create -f`",
         )
     raise CapcError(
-        f"{job.path} is a job of type `{kind}`; the local engine runs sweep and command jobs.",
+        f"{job.path} is a job of type `{kind}`; the local engine runs sweep, command and AutoML jobs.",
         "submit it to Azure with `az ml job create -f`",
     )

@@ -90,8 +90,13 @@ def environment_note(job: JobYaml) -> str:
 
 
 def run_job_yaml(job: JobYaml, resume: bool = False, progress=None, say=None) -> JobRunResult:
-    """Run a hand-written sweep or command job here; CapcError for what cannot run (see capc.jobfolder.job_yaml)."""
+    """Run a hand-written sweep or command job here (an AutoML job: capc.local.automl_job, its own result);
+    CapcError for what cannot run (see capc.jobfolder.job_yaml)."""
     check_runs_locally(job)
+    if job.type == "automl":
+        from capc.local.automl_job import run_automl_job_yaml
+
+        return run_automl_job_yaml(job, resume=resume, progress=progress, say=say)
     say = say or (lambda text: None)
     say(f"note: {environment_note(job)}")
     mlflow_client = tracking.client()

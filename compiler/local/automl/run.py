@@ -22,11 +22,12 @@ from capc.state.held_out import HeldOutPredictions, plain
 
 
 def run_automl(frame: pd.DataFrame, settings: AutoMLSettings, on_candidate: Callable[[Candidate], None] | None = None,
-               log_dir: Path | None = None) -> AutoMLResult:
-    """Search for the best model of `settings.task` on `frame` (features and target), as the Azure job would."""
+               log_dir: Path | None = None, validation: pd.DataFrame | None = None) -> AutoMLResult:
+    """Search for the best model of `settings.task` on `frame` (features and target), as the Azure job would;
+    `validation`: a table of its own that every candidate is judged on (Azure's validation_data)."""
     started = time.monotonic()
     notes: list[str] = []
-    data = training_data(frame, settings, notes)
+    data = training_data(frame, settings, notes, validation)
     estimators, skipped = _runnable_estimators(settings, len(data.X), notes)
     search = run_search(settings, data, estimators, on_candidate, log_dir, notes, started)
 
