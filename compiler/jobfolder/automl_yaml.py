@@ -4,9 +4,9 @@ Azure's AutoML YAML reference (https://learn.microsoft.com/azure/machine-learnin
 azure-ai-ml 1.35.2's AutoMLClassificationSchema / AutoMLRegressionSchema) is the contract: every key is either
 honoured, named in a note saying why it is not, or (for a key Azure itself refuses) an error. Tables are MLTable
 folders on this machine, relative to the job's folder as Azure reads them (given with --set: to the working
-directory). Tasks: classification and regression run on the local tabular engine; image classification on the
-local image engine; object detection, segmentation, the NLP tasks and forecasting are refused, each saying what
-the local engine lacks.
+directory). Tasks: classification and regression run on the local tabular engine; image classification (not
+wired to the local image engine yet), object detection, segmentation, the NLP tasks and forecasting are refused,
+each saying what the local engine lacks.
 """
 
 from __future__ import annotations
@@ -19,10 +19,11 @@ from capc.jobfolder.job_yaml import JobYaml
 from capc.spec.hints import did_you_mean
 
 TABULAR_TASKS = ("classification", "regression")
-IMAGE_TASKS = ("image_classification",)
 TABLES = ("training_data", "validation_data", "test_data")
 # Task -> what the local engine lacks to run it.
 REFUSED_TASKS = {
+    "image_classification": "the local image engine, which takes an image folder from a capc spec (dataset.format: image_folder); "
+                            "a hand-written image job is not wired to it yet",
     "image_classification_multilabel": "a multi-label image learner: the local image engine (keras_cnn) trains one label per image",
     "image_object_detection": "an object detector (boxes and their training loop) and the pretrained weights Azure fine-tunes; the local image engine classifies whole images",
     "image_instance_segmentation": "a segmentation model (masks) and the pretrained weights Azure fine-tunes; the local image engine classifies whole images",
@@ -99,8 +100,8 @@ def read_automl_job(job: JobYaml, bound: dict | None = None) -> AutoMLJob:
     if task in REFUSED_TASKS:
         raise CapcError(f"{job.path}: AutoML task `{task}` cannot run locally: it needs {REFUSED_TASKS[task]}.",
                         f"submit it to Azure with `az ml job create -f {job.path}`")
-    if task not in TABULAR_TASKS + IMAGE_TASKS:
-        known = TABULAR_TASKS + IMAGE_TASKS + tuple(REFUSED_TASKS)
+    if task not in TABULAR_TASKS:
+        known = TABULAR_TASKS + tuple(REFUSED_TASKS)
         raise CapcError(f"{job.path}: `task: {task or '(none)'}` is not an Azure AutoML task.", did_you_mean(task, known) or "tasks: " + ", ".join(known))
     _check_keys(job)
     tables = {role: _table(job, role, (bound or {}).get(role)) for role in TABLES if data.get(role) or (bound or {}).get(role)}

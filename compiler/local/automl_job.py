@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from capc.errors import CapcError
-from capc.jobfolder.automl_yaml import IMAGE_TASKS, AutoMLJob, read_automl_job
+from capc.jobfolder.automl_yaml import AutoMLJob, read_automl_job
 from capc.jobfolder.job_yaml import JobYaml
 from capc.state import held_out, registry, tracking
 from capc.state.tracking import COMPLETED, FAILED, INTERRUPTED
@@ -73,10 +73,6 @@ def run_automl_job_yaml(job: JobYaml, *, resume: bool = False, register: str | N
     """`capc submit JOB.yml` for `type: automl`; CapcError for what cannot run (before any run is recorded)."""
     say = say or (lambda text: None)
     automl = read_automl_job(job)
-    if automl.task in IMAGE_TASKS:
-        from capc.local.automl_images import run_image_job  # noqa: PLC0415 - keras stack only for images
-
-        return run_image_job(automl, register=register, progress=progress, say=say)
     if resume:
         say("note: --resume: an AutoML search keeps no state between runs (FLAML's search is in memory), so the job runs "
             "again from the start; the interrupted run's candidates stay recorded")
@@ -117,8 +113,6 @@ def run_automl_node(node: dict, node_dir: Path, tables: dict, best_model_dir: Pa
     data = {k: v for k, v in node.items() if k not in ("inputs", "outputs")}
     job = JobYaml(Path(node_dir) / f"{name}.yml", data, "", None)
     automl = read_automl_job(job, bound=tables)
-    if automl.task in IMAGE_TASKS:
-        raise CapcError(f"pipeline node {name}: an image AutoML node is run by `capc submit` of an image job file, not inside a pipeline yet.")
     settings = _settings(automl)
     mlflow_client = tracking.client()
     work_dir = Path(best_model_dir).parent / f".{name}-automl"

@@ -1,0 +1,242 @@
+"""`capc submit JOB.yml` for a hand-written Azure ML `type: automl` job: job YAMLs in the shapes of Azure's AutoML
+YAML reference and its bank-marketing example, MLTable folders built here from a few thousand rows of the shared
+bank-marketing and housing files, tiny budgets. Fast tests read jobs and tables; the `slow` ones train.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from capc.errors import CapcError
+from capc.jobfolder.automl_yaml import read_automl_job
+from capc.jobfolder.job_yaml import load_job_yaml
+from capc.local.mltable import read_mltable
+
+SHARED = Path("/work/shared/data")
+BANK = SHARED / "bankmarketing" / "bankmarketing_train.csv"
+HOUSING = SHARED / "housing" / "housing.csv"
+DELIMITED = {"read_delimited": {"delimiter": ",", "encoding": "ascii"}}
+
+
+def mltable(folder: Path, frame: pd.DataFrame, *steps: dict, file: str = "data.csv") -> Path:
+    """An MLTable folder: the rows as a CSV file next to an MLTable that reads it (then `steps`)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(folder / file, index=False)
+    table = {"paths": [{"file": f"./{file}"}], "transformations": [DELIMITED, *steps]}
+    (folder / "MLTable").write_text(yaml.safe_dump(table, sort_keys=False))
+    return folder
+
+
+def job_file(folder: Path, text: str, name: str = "job.yml") -> Path:
+    path = folder / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+@pytest.fixture
+def bank(workdir: Path) -> Path:
+    """training / validation / test MLTable folders of 3,000 bank-marketing rows, beside where the job goes."""
+    rows = pd.read_csv(BANK).sample(3000, random_state=1)
+    mltable(workdir / "training-mltable-folder", rows.iloc[:2000], file="bank_marketing_train_data.csv")
+    mltable(workdir / "validation-mltable-folder", rows.iloc[2000:2500], file="bank_marketing_validation_data.csv")
+    mltable(workdir / "test-mltable-folder", rows.iloc[2500:], file="bank_marketing_test_data.csv")
+    return workdir
+
+
+BANK_JOB = """\
+    $schema: https://azuremlschemas.azureedge.net/latest/autoMLJob.schema.json
+    type: automl
+    experiment_name: bank-automl
+    description: A classification job using bank marketing
+    compute: azureml:cpu-cluster
+    task: classification
+    log_verbosity: debug
+    primary_metric: accuracy
+    target_column_name: "y"
+    training_data:
+      path: ./training-mltable-folder
+      type: mltable
+    validation_data:
+      path: ./validation-mltable-folder
+      type: mltable
+    test_data:
+      path: ./test-mltable-folder
+      type: mltable
+    limits:
+      timeout_minutes: 180
+      max_trials: 6
+      max_concurrent_trials: 2
+      trial_timeout_minutes: 20
+      enable_early_termination: true
+    featurization:
+      mode: custom
+      column_name_and_types:
+        campaign: Categorical
+      transformer_params:
+        imputer:
+          - fields: ["job"]
+            parameters:
+              strategy: most_frequent
+      blocked_transformers:
+        - WordEmbedding
+    training:
+      enable_model_explainability: true
+      enable_stack_ensemble: false
+      allowed_training_algorithms:
+        - light_gbm
+        - logistic_regression
+"""
+
+
+def read(path: Path, *overrides: str):
+    return read_automl_job(load_job_yaml(path, list(overrides)))
+
+
+# ---------------------------------------------------------------- reading the job (fast)
+
+
+def test_documented_job_is_read_with_its_tables_and_a_note_per_unhonoured_key(bank):
+    automl = read(job_file(bank, BANK_JOB))
+    assert automl.task == "classification" and automl.target == "y"
+    assert automl.tables == {role: (bank / f"{role.split('_')[0]}-mltable-folder").resolve() for role in ("training_data", "validation_data", "test_data")}
+    assert automl.column_types == {"campaign": "Categorical"}
+    notes = "\n".join(automl.notes)
+    assert "Azure-side settings with no local effect: compute, log_verbosity" in notes
+    for key in ("training.enable_model_explainability", "featurization.transformer_params", "featurization.blocked_transformers"):
+        assert f"{key} is not honoured locally" in notes
+    assert "enable_stack_ensemble" not in notes  # honoured: no note
+
+
+@pytest.mark.parametrize(("task", "says"), [
+    ("forecasting", "forecasting .* has an issue of its own"),
+    ("image_object_detection", "an object detector"),
+    ("image_instance_segmentation", "a segmentation model"),
+    ("text_classification", "a pretrained language model"),
+    ("text_ner", "a token tagger"),
+    ("image_classification_multilabel", "a multi-label image learner"),
+    ("image_classification", "not wired to it yet"),
+])
+def test_tasks_the_local_engine_lacks_are_refused_naming_what_is_missing(bank, task, says):
+    path = job_file(bank, BANK_JOB.replace("task: classification", f"task: {task}"))
+    with pytest.raises(CapcError, match=f"`{task}` cannot run locally: it needs .*{says}"):
+        read(path)
+
+
+def test_remote_training_data_is_refused_with_the_set_that_points_it_here(bank):
+    path = job_file(bank, BANK_JOB)
+    with pytest.raises(CapcError, match=r"never downloads data.*--set training_data\.path=FOLDER"):
+        read(path, "training_data.path=azureml:bank-train:1")
+
+
+def test_set_table_path_is_relative_to_the_working_directory(bank, monkeypatch):
+    path = job_file(bank, BANK_JOB)
+    monkeypatch.chdir(bank / "test-mltable-folder")
+    automl = read(path, "training_data.path=../validation-mltable-folder")
+    assert automl.tables["training_data"] == (bank / "validation-mltable-folder").resolve()
+
+
+def test_unknown_key_and_conflicting_validation_are_refused(bank):
+    with pytest.raises(CapcError, match=r"`limits\.max_trial` is not a key.*limits\.max_trials"):
+        read(job_file(bank, BANK_JOB.replace("max_trials: 6", "max_trial: 6")))
+    with pytest.raises(CapcError, match="validation_data is given, so validation_data_size and n_cross_validations must not be"):
+        read(job_file(bank, BANK_JOB + "    n_cross_validations: 5\n"))
+
+
+def test_mltable_transformations_are_applied_as_azure_reads_them(workdir):
+    frame = pd.DataFrame({"a": ["1", "2", "x", "4"], "flag": ["yes", "no", "yes", "no"], "drop_me": [1, 2, 3, 4], "y": [0, 1, 0, 1]})
+    folder = mltable(workdir / "t", frame,
+                     {"drop_columns": ["drop_me"]},
+                     {"convert_column_types": [{"columns": "a", "column_type": "float"},
+                                               {"columns": ["flag"], "column_type": {"boolean": {"true_values": ["yes"], "false_values": ["no"]}}}]},
+                     {"skip": 1}, {"take": 2})
+    table = read_mltable(folder)
+    assert list(table.columns) == ["a", "flag", "y"]
+    assert table["a"].isna().tolist() == [False, True] and table["flag"].tolist() == [False, True]
+
+
+def test_mltable_filter_is_refused_not_skipped(workdir):
+    folder = mltable(workdir / "t", pd.DataFrame({"a": [1, 2]}), {"filter": "col('a') > 1"})
+    with pytest.raises(CapcError, match="the transformation `filter` is not one the local MLTable reader runs"):
+        read_mltable(folder)
+
+
+def test_register_name_follows_the_spec_name_rule(bank):
+    from capc.local.automl_serving import register_job_model
+
+    automl = read(job_file(bank, BANK_JOB))
+    with pytest.raises(CapcError, match="--register Bank_Model: not a model name"):
+        register_job_model(automl, None, "Bank_Model", None, None)
+
+
+# ---------------------------------------------------------------- running (slow: each trains for seconds)
+
+
+@pytest.mark.slow
+def test_classification_job_with_validation_and_test_data_registers_and_predicts(bank, capc_home):
+    """The documented shape, 20 s: test run stored, model where Azure writes it, registered, predicted."""
+    import mlflow.pyfunc
+
+    from capc.local.automl_job import run_automl_job_yaml
+    from capc.serve.batch import score_csv
+    from capc.state import registry, tracking
+
+    path = job_file(bank, BANK_JOB)
+    result = run_automl_job_yaml(load_job_yaml(path, ["limits.timeout_minutes=0.3"]), register="bank-automl")
+    assert result.status == "completed" and result.value > 0.85
+    assert result.test_rows == 500 and result.test_metrics["accuracy"] > 0.85
+    assert {"AUC_weighted", "f1_score_macro", "log_loss", "norm_macro_recall"} <= set(result.test_metrics)
+    predictions = pd.read_csv(result.test_predictions)
+    assert list(predictions.columns) == ["y", "prediction", "probability_no", "probability_yes"] and len(predictions) == 500
+    assert result.model_dir.endswith(f"{result.best_run_id}/outputs/mlflow-model")
+    assert (Path(result.best_model) / "MLmodel").is_file()
+    client = tracking.client()
+    assert [a.path for a in client.list_artifacts(result.best_run_id, "outputs")] == ["outputs/mlflow-model"]
+    test_runs = client.search_runs([client.get_run(result.automl_run_id).info.experiment_id], "tags.`capc.kind` = 'test'")
+    assert test_runs[0].data.metrics["accuracy"] == pytest.approx(result.test_metrics["accuracy"])
+    model = registry.get("bank-automl")
+    assert (model.task, model.metric, model.source) == ("classification", "accuracy", "automl")
+    assert (Path(model.job_dir) / "score.py").is_file() and (Path(model.job_dir) / "sample_request.json").is_file()
+    rows = pd.read_csv(bank / "test-mltable-folder" / "bank_marketing_test_data.csv")
+    rows.drop(columns=["y"]).to_csv(bank / "score.csv", index=False)
+    score_csv(model.model_dir, Path(model.job_dir), bank / "score.csv", bank / "scored.csv")
+    scored = pd.read_csv(bank / "scored.csv")
+    assert (scored["prediction"] == predictions["prediction"]).all()
+    loaded = mlflow.pyfunc.load_model(result.best_model)
+    features = rows.drop(columns=["y"]).astype({"campaign": str})  # its signature: campaign is a category (Categorical)
+    assert (loaded.predict(features) == predictions["prediction"].to_numpy()).all()
+
+
+@pytest.mark.slow
+def test_regression_job_with_cross_validation_and_test_data_size(workdir, capc_home):
+    from capc.local.automl_job import run_automl_job_yaml
+
+    rows = pd.read_csv(HOUSING).sample(2000, random_state=2)
+    mltable(workdir / "housing-mltable", rows, {"drop_columns": ["longitude"]})
+    path = job_file(workdir, """\
+        type: automl
+        experiment_name: housing-automl
+        task: regression
+        primary_metric: normalized_mean_absolute_error
+        target_column_name: median_house_value
+        training_data: {path: ./housing-mltable, type: mltable}
+        n_cross_validations: 3
+        test_data_size: 0.2
+        limits: {timeout_minutes: 5, max_trials: 5}
+        training:
+          allowed_training_algorithms: [light_gbm, random_forest]
+          enable_vote_ensemble: false
+          enable_stack_ensemble: false
+        featurization: {mode: auto}
+    """)
+    notes: list[str] = []
+    result = run_automl_job_yaml(load_job_yaml(path, ["limits.timeout_minutes=0.3"]), say=notes.append)
+    assert result.status == "completed" and 0 < result.value < 0.2
+    assert result.test_rows == 400
+    assert {"normalized_mean_absolute_error", "r2_score", "root_mean_squared_error"} <= set(result.test_metrics)
+    assert any("3-fold cross-validation" in n for n in result.notes)
+    assert result.best.split("-")[0] in ("LightGBM", "RandomForest")
