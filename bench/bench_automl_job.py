@@ -9,7 +9,7 @@ temporary folder with its own $CAPC_HOME. The job runs with its limits as writte
 on the test MLTable, as a check), and the wall time. Target: test accuracy >= 0.91.
 
 `--compare M`: the same data and budget through both paths - the compiled reference spec (specs/bankmarketing.yaml,
-`--only automl --set automl.timeout_minutes=M`) and a hand-written AutoML job on the same training file with the
+`--only automl --set automl.timeout_minutes=M`, its serving budget lifted) and a hand-written AutoML job on the same training file with the
 same settings (5-fold cross-validation, the spec's algorithms and limits) - and their held-back metric (the best
 candidate's out-of-fold accuracy) side by side.
 
@@ -132,8 +132,10 @@ def compare(work: Path, minutes: int, env: dict) -> None:
     twin = work / "twin"
     table(twin / "training-mltable-folder", "train", pd.read_csv(REPO / "specs" / "data" / "bankmarketing" / "bankmarketing_train.csv"))
     (twin / "job.yml").write_text(TWIN_JOB)
+    # The spec's serving budget picks a faster model than the best when the best is slow to serve; the hand-written job
+    # has none, so the compiled run is measured without it (a budget no model misses).
     compiled, compiled_wall = capc("submit", str(SPEC), "--only", "automl", "--set", f"automl.timeout_minutes={minutes}",
-                                   "--out", str(work / "generated"), env=env, cwd=REPO)
+                                   "--set", "deployment.max_latency_ms=100000", "--out", str(work / "generated"), env=env, cwd=REPO)
     automl = next(r for r in compiled["results"] if r["source"] == "automl")
     handwritten, hand_wall = capc("submit", "job.yml", "--set", f"limits.timeout_minutes={minutes}", env=env, cwd=twin)
     print(f"same data and budget ({minutes} min, 5-fold CV accuracy of the best candidate):")

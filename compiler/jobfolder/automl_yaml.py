@@ -4,9 +4,9 @@ Azure's AutoML YAML reference (https://learn.microsoft.com/azure/machine-learnin
 azure-ai-ml 1.35.2's AutoMLClassificationSchema / AutoMLRegressionSchema) is the contract: every key is either
 honoured, named in a note saying why it is not, or (for a key Azure itself refuses) an error. Tables are MLTable
 folders on this machine, relative to the job's folder as Azure reads them (given with --set: to the working
-directory). Tasks: classification and regression run on the local tabular engine; image classification (not
-wired to the local image engine yet), object detection, segmentation, the NLP tasks and forecasting are refused,
-each saying what the local engine lacks.
+directory). Tasks: classification and regression run on the local tabular engine; image classification on the
+local image engine (capc.local.automl_images); multi-label images, object detection, segmentation, the NLP tasks
+and forecasting are refused, each saying what the local engine lacks.
 """
 
 from __future__ import annotations
@@ -19,11 +19,10 @@ from capc.jobfolder.job_yaml import JobYaml
 from capc.spec.hints import did_you_mean
 
 TABULAR_TASKS = ("classification", "regression")
+IMAGE_TASKS = ("image_classification",)  # capc.local.automl_images: the local image engine
 TABLES = ("training_data", "validation_data", "test_data")
 # Task -> what the local engine lacks to run it.
 REFUSED_TASKS = {
-    "image_classification": "the local image engine, which takes an image folder from a capc spec (dataset.format: image_folder); "
-                            "a hand-written image job is not wired to it yet",
     "image_classification_multilabel": "a multi-label image learner: the local image engine (keras_cnn) trains one label per image",
     "image_object_detection": "an object detector (boxes and their training loop) and the pretrained weights Azure fine-tunes; the local image engine classifies whole images",
     "image_instance_segmentation": "a segmentation model (masks) and the pretrained weights Azure fine-tunes; the local image engine classifies whole images",
@@ -38,6 +37,9 @@ AZURE_SIDE = ("compute", "display_name", "identity", "services", "resources", "q
 RECORDED = ("$schema", "type", "name", "experiment_name", "description", "tags", "task", "primary_metric",
             "target_column_name", "n_cross_validations", "validation_data_size", "test_data_size", "limits", "training",
             "featurization", "outputs", *TABLES)
+# An image job's own keys (AutoMLImageClassificationSchema): the image engine reads `sweep.early_termination`; the rest
+# is for fine-tuning pretrained networks (capc.local.automl_images notes them).
+IMAGE_KEYS = ("training_parameters", "search_space", "sweep")
 # Keys the local engine reads but does not honour -> why (a note names each one the job sets).
 NOT_HONOURED = {
     "positive_label": "binary metrics use the second label in sorted order",
@@ -100,10 +102,10 @@ def read_automl_job(job: JobYaml, bound: dict | None = None) -> AutoMLJob:
     if task in REFUSED_TASKS:
         raise CapcError(f"{job.path}: AutoML task `{task}` cannot run locally: it needs {REFUSED_TASKS[task]}.",
                         f"submit it to Azure with `az ml job create -f {job.path}`")
-    if task not in TABULAR_TASKS:
-        known = TABULAR_TASKS + tuple(REFUSED_TASKS)
+    if task not in TABULAR_TASKS + IMAGE_TASKS:
+        known = TABULAR_TASKS + IMAGE_TASKS + tuple(REFUSED_TASKS)
         raise CapcError(f"{job.path}: `task: {task or '(none)'}` is not an Azure AutoML task.", did_you_mean(task, known) or "tasks: " + ", ".join(known))
-    _check_keys(job)
+    _check_keys(job, IMAGE_KEYS if task in IMAGE_TASKS else ())
     tables = {role: _table(job, role, (bound or {}).get(role)) for role in TABLES if data.get(role) or (bound or {}).get(role)}
     if "training_data" not in tables:
         raise CapcError(f"{job.path}: the AutoML job has no training_data.", "training_data: {type: mltable, path: ./training-mltable-folder}")
@@ -123,9 +125,9 @@ def read_automl_job(job: JobYaml, bound: dict | None = None) -> AutoMLJob:
                      _best_model_path(job), tuple(notes))
 
 
-def _check_keys(job: JobYaml) -> None:
+def _check_keys(job: JobYaml, task_keys: tuple = ()) -> None:
     data = job.data
-    unknown = [k for k in data if k not in RECORDED + AZURE_SIDE + tuple(k.split(".")[0] for k in NOT_HONOURED)]
+    unknown = [k for k in data if k not in RECORDED + AZURE_SIDE + task_keys + tuple(k.split(".")[0] for k in NOT_HONOURED)]
     for section, keys in SECTION_KEYS.items():
         value = data.get(section)
         if value is not None and not isinstance(value, dict):

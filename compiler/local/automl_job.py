@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from capc.errors import CapcError
-from capc.jobfolder.automl_yaml import AutoMLJob, read_automl_job
+from capc.jobfolder.automl_yaml import IMAGE_TASKS, AutoMLJob, read_automl_job
 from capc.jobfolder.job_yaml import JobYaml
 from capc.state import held_out, registry, tracking
 from capc.state.tracking import COMPLETED, FAILED, INTERRUPTED
@@ -73,6 +73,10 @@ def run_automl_job_yaml(job: JobYaml, *, resume: bool = False, register: str | N
     """`capc submit JOB.yml` for `type: automl`; CapcError for what cannot run (before any run is recorded)."""
     say = say or (lambda text: None)
     automl = read_automl_job(job)
+    if automl.task in IMAGE_TASKS:
+        from capc.local.automl_images import run_image_job  # noqa: PLC0415 - keras stack only for images
+
+        return run_image_job(automl, register=register, progress=progress, say=say)
     if resume:
         say("note: --resume: an AutoML search keeps no state between runs (FLAML's search is in memory), so the job runs "
             "again from the start; the interrupted run's candidates stay recorded")
@@ -113,6 +117,9 @@ def run_automl_node(node: dict, node_dir: Path, tables: dict, best_model_dir: Pa
     data = {k: v for k, v in node.items() if k not in ("inputs", "outputs")}
     job = JobYaml(Path(node_dir) / f"{name}.yml", data, "", None)
     automl = read_automl_job(job, bound=tables)
+    if automl.task in IMAGE_TASKS:
+        raise CapcError(f"pipeline node {name}: an image AutoML node does not run inside a local pipeline yet; its job file runs "
+                        "with `capc submit JOB.yml`.")
     settings = _settings(automl)
     mlflow_client = tracking.client()
     work_dir = Path(best_model_dir).parent / f".{name}-automl"
@@ -238,7 +245,11 @@ def _train(automl: AutoMLJob, settings, tables: _Tables, mlflow_client, exp_id, 
     out.value, out.best, out.candidates = best.value, f"{best.estimator}-{best.index}", len(result.candidates)
     out.best_run_id = candidate_runs.get(best.index, "")
     out.notes += result.notes
-    _write_best_model(result, out, mlflow_client, work_dir, best_model_dir)
+    saved = work_dir / "automl" / "model"
+    if saved.exists():
+        shutil.rmtree(saved)
+    result.save_mlflow_model(saved)
+    write_best_model(saved, out, mlflow_client, work_dir, best_model_dir)
     mlflow_client.log_metric(automl_run, settings.primary_metric, best.value)
     mlflow_client.set_tag(automl_run, "capc.best_estimator", best.estimator)
     if result.held_out is not None:  # what `capc report` judges a registered model by
@@ -249,25 +260,29 @@ def _train(automl: AutoMLJob, settings, tables: _Tables, mlflow_client, exp_id, 
     return out
 
 
-def _write_best_model(result, out: AutoMLJobResult, mlflow_client, work_dir: Path, best_model_dir: Path | None) -> None:
-    """The best model where Azure writes it: the best child's outputs/mlflow-model, and the best_model output."""
+def write_best_model(model_dir: Path, out: AutoMLJobResult, mlflow_client, work_dir: Path, best_model_dir: Path | None) -> None:
+    """The MLflow model in `model_dir` where Azure writes the best model: the best child's outputs/mlflow-model
+    (a folder of the run folder, and an artifact of that child run), and the job's best_model output."""
     child = work_dir / (out.best_run_id or "best") / BEST_MODEL_FOLDER
-    if child.exists():
-        shutil.rmtree(child)
-    result.save_mlflow_model(child)
+    _replace_folder(model_dir, child)
     out.model_dir = str(child)
     if out.best_run_id:
         mlflow_client.log_artifacts(out.best_run_id, str(child), BEST_MODEL_FOLDER)
     target = best_model_dir or work_dir / "named_outputs" / "best_model"
+    _replace_folder(child, target)
+    out.best_model = str(target)
+
+
+def _replace_folder(source: Path, target: Path) -> None:
+    """`target` becomes a copy of `source`: copied beside it, then swapped in, so a reader never sees half of it."""
     staging = target.parent / f".{target.name}.partial"
     if staging.exists():
         shutil.rmtree(staging)
     target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(child, staging)
+    shutil.copytree(source, staging)
     if target.exists():
         shutil.rmtree(target)
     staging.rename(target)
-    out.best_model = str(target)
 
 
 def _test_run(result, test_frame, automl: AutoMLJob, out: AutoMLJobResult, mlflow_client, exp_id, work_dir: Path) -> None:

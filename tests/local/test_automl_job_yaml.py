@@ -119,7 +119,6 @@ def test_documented_job_is_read_with_its_tables_and_a_note_per_unhonoured_key(ba
     ("text_classification", "a pretrained language model"),
     ("text_ner", "a token tagger"),
     ("image_classification_multilabel", "a multi-label image learner"),
-    ("image_classification", "not wired to it yet"),
 ])
 def test_tasks_the_local_engine_lacks_are_refused_naming_what_is_missing(bank, task, says):
     path = job_file(bank, BANK_JOB.replace("task: classification", f"task: {task}"))
@@ -163,6 +162,57 @@ def test_mltable_filter_is_refused_not_skipped(workdir):
     folder = mltable(workdir / "t", pd.DataFrame({"a": [1, 2]}), {"filter": "col('a') > 1"})
     with pytest.raises(CapcError, match="the transformation `filter` is not one the local MLTable reader runs"):
         read_mltable(folder)
+
+
+IMAGE_JOB = """\
+    type: automl
+    experiment_name: mri-images
+    compute: azureml:gpu-cluster
+    task: image_classification
+    primary_metric: accuracy
+    target_column_name: label
+    training_data: {path: ./images-mltable, type: mltable}
+    validation_data_size: 0.25
+    limits: {timeout_minutes: 30, max_trials: 2, max_concurrent_trials: 1}
+    training_parameters: {early_stopping: true, number_of_epochs: 15}
+    sweep:
+      sampling_algorithm: random
+      early_termination: {type: bandit, evaluation_interval: 2, slack_factor: 0.2, delay_evaluation: 6}
+    search_space:
+      - model_name: {type: choice, values: [vitb16r224]}
+"""
+
+
+def images_mltable(folder: Path, per_class: int = 6) -> Path:
+    """A JSONL MLTable folder as Azure's image examples have it: images/<label>/<file>, one line per image."""
+    import json
+    import shutil
+
+    lines = []
+    for label in ("no", "yes"):
+        (folder / "images" / label).mkdir(parents=True)
+        for image in sorted((SHARED / "mri" / label).iterdir())[:per_class]:
+            shutil.copy(image, folder / "images" / label / image.name)
+            lines.append(json.dumps({"image_url": f"images/{label}/{image.name}", "label": label}))
+    (folder / "train_annotations.jsonl").write_text("\n".join(lines) + "\n")
+    (folder / "MLTable").write_text(yaml.safe_dump({"paths": [{"file": "./train_annotations.jsonl"}], "transformations": [
+        {"read_json_lines": {"encoding": "utf8", "invalid_lines": "error"}},
+        {"convert_column_types": [{"columns": "image_url", "column_type": "stream_info"}]}]}))
+    return folder
+
+
+def test_image_job_is_compiled_into_a_folder_the_local_image_engine_runs(workdir):
+    from capc.local.automl_images import image_job_folder, image_notes
+    from capc.local.data import image_root_from_mltable
+
+    images_mltable(workdir / "images-mltable")
+    automl = read(job_file(workdir, IMAGE_JOB))
+    root = image_root_from_mltable(automl.tables["training_data"])
+    assert root == (workdir / "images-mltable" / "images").resolve()
+    folder = image_job_folder(automl, "mri-images", root)
+    assert "# capc-trial: keras_cnn" in (folder / "src" / "train.py").read_text()
+    assert yaml.safe_load((folder / "automl_job.yml").read_text())["limits"]["max_trials"] == 2
+    assert "training_parameters, search_space not honoured locally" in "\n".join(image_notes(automl))
 
 
 def test_register_name_follows_the_spec_name_rule(bank):
@@ -240,3 +290,18 @@ def test_regression_job_with_cross_validation_and_test_data_size(workdir, capc_h
     assert {"normalized_mean_absolute_error", "r2_score", "root_mean_squared_error"} <= set(result.test_metrics)
     assert any("3-fold cross-validation" in n for n in result.notes)
     assert result.best.split("-")[0] in ("LightGBM", "RandomForest")
+
+
+@pytest.mark.slow
+def test_image_classification_job_runs_on_the_local_image_engine_and_registers(workdir, capc_home):
+    """Minutes: one keras_cnn configuration on 12 MRI images."""
+    from capc.local.automl_job import run_automl_job_yaml
+    from capc.state import registry
+
+    images_mltable(workdir / "images-mltable")
+    path = job_file(workdir, IMAGE_JOB)
+    result = run_automl_job_yaml(load_job_yaml(path, ["limits.max_trials=1", "limits.timeout_minutes=8"]), register="mri-images")
+    assert result.status == "completed" and result.value is not None
+    assert (Path(result.best_model) / "MLmodel").is_file()
+    model = registry.get("mri-images")
+    assert model.task == "image_classification" and (Path(model.job_dir) / "score.py").is_file()
