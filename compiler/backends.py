@@ -123,7 +123,7 @@ class LocalBackend:
             views.print_automl_job(result)
         if result.interrupted:
             resume_command = shlex.join(["capc", "submit", str(path), *(f"--set={o}" for o in overrides), "--resume"])
-            click.echo(f"interrupted ({stopping.signal_name()}): finished candidates are recorded. To run it again: {resume_command}", err=True)
+            click.echo(f"interrupted ({stopping.signal_name()}): finished candidates are recorded. To continue: {resume_command}", err=True)
             sys.exit(stopping.exit_status())
 
     def status(self, name_or_job: str) -> None:

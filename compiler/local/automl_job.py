@@ -11,7 +11,9 @@ and one child run per candidate. Where the model goes, as on Azure: the best chi
 (an artifact of that candidate run, and a folder under the run folder) and the job's `best_model` output
 (outputs.best_model.path when it is a local folder, else named_outputs/best_model of the run folder). With
 `--register NAME` it is registered with the scoring files a spec would compile (capc.local.automl_serving), so
-`capc deploy`, `predict` and `report` take it as they take a compiled spec's model.
+`capc deploy`, `predict` and `report` take it as they take a compiled spec's model. `--resume` continues an
+interrupted job (capc.local.automl_resume); `task: image_classification` runs on the image engine
+(capc.local.automl_images).
 """
 
 from __future__ import annotations
@@ -77,13 +79,13 @@ def run_automl_job_yaml(job: JobYaml, *, resume: bool = False, register: str | N
         from capc.local.automl_images import run_image_job  # noqa: PLC0415 - keras stack only for images
 
         return run_image_job(automl, register=register, progress=progress, say=say)
-    if resume:
-        say("note: --resume: an AutoML search keeps no state between runs (FLAML's search is in memory), so the job runs "
-            "again from the start; the interrupted run's candidates stay recorded")
     tables = _tables(automl)
     settings = _settings(automl)
     mlflow_client = tracking.client()
     exp_id = tracking.experiment_id(mlflow_client, job.name)
+    warm_start = None
+    if resume:
+        settings, warm_start = _resumed(mlflow_client, exp_id, job, settings, say)
     submit_run = tracking.start_run(
         mlflow_client, exp_id, f"submit-{time.strftime('%Y%m%d-%H%M%S')}", "submit",
         tags={"capc.job_file": str(job.path.resolve()), "capc.job_sha256": job.sha256, "capc.job_type": "automl",
@@ -91,7 +93,8 @@ def run_automl_job_yaml(job: JobYaml, *, resume: bool = False, register: str | N
     )
     work_dir = registry.capc_home() / "runs" / submit_run
     try:
-        result = _train(automl, settings, tables, mlflow_client, exp_id, submit_run, work_dir, automl.best_model_path, progress, say)
+        result = _train(automl, settings, tables, mlflow_client, exp_id, submit_run, work_dir, automl.best_model_path, progress, say,
+                        warm_start)
     except BaseException:
         tracking.finish_run(mlflow_client, submit_run, FAILED)
         raise
@@ -140,6 +143,20 @@ def objective(job: JobYaml) -> tuple[str, str]:
     spelling = str(job.data.get("primary_metric") or DEFAULT_PRIMARY_METRIC.get(task, "accuracy"))
     metric = azure_names.metric_from_yaml(task, spelling)
     return (metric, azure_names.AUTOML_METRICS[task][metric]) if metric else (spelling, "maximize")
+
+
+def _resumed(mlflow_client, exp_id, job: JobYaml, settings, say):
+    """(settings, warm start) of a resumed job: see capc.local.automl_resume."""
+    from capc.local.automl_resume import interrupted_run, resumed_settings
+
+    resumed = interrupted_run(mlflow_client, exp_id, job.sha256, settings.primary_metric, str(settings.goal))
+    if resumed is None:
+        say("note: --resume: the last run of this version of the job was not interrupted, so it runs from the start")
+        return settings, None
+    settings = resumed_settings(settings, resumed)
+    say(f"note: --resume: continuing run {resumed.submit_run_id[:12]} ({resumed.finished} candidates finished): the search starts "
+        f"from each learner's best configuration, with {settings.timeout_minutes:.2g} min and {settings.max_trials} trials left")
+    return settings, resumed.warm_start
 
 
 # ---------------------------------------------------------------- data
@@ -208,8 +225,9 @@ def _settings(automl: AutoMLJob):
 
 
 def _train(automl: AutoMLJob, settings, tables: _Tables, mlflow_client, exp_id, parent_run: str, work_dir: Path,
-           best_model_dir: Path | None, progress, say) -> AutoMLJobResult:
+           best_model_dir: Path | None, progress, say, warm_start: dict | None = None) -> AutoMLJobResult:
     from capc.local.automl import run_automl
+    from capc.local.automl_resume import candidate_tags
 
     for note in automl.notes:
         say(f"note: {note}")
@@ -223,7 +241,7 @@ def _train(automl: AutoMLJob, settings, tables: _Tables, mlflow_client, exp_id, 
         metrics = {settings.primary_metric: candidate.value, **candidate.metrics}
         candidate_runs[candidate.index] = tracking.log_child(
             mlflow_client, exp_id, automl_run, f"{candidate.estimator}-{candidate.index}", "candidate", candidate.params, metrics,
-            candidate.status, candidate.duration_s, tags={"capc.estimator": candidate.estimator})
+            candidate.status, candidate.duration_s, tags={"capc.estimator": candidate.estimator, **candidate_tags(candidate)})
         if progress:
             progress.automl_candidate(candidate)
 
@@ -231,7 +249,7 @@ def _train(automl: AutoMLJob, settings, tables: _Tables, mlflow_client, exp_id, 
         progress.automl_started(settings.timeout_minutes * 60)
     try:
         result = run_automl(tables.training_data, settings, on_candidate=record, log_dir=work_dir / "automl",
-                            validation=tables.validation_data)
+                            validation=tables.validation_data, warm_start=warm_start)
     except KeyboardInterrupt:
         tracking.finish_run(mlflow_client, automl_run, INTERRUPTED)
         out.status, out.candidates = INTERRUPTED, len(candidate_runs)

@@ -305,3 +305,42 @@ def test_image_classification_job_runs_on_the_local_image_engine_and_registers(w
     assert (Path(result.best_model) / "MLmodel").is_file()
     model = registry.get("mri-images")
     assert model.task == "image_classification" and (Path(model.job_dir) / "score.py").is_file()
+
+
+class _StopAfter:
+    """A live display that presses Ctrl-C when the n-th candidate is reported (inside the search, as a real one lands)."""
+
+    def __init__(self, n: int):
+        self.n, self.seen = n, 0
+
+    def automl_started(self, budget_s):
+        pass
+
+    def automl_candidate(self, candidate):
+        self.seen += 1
+        if self.seen == self.n:
+            raise KeyboardInterrupt
+
+    def automl_finished(self, result):
+        pass
+
+
+@pytest.mark.slow
+def test_interrupted_job_resumes_from_each_learners_best_with_the_budget_left(bank, capc_home):
+    from capc.local.automl_job import run_automl_job_yaml
+    from capc.state import tracking
+
+    path = job_file(bank, BANK_JOB.replace("    validation_data:\n      path: ./validation-mltable-folder\n      type: mltable\n", ""))
+    job = load_job_yaml(path, ["limits.timeout_minutes=0.5", "n_cross_validations=3"])
+    stopped = run_automl_job_yaml(job, progress=_StopAfter(3))
+    assert stopped.status == "interrupted" and stopped.value is None
+    said: list[str] = []
+    resumed = run_automl_job_yaml(job, resume=True, say=said.append)
+    assert resumed.status == "completed"
+    assert any(f"continuing run {stopped.submit_run_id[:12]} (3 candidates finished)" in s and "3 trials left" in s for s in said)
+    assert any("search starts from the best configuration of" in n for n in resumed.notes)
+    client = tracking.client()
+    assert tracking.status_of(client.get_run(stopped.submit_run_id)) == "interrupted"
+    again: list[str] = []
+    run_automl_job_yaml(job, resume=True, say=again.append)
+    assert any("was not interrupted, so it runs from the start" in s for s in again)

@@ -22,14 +22,17 @@ from capc.state.held_out import HeldOutPredictions, plain
 
 
 def run_automl(frame: pd.DataFrame, settings: AutoMLSettings, on_candidate: Callable[[Candidate], None] | None = None,
-               log_dir: Path | None = None, validation: pd.DataFrame | None = None) -> AutoMLResult:
+               log_dir: Path | None = None, validation: pd.DataFrame | None = None,
+               warm_start: dict | None = None) -> AutoMLResult:
     """Search for the best model of `settings.task` on `frame` (features and target), as the Azure job would;
-    `validation`: a table of its own that every candidate is judged on (Azure's validation_data)."""
+    `validation`: a table of its own that every candidate is judged on (Azure's validation_data); `warm_start`:
+    FLAML estimator -> the configuration its search starts from (a resumed job's best so far)."""
     started = time.monotonic()
     notes: list[str] = []
     data = training_data(frame, settings, notes, validation)
     estimators, skipped = _runnable_estimators(settings, len(data.X), notes)
-    search = run_search(settings, data, estimators, on_candidate, log_dir, notes, started)
+    warm = {e: c for e, c in (warm_start or {}).items() if e in estimators} or None
+    search = run_search(settings, data, estimators, on_candidate, log_dir, notes, started, warm)
 
     candidates = search.candidates
     single = AutoMLModel(task=settings.task, feature_columns=[str(c) for c in data.X.columns],

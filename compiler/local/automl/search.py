@@ -66,11 +66,13 @@ class Search:
 
 def run_search(settings: AutoMLSettings, data: TrainingData, estimators: list[str],
                on_candidate: Callable[[Candidate], None] | None, log_dir: Path | None, notes: list[str],
-               started: float) -> Search:
+               started: float, warm_start: dict | None = None) -> Search:
     """FLAML's search over `estimators` within the job's limits; notes say how validation ran and why it stopped."""
     plan, folds, plan_text = _validation_plan(settings, len(data.X), data)
     notes.append(f"validation: {plan_text}")
-    starting_points = _starting_points(settings, len(data.X), folds, notes)
+    starting_points = warm_start or _starting_points(settings, len(data.X), folds, notes)
+    if warm_start:
+        notes.append(f"search starts from the best configuration of {', '.join(sorted(warm_start))} so far (FLAML's warm start)")
     scorer = TrialScorer(settings.task, settings.primary_metric, data.n_classes, data.y_range)
     listener = TrialListener(settings, scorer, folds, on_candidate)
     ensembles = settings.enable_vote_ensemble or settings.enable_stack_ensemble
