@@ -125,7 +125,7 @@ def run_automl_node(node: dict, node_dir: Path, tables: dict, best_model_dir: Pa
                         "with `capc submit JOB.yml`.")
     settings = _settings(automl)
     mlflow_client = tracking.client()
-    work_dir = Path(best_model_dir).parent / f".{name}-automl"
+    work_dir = registry.capc_home() / "runs" / parent_run_id / name  # the node's run folder, beside its step's
     result = _train(automl, settings, _tables(automl), mlflow_client, experiment_id, parent_run_id, work_dir, Path(best_model_dir),
                     progress, say or (lambda text: None))
     if result.interrupted:

@@ -344,3 +344,36 @@ def test_interrupted_job_resumes_from_each_learners_best_with_the_budget_left(ba
     again: list[str] = []
     run_automl_job_yaml(job, resume=True, say=again.append)
     assert any("was not interrupted, so it runs from the start" in s for s in again)
+
+
+@pytest.mark.slow
+def test_pipeline_node_runs_with_bound_tables_and_writes_best_model(bank, capc_home):
+    """What a hand-written pipeline's runner calls for an AutoML node (its inputs bound to local MLTable folders)."""
+    import mlflow.pyfunc
+
+    from capc.local.automl_job import run_automl_node
+    from capc.state import tracking
+
+    node = yaml.safe_load(textwrap.dedent("""\
+        type: automl
+        task: classification
+        primary_metric: AUC_weighted
+        target_column_name: y
+        training_data: ${{parent.inputs.bank_train}}
+        test_data: ${{parent.inputs.bank_test}}
+        n_cross_validations: 3
+        limits: {timeout_minutes: 0.3, max_trials: 3}
+        training: {allowed_training_algorithms: [light_gbm, logistic_regression], enable_stack_ensemble: false}
+        outputs:
+          best_model: {type: mlflow_model}
+    """))
+    client = tracking.client()
+    exp_id = tracking.experiment_id(client, "pipeline-test")
+    parent = tracking.start_run(client, exp_id, "automl_node", "step")
+    tables = {"training_data": bank / "training-mltable-folder", "test_data": bank / "test-mltable-folder"}
+    result = run_automl_node(node, bank, tables, bank / "outputs" / "best_model", experiment_id=exp_id, parent_run_id=parent,
+                             name="classify")
+    assert result.status == "completed" and result.metric == "AUC_weighted" and result.value > 0.8
+    assert result.best_model == str(bank / "outputs" / "best_model") and result.test_rows == 500
+    assert mlflow.pyfunc.load_model(result.best_model).predict(pd.read_csv(bank / "test-mltable-folder" / "bank_marketing_test_data.csv").drop(columns=["y"])).shape == (500,)
+    assert client.get_run(result.automl_run_id).data.tags[tracking.PARENT_TAG] == parent
