@@ -130,5 +130,5 @@ def image_job_folder(automl, name: str, root: Path) -> Path:
     files = render_artifacts(loaded, base)
     files["automl_job.yml"] = yaml.safe_dump(automl.data, sort_keys=False).encode("utf-8")
     target = base / name
-    write_tree(target, with_manifest(files, loaded.sha256, name))
+    write_tree(target, with_manifest(files, automl.job.sha256, name))  # the job's folder: the job's hash
     return target

@@ -63,7 +63,8 @@ def serving_folder(automl, name: str, training_frame, settings) -> Path:
     files = render_artifacts(spec, root)
     files[AUTOML_FILE] = _job_as_run(automl, root / name)
     target = root / name
-    write_tree(target, with_manifest(files, spec.sha256, name))  # the whole folder swapped at once
+    # The folder is the job's: its manifest carries the job's hash, which the registered model records too.
+    write_tree(target, with_manifest(files, automl.job.sha256, name))  # the whole folder swapped at once
     return target
 
 

@@ -64,7 +64,7 @@ class ReportData:
 def collect(model: ModelVersion) -> ReportData:
     """Everything the report shows except the validation figures; a CapcError when no run is recorded."""
     store = registry.capc_home() / "mlflow.db"
-    rows = tracking.list_runs(model.name) if store.is_file() else []  # a report creates no store
+    rows = tracking.list_runs(_experiment_of(model)) if store.is_file() else []  # a report creates no store
     if not rows:
         raise CapcError(
             f"no runs recorded for `{model.name}` in {tracking.tracking_uri()}, so there is nothing to report on.",
@@ -129,6 +129,18 @@ def _serving_points(scope, model: ModelVersion, winner_id: str | None) -> list[S
 
 
 # ---------------------------------------------------------------- runs
+
+
+def _experiment_of(model: ModelVersion) -> str:
+    """The experiment of the run that registered `model`: a spec's is its name; a hand-written job's, its
+    experiment_name (`capc submit JOB.yml --register NAME`)."""
+    from mlflow.exceptions import MlflowException
+
+    mlflow_client = tracking.client()
+    try:
+        return mlflow_client.get_experiment(mlflow_client.get_run(model.run_id).info.experiment_id).name
+    except MlflowException:  # the run is gone from the store: the spec's experiment, by its name
+        return model.name
 
 
 def _runs_of_registration(rows, run_id: str):

@@ -7,7 +7,7 @@ scripts (tabular and image) for their validation split or folds (they import not
 same JSON themselves, at the path the render stage gives them from here). `capc report` reads them back and
 needs no refit.
 
-The JSON (one object): task, split ("cross_validation" | "holdout"), folds, fraction, seed, training_rows (the
+The JSON (one object): task, split ("cross_validation" | "holdout" | "validation_data"), folds, fraction, seed, training_rows (the
 labelled rows the split was drawn from), recomputed (true: predicted again after the search with the same
 folds and seed), y_true, y_pred, classes and probabilities (classification: one column per class, in `classes`
 order), y_range (regression: the range of the target the normalised metrics divide by).
@@ -26,13 +26,13 @@ import numpy as np
 from capc.errors import CapcError
 
 ARTIFACT_PATH = "held_out/predictions.json"
-SPLITS = ("cross_validation", "holdout")
+SPLITS = ("cross_validation", "holdout", "validation_data")  # validation_data: a table of its own (a hand-written AutoML job's)
 
 
 @dataclass(frozen=True)
 class HeldOutPredictions:
     task: str  # classification | regression | image_classification
-    split: str  # cross_validation | holdout
+    split: str  # cross_validation | holdout | validation_data
     folds: int | None
     fraction: float | None  # the holdout's share of the rows
     seed: int | None

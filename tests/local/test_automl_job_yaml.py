@@ -259,6 +259,12 @@ def test_classification_job_with_validation_and_test_data_registers_and_predicts
     loaded = mlflow.pyfunc.load_model(result.best_model)
     features = rows.drop(columns=["y"]).astype({"campaign": str})  # its signature: campaign is a category (Categorical)
     assert (loaded.predict(features) == predictions["prediction"].to_numpy()).all()
+    from capc.report import write_report
+
+    written = write_report("bank-automl", bank / "report.html")
+    page = (bank / "report.html").read_text()
+    assert written.figures >= 3 and "500 rows of the job&#39;s validation_data table" in page
+    assert not [n for n in written.notes if "rebuilt from another version" in n]
 
 
 @pytest.mark.slow

@@ -78,8 +78,9 @@ def _held_out(settings: AutoMLSettings, search: Search, data: TrainingData, labe
     """The best candidate's predictions on its validation rows (out of fold under cross-validation), labels as
     the data spells them, in the form `capc report` reads (capc.state.held_out)."""
     cross_validation = search.plan.get("eval_method") == "cv"
+    split = "cross_validation" if cross_validation else "validation_data" if data.X_val is not None else "holdout"
     common = dict(
-        task=settings.task, split="cross_validation" if cross_validation else "holdout",
+        task=settings.task, split=split,
         folds=search.listener.folds if cross_validation else None,
         fraction=None if cross_validation else search.plan.get("split_ratio"),
         seed=split_seed(), training_rows=len(data.X), recomputed=recomputed,
