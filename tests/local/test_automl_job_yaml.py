@@ -158,6 +158,28 @@ def test_mltable_transformations_are_applied_as_azure_reads_them(workdir):
     assert table["a"].isna().tolist() == [False, True] and table["flag"].tolist() == [False, True]
 
 
+def test_mltable_pattern_reads_every_matching_file_and_parquet(workdir):
+    folder = workdir / "parts"
+    folder.mkdir()
+    for i in range(3):
+        pd.DataFrame({"a": [i, i], "y": [0, 1]}).to_parquet(folder / f"part-{i}.parquet")
+    (folder / "MLTable").write_text(yaml.safe_dump({"paths": [{"pattern": "./part-*.parquet"}], "transformations": ["read_parquet"]}))
+    assert read_mltable(folder)["a"].tolist() == [0, 0, 1, 1, 2, 2]
+
+
+def test_register_is_for_automl_job_yamls_only(bank):
+    from click.testing import CliRunner
+
+    from capc.cli import cli
+
+    command = job_file(bank, "type: command\ncommand: echo hi\n", "command.yml")
+    result = CliRunner().invoke(cli, ["submit", str(command), "--register", "bank-model"])
+    assert result.exit_code == 1 and "--register names the model of an AutoML job" in result.output
+    spec = job_file(bank, "name: x\n", "spec.yaml")
+    result = CliRunner().invoke(cli, ["submit", str(spec), "--register", "bank-model"])
+    assert result.exit_code == 1 and "a spec registers its winner under its own name" in result.output
+
+
 def test_mltable_filter_is_refused_not_skipped(workdir):
     folder = mltable(workdir / "t", pd.DataFrame({"a": [1, 2]}), {"filter": "col('a') > 1"})
     with pytest.raises(CapcError, match="the transformation `filter` is not one the local MLTable reader runs"):
