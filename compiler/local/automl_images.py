@@ -20,7 +20,6 @@ from pathlib import Path
 import yaml
 
 from capc.artifacts import with_manifest, write_tree
-from capc.errors import CapcError
 from capc.state import registry, tracking
 from capc.state.tracking import COMPLETED, FAILED
 
@@ -110,10 +109,8 @@ def image_job_folder(automl, name: str, root: Path) -> Path:
     """$CAPC_HOME/jobs/NAME/<hash>/NAME: the compiled image job folder (keras_cnn trial script, image listing,
     score.py) the local image engine runs, the job's own YAML as its automl_job.yml."""
     from capc.render.render import render_artifacts
-    from capc.spec.validate import load_spec, schema
+    from capc.spec.validate import load_spec
 
-    if not re.match(schema()["properties"]["name"]["pattern"], name):
-        raise CapcError(f"--register {name}: not a model name. {schema()['properties']['name']['description']}", "e.g. --register mri-automl")
     share = float(automl.data.get("validation_data_size") or DEFAULT_VALIDATION_SHARE)
     spec = {
         "name": name,

@@ -75,6 +75,10 @@ def run_automl_job_yaml(job: JobYaml, *, resume: bool = False, register: str | N
     """`capc submit JOB.yml` for `type: automl`; CapcError for what cannot run (before any run is recorded)."""
     say = say or (lambda text: None)
     automl = read_automl_job(job)
+    if register:
+        from capc.local.automl_serving import check_model_name  # noqa: PLC0415
+
+        check_model_name(register)  # before any training
     if automl.task in IMAGE_TASKS:
         from capc.local.automl_images import run_image_job  # noqa: PLC0415 - keras stack only for images
 

@@ -28,11 +28,7 @@ AUTOML_FILE = "automl_job.yml"
 
 def register_job_model(automl, result, name: str, training_frame, settings) -> registry.ModelVersion:
     """Compile the serving folder of the job's model and register result.model_dir under `name`."""
-    from capc.spec.validate import schema
-
-    name_rule = schema()["properties"]["name"]  # a spec's name rule: the model's name also names its endpoint
-    if not re.match(name_rule["pattern"], name):
-        raise CapcError(f"--register {name}: not a model name. {name_rule['description']}", "e.g. --register bank-automl")
+    check_model_name(name)
     folder = serving_folder(automl, name, training_frame, settings)
     best_params = {"estimator": result.best.rsplit("-", 1)[0]}
     return registry.register(
@@ -41,6 +37,15 @@ def register_job_model(automl, result, name: str, training_frame, settings) -> r
         job_dir=str(folder), metrics={settings.primary_metric: result.value, **{f"test_{k}": v for k, v in result.test_metrics.items()}},
         params=best_params, description=str(automl.data.get("description") or f"AutoML job {automl.job.path.name}"),
     )
+
+
+def check_model_name(name: str) -> None:
+    """A spec's name rule: the model's name also names its job folder and its local endpoint."""
+    from capc.spec.validate import schema
+
+    name_rule = schema()["properties"]["name"]
+    if not re.match(name_rule["pattern"], name):
+        raise CapcError(f"--register {name}: not a model name. {name_rule['description']}", "e.g. --register bank-automl")
 
 
 def serving_folder(automl, name: str, training_frame, settings) -> Path:

@@ -238,11 +238,11 @@ def test_image_job_is_compiled_into_a_folder_the_local_image_engine_runs(workdir
 
 
 def test_register_name_follows_the_spec_name_rule(bank):
-    from capc.local.automl_serving import register_job_model
+    from capc.local.automl_job import run_automl_job_yaml
 
-    automl = read(job_file(bank, BANK_JOB))
     with pytest.raises(CapcError, match="--register Bank_Model: not a model name"):
-        register_job_model(automl, None, "Bank_Model", None, None)
+        run_automl_job_yaml(load_job_yaml(job_file(bank, BANK_JOB)), register="Bank_Model")
+    assert not (bank / "home" / "runs").exists()  # refused before any run
 
 
 # ---------------------------------------------------------------- running (slow: each trains for seconds)
