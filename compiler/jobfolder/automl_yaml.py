@@ -11,6 +11,7 @@ and forecasting are refused, each saying what the local engine lacks.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,7 +55,6 @@ NOT_HONOURED = {
     "training.stack_ensemble_settings": "the StackEnsemble's meta-learner is Azure's default (logistic / elastic net)",
     "training.training_mode": "one training mode",
     "featurization.blocked_transformers": "the local featurization (FLAML's) uses none of Azure's transformers",
-    "featurization.transformer_params": "FLAML imputes numeric gaps with the median and missing text as a category of its own",
     "featurization.enable_dnn_featurization": "no DNN featurization locally",
     "featurization.dataset_language": "no text featurization locally",
 }
@@ -69,6 +69,7 @@ SECTION_KEYS = {
 }
 # featurization.column_name_and_types purposes: honoured ones set the column's dtype before training.
 HONOURED_PURPOSES = ("Numeric", "Categorical")
+IMPUTER_STRATEGIES = ("mean", "median", "most_frequent", "constant")  # Azure's imputer strategies
 PURPOSES = ("Numeric", "Categorical", "DateTime", "CategoricalHash", "Text")
 
 
@@ -80,6 +81,7 @@ class AutoMLJob:
     task: str
     tables: dict  # training_data / validation_data / test_data -> MLTable folder on this machine
     column_types: dict  # featurization custom: column -> Numeric | Categorical
+    imputers: dict  # featurization custom: column -> (strategy, fill_value) of transformer_params.imputer
     not_features: tuple  # weight and cv-split columns, left out of the features
     test_data_size: float | None
     best_model_path: Path | None  # outputs.best_model.path on this machine, else None (a run folder)
@@ -114,6 +116,7 @@ def read_automl_job(job: JobYaml, bound: dict | None = None) -> AutoMLJob:
     _check_validation(job, tables)
     notes = _notes(data)
     column_types = _column_types(job, notes)
+    imputers = _imputers(job, notes)
     not_features = tuple(str(c) for c in ([data.get("weight_column_name")] if data.get("weight_column_name") else [])
                          + list(data.get("cv_split_column_names") or []))
     size = data.get("test_data_size")
@@ -121,7 +124,7 @@ def read_automl_job(job: JobYaml, bound: dict | None = None) -> AutoMLJob:
         raise CapcError(f"{job.path}: test_data and test_data_size both given; Azure takes one.")
     if size is not None and not 0 < float(size) < 1:
         raise CapcError(f"{job.path}: test_data_size must be between 0 and 1 (a share of the training rows), not {size}.")
-    return AutoMLJob(job, task, tables, column_types, not_features, None if size is None else float(size),
+    return AutoMLJob(job, task, tables, column_types, imputers, not_features, None if size is None else float(size),
                      _best_model_path(job), tuple(notes))
 
 
@@ -196,6 +199,36 @@ def _column_types(job: JobYaml, notes: list[str]) -> dict:
         else:
             notes.append(f"featurization.column_name_and_types.{column}: {purpose} is not honoured locally; the column is featurized as read")
     return honoured
+
+
+def _imputers(job: JobYaml, notes: list[str]) -> dict:
+    """transformer_params.imputer (mode custom): column -> (strategy, fill_value); the other transformers noted."""
+    featurization = job.data.get("featurization") or {}
+    params = featurization.get("transformer_params") or {}
+    if params and str(featurization.get("mode", "auto")).lower() != "custom":
+        notes.append("featurization.transformer_params is read only with mode: custom (as Azure reads it); ignored")
+        return {}
+    imputers = {}
+    for transformer, entries in params.items():
+        if _snake(transformer) != "imputer":
+            notes.append(f"featurization.transformer_params.{transformer} is not honoured locally: the local featurization "
+                         "(FLAML's) has no such transformer")
+            continue
+        for entry in entries or []:
+            settings = (entry or {}).get("parameters") or {}
+            strategy = str(settings.get("strategy", "mean"))
+            if strategy not in IMPUTER_STRATEGIES:
+                raise CapcError(f"{job.path}: featurization.transformer_params.imputer: strategy `{strategy}` is not one Azure takes.",
+                                did_you_mean(strategy, IMPUTER_STRATEGIES) or "strategies: " + ", ".join(IMPUTER_STRATEGIES))
+            if strategy == "constant" and settings.get("fill_value") is None:
+                raise CapcError(f"{job.path}: featurization.transformer_params.imputer: strategy constant needs parameters.fill_value.")
+            for column in (entry or {}).get("fields") or []:
+                imputers[str(column)] = (strategy, settings.get("fill_value"))
+    return imputers
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", str(name)).lower()
 
 
 def _best_model_path(job: JobYaml) -> Path | None:

@@ -171,6 +171,7 @@ class _Tables:
     training_data: object  # pandas DataFrame
     validation_data: object = None
     test_data: object = None
+    fill_values: dict = field(default_factory=dict)  # the job's imputer: column -> value, fixed on the training rows
 
     def __getitem__(self, role: str):
         return getattr(self, role)
@@ -185,7 +186,37 @@ def _tables(automl: AutoMLJob) -> _Tables:
     tables = _Tables(**frames)
     if automl.test_data_size:
         tables.training_data, tables.test_data = _split_test(tables.training_data, automl)
+    if automl.imputers:
+        _impute(tables, automl)
     return tables
+
+
+def _impute(tables: _Tables, automl: AutoMLJob) -> None:
+    """featurization.transformer_params.imputer: each column's fill value from the training rows (Azure's
+    strategies), filled into every table; the saved model fills it into what it scores (AutoMLModel.fill_values)."""
+    import pandas as pd
+
+    training = tables.training_data
+    for column, (strategy, fill_value) in automl.imputers.items():
+        if column not in training.columns:
+            raise CapcError(f"{automl.job.path}: featurization.transformer_params.imputer names `{column}`, not a column of the training table.")
+        values = training[column]
+        if strategy in ("mean", "median"):
+            if not pd.api.types.is_numeric_dtype(values):
+                raise CapcError(f"{automl.job.path}: the imputer strategy {strategy} needs a numeric column; `{column}` holds text.",
+                                "use most_frequent or constant for it")
+            fill = values.mean() if strategy == "mean" else values.median()
+        elif strategy == "most_frequent":
+            fill = values.mode(dropna=True).iloc[0] if values.notna().any() else None
+        else:
+            fill = fill_value
+        tables.fill_values[column] = fill.item() if hasattr(fill, "item") else fill
+    fills = {c: v for c, v in tables.fill_values.items() if v is not None}
+    for role in ("training_data", "validation_data", "test_data"):
+        frame = getattr(tables, role)
+        if frame is not None:
+            setattr(tables, role, frame.fillna({c: v for c, v in fills.items() if c in frame.columns}))
+    tables.fill_values = fills
 
 
 def _prepared(frame, automl: AutoMLJob, role: str):
@@ -267,6 +298,8 @@ def _train(automl: AutoMLJob, settings, tables: _Tables, mlflow_client, exp_id, 
     out.value, out.best, out.candidates = best.value, f"{best.estimator}-{best.index}", len(result.candidates)
     out.best_run_id = candidate_runs.get(best.index, "")
     out.notes += result.notes
+    if tables.fill_values:  # the job's imputer travels with the model: it fills what the model scores
+        result.model.fill_values = dict(tables.fill_values)
     saved = work_dir / "automl" / "model"
     if saved.exists():
         shutil.rmtree(saved)

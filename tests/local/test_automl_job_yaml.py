@@ -107,8 +107,9 @@ def test_documented_job_is_read_with_its_tables_and_a_note_per_unhonoured_key(ba
     assert automl.column_types == {"campaign": "Categorical"}
     notes = "\n".join(automl.notes)
     assert "Azure-side settings with no local effect: compute, log_verbosity" in notes
-    for key in ("training.enable_model_explainability", "featurization.transformer_params", "featurization.blocked_transformers"):
+    for key in ("training.enable_model_explainability", "featurization.blocked_transformers"):
         assert f"{key} is not honoured locally" in notes
+    assert automl.imputers == {"job": ("most_frequent", None)} and "transformer_params" not in notes
     assert "enable_stack_ensemble" not in notes  # honoured: no note
 
 
@@ -309,7 +310,12 @@ def test_regression_job_with_cross_validation_and_test_data_size(workdir, capc_h
           allowed_training_algorithms: [light_gbm, random_forest]
           enable_vote_ensemble: false
           enable_stack_ensemble: false
-        featurization: {mode: auto}
+        featurization:
+          mode: custom
+          transformer_params:
+            imputer:
+              - fields: [total_bedrooms]
+                parameters: {strategy: constant, fill_value: 500}
     """)
     notes: list[str] = []
     result = run_automl_job_yaml(load_job_yaml(path, ["limits.timeout_minutes=0.3"]), say=notes.append)
@@ -318,6 +324,13 @@ def test_regression_job_with_cross_validation_and_test_data_size(workdir, capc_h
     assert {"normalized_mean_absolute_error", "r2_score", "root_mean_squared_error"} <= set(result.test_metrics)
     assert any("3-fold cross-validation" in n for n in result.notes)
     assert result.best.split("-")[0] in ("LightGBM", "RandomForest")
+    import mlflow.sklearn
+
+    model = mlflow.sklearn.load_model(result.best_model)  # the imputer travels with the model
+    assert model.fill_values == {"total_bedrooms": 500}
+    row = rows.drop(columns=["median_house_value", "longitude"]).head(1)
+    gap, filled = row.assign(total_bedrooms=float("nan")), row.assign(total_bedrooms=500.0)
+    assert model.predict(gap) == pytest.approx(model.predict(filled))
 
 
 @pytest.mark.slow
