@@ -99,16 +99,16 @@ def run_automl_job_yaml(job: JobYaml, *, resume: bool = False, register: str | N
     try:
         result = _train(automl, settings, tables, mlflow_client, exp_id, submit_run, work_dir, automl.best_model_path, progress, say,
                         warm_start)
+        if result.value is not None:
+            mlflow_client.log_metric(submit_run, settings.primary_metric, result.value)
+        if register and result.value is not None and not result.interrupted:
+            from capc.local.automl_serving import register_job_model  # noqa: PLC0415
+
+            result.model = register_job_model(automl, result, register, tables["training_data"], settings)
+            mlflow_client.set_tag(submit_run, "capc.registered_model", result.model.ref)
     except BaseException:
         tracking.finish_run(mlflow_client, submit_run, FAILED)
         raise
-    if result.value is not None:
-        mlflow_client.log_metric(submit_run, settings.primary_metric, result.value)
-    if register and not result.interrupted:
-        from capc.local.automl_serving import register_job_model  # noqa: PLC0415
-
-        result.model = register_job_model(automl, result, register, tables["training_data"], settings)
-        mlflow_client.set_tag(submit_run, "capc.registered_model", result.model.ref)
     tracking.finish_run(mlflow_client, submit_run, result.status)
     return result
 
