@@ -147,6 +147,13 @@ def test_unknown_key_and_conflicting_validation_are_refused(bank):
         read(job_file(bank, BANK_JOB + "    n_cross_validations: 5\n"))
 
 
+def test_bare_featurization_off_is_off(bank):
+    from capc.local.automl_job import _settings
+
+    automl = read(job_file(bank, BANK_JOB.replace("mode: custom", "mode: off")))
+    assert _settings(automl).featurization == "off"
+
+
 def test_mltable_transformations_are_applied_as_azure_reads_them(workdir):
     frame = pd.DataFrame({"a": ["1", "2", "x", "4"], "flag": ["yes", "no", "yes", "no"], "drop_me": [1, 2, 3, 4], "y": [0, 1, 0, 1]})
     folder = mltable(workdir / "t", frame,

@@ -95,7 +95,7 @@ def training_data(frame, settings: AutoMLSettings, notes: list[str], validation=
             problem = f"non-numeric columns ({', '.join(text)})" if text else f"missing values (in {', '.join(gaps)})"
             raise CapcError(
                 f"featurization is off, so AutoML uses the columns as they are, but the data has {problem}.",
-                "set automl.featurization to auto, or clean the data first",
+                "set featurization to auto (automl.featurization in a spec, featurization.mode in a job YAML), or clean the data first",
             )
     X, y = features.reset_index(drop=True), y.reset_index(drop=True)
     y_fit = pd.Series(np.searchsorted(classes, y.to_numpy()), name=y.name) if classes is not None else y
