@@ -14,6 +14,8 @@ MAXIMIZE, MINIMIZE = azure_metrics.MAXIMIZE, azure_metrics.MINIMIZE
 # task -> {Azure primary metric -> goal}: the metrics' own module holds the table (it is copied into job folders)
 AUTOML_METRICS: dict[str, dict[str, str]] = azure_metrics.PRIMARY_METRICS
 
+IMAGE_TASK = "image_classification"
+
 # task -> Azure AutoML training algorithms (PascalCase as the docs and Studio write them)
 ALGORITHMS: dict[str, list[str]] = {
     "classification": [

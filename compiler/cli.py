@@ -473,7 +473,7 @@ def invoke(name: str, data_file: Path | None, target: str, workspace_config: Pat
 def bench_command(name: str, request_count: int, concurrency: int, rows_per_request: int, as_json: bool) -> None:
     """Load-test a local endpoint with real rows of its dataset (like Apache Bench), on loopback only."""
     from capc import serve, views
-    from capc.local.data import request_rows
+    from capc.jobfolder.data import request_rows
 
     info = serve.show(name)
     rows = request_rows(Path(info.job_dir), limit=max(rows_per_request * 50, 1000))

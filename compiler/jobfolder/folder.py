@@ -18,14 +18,15 @@ from pathlib import Path
 import yaml
 
 from capc.errors import CapcError
+from capc.serving_cost import DEPLOYMENT_MODELS
 
 MANIFEST = "manifest.json"
 RUN_SETTINGS = "capc.json"
 COMPUTE_FILE = "compute.yml"
 AUTOML_FILE = "automl_job.yml"
 PIPELINE_FILE = "pipeline_job.yml"
+ENTRY_SCRIPT = "score.py"  # the scoring script, beside the deployment YAMLs that name it
 ONLY_CHOICES = ("automl", "sweep", "pipeline")
-WINNER_CHOICES = ("best", "automl", "sweep")
 
 
 def is_sweep(kind: str) -> bool:
@@ -78,7 +79,8 @@ class JobFolder:
     cluster: ComputeCluster | None
 
     @property
-    def winner(self) -> str:
+    def deployment_model(self) -> str:
+        """deployment.model: which side's winner may be served (capc.serving_cost.may_serve)."""
         return self.deployment["model"]
 
     def job(self, kind: str) -> JobFile | None:
@@ -124,11 +126,11 @@ def read_job_folder(job_dir: Path, only: str | None = None) -> JobFolder:
         name, task, metric, goal = (str(run[k]) for k in ("name", "task", "metric", "goal"))
         automl_enabled, sweep_enabled = bool(run["automl"]["enabled"]), bool(run["sweep"]["enabled"])
         deployment = dict(run["deployment"])
-        winner = str(deployment["model"])
+        deployment_model = str(deployment["model"])
     except (KeyError, TypeError):
         raise CapcError(f"{job_dir / RUN_SETTINGS} lacks one of name, task, metric, goal, automl, sweep, deployment.", rebuild + " again") from None
-    if winner not in WINNER_CHOICES:
-        raise CapcError(f"{job_dir / RUN_SETTINGS}: deployment.model must be one of {', '.join(WINNER_CHOICES)}, not {winner!r}.", rebuild + " again")
+    if deployment_model not in DEPLOYMENT_MODELS:
+        raise CapcError(f"{job_dir / RUN_SETTINGS}: deployment.model must be one of {', '.join(DEPLOYMENT_MODELS)}, not {deployment_model!r}.", rebuild + " again")
     automl = [JobFile("automl", job_dir / AUTOML_FILE, load_yaml_mapping(job_dir / AUTOML_FILE))] if (job_dir / AUTOML_FILE).is_file() else []
     sweeps = sweep_jobs(job_dir)
     pipeline = [JobFile("pipeline", job_dir / PIPELINE_FILE, load_yaml_mapping(job_dir / PIPELINE_FILE))] if (job_dir / PIPELINE_FILE).is_file() else []

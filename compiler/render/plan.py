@@ -13,10 +13,11 @@ import re
 import shlex
 from pathlib import Path, PurePath
 
-from capc import azure_names
+from capc import azure_names, serving_cost
+from capc.data_location import is_remote
 from capc.errors import CapcError
 from capc.families import FAMILIES
-from capc.image_files import IMAGE_SUFFIXES, image_base64, is_image_path
+from capc.image_files import IMAGE_SUFFIXES, class_images, image_base64
 from capc.spec import schema_default
 from capc.state.held_out import ARTIFACT_PATH as HELD_OUT_ARTIFACT
 from capc.trial import trial_command
@@ -128,7 +129,7 @@ def _run_settings(spec, automl: dict, sweep: dict | None) -> dict:
 def _dataset(spec, job_dir: Path) -> dict:
     ds = spec.data["dataset"]
     fmt = ds["format"]
-    remote = ds["path"].startswith("azureml:")
+    remote = is_remote(ds["path"])
     out = {
         "format": fmt,
         "remote": remote,
@@ -255,21 +256,18 @@ def _plain(value):
 
 def _smallest_image_base64(folder: Path) -> str:
     """The smallest image (ties by path) base64-encoded: a real request that keeps sample_request.json small."""
-    images = [p for p in folder.rglob("*") if p.is_file() and is_image_path(p)]
+    images = [p for files in class_images(folder).values() for p in files]
     smallest = min(images, key=lambda p: (p.stat().st_size, p.as_posix()))
     return image_base64(smallest.read_bytes())
 
 
 def _image_listing(folder: Path, data_dir: Path) -> list[dict]:
     """Every image under folder/<class>/, sorted, as the JSONL rows of the image MLTable."""
-    rows = []
-    for sub in sorted(folder.iterdir()):
-        if not sub.is_dir() or sub.name.startswith("."):
-            continue
-        for image in sorted(sub.iterdir()):
-            if image.is_file() and is_image_path(image):
-                rows.append({"image_url": _relative(Path(os.path.abspath(image)), data_dir), "label": sub.name})
-    return rows
+    return [
+        {"image_url": _relative(Path(os.path.abspath(image)), data_dir), "label": label}
+        for label, images in class_images(folder).items()
+        for image in images
+    ]
 
 
 # ---------------------------------------------------------------- AutoML
@@ -517,8 +515,9 @@ def _pipeline(spec, dataset: dict, automl: dict, sweep: dict | None, environment
         f"--metric {shlex.quote(spec.metric)}",
         f"--goal {spec.goal}",
         f"--model_name {shlex.quote(spec.name)}",
+        f"--deployment_model {spec.data['deployment']['model']}",
     ]
-    if spec.task != "image_classification":  # candidates are measured with rows of the training table
+    if serving_cost.is_measured(spec.task):  # candidates are measured with rows of the training table
         select += ["--score score.py", "--training_data ${{inputs.training_data}}", f"--target {shlex.quote(dataset['target'])}"]
         budget = spec.data["deployment"]
         select += [f"--{key} {budget[key]!r}" for key in SERVING_BUDGET_KEYS if budget.get(key) is not None]
@@ -529,7 +528,7 @@ def _pipeline(spec, dataset: dict, automl: dict, sweep: dict | None, environment
         "sweep_nodes": list(sweep["jobs"].values()),
         "candidates": {name: binding for name, (_, binding) in candidates.items()},
         "select_command": " ".join(select),
-        "select_measures": spec.task != "image_classification",
+        "select_measures": serving_cost.is_measured(spec.task),
         "select_environment": {
             "name": f"{spec.name}-select-env",
             "python": spec.data["environment"]["python"],

@@ -29,7 +29,8 @@ import yaml
 
 from capc import azure_metrics
 from capc.errors import CapcError
-from capc.local.data import is_remote, mltable_source, read_frame
+from capc.data_location import is_remote
+from capc.jobfolder.data import mltable_source, read_frame
 from capc.state import held_out as held_out_state
 from capc.state.held_out import HeldOutPredictions
 from capc.state.registry import ModelVersion

@@ -20,10 +20,11 @@ from importlib import resources
 from pathlib import Path
 
 from capc import azure_names
+from capc.data_location import ASSET_PREFIX, is_remote
 from capc.errors import SpecInvalid, SpecProblem
 from capc.goal import Goal
 from capc.families import FAMILIES
-from capc.image_files import is_image_path
+from capc.image_files import class_images
 from capc.spec.conditional import family_of_parameter, is_conditional
 from capc.spec.hints import did_you_mean
 from capc.spec.loader import LoadedSpec, load_spec_file
@@ -62,7 +63,7 @@ class Spec:
     def dataset_path(self) -> Path | None:
         """The dataset on this machine, or None for a registered Azure data asset."""
         path = self.data["dataset"]["path"]
-        return None if path.startswith("azureml:") else (self.path.parent / path)
+        return None if is_remote(path) else (self.path.parent / path)
 
 
 @cache
@@ -541,8 +542,8 @@ def deployment_fits_task(ctx: CheckContext) -> None:
 @check
 def dataset_is_readable(ctx: CheckContext) -> None:
     dataset = ctx.data["dataset"]
-    if dataset["path"].startswith("azureml:"):
-        if dataset["path"].count(":") != 2:
+    if is_remote(dataset["path"]):
+        if not dataset["path"].startswith(ASSET_PREFIX) or dataset["path"].count(":") != 2:
             ctx.report(("dataset", "path"), f"`{dataset['path']}` is not a data asset reference", "write azureml:NAME:VERSION")
         return
     path = ctx.spec_dir / dataset["path"]
@@ -581,11 +582,7 @@ def _check_image_folder(ctx: CheckContext, path: Path, where: tuple) -> None:
 
 def image_classes(folder: Path) -> dict[str, int]:
     """Class name -> number of image files (by suffix) in each sub-folder."""
-    return {
-        sub.name: sum(1 for f in sub.iterdir() if f.is_file() and is_image_path(f))
-        for sub in sorted(folder.iterdir())
-        if sub.is_dir() and not sub.name.startswith(".")
-    }
+    return {name: len(files) for name, files in class_images(folder).items()}
 
 
 def read_header(path: Path, fmt: str) -> list[str]:
