@@ -142,13 +142,13 @@ def service_rule_problems(job: JobYaml) -> list[SpecProblem]:
     sweep, then the early-termination settings as the local engine reads them."""
     if job.type != "sweep":
         return []
-    from capc.local import samplers
-    from capc.local.policies import policy_from_mapping
+    from capc.policies import policy_from_mapping
+    from capc.spec.search_space import algorithm_of
     from capc.spec.service_rules import ERROR, SERVICE_RULES
 
     data, problems = job.data, []
     try:
-        algorithm, _ = samplers.algorithm_of(data.get("sampling_algorithm", "random"))
+        algorithm, _ = algorithm_of(data.get("sampling_algorithm", "random"))
     except CapcError as exc:
         return [_at(job, ("sampling_algorithm",), "sampling_algorithm", exc.message, exc.hint)]
     limits = data.get("limits") or {}

@@ -53,7 +53,7 @@ from capc.state.tracking import COMPLETED, EARLY_TERMINATED, ENDED, FAILED, INTE
 from capc.local.cores import THREAD_VARIABLES, CoreBudget
 from capc.local.launch import Launcher, output_tail, under_this_python
 from capc.spec import schema_default
-from capc.local.policies import policy_from_mapping
+from capc.policies import policy_from_mapping
 from capc.spec.conditional import FAMILY_TAG
 
 TICK_S = 0.1  # how often process exits are checked
