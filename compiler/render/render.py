@@ -20,7 +20,7 @@ from pathlib import Path
 import jinja2
 
 from capc.errors import CapcError
-from capc.render.plan import build_context
+from capc.render.context import build_context
 from capc.spec.conditional import COMBINATIONS_FILE
 
 # artifact path -> template. The image task swaps in its own AutoML job shape and a JSONL-backed MLTable; the

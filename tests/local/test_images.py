@@ -39,7 +39,7 @@ from repo import DATA
 MRI = DATA / "mri"
 PARSERS = {"int": "as_int", "float": "float", "str": "str"}
 
-# What the render stage passes train_image.py.j2 and score_image.py.j2 (the contract with capc.render.plan).
+# What the render stage passes train_image.py.j2 and score_image.py.j2 (the contract with capc.render.context).
 TRAIN_CONTEXT = {
     "name": "mri",
     "train": {

@@ -405,7 +405,7 @@ def test_output_folder_elsewhere_gets_a_relative_data_path(tmp_path):
 
 
 def test_runtime_pins_are_the_installed_versions():
-    from capc.render.plan import RUNTIME_PINS
+    from capc.render.pins import RUNTIME_PINS
 
     for name, pinned in RUNTIME_PINS.items():
         assert version(name) == pinned, name
