@@ -74,7 +74,7 @@ def looks_like_job_yaml(path: Path) -> bool:
 
 def load_job_yaml(path: Path, overrides: list[str] | None = None) -> JobYaml:
     """Read a job YAML with its line marks and apply --set overrides; raises SpecInvalid / CapcError."""
-    from capc.spec.validate import apply_overrides
+    from capc.spec.overrides import apply_overrides
 
     path = Path(path)
     loaded = load_spec_file(path)
