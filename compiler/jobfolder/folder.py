@@ -26,6 +26,9 @@ COMPUTE_FILE = "compute.yml"
 AUTOML_FILE = "automl_job.yml"
 PIPELINE_FILE = "pipeline_job.yml"
 ENTRY_SCRIPT = "score.py"  # the scoring script, beside the deployment YAMLs that name it
+# What a sweep job's missing limit means (a hand-written job may leave them out; capc's build writes both): the
+# local engine runs, counts and checks a job by these.
+SWEEP_LIMIT_DEFAULTS = {"max_total_trials": 20, "max_concurrent_trials": 1}
 ONLY_CHOICES = ("automl", "sweep", "pipeline")
 
 
@@ -160,17 +163,23 @@ def sweep_jobs(job_dir: Path) -> list[JobFile]:
     return [JobFile(kind, path, load_yaml_mapping(path)) for kind, path in sweep_job_files(job_dir).items()]
 
 
+def sweep_limit(limits: dict | None, key: str) -> int:
+    """A sweep job's `limits.KEY` (max_total_trials or max_concurrent_trials), or what its absence means."""
+    value = (limits or {}).get(key)
+    return int(value) if value else SWEEP_LIMIT_DEFAULTS[key]
+
+
 def _cluster(path: Path) -> ComputeCluster | None:
     if not path.is_file():
         return None
     data = load_yaml_mapping(path)
     try:
         return ComputeCluster(
-            name=str(data["name"]), size=str(data["size"]), min_instances=int(data.get("min_instances", 0)),
-            max_instances=int(data.get("max_instances", 4)), idle_time_before_scale_down=int(data.get("idle_time_before_scale_down", 120)),
+            name=str(data["name"]), size=str(data["size"]), min_instances=int(data["min_instances"]),
+            max_instances=int(data["max_instances"]), idle_time_before_scale_down=int(data["idle_time_before_scale_down"]),
         )
     except (KeyError, TypeError, ValueError):
-        raise CapcError(f"{path} does not describe a compute cluster (name, size, min/max_instances).", "run `capc build` again") from None
+        raise CapcError(f"{path} does not describe a compute cluster (name, size, min/max_instances, idle_time_before_scale_down).", "run `capc build` again") from None
 
 
 def compute_name(value: str) -> str:

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from capc.errors import CapcError, SpecInvalid, SpecProblem
+from capc.jobfolder.folder import SWEEP_LIMIT_DEFAULTS, sweep_limit
 from capc.jobfolder.job_yaml import JobYaml
 
 # Keys azure-ai-ml puts in its error paths that are not keys of the file.
@@ -155,7 +156,7 @@ def service_rule_problems(job: JobYaml) -> list[SpecProblem]:
     # The job's sweep in the shape the table reads (a spec's `sweep` section).
     view = {"sweep": {
         "sampling": algorithm, "search_space": dict(data.get("search_space") or {}), "early_termination": data.get("early_termination"),
-        "limits": {key: int(limits.get(key) or 1) for key in ("max_total_trials", "max_concurrent_trials")},
+        "limits": {key: sweep_limit(limits, key) for key in SWEEP_LIMIT_DEFAULTS},
     }}
     for rule in SERVICE_RULES:
         if rule.name not in SWEEP_RULES or rule.severity != ERROR:

@@ -292,7 +292,8 @@ def start_sweep_jobs(folder: JobFolder, sweep_files: list[JobFile], mlflow_clien
                      automl: bool = False) -> RunningSweeps:
     """Sweep jobs of the folder started in worker threads, each a child run of `submit_run`, under one core budget
     that AutoML, when `automl` runs beside them, shares."""
-    from capc.local.sweep import SweepsInBackground, plan_sweep
+    from capc.local.sweep import SweepsInBackground
+    from capc.local.sweep_plan import plan_sweep
 
     if not sweep_files:
         raise CapcError(f"{folder.path} holds no sweep job.", "run `capc build` again")

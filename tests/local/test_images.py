@@ -213,7 +213,7 @@ AUTOML_JOB = {
 
 
 def test_automl_job_becomes_a_runnable_sweep_job(tmp_path):
-    from capc.local.sweep import plan_sweep
+    from capc.local.sweep_plan import plan_sweep
 
     (tmp_path / "src").mkdir()
     (tmp_path / "imgs").mkdir()
