@@ -132,28 +132,32 @@ def _submit_locked(folder: JobFolder, resume: bool, progress) -> SubmitResult:
             tracking.finish_run(mlflow_client, submit_run, FAILED)
             raise
     winner = selection.winner if selection else _choose(outcomes, folder.deployment_model, goal)
-    model = None
-    if winner and not interrupted:
-        model = registry.register(
-            winner.model_dir,
-            name=folder.name,
-            task=folder.task,
-            metric=folder.metric,
-            value=winner.value,
-            goal=goal,
-            source=winner.source,
-            run_id=winner.run_id,
-            spec_sha256=folder.spec_sha256,
-            job_dir=str(folder.path.resolve()),
-            metrics=winner.metrics,
-            params=winner.params,
-            description=folder.description,
-        )
-        mlflow_client.set_tag(submit_run, "capc.registered_model", model.ref)
+    model = _register(folder, winner, mlflow_client, submit_run) if winner and not interrupted else None
     if winner:
         mlflow_client.log_metric(submit_run, folder.metric, winner.value)
     tracking.finish_run(mlflow_client, submit_run, INTERRUPTED if interrupted else COMPLETED)
     return SubmitResult(folder.name, folder.metric, goal, submit_run, outcomes, winner, model, interrupted, selection)
+
+
+def _register(folder: JobFolder, winner: Outcome, mlflow_client, submit_run: str):
+    """The winner in capc's model registry, named on the submit run."""
+    model = registry.register(
+        winner.model_dir,
+        name=folder.name,
+        task=folder.task,
+        metric=folder.metric,
+        value=winner.value,
+        goal=folder.goal,
+        source=winner.source,
+        run_id=winner.run_id,
+        spec_sha256=folder.spec_sha256,
+        job_dir=str(folder.path.resolve()),
+        metrics=winner.metrics,
+        params=winner.params,
+        description=folder.description,
+    )
+    mlflow_client.set_tag(submit_run, "capc.registered_model", model.ref)
+    return model
 
 
 def _choose(outcomes: list[Outcome], deployment_model: str, goal: str) -> Outcome | None:
