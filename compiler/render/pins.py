@@ -1,12 +1,12 @@
 """Stage 3, render: the package versions the generated environments pin (trials, deployments, the pipeline's steps).
 
-One table per purpose; tests/render checks them against the installed distributions.
+One table per purpose.
 """
 
 from __future__ import annotations
 
 # The stack every trial and deployment environment pins: the versions capc is tested with (installed here).
-# tests/test_contract_azure.py checks this table against the installed distributions.
+# tests/render/test_rendered_artifacts_sdk.py checks this table against the installed distributions.
 RUNTIME_PINS: dict[str, str] = {
     "azureml-inference-server-http": "1.5.1",
     "flaml": "2.7.0",

@@ -57,7 +57,7 @@ PROBABILITY_PREFIX = "probability_"  # predict's column per class: probability_<
 
 
 def as_int(text):
-    """Integers as a sweep may send them: `32`, or `32.0` from a quantised distribution."""
+    """Integers as a sweep may send them: `50`, or `50.0` from a quantised distribution."""
     value = float(text)
     if not value.is_integer():
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text}")
