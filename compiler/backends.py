@@ -20,6 +20,11 @@ from capc.errors import CapcError
 DEFAULT_OUT = Path("generated")
 
 
+def _resume_command(source: Path, overrides: list[str], only: str | None = None) -> str:
+    """The command line that continues an interrupted submit of `source` with the same --only and --set."""
+    return shlex.join(["capc", "submit", str(source), *(["--only", only] if only else []), *(f"--set={o}" for o in overrides), "--resume"])
+
+
 def _exit_interrupted(recorded: str, resume_command: str, kept: str) -> None:
     """A stopped local run: what was kept, the command that continues it, and the signal's exit status (130/143)."""
     click.echo(f"interrupted ({stopping.signal_name()}): {recorded}. To continue: {resume_command} ({kept}).", err=True)
@@ -38,7 +43,7 @@ class LocalBackend:
         if dry_run or no_wait:
             raise CapcError("--dry-run and --no-wait apply to --target azure.", "`capc diff SPEC` shows what a local build would change")
         # What a stopped submit tells its user to run next.
-        resume_command = shlex.join(["capc", "submit", str(source), *(["--only", only] if only else []), *(f"--set={o}" for o in overrides), "--resume"])
+        resume_command = _resume_command(source, overrides, only)
         if folder.job("pipeline"):
             self._submit_pipeline(folder, resume, as_json, resume_command)
             return
@@ -100,7 +105,7 @@ class LocalBackend:
         else:
             views.print_job_run(result)
         if result.interrupted:
-            resume_command = shlex.join(["capc", "submit", str(path), *(f"--set={o}" for o in overrides), "--resume"])
+            resume_command = _resume_command(path, overrides)
             click.echo(f"interrupted ({stopping.signal_name()}): finished trials are recorded. To continue: {resume_command}", err=True)
             sys.exit(stopping.exit_status())
 
@@ -122,9 +127,8 @@ class LocalBackend:
         else:
             views.print_automl_job(result)
         if result.interrupted:
-            resume_command = shlex.join(["capc", "submit", str(path), *(f"--set={o}" for o in overrides), "--resume"])
-            click.echo(f"interrupted ({stopping.signal_name()}): finished candidates are recorded. To continue: {resume_command}", err=True)
-            sys.exit(stopping.exit_status())
+            _exit_interrupted("finished candidates are recorded", _resume_command(path, overrides),
+                              "the search starts from each learner's best configuration, with the budget left")
 
     def status(self, name_or_job: str) -> None:
         from capc import views
@@ -229,6 +233,9 @@ class AzureBackend:
         result = azure_submit(folder, self.workspace(required=not dry_run), wait=not no_wait, dry_run=dry_run, console=console)
         if as_json:
             views.print_json(result.to_dict())
+
+    def submit_automl_job_yaml(self, path: Path, overrides: list[str], *, resume: bool, as_json: bool, register: str | None = None) -> None:
+        self.submit_job_yaml(path, overrides, resume=resume, as_json=as_json)
 
     def submit_job_yaml(self, path: Path, overrides: list[str], *, resume: bool, as_json: bool) -> None:
         raise CapcError(

@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from capc.data_location import is_remote
 from capc.errors import CapcError
 from capc.jobfolder.job_yaml import JobYaml
 from capc.spec.hints import did_you_mean
@@ -144,8 +145,6 @@ def _check_keys(job: JobYaml, task_keys: tuple = ()) -> None:
 
 
 def _table(job: JobYaml, role: str, bound) -> Path:
-    from capc.local.data import is_remote
-
     if bound is not None:
         return Path(bound).resolve()
     entry = job.data[role]
@@ -232,8 +231,6 @@ def _snake(name: str) -> str:
 
 
 def _best_model_path(job: JobYaml) -> Path | None:
-    from capc.local.data import is_remote
-
     output = (job.data.get("outputs") or {}).get("best_model")
     path = str(output.get("path") or "") if isinstance(output, dict) else ""
     if not path or is_remote(path):

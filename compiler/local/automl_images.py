@@ -44,7 +44,8 @@ def image_notes(automl) -> list[str]:
 def run_image_job(automl, *, register: str | None, progress, say):
     """The job on the local image engine; returns capc.local.automl_job.AutoMLJobResult."""
     from capc.local.automl_job import AutoMLJobResult, write_best_model
-    from capc.local.data import image_root_from_mltable, scan_image_folder
+    from capc.jobfolder.data import image_root_from_mltable
+    from capc.local.image_folder import scan_image_folder
     from capc.local.images import run_image_automl
 
     notes = list(automl.notes) + image_notes(automl)

@@ -2,7 +2,7 @@
 AutoML engine that runs the automl_job.yml capc compiles (capc.local.automl), and the AutoML node of a hand-written
 pipeline (run_automl_node).
 
-What runs: the job's MLTable folders read as Azure reads them (capc.local.mltable), its settings as the compiled
+What runs: the job's MLTable folders read as Azure reads them (capc.jobfolder.mltable), its settings as the compiled
 path reads them (AutoMLSettings.from_job_yaml), validation on validation_data when given (else
 n_cross_validations / validation_data_size / Azure's rule), and with test_data (or test_data_size) Azure's test
 run: the best model predicts every test row, and the predictions and every metric of the task are stored with a
@@ -180,9 +180,9 @@ class _Tables:
 def _tables(automl: AutoMLJob) -> _Tables:
     """The job's tables as the engine takes them: the columns that are no features dropped, the custom column
     types applied, and test_data_size's share split off the training rows."""
-    from capc.local.mltable import read_mltable
+    from capc.jobfolder.mltable import read_table
 
-    frames = {role: _prepared(read_mltable(path, role), automl, role) for role, path in automl.tables.items()}
+    frames = {role: _prepared(read_table(path, role), automl, role) for role, path in automl.tables.items()}
     tables = _Tables(**frames)
     if automl.test_data_size:
         tables.training_data, tables.test_data = _split_test(tables.training_data, automl)

@@ -15,7 +15,7 @@ import yaml
 from capc.errors import CapcError
 from capc.jobfolder.automl_yaml import read_automl_job
 from capc.jobfolder.job_yaml import load_job_yaml
-from capc.local.mltable import read_mltable
+from capc.jobfolder.mltable import read_table
 
 SHARED = Path("/work/shared/data")
 BANK = SHARED / "bankmarketing" / "bankmarketing_train.csv"
@@ -161,7 +161,7 @@ def test_mltable_transformations_are_applied_as_azure_reads_them(workdir):
                      {"convert_column_types": [{"columns": "a", "column_type": "float"},
                                                {"columns": ["flag"], "column_type": {"boolean": {"true_values": ["yes"], "false_values": ["no"]}}}]},
                      {"skip": 1}, {"take": 2})
-    table = read_mltable(folder)
+    table = read_table(folder)
     assert list(table.columns) == ["a", "flag", "y"]
     assert table["a"].isna().tolist() == [False, True] and table["flag"].tolist() == [False, True]
 
@@ -172,7 +172,7 @@ def test_mltable_pattern_reads_every_matching_file_and_parquet(workdir):
     for i in range(3):
         pd.DataFrame({"a": [i, i], "y": [0, 1]}).to_parquet(folder / f"part-{i}.parquet")
     (folder / "MLTable").write_text(yaml.safe_dump({"paths": [{"pattern": "./part-*.parquet"}], "transformations": ["read_parquet"]}))
-    assert read_mltable(folder)["a"].tolist() == [0, 0, 1, 1, 2, 2]
+    assert read_table(folder)["a"].tolist() == [0, 0, 1, 1, 2, 2]
 
 
 def test_register_is_for_automl_job_yamls_only(bank):
@@ -191,7 +191,7 @@ def test_register_is_for_automl_job_yamls_only(bank):
 def test_mltable_filter_is_refused_not_skipped(workdir):
     folder = mltable(workdir / "t", pd.DataFrame({"a": [1, 2]}), {"filter": "col('a') > 1"})
     with pytest.raises(CapcError, match="the transformation `filter` is not one the local MLTable reader runs"):
-        read_mltable(folder)
+        read_table(folder)
 
 
 IMAGE_JOB = """\
@@ -233,7 +233,7 @@ def images_mltable(folder: Path, per_class: int = 6) -> Path:
 
 def test_image_job_is_compiled_into_a_folder_the_local_image_engine_runs(workdir):
     from capc.local.automl_images import image_job_folder, image_notes
-    from capc.local.data import image_root_from_mltable
+    from capc.jobfolder.data import image_root_from_mltable
 
     images_mltable(workdir / "images-mltable")
     automl = read(job_file(workdir, IMAGE_JOB))

@@ -1,4 +1,4 @@
-"""Backend, local: an MLTable folder written by hand (an Azure ML `type: mltable` input) read into pandas as
+"""Job folder stage: an MLTable folder written by hand (an Azure ML `type: mltable` input) read into pandas as
 Azure's `mltable.load(folder).to_pandas_dataframe()` reads it.
 
 Taken: `paths` (file, folder, pattern; relative to the folder) and the transformations tabular jobs use:
@@ -16,7 +16,7 @@ from pathlib import Path
 import yaml
 
 from capc.errors import CapcError
-from capc.local.data import is_remote
+from capc.data_location import is_remote
 
 MLTABLE_FILE = "MLTable"
 READERS = ("read_delimited", "read_parquet")
@@ -26,7 +26,7 @@ ENCODINGS = {"utf8": "utf-8", "iso88591": "latin-1", "latin1": "latin-1", "ascii
 HEADERS = {"all_files_same_headers": 0, "from_first_file": 0, "all_files_different_headers": 0, "no_header": None}
 
 
-def read_mltable(folder: Path, role: str = "data"):
+def read_table(folder: Path, role: str = "data"):
     """The table of the MLTable folder `folder` as a DataFrame; `role` (training_data, test_data, ...) names it
     in errors."""
     import pandas as pd
