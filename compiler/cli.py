@@ -95,11 +95,11 @@ strict_option = click.option("--strict", is_flag=True, help="Treat warnings of A
 def validate(specs: tuple[Path, ...], strict: bool) -> None:
     """Check specs against the schema, the semantic rules and Azure's submit-time rules; an Azure ML job YAML
     written by hand with azure-ai-ml's own loader and the same submit-time rules."""
-    from capc.jobfolder.job_yaml import looks_like_job_yaml
+    from capc.jobfolder.kinds import is_azure_file
     from capc.jobfolder.validate import validate_job_yamls
     from capc.spec.service_rules import refuse_warnings
 
-    job_paths = [p for p in specs if looks_like_job_yaml(p)]
+    job_paths = [p for p in specs if is_azure_file(p)]
     problems, job_lines = validate_job_yamls(job_paths)
     try:
         loaded = _load_all([p for p in specs if p not in job_paths])
@@ -237,24 +237,29 @@ def _build_for_submit(spec_path: Path, overrides: list[str], out_dir: Path):
 @click.option("--only", type=click.Choice(["automl", "sweep", "pipeline"]), default=None, help="Run one job only.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE", help="Override a value of the spec (validated like the spec) or of the job YAML (e.g. inputs.NAME.path=LOCAL_FILE).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted sweep without repeating finished trials.")
+@click.option("--data-map", type=click.Path(path_type=Path, dir_okay=False), default=None, metavar="FILE", help="Job YAML: a YAML of remote URI -> local path; binds every input, at any depth, that names a mapped URI.")
+@click.option("--env", "env_mode", type=click.Choice(["job", "current"]), default="job", show_default=True, help="Job YAML: job builds the environment its conda file asks for (cached under $CAPC_HOME/envs); current runs in capc's interpreter.")
 @click.option("--no-wait", is_flag=True, help="Azure: return once the jobs are submitted.")
 @click.option("--dry-run", is_flag=True, help="Azure: contact nothing; print the REST bodies and assets a submit would send.")
 @click.option("--workspace", "workspace_config", type=click.Path(path_type=Path), default=None, help="Azure ML config.json (else AZURE_SUBSCRIPTION_ID, AZURE_RESOURCE_GROUP, AZUREML_WORKSPACE_NAME).")
 @out_option
 @json_option
 @stops_cleanly
-def submit(source: Path, target: str, only: str | None, overrides: tuple[str, ...], resume: bool, no_wait: bool, dry_run: bool, workspace_config: Path | None, out_dir: Path, as_json: bool) -> None:
+def submit(source: Path, target: str, only: str | None, overrides: tuple[str, ...], resume: bool, data_map: Path | None, env_mode: str, no_wait: bool, dry_run: bool, workspace_config: Path | None, out_dir: Path, as_json: bool) -> None:
     """Run a spec (built first), a job folder built before (generated/<name>/, no spec needed), or an Azure ML sweep
     or command job YAML written by hand (on the local engine): locally by default, or on Azure ML."""
     from capc.jobfolder import is_job_folder, read_job_folder
-    from capc.jobfolder.job_yaml import looks_like_job_yaml
+    from capc.jobfolder.kinds import is_azure_file
 
     backend = backend_for(target, workspace_config)
-    if looks_like_job_yaml(source):
+    if is_azure_file(source):
         if only or no_wait or dry_run:
             raise CapcError("--only, --no-wait and --dry-run apply to a spec or a job folder, not to a job YAML.", f"capc submit {source}")
-        backend.submit_job_yaml(source, list(overrides), resume=resume, as_json=as_json)
+        backend.submit_job_yaml(source, list(overrides), resume=resume, as_json=as_json, data_map=data_map, env_mode=env_mode)
         return
+    if data_map or env_mode != "job":
+        raise CapcError("--data-map and --env apply to an Azure ML job YAML written by hand, not to a spec or a job folder.",
+                        f"capc submit {source}")
     if is_job_folder(source):
         if overrides:
             raise CapcError(

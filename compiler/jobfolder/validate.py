@@ -1,5 +1,7 @@
 """Job folder stage: `capc validate JOB.yml` - a hand-written Azure ML job checked with azure-ai-ml's own loader
-and the rules Azure enforces only when the job is submitted, every problem as FILE:LINE:COL.
+and the rules Azure enforces only when the job is submitted, every problem as FILE:LINE:COL. A component file
+(command, pipeline, parallel or Spark; capc.jobfolder.kinds tells which) is checked with azure-ai-ml's component
+loader, as `az ml component create` would.
 
 azure-ai-ml reports schema problems as one nested mapping (key path -> messages; a field that may take several
 shapes lists one mapping per shape); each message is placed at the key it names, or at the nearest key the file
@@ -14,6 +16,7 @@ from pathlib import Path
 
 from capc.errors import CapcError, SpecInvalid, SpecProblem
 from capc.jobfolder.job_yaml import JobYaml
+from capc.jobfolder.kinds import FileKind
 
 # Keys azure-ai-ml puts in its error paths that are not keys of the file.
 LOADER_ONLY_KEYS = ("value", "_schema")
@@ -33,7 +36,7 @@ def validate_job_yamls(paths: list[Path]) -> tuple[list[SpecProblem], list[str]]
         found = validate_job_yaml(job)
         problems += found
         if not found:
-            ok.append(f"{path}: ok (Azure ML {job.type} job)")
+            ok.append(f"{path}: ok (Azure ML {job.kind.value})")
     return problems, ok
 
 
@@ -46,12 +49,16 @@ def validate_job_yaml(job: JobYaml) -> list[SpecProblem]:
 
 
 def loader_problems(job: JobYaml) -> list[SpecProblem]:
-    from azure.ai.ml import load_job
+    """azure-ai-ml's loader for what the file is: load_component for a component, load_job for a job."""
+    from azure.ai.ml import load_component, load_job
     from marshmallow import ValidationError
 
+    if not (job.kind.is_job or job.kind.is_component):
+        return [SpecProblem(str(job.path), 1, 1, "", f"an {job.kind.value} file: capc validates Azure ML jobs and components")]
+    load = load_component if job.kind.is_component else load_job
     overrides = [{key: value} for key, value in job.overrides]
     try:
-        load_job(source=job.path, params_override=overrides)
+        load(source=job.path, params_override=overrides)
     except ValidationError as exc:
         return [_problem(job, path, message) for path, message in _loader_messages(exc)]
     except Exception as exc:  # azure-ai-ml's own ValidationException and friends: one message, no key path
@@ -140,7 +147,7 @@ SPEC_TO_JOB_PATH = {("sweep", "search_space"): ("search_space",), ("sweep", "ear
 def service_rule_problems(job: JobYaml) -> list[SpecProblem]:
     """What Azure refuses only at submit time: capc's service-rule table (capc.spec.service_rules) on the job's
     sweep, then the early-termination settings as the local engine reads them."""
-    if job.type != "sweep":
+    if job.kind is not FileKind.SWEEP_JOB:
         return []
     from capc.local import samplers
     from capc.local.policies import policy_from_mapping

@@ -36,7 +36,8 @@ def input_text(name: str, declared, job_dir: Path) -> str:
         raise CapcError(
             f"input {name} points at {path}, which lives on Azure or the web; the local engine reads only files on this "
             "machine and never downloads data.",
-            f"run it with a copy on this machine: --set inputs.{name}.path=LOCAL_FILE (a file or folder, relative to the current directory)",
+            f"run it with a copy on this machine: --set inputs.{name}.path=LOCAL_FILE (a file or folder, relative to the current "
+            f"directory), or --data-map FILE, a YAML of remote URI to local path (`{path}: LOCAL_PATH`) that binds it wherever it is named",
         )
     local = (Path(job_dir) / path.removeprefix("file://")).resolve()
     if not local.exists():

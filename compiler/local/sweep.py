@@ -12,8 +12,9 @@ Local choices, where Azure has nothing to copy:
 - a trial's folder is trials_dir/trial_NNNN/: a copy of `trial.code` (hard links to one snapshot of it taken
   when the sweep starts; `outputs/` and `__pycache__/` left out), the command's working directory, so the
   script's outputs/ (the model in outputs/model) lands there; its stdout and stderr go to output.log there.
-- the environment is this interpreter's (`python` in the command is sys.executable); `environment:` is Azure's.
-- a `python SCRIPT ...` command is forked from a server that imported mlflow once (capc.local.launch says
+- the command runs as Azure runs it (capc.local.commands: `bash -c` for shell syntax), `python` being capc's
+  interpreter or, for a hand-written job whose environment capc built, that environment's (capc.local.environments).
+- a `python SCRIPT ...` command in capc's interpreter is forked from a server that imported mlflow once (capc.local.launch says
   what the child does to be the same as `python SCRIPT`): ~0.3 s instead of ~4 s of start-up per trial.
 - trials at once and threads per trial follow the submit's core budget (capc.local.cores), shared by all its
   sweeps: never more than max_concurrent_trials, fewer while AutoML runs beside the sweeps; each trial's
@@ -47,11 +48,11 @@ from capc import stopping
 from capc.stopping import signal_name
 from capc.errors import CapcError
 from capc.goal import Goal, is_score
-from capc.local import bindings, samplers
+from capc.local import bindings, commands, samplers
 from capc.state import tracking
 from capc.state.tracking import COMPLETED, EARLY_TERMINATED, ENDED, FAILED, INTERRUPTED, RUNNING
 from capc.local.cores import THREAD_VARIABLES, CoreBudget
-from capc.local.launch import Launcher, output_tail, under_this_python
+from capc.local.launch import Launcher, output_tail
 from capc.spec import schema_default
 from capc.local.policies import policy_from_mapping
 from capc.spec.conditional import FAMILY_TAG
@@ -136,12 +137,14 @@ class SweepPlan:
     max_concurrent_trials: int
     timeout_s: float | None
     trial_timeout_s: float | None
-    command: list[str]  # tokens, placeholders still in them
+    command: str  # the command text, placeholders still in it (capc.local.commands binds and starts it)
     code_dir: Path | None
     inputs: dict  # input name -> text substituted for ${{inputs.NAME}}
     family: str | None = None  # a conditional sweep's family (the job's capc_family tag), logged with each trial
     outputs: tuple[str, ...] = ()  # declared outputs: each trial binds ${{outputs.NAME}} to a folder of its own
     environment_variables: dict = field(default_factory=dict)  # the trial's environment_variables
+    python: str | None = None  # the job environment's interpreter (None: capc's own)
+    distribution: dict | None = None  # the trial's distribution block: one process with rank variables
 
 
 def _limit_seconds(limits: Mapping, name: str) -> float | None:
@@ -153,8 +156,9 @@ def _limit_seconds(limits: Mapping, name: str) -> float | None:
     return None
 
 
-def plan_sweep(job: Mapping, job_dir: Path) -> SweepPlan:
-    """Read and check a loaded sweep_job.yml mapping; every problem a user can cause becomes a CapcError."""
+def plan_sweep(job: Mapping, job_dir: Path, python: str | None = None) -> SweepPlan:
+    """Read and check a loaded sweep_job.yml mapping; every problem a user can cause becomes a CapcError.
+    `python`: the interpreter the job's environment runs (capc.local.environments), default capc's own."""
     if job.get("type", "sweep") != "sweep":
         raise CapcError(f"this job is of type {job.get('type')!r}; run_sweep runs sweep jobs.")
     objective = job.get("objective") or {}
@@ -176,10 +180,7 @@ def plan_sweep(job: Mapping, job_dir: Path) -> SweepPlan:
     trial = trial_of(job, job_dir)
     if not trial.get("command"):
         raise CapcError("the sweep job has no trial.command.")
-    try:
-        command = shlex.split(str(trial["command"]))
-    except ValueError as exc:
-        raise CapcError(f"trial.command cannot be split into words: {exc}.") from None
+    command = str(trial["command"])
     code_dir = None
     if trial.get("code"):
         code_dir = (job_dir / str(trial["code"])).resolve()
@@ -187,7 +188,7 @@ def plan_sweep(job: Mapping, job_dir: Path) -> SweepPlan:
             raise CapcError(f"trial.code {trial['code']} (resolved to {code_dir}) is not a folder.")
     declared_inputs, declared_outputs = job.get("inputs") or {}, job.get("outputs") or {}
     inputs, unknown = {}, []
-    for scope, name in bindings.command_references(command):
+    for scope, name in commands.references(command):
         if scope == "inputs" and name in declared_inputs:
             inputs.setdefault(name, bindings.input_text(name, declared_inputs[name], job_dir))
         elif not (scope == "search_space" and name in search_space or scope == "outputs" and name in declared_outputs):
@@ -198,12 +199,14 @@ def plan_sweep(job: Mapping, job_dir: Path) -> SweepPlan:
             "(the local engine fills ${{inputs.NAME}}, ${{outputs.NAME}} and ${{search_space.NAME}})."
         )
     variables = {str(k): bindings.format_value(v) for k, v in (trial.get("environment_variables") or {}).items()}
+    distribution = trial.get("distribution")
     return SweepPlan(
         metric=str(metric), goal=goal, algorithm=algorithm, sampling_options=options, search_space=search_space,
         policy_mapping=job.get("early_termination"), max_total_trials=max_total, max_concurrent_trials=min(max_concurrent, max_total),
         timeout_s=_limit_seconds(limits, "timeout"), trial_timeout_s=_limit_seconds(limits, "trial_timeout"),
         command=command, code_dir=code_dir, inputs=inputs, family=(job.get("tags") or {}).get(FAMILY_TAG),
-        outputs=tuple(declared_outputs), environment_variables=variables,
+        outputs=tuple(declared_outputs), environment_variables=variables, python=python,
+        distribution=dict(distribution) if isinstance(distribution, Mapping) else None,
     )
 
 
@@ -226,10 +229,19 @@ def trial_of(job: Mapping, job_dir: Path) -> dict:
     return dict(trial)
 
 
-def trial_command(plan: SweepPlan, values: Mapping, outputs: Mapping[str, str] | None = None) -> list[str]:
-    """The command's words with placeholders filled; `outputs` maps each declared output to the trial's folder."""
+def trial_process(plan: SweepPlan, values: Mapping, outputs: Mapping[str, str] | None = None) -> commands.PreparedCommand:
+    """The trial's process: its command with placeholders filled (`outputs` maps each declared output to the
+    trial's folder), as Azure runs a command (capc.local.commands)."""
     parameters = {name: samplers.format_value(value) for name, value in values.items()}
-    return under_this_python(bindings.bind(plan.command, {"inputs": plan.inputs, "search_space": parameters, "outputs": dict(outputs or {})}))
+    return commands.prepare_command(
+        plan.command, {"inputs": plan.inputs, "search_space": parameters, "outputs": dict(outputs or {})},
+        python=plan.python, environment_variables=plan.environment_variables, distribution=plan.distribution,
+    )
+
+
+def trial_command(plan: SweepPlan, values: Mapping, outputs: Mapping[str, str] | None = None) -> list[str]:
+    """The argv a trial starts (see trial_process)."""
+    return trial_process(plan, values, outputs).argv
 
 
 # ---------------------------------------------------------------- running it
@@ -384,9 +396,10 @@ class _SweepRunner:
     def open_tracking(self) -> None:
         self.client = tracking.client(self.tracking_uri)
 
-    def trial_env(self, run_id: str | None) -> dict:
+    def trial_env(self, run_id: str | None, process: commands.PreparedCommand | None = None) -> dict:
         env = dict(os.environ)
         env.update(self.plan.environment_variables)
+        env.update(process.env if process else {})
         env.update(MLFLOW_TRACKING_URI=self.tracking_uri, MLFLOW_EXPERIMENT_ID=str(self.experiment_id))
         if run_id:
             env["MLFLOW_RUN_ID"] = run_id
@@ -410,10 +423,11 @@ class _SweepRunner:
         (trial_dir / "outputs").mkdir(exist_ok=True)
         log_path = trial_dir / "output.log"
         log_path.write_bytes(b"")
-        command = trial_command(self.plan, values, bindings.output_folders(self.plan.outputs, trial_dir))
+        prepared = trial_process(self.plan, values, bindings.output_folders(self.plan.outputs, trial_dir))
+        command = prepared.argv
         run_id = tracking.start_run(
             self.client, self.experiment_id, f"trial_{number}", "trial", parent=self.parent_run_id,
-            tags={"capc.trial": str(number), "capc.command": shlex.join(command)[:5000]},
+            tags={"capc.trial": str(number), "capc.command": prepared.text[:5000]},
         )
         family = [Param("family", str(self.plan.family))] if self.plan.family else []
         self.client.log_batch(run_id, params=family + [Param(k, samplers.format_value(v)) for k, v in values.items()])
@@ -426,7 +440,7 @@ class _SweepRunner:
         # Recorded now, not only at its end: should capc die, --resume finds the trial's run and folder from this.
         optuna_trial.set_user_attr(RUN_RECORD_ATTR, trial.to_dict())
         try:
-            process = self.launcher.start(command, trial_dir, self.trial_env(run_id), log_path)
+            process = self.launcher.start(command, trial_dir, self.trial_env(run_id, prepared), log_path)
         except OSError as exc:  # e.g. the command's program does not exist
             trial.exit_code, trial.duration_s = None, 0.0
             trial.error = f"cannot start `{shlex.join(command)}`: {exc}"
@@ -631,17 +645,19 @@ def run_sweep(
     stop_event: threading.Event | None = None,
     launch_mode: str = "auto",
     cores: CoreBudget | None = None,
+    python: str | None = None,
 ) -> SweepResult:
     """Run the sweep job `job` (a loaded sweep_job.yml; `job_dir` its folder) and return every trial and the best.
 
     on_event(kind, trial) is called with kind started | reported | finished | failed | stopped | interrupted.
     Setting `stop_event` ends running trials (status interrupted) and returns what finished. `cores`: the submit's
     core budget, which gives each trial its place and threads (default: this sweep alone on this process's cores).
+    `python`: the interpreter of the job's environment (capc.local.environments; default capc's own).
     launch_mode:
     auto (fork `python ...` commands from a pre-warmed server, spawn others) | fork | spawn (always Popen).
     Raises CapcError for a job that cannot run and when every trial failed.
     """
-    plan = plan_sweep(job, Path(job_dir))
+    plan = plan_sweep(job, Path(job_dir), python)
     runner = _SweepRunner(plan, job_dir, trials_dir, tracking_uri, experiment_id, parent_run_id, on_event, resume, stop_event, launch_mode, cores)
     return runner.run()
 
