@@ -64,7 +64,7 @@ def references(command: str) -> list[tuple[str, str]]:
 
 def bind_command(command: str, values: Mapping[str, Mapping[str, str]]) -> str:
     """The command text with each ${{scope.name}} replaced by values[scope][name], quoted for the shell where it
-    stands; `$[[...]]` kept when all its bindings have values, else dropped. KeyError names a missing binding."""
+    stands; `$[[...]]` kept when all its bindings have values, else dropped. CapcError for a binding without a value."""
 
     def optional(match: re.Match) -> str:
         inner = match.group(1)
@@ -78,7 +78,10 @@ def bind_command(command: str, values: Mapping[str, Mapping[str, str]]) -> str:
         out.append(before)
         state = _quote_state(before, state)
         scope, _, name = match.group(1).partition(".")
-        out.append(_quoted(str(values[scope][name]), state))
+        value = values.get(scope, {}).get(name)
+        if value is None:
+            raise CapcError(f"the command refers to ${{{{{match.group(1)}}}}}, which has no value here.")
+        out.append(_quoted(str(value), state))
         position = match.end()
     out.append(text[position:])
     return "".join(out).strip()
@@ -139,10 +142,7 @@ def prepare_command(
     """The process for `command` with its bindings filled: `python` (default capc's interpreter) is what `python`
     means in it; environment_variables and the distribution's rank variables go into `env`."""
     python = python or sys.executable
-    try:
-        text = bind_command(command, values)
-    except KeyError as exc:
-        raise CapcError(f"the command refers to ${{{{{exc.args[0]}}}}}, which has no value here.") from None
+    text = bind_command(command, values)
     if not text:
         raise CapcError("the command is empty.")
     env = {"PATH": f"{python_bin_dir(python)}{os.pathsep}{os.environ.get('PATH', '')}"}
