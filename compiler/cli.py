@@ -18,7 +18,7 @@ import click
 
 from capc import __version__, stopping
 from capc.backends import DEFAULT_OUT, AzureBackend, backend_for
-from capc.errors import CapcError, SpecInvalid
+from capc.errors import CapcError, SpecInvalid, SpecProblem
 
 
 class CapcGroup(click.Group):
@@ -73,10 +73,16 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print machin
 
 def _load_all(paths: list[Path]):
     """Validate every spec; report every problem of every file before failing."""
+    from capc.jobfolder.kinds import file_kind
     from capc.spec import load_spec
 
     specs, problems = [], []
     for path in paths:
+        kind = file_kind(path)
+        if kind.is_azure:  # read from its content: a job or component YAML is not a spec whatever its name
+            problems.append(SpecProblem(str(path), 1, 1, "", f"an Azure ML {kind.value}, not a capc spec",
+                                        "`capc validate` and `capc submit` take it as it is"))
+            continue
         try:
             specs.append(load_spec(path))
         except SpecInvalid as exc:

@@ -193,3 +193,12 @@ def test_submit_refuses_a_spark_job_naming_az_ml_job_create(tmp_path):
     result = _invoke("submit", job)
     assert result.exit_code == 1
     assert "is a Spark job" in result.output and f"az ml job create -f {job}" in result.output
+
+
+def test_build_says_a_job_yaml_is_not_a_spec(tmp_path):
+    job = tmp_path / "job.yaml"
+    job.write_text("command: python train.py\nenvironment: azureml:AzureML-sklearn-1.5@latest\n")
+    result = _invoke("build", job, "--out", tmp_path / "out")
+    assert result.exit_code == 1
+    assert f"{job}:1:1: an Azure ML command job, not a capc spec" in result.output
+    assert "missing" not in result.output  # not read as a spec with 12 problems
