@@ -194,3 +194,19 @@ def test_resume_of_a_completed_command_job_runs_nothing(workdir: Path):
     changed = run_job_yaml(load_job_yaml(job, ["command=echo y >> outputs/count.txt"]), resume=True)  # --set: another version
     assert changed.submit_run_id != first.submit_run_id
     assert (Path(changed.files.folder) / "outputs" / "count.txt").read_text() == "y\n"
+
+
+def test_sweep_trials_start_through_the_same_function(tmp_path):
+    """A sweep trial's command: the environment's python, shell syntax to bash, the trial's distribution."""
+    from capc.local.sweep import plan_sweep, trial_process
+
+    job = {"type": "sweep", "objective": {"primary_metric": "acc", "goal": "maximize"}, "sampling_algorithm": "grid",
+           "search_space": {"lr": {"type": "choice", "values": [0.1]}},
+           "trial": {"command": "python train.py --lr ${{search_space.lr}}", "environment_variables": {"A": "1"},
+                     "distribution": {"type": "pytorch", "process_count_per_instance": 2}}}
+    plan = plan_sweep(job, tmp_path, python="/envs/abc/bin/python")
+    prepared = trial_process(plan, {"lr": 0.1})
+    assert prepared.argv == ["/envs/abc/bin/python", "train.py", "--lr", "0.1"]
+    assert prepared.env["A"] == "1" and prepared.env["WORLD_SIZE"] == "1"
+    job["trial"]["command"] = "python train.py --lr ${{search_space.lr}} && echo done"
+    assert trial_process(plan_sweep(job, tmp_path), {"lr": 0.1}).argv[1:] == ["-c", "python train.py --lr 0.1 && echo done"]
