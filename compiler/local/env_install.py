@@ -71,7 +71,7 @@ def build_or_reuse(request: CondaRequest, say=None) -> JobEnvironment:
             f"{installer()}) in {folder}; log: {log}")
         try:
             _create(python, folder, with_capc_site, log)
-            final, changes = _install_nearest(folder, list(request.requirements), set(request.conda), log)
+            final, changes = _install_nearest(folder, list(request.requirements), set(request.conda), log, with_capc_site)
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
@@ -178,7 +178,7 @@ def _install(folder: Path, requirements: list[str], log: Path) -> tuple[bool, st
     return _run(argv + index_args(), log)
 
 
-def _install_nearest(folder: Path, requirements: list[str], soft: set[str], log: Path) -> tuple[list[str], list[str]]:
+def _install_nearest(folder: Path, requirements: list[str], soft: set[str], log: Path, with_capc_site: bool = False) -> tuple[list[str], list[str]]:
     """Install, moving each pin that cannot be installed to the nearest release that can (and dropping conda
     packages pip has no release of); (the requirements installed, a note per change)."""
     original: dict[str, str] = {}  # requirement now in the list -> the one the conda file wrote
@@ -196,7 +196,9 @@ def _install_nearest(folder: Path, requirements: list[str], soft: set[str], log:
         versions = _available_versions(folder, name, log)
         if not versions and asked in soft:
             requirements.remove(culprit)
-            changes[name] = f"conda package {asked}: pip has no release of {name}, so it is not installed here"
+            instead = _capc_version(name) if with_capc_site else None
+            changes[name] = (f"conda package {asked}: pip has no release of {name} here, so it is not installed"
+                             + (f"; capc's {name} {instead} is what the job imports" if instead else ""))
             continue
         choice = _nearest(asked, versions, tried.setdefault(name, set()))
         if choice is None:
@@ -208,6 +210,15 @@ def _install_nearest(folder: Path, requirements: list[str], soft: set[str], log:
         changes[name] = (f"{asked} cannot be installed on Python {_python_of(folder)} here: installed {name} {choice}, "
                          "the nearest release that can (Azure's run uses the pin)")
     raise _install_error(None, output, log)
+
+
+def _capc_version(name: str) -> str | None:
+    from importlib import metadata
+
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
 
 
 def _name(requirement: str) -> str:

@@ -123,13 +123,13 @@ def test_env_current_forces_capcs_interpreter(tmp_path):
 # ---------------------------------------------------------------- built, reused, refused
 
 
-def _job(folder: Path, pip: list[str]) -> Path:
+def _job(folder: Path, pip: list[str], conda: tuple = ()) -> Path:
     """A command job with an image and a conda file beside it, as Azure's examples write them."""
     (folder / "src").mkdir(exist_ok=True)
     (folder / "src" / "which.py").write_text(
         "import json, sys, capctiny\nopen('outputs/which.json', 'w').write(json.dumps({'python': sys.executable, 'capctiny': capctiny.VERSION}))\n"
     )
-    (folder / "conda.yml").write_text(yaml_dump({"name": "tiny", "dependencies": [f"python={THIS_PYTHON}", "pip", "r-base", {"pip": pip}]}))
+    (folder / "conda.yml").write_text(yaml_dump({"name": "tiny", "dependencies": [f"python={THIS_PYTHON}", "pip", "r-base", *conda, {"pip": pip}]}))
     job = folder / "job.yml"
     job.write_text(textwrap.dedent("""\
         $schema: https://azuremlschemas.azureedge.net/latest/commandJob.schema.json
@@ -151,7 +151,7 @@ def yaml_dump(data) -> str:
 
 @pytest.mark.slow
 def test_environment_is_built_from_the_conda_file_then_reused(workdir, wheels, capc_home):
-    job = _job(workdir, ["capctiny<2"])
+    job = _job(workdir, ["capctiny<2"], conda=("numpy=1.0",))  # the local index has no numpy: capc's is imported
     notes: list[str] = []
     result = run_job_yaml(load_job_yaml(job), say=notes.append)
     which = json.loads((Path(result.files.folder) / "outputs" / "which.json").read_text())
@@ -160,6 +160,7 @@ def test_environment_is_built_from_the_conda_file_then_reused(workdir, wheels, c
     assert which["capctiny"] == "2.0"  # capctiny<2 has only a Python 2 release: the nearest that installs
     assert any("capctiny<2 cannot be installed" in n and "installed capctiny 2.0, the nearest release" in n for n in notes), notes
     assert any("r-base" in n and "not installed" in n for n in notes), notes
+    assert any("conda package numpy==1.0.*: pip has no release of numpy" in n and "capc's numpy" in n for n in notes), notes
     assert any(n.startswith("building the job's environment") for n in notes)
 
     again: list[str] = []
