@@ -54,11 +54,6 @@ class JobYaml:
         raw = str(self.data.get("experiment_name") or self.path.stem)
         return re.sub(r"[^A-Za-z0-9_.-]+", "-", raw).strip("-") or "job"
 
-    @property
-    def environment(self):
-        trial = self.data.get("trial") if self.type == "sweep" else self.data
-        return (trial or {}).get("environment") if isinstance(trial, dict) else None
-
 
 def load_job_yaml(path: Path, overrides: list[str] | None = None, data_map: dict | None = None) -> JobYaml:
     """Read a job YAML with its line marks, apply --set overrides, then bind the remote inputs `data_map` names
