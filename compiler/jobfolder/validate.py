@@ -71,15 +71,37 @@ def _loader_messages(exc) -> list[tuple[tuple, str]]:
     """(key path, message) pairs out of azure-ai-ml's ValidationError (its text holds the mapping as JSON)."""
     found: list[tuple[tuple, str]] = []
     for entry in exc.messages if isinstance(exc.messages, list) else [exc.messages]:
-        tree = entry
-        if isinstance(entry, str):
-            start = entry.find("{")
-            try:
-                tree = json.JSONDecoder().raw_decode(entry[start:])[0] if start >= 0 else entry
-            except ValueError:
-                tree = entry
-        _walk(tree, (), found)
+        _walk(_unwrapped(_decoded(entry)), (), found)
     return found
+
+
+def _decoded(entry):
+    """The JSON mapping inside one of the loader's message strings (the string itself when it holds none)."""
+    if not isinstance(entry, str):
+        return entry
+    start = entry.find("{")
+    try:
+        return json.JSONDecoder().raw_decode(entry[start:])[0] if start >= 0 else entry
+    except ValueError:
+        return entry
+
+
+def _unwrapped(tree):
+    """A union schema's wrapper ({"result": "Failed", "errors": [{"path", "message"}]}, e.g. a command file
+    without `type:`) opened to the messages of the schema it tried, each under its path."""
+    if not (isinstance(tree, Mapping) and tree.get("result") == "Failed" and isinstance(tree.get("errors"), list)):
+        return tree
+    opened: dict = {}
+    for error in tree["errors"]:
+        if not isinstance(error, Mapping):
+            continue
+        inner = _unwrapped(_decoded(str(error.get("message", ""))))
+        where = str(error.get("path") or "*")
+        if where in ("*", ""):
+            opened.update(inner if isinstance(inner, Mapping) else {"": inner})
+        else:
+            opened[where] = inner
+    return opened
 
 
 def _walk(tree, path: tuple, found: list) -> None:

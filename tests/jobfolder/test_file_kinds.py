@@ -202,3 +202,13 @@ def test_build_says_a_job_yaml_is_not_a_spec(tmp_path):
     assert result.exit_code == 1
     assert f"{job}:1:1: an Azure ML command job, not a capc spec" in result.output
     assert "missing" not in result.output  # not read as a spec with 12 problems
+
+
+def test_an_untyped_command_job_gets_the_command_schemas_own_message(tmp_path):
+    """azure-ai-ml tries its command schemas in turn and wraps their errors: the one that applies is shown."""
+    job = tmp_path / "job.yaml"
+    job.write_text("command: python train.py\n")
+    result = _invoke("validate", job)
+    assert result.exit_code == 1
+    assert f"{job}:1:1: environment: Missing data for required field." in result.output
+    assert "1 problem found." in result.output
