@@ -39,6 +39,7 @@ OPTIONAL = re.compile(r"\$\[\[(.*?)\]\]", re.DOTALL)  # $[[--flag ${{inputs.x}}]
 SHELL_SYNTAX = frozenset(";&|<>()$`\\*?[]{}~#!\n")
 EXPANDS_IN_DOUBLE_QUOTES = frozenset("$`\\")
 PLAIN, SINGLE, DOUBLE = "plain", "single", "double"
+PIP_INSTALL = re.compile(r"\b(pip3?|-m\s+pip)\s+install\b")
 
 
 @dataclass(frozen=True)
@@ -151,6 +152,9 @@ def prepare_command(
         rank_env, note = distribution_env(distribution)
         env.update(rank_env)
         notes = (note,)
+    if python == sys.executable and PIP_INSTALL.search(text):
+        notes += (f"the command installs packages with pip, and it runs in capc's interpreter ({sys.executable}): they "
+                  "land in capc's own environment; a conda file in the job's environment gives it one of its own",)
     env.update({str(k): _text(v) for k, v in (environment_variables or {}).items()})
     words = python_argv(text)
     if words is not None:

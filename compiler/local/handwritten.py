@@ -83,18 +83,27 @@ def run_job_yaml(job: JobYaml, resume: bool = False, progress=None, say=None, en
     from capc.local.environments import job_environment
 
     check_runs_locally(job)
-    say = say or (lambda text: None)
+    notes: list[str] = []  # every note said, kept with the result (--json)
+
+    def tell(text: str) -> None:
+        if text.startswith("note: "):
+            notes.append(text.removeprefix("note: "))
+        (say or (lambda _: None))(text)
+
     for binding in job.mapped:
-        say(f"note: --data-map binds {binding.key_path} to {binding.local} ({binding.uri})")
+        tell(f"note: --data-map binds {binding.key_path} to {binding.local} ({binding.uri})")
     environment, base_dir = job_environment_of(job)
-    built = job_environment(environment, base_dir, mode=env_mode, say=say)
+    built = job_environment(environment, base_dir, mode=env_mode, say=tell)
     for note in built.notes:
-        say(f"note: {note}")
+        tell(f"note: {note}")
     mlflow_client = tracking.client()
     exp_id = tracking.experiment_id(mlflow_client, job.name)
     if job.type == "sweep":
-        return _run_sweep(job, mlflow_client, exp_id, resume, progress, built.python)
-    return run_command_job(job, mlflow_client, exp_id, say, built.python, resume)
+        result = _run_sweep(job, mlflow_client, exp_id, resume, progress, built.python)
+    else:
+        result = run_command_job(job, mlflow_client, exp_id, tell, built.python, resume)
+    result.notes = notes + result.notes
+    return result
 
 
 def job_environment_of(job: JobYaml) -> tuple[object, Path]:

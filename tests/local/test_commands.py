@@ -53,6 +53,12 @@ def test_shell_syntax_goes_to_bash(command):
     assert Path(prepared.argv[0]).name in ("bash", "sh")
 
 
+def test_pip_install_in_capcs_interpreter_is_named_in_a_note():
+    prepared = commands.prepare_command("pip install pygit2; python hello-git.py", VALUES)
+    assert prepared.shell and any("installs packages with pip" in n for n in prepared.notes)
+    assert not commands.prepare_command("pip install pygit2", VALUES, python="/envs/x/bin/python").notes
+
+
 def test_bindings_are_quoted_for_where_they_stand():
     """bash itself reads the bound text: a value stays one word, unexpanded, bare, in double or in single quotes."""
     import subprocess
@@ -179,6 +185,7 @@ def test_a_yaml_command_job_without_type_is_a_command_job(workdir: Path):
     payload = json.loads(submitted.stdout[submitted.stdout.index("{"):])
     assert payload["type"] == "command" and payload["status"] == "completed"
     assert (Path(payload["best"]["folder"]) / "outputs" / "ran.txt").read_text().split() == ["ran", "untyped"]
+    assert any("is not built locally" in n for n in payload["notes"]), payload["notes"]
 
 
 @pytest.mark.slow
