@@ -121,7 +121,10 @@ def check_runs_locally(job: JobYaml) -> None:
             "job of its own; `capc validate` checks it with azure-ai-ml's component loader.",
             "submit the pipeline job that uses it, or a command job with the same command, code and inputs",
         )
+    if kind is FileKind.CONDA_FILE:
+        raise CapcError(f"{job.path} is a conda environment file, not a job.",
+                        "name it in a job's environment (`conda_file:`); capc builds that environment when the job runs")
     raise CapcError(
-        f"{job.path} is an {kind.value} file (its $schema: {job.data.get('$schema')}), not a job.",
+        f"{job.path} is an Azure ML file of another kind (its $schema: {job.data.get('$schema')}), not a job.",
         f"create it on Azure with the az ml command for it, e.g. `az ml environment create -f {job.path}`",
     )

@@ -6,7 +6,8 @@ to capc carries it in its `$schema` when it has one (commandJob.schema.json, com
 Without one, `type:` names the job type, and the keys only a component has (`version`, `is_deterministic`,
 `additional_includes`) or only a job has (`compute`, `experiment_name`, ...) tell a component from a job of the
 same type. A file with neither `$schema` nor `type:` but a top-level `command:` is a command job: `command` is
-Azure's default job type. Anything else is a capc spec (the spec loader says what it lacks).
+Azure's default job type; one with a `dependencies:` list is a conda file. Anything else is a capc spec (the spec
+loader says what it lacks).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ class FileKind(str, Enum):
     PARALLEL_COMPONENT = "parallel component"
     SPARK_COMPONENT = "Spark component"
     OTHER_AZURE = "Azure ML asset"  # an environment, data, model, compute or endpoint file: neither job nor component
+    CONDA_FILE = "conda environment file"  # what an environment's conda_file names (`dependencies:`)
     UNREADABLE = "unreadable"  # not a file, not YAML, or not a mapping: the spec loader reports why
 
     @property
@@ -44,8 +46,8 @@ class FileKind(str, Enum):
 
     @property
     def is_azure(self) -> bool:
-        """A file for Azure ML (job, component or asset), not for capc's spec loader."""
-        return self.is_job or self.is_component or self is FileKind.OTHER_AZURE
+        """A file for Azure ML (job, component, asset or an environment's conda file), not for capc's spec loader."""
+        return self.is_job or self.is_component or self in (FileKind.OTHER_AZURE, FileKind.CONDA_FILE)
 
 
 JOBS = {"command": FileKind.COMMAND_JOB, "sweep": FileKind.SWEEP_JOB, "automl": FileKind.AUTOML_JOB,
@@ -56,8 +58,11 @@ COMPONENTS = {"command": FileKind.COMMAND_COMPONENT, "pipeline": FileKind.PIPELI
 # against CommandJobSchema, PipelineComponentSchema against PipelineJobSchema, azure-ai-ml 1.35).
 COMPONENT_ONLY_KEYS = ("version", "is_deterministic", "additional_includes")
 JOB_ONLY_KEYS = ("compute", "experiment_name", "limits", "services", "identity", "settings", "component", "parent_job_name")
+SPEC_KEYS = ("task", "dataset", "metric")  # a capc spec's required keys
 # $schema file names: .../latest/commandJob.schema.json -> ("command", "job"); autoMLJob, sweepJob, sparkComponent...
-_SCHEMA_NAME = re.compile(r"(command|sweep|automl|pipeline|parallel|spark)(job|component)\.schema\.json$", re.IGNORECASE)
+# AutoML's schemas name the task too: autoMLJob, autoMLImageClassificationJob, autoMLTextNERJob...
+_SCHEMA_NAME = re.compile(r"(command|sweep|automl\w*?|pipeline|parallel|spark)(job|component)\.schema\.json$", re.IGNORECASE)
+_ANY_SCHEMA_NAME = re.compile(r"([A-Za-z]+)\.schema\.json$")
 
 
 def kind_of_mapping(data) -> FileKind:
@@ -68,6 +73,7 @@ def kind_of_mapping(data) -> FileKind:
     named = _SCHEMA_NAME.search(schema)
     if named:
         job_type, what = named.group(1).lower(), named.group(2).lower()
+        job_type = "automl" if job_type.startswith("automl") else job_type
         return (COMPONENTS if what == "component" and job_type in COMPONENTS else JOBS)[job_type]
     if "azuremlschemas" in schema.lower() or "azureml" in schema.lower() and schema.endswith(".schema.json"):
         return FileKind.OTHER_AZURE
@@ -79,7 +85,15 @@ def kind_of_mapping(data) -> FileKind:
         return JOBS[job_type]
     if "type" not in data and "command" in data:
         return FileKind.COMMAND_JOB  # Azure's default job type
+    if isinstance(data.get("dependencies"), list) and not any(k in data for k in SPEC_KEYS):
+        return FileKind.CONDA_FILE
     return FileKind.SPEC
+
+
+def schema_name(data) -> str | None:
+    """The name in a file's `$schema` URL, lower-case (`.../latest/amlCompute.schema.json` -> "amlcompute")."""
+    found = _ANY_SCHEMA_NAME.search(str(data.get("$schema") or "")) if isinstance(data, Mapping) else None
+    return found.group(1).lower() if found else None
 
 
 def file_kind(path: Path) -> FileKind:

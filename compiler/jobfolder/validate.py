@@ -16,7 +16,7 @@ from pathlib import Path
 
 from capc.errors import CapcError, SpecInvalid, SpecProblem
 from capc.jobfolder.job_yaml import JobYaml
-from capc.jobfolder.kinds import FileKind
+from capc.jobfolder.kinds import FileKind, schema_name
 
 # Keys azure-ai-ml puts in its error paths that are not keys of the file.
 LOADER_ONLY_KEYS = ("value", "_schema")
@@ -36,7 +36,8 @@ def validate_job_yamls(paths: list[Path]) -> tuple[list[SpecProblem], list[str]]
         found = validate_job_yaml(job)
         problems += found
         if not found:
-            ok.append(f"{path}: ok (Azure ML {job.kind.value})")
+            what = {FileKind.OTHER_AZURE: f"Azure ML {schema_name(job.data)} file", FileKind.CONDA_FILE: "conda file"}.get(job.kind, f"Azure ML {job.kind.value}")
+            ok.append(f"{path}: ok ({what})")
     return problems, ok
 
 
@@ -49,13 +50,21 @@ def validate_job_yaml(job: JobYaml) -> list[SpecProblem]:
 
 
 def loader_problems(job: JobYaml) -> list[SpecProblem]:
-    """azure-ai-ml's loader for what the file is: load_component for a component, load_job for a job."""
+    """azure-ai-ml's loader for what the file is: load_component for a component, load_job for a job, the asset's
+    own loader (load_compute, load_environment, ...) for the other files `capc build` writes."""
     from azure.ai.ml import load_component, load_job
     from marshmallow import ValidationError
 
-    if not (job.kind.is_job or job.kind.is_component):
-        return [SpecProblem(str(job.path), 1, 1, "", f"an {job.kind.value} file: capc validates Azure ML jobs and components")]
-    load = load_component if job.kind.is_component else load_job
+    if job.kind is FileKind.CONDA_FILE:
+        return _conda_problems(job)
+    if job.kind.is_job or job.kind.is_component:
+        load = load_component if job.kind.is_component else load_job
+    else:
+        load = _asset_loader(job)
+        if load is None:
+            return [SpecProblem(str(job.path), 1, 1, "", f"an {job.kind.value} file ({job.data.get('$schema')}) that capc has no "
+                                "azure-ai-ml loader for: it validates jobs, components, and compute, environment, data, "
+                                "model, endpoint, deployment and schedule files")]
     overrides = [{key: value} for key, value in job.overrides]
     try:
         load(source=job.path, params_override=overrides)
@@ -65,6 +74,33 @@ def loader_problems(job: JobYaml) -> list[SpecProblem]:
         message = getattr(exc, "message", None) or str(exc)
         return [SpecProblem(str(job.path), 1, 1, "", f"azure-ai-ml cannot load it: {message.strip()}")]
     return []
+
+
+def _conda_problems(job: JobYaml) -> list[SpecProblem]:
+    """A conda file's shape, as conda reads it: dependencies are strings, and at most one `pip:` list of strings."""
+    problems = []
+    for index, entry in enumerate(job.data["dependencies"]):
+        pip = entry.get("pip") if isinstance(entry, Mapping) else None
+        if isinstance(entry, str) or isinstance(pip, list) and all(isinstance(line, str) for line in pip):
+            continue
+        problems.append(_at(job, ("dependencies",), f"dependencies[{index}]", "a dependency is a package spec (`numpy=1.26`) or `pip:` with a list of requirements"))
+    return problems
+
+
+# azure-ai-ml's loader for each asset file by the name in its $schema (the files `capc build` writes beside the jobs).
+ASSET_LOADERS = {
+    "amlcompute": "load_compute", "computeinstance": "load_compute", "environment": "load_environment", "data": "load_data",
+    "model": "load_model", "managedonlineendpoint": "load_online_endpoint", "kubernetesonlineendpoint": "load_online_endpoint",
+    "managedonlinedeployment": "load_online_deployment", "kubernetesonlinedeployment": "load_online_deployment",
+    "batchendpoint": "load_batch_endpoint", "batchdeployment": "load_batch_deployment", "schedule": "load_schedule",
+}
+
+
+def _asset_loader(job: JobYaml):
+    from azure.ai.ml.entities import _load_functions  # every load_* the package exports, and load_schedule, which it does not
+
+    name = ASSET_LOADERS.get(schema_name(job.data) or "")
+    return getattr(_load_functions, name, None) if name else None
 
 
 def _loader_messages(exc) -> list[tuple[tuple, str]]:

@@ -36,7 +36,9 @@ def _invoke(*args):
         ({"type": "parallel"}, FileKind.PARALLEL_JOB),
         ({"$schema": SCHEMA + "sparkJob.schema.json", "type": "spark"}, FileKind.SPARK_JOB),
         ({"$schema": SCHEMA + "sparkComponent.schema.json", "type": "spark"}, FileKind.SPARK_COMPONENT),
+        ({"$schema": SCHEMA + "autoMLImageClassificationJob.schema.json", "type": "automl"}, FileKind.AUTOML_JOB),
         ({"$schema": SCHEMA + "environment.schema.json", "image": "x"}, FileKind.OTHER_AZURE),
+        ({"name": "env", "channels": ["conda-forge"], "dependencies": ["python=3.10", {"pip": ["mlflow"]}]}, FileKind.CONDA_FILE),
         ({"name": "bank", "task": "classification", "dataset": {}}, FileKind.SPEC),
         (["not", "a", "mapping"], FileKind.UNREADABLE),
     ],
@@ -212,3 +214,14 @@ def test_an_untyped_command_job_gets_the_command_schemas_own_message(tmp_path):
     assert result.exit_code == 1
     assert f"{job}:1:1: environment: Missing data for required field." in result.output
     assert "1 problem found." in result.output
+
+
+def test_every_file_capc_build_writes_validates_with_its_loader():
+    """Jobs, components, compute, endpoints, deployments, environment, schedule and conda files of a job folder."""
+    folder = Path(__file__).parents[2] / "generated" / "bankmarketing"
+    paths = sorted(folder.glob("*.yml"))
+    result = _invoke("validate", *paths)
+    assert result.exit_code == 0, result.output
+    assert result.output.count(": ok (") == len(paths) >= 10
+    assert f"{folder / 'compute.yml'}: ok (Azure ML amlcompute file)" in result.output
+    assert f"{folder / 'conda.yml'}: ok (conda file)" in result.output
