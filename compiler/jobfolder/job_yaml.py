@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from capc.errors import CapcError, SpecInvalid, SpecProblem
-from capc.jobfolder.kinds import FileKind, kind_of_mapping
+from capc.jobfolder.kinds import FileKind, kind_of_mapping, schema_name
 from capc.spec.loader import LoadedSpec, load_spec_file
 
 RUNS_LOCALLY = (FileKind.COMMAND_JOB, FileKind.SWEEP_JOB)
@@ -124,7 +124,17 @@ def check_runs_locally(job: JobYaml) -> None:
     if kind is FileKind.CONDA_FILE:
         raise CapcError(f"{job.path} is a conda environment file, not a job.",
                         "name it in a job's environment (`conda_file:`); capc builds that environment when the job runs")
+    group = AZ_ML_GROUPS.get(schema_name(job.data) or "")
     raise CapcError(
         f"{job.path} is an Azure ML file of another kind (its $schema: {job.data.get('$schema')}), not a job.",
-        f"create it on Azure with the az ml command for it, e.g. `az ml environment create -f {job.path}`",
+        f"create it on Azure: `az ml {group} create -f {job.path}`" if group else "create it on Azure with the `az ml` command for its kind",
     )
+
+
+# The `az ml` command group that creates each asset file, by the name in its $schema.
+AZ_ML_GROUPS = {
+    "amlcompute": "compute", "computeinstance": "compute", "environment": "environment", "data": "data", "model": "model",
+    "managedonlineendpoint": "online-endpoint", "kubernetesonlineendpoint": "online-endpoint",
+    "managedonlinedeployment": "online-deployment", "kubernetesonlinedeployment": "online-deployment",
+    "batchendpoint": "batch-endpoint", "batchdeployment": "batch-deployment", "schedule": "schedule",
+}
