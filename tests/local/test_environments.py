@@ -123,13 +123,14 @@ def test_env_current_forces_capcs_interpreter(tmp_path):
 # ---------------------------------------------------------------- built, reused, refused
 
 
-def _job(folder: Path, pip: list[str], conda: tuple = ()) -> Path:
+def _job(folder: Path, pip: list[str], conda: tuple = (), python: str = THIS_PYTHON) -> Path:
     """A command job with an image and a conda file beside it, as Azure's examples write them."""
     (folder / "src").mkdir(exist_ok=True)
     (folder / "src" / "which.py").write_text(
-        "import json, sys, capctiny\nopen('outputs/which.json', 'w').write(json.dumps({'python': sys.executable, 'capctiny': capctiny.VERSION}))\n"
+        "import json, sys, capctiny\nopen('outputs/which.json', 'w').write(json.dumps({'python': sys.executable, 'capctiny': capctiny.VERSION, "
+        "'version': '%d.%d' % sys.version_info[:2]}))\n"
     )
-    (folder / "conda.yml").write_text(yaml_dump({"name": "tiny", "dependencies": [f"python={THIS_PYTHON}", "pip", "r-base", *conda, {"pip": pip}]}))
+    (folder / "conda.yml").write_text(yaml_dump({"name": "tiny", "dependencies": [f"python={python}", "pip", "r-base", *conda, {"pip": pip}]}))
     job = folder / "job.yml"
     job.write_text(textwrap.dedent("""\
         $schema: https://azuremlschemas.azureedge.net/latest/commandJob.schema.json
@@ -183,3 +184,17 @@ def test_a_failed_install_names_the_package_and_nothing_runs(workdir, wheels, ca
     assert "--env current" in message
     assert not [p for p in (capc_home / "envs").iterdir() if p.is_dir()]  # no half-built environment left
     assert not (capc_home / "runs").exists()  # no run started
+
+
+OTHER_PYTHON = next((v for v in ("3.10", "3.12", "3.9", "3.8") if v != THIS_PYTHON and find_python(v)[1] is None), None)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(OTHER_PYTHON is None, reason="no second Python version on this machine")
+def test_the_conda_files_python_version_is_used_when_this_machine_has_it(workdir, wheels, capc_home):
+    job = _job(workdir, ["capctiny==3.0"], python=OTHER_PYTHON)
+    notes: list[str] = []
+    result = run_job_yaml(load_job_yaml(job), say=notes.append)
+    which = json.loads((Path(result.files.folder) / "outputs" / "which.json").read_text())
+    assert which["version"] == OTHER_PYTHON and which["capctiny"] == "3.0"
+    assert not any("does not have" in n for n in notes) and not any("packages of capc's interpreter" in n for n in notes)
