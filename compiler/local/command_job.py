@@ -89,7 +89,13 @@ def _bound_inputs(job: JobYaml, command: str) -> tuple[dict, dict]:
             f"{job.path}: the command refers to {', '.join('${{' + u + '}}' for u in unknown)}, which the job does not define.",
             "declare it under inputs: or outputs:",
         )
-    inputs = {n: bindings.input_text(n, declared_inputs[n], job.job_dir) for s, n in references if s == "inputs"}
+    inputs, optional = {}, commands.optional_only(command)
+    for scope, name in references:
+        if scope == "inputs" and name not in inputs:
+            value = declared_inputs[name]
+            if ("inputs", name) in optional and isinstance(value, dict) and not {"path", "value", "default"} & set(value):
+                continue  # an optional input without a value: its $[[...]] is dropped
+            inputs[name] = bindings.input_text(name, value, job.job_dir)
     return inputs, declared_outputs
 
 

@@ -63,6 +63,12 @@ def references(command: str) -> list[tuple[str, str]]:
     return refs
 
 
+def optional_only(command: str) -> set[tuple[str, str]]:
+    """The bindings that stand only inside `$[[...]]`: a command runs without a value for them."""
+    inside = {ref for segment in OPTIONAL.findall(str(command)) for ref in references(segment)}
+    return inside - set(references(OPTIONAL.sub("", str(command))))
+
+
 def bind_command(command: str, values: Mapping[str, Mapping[str, str]]) -> str:
     """The command text with each ${{scope.name}} replaced by values[scope][name], quoted for the shell where it
     stands; `$[[...]]` kept when all its bindings have values, else dropped. CapcError for a binding without a value."""

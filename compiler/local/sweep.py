@@ -188,9 +188,13 @@ def plan_sweep(job: Mapping, job_dir: Path, python: str | None = None) -> SweepP
             raise CapcError(f"trial.code {trial['code']} (resolved to {code_dir}) is not a folder.")
     declared_inputs, declared_outputs = job.get("inputs") or {}, job.get("outputs") or {}
     inputs, unknown = {}, []
+    optional = commands.optional_only(command)
     for scope, name in commands.references(command):
         if scope == "inputs" and name in declared_inputs:
-            inputs.setdefault(name, bindings.input_text(name, declared_inputs[name], job_dir))
+            value = declared_inputs[name]
+            if ("inputs", name) in optional and isinstance(value, dict) and not {"path", "value", "default"} & set(value):
+                continue  # an optional input without a value: its $[[...]] is dropped
+            inputs.setdefault(name, bindings.input_text(name, value, job_dir))
         elif not (scope == "search_space" and name in search_space or scope == "outputs" and name in declared_outputs):
             unknown.append(f"{scope}.{name}")
     if unknown:

@@ -217,3 +217,17 @@ def test_sweep_trials_start_through_the_same_function(tmp_path):
     assert prepared.env["A"] == "1" and prepared.env["WORLD_SIZE"] == "1"
     job["trial"]["command"] = "python train.py --lr ${{search_space.lr}} && echo done"
     assert trial_process(plan_sweep(job, tmp_path), {"lr": 0.1}).argv[1:] == ["-c", "python train.py --lr 0.1 && echo done"]
+
+
+def test_an_optional_input_without_a_value_drops_its_segment(tmp_path):
+    from capc.local.command_job import _bound_inputs
+
+    job_file = tmp_path / "job.yml"
+    job_file.write_text(
+        "type: command\ncommand: python a.py --n ${{inputs.n}} $[[--lr ${{inputs.lr}}]]\n"
+        "inputs:\n  n: 3\n  lr:\n    type: number\n    optional: true\nenvironment: azureml:env@latest\n"
+    )
+    inputs, _ = _bound_inputs(load_job_yaml(job_file), load_job_yaml(job_file).data["command"])
+    assert inputs == {"n": "3"}
+    assert commands.prepare_command(load_job_yaml(job_file).data["command"], {"inputs": inputs}).argv[1:] == ["a.py", "--n", "3"]
+    assert commands.optional_only("a $[[--x ${{inputs.x}}]] ${{inputs.y}} $[[${{inputs.y}}]]") == {("inputs", "x")}
