@@ -122,7 +122,7 @@ def _quoted(value: str, state: str) -> str:
 def python_argv(text: str) -> list[str] | None:
     """The words of a command that is exactly `python SCRIPT ...` or `python -m MODULE ...` with no shell syntax
     (None otherwise): what may be started without a shell."""
-    state, escaped = PLAIN, False
+    state = PLAIN
     for char in text:
         if state == PLAIN and char in SHELL_SYNTAX or state == DOUBLE and char in EXPANDS_IN_DOUBLE_QUOTES:
             return None
