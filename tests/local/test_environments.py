@@ -198,3 +198,45 @@ def test_the_conda_files_python_version_is_used_when_this_machine_has_it(workdir
     which = json.loads((Path(result.files.folder) / "outputs" / "which.json").read_text())
     assert which["version"] == OTHER_PYTHON and which["capctiny"] == "3.0"
     assert not any("does not have" in n for n in notes) and not any("packages of capc's interpreter" in n for n in notes)
+
+
+@pytest.mark.slow
+def test_every_sweep_trial_runs_in_the_built_environment(workdir, wheels, capc_home):
+    (workdir / "src").mkdir()
+    (workdir / "src" / "trial.py").write_text(textwrap.dedent("""\
+        import sys, mlflow, capctiny
+        x = float(sys.argv[sys.argv.index("--x") + 1])
+        mlflow.log_metric("score", x + float(capctiny.VERSION))
+        open("outputs/python.txt", "w").write(sys.executable)
+        """))
+    job = workdir / "sweep.yml"
+    job.write_text(textwrap.dedent(f"""\
+        $schema: https://azuremlschemas.azureedge.net/latest/sweepJob.schema.json
+        type: sweep
+        sampling_algorithm: grid
+        search_space:
+          x:
+            type: choice
+            values: [1, 2]
+        objective:
+          primary_metric: score
+          goal: maximize
+        limits:
+          max_total_trials: 2
+          max_concurrent_trials: 2
+        trial:
+          code: ./src
+          command: python trial.py --x ${{{{search_space.x}}}}
+          environment:
+            image: mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu20.04:latest
+            conda_file:
+              dependencies:
+                - python={THIS_PYTHON}
+                - pip:
+                    - capctiny==2.0
+        """))
+    result = run_job_yaml(load_job_yaml(job))
+    assert [t.status for t in result.trials] == ["completed", "completed"]
+    assert result.value == 4.0  # x=2 plus capctiny 2.0: the package only the built environment has
+    pythons = {(Path(t.trial_dir) / "outputs" / "python.txt").read_text() for t in result.trials}
+    assert len(pythons) == 1 and Path(pythons.pop()).parents[2] == capc_home / "envs"
