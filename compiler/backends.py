@@ -81,10 +81,12 @@ class LocalBackend:
         `data_map` a --data-map file (capc.local.data_map), `env_mode` job | current (capc.local.environments)."""
         from capc import views
         from capc.jobfolder.job_yaml import check_runs_locally, load_job_yaml
-        from capc.local.data_map import read_data_map
+        from capc.local.data_map import bind_job_data, read_data_map
         from capc.local.handwritten import run_job_yaml
 
-        job = load_job_yaml(path, overrides, read_data_map(data_map) if data_map else None)
+        job = load_job_yaml(path, overrides)
+        if data_map:
+            job = bind_job_data(job, read_data_map(data_map))
         check_runs_locally(job)
         objective = job.data.get("objective") or {}
         say = (lambda text: click.echo(text, err=True))

@@ -55,9 +55,8 @@ class JobYaml:
         return re.sub(r"[^A-Za-z0-9_.-]+", "-", raw).strip("-") or "job"
 
 
-def load_job_yaml(path: Path, overrides: list[str] | None = None, data_map: dict | None = None) -> JobYaml:
-    """Read a job YAML with its line marks, apply --set overrides, then bind the remote inputs `data_map` names
-    (capc.local.data_map: {remote URI: local path}); raises SpecInvalid / CapcError."""
+def load_job_yaml(path: Path, overrides: list[str] | None = None) -> JobYaml:
+    """Read a job YAML with its line marks and apply --set overrides; raises SpecInvalid / CapcError."""
     from capc.spec.validate import apply_overrides
 
     path = Path(path)
@@ -69,14 +68,7 @@ def load_job_yaml(path: Path, overrides: list[str] | None = None, data_map: dict
         digest.update(f"\n--set {key}={json.dumps(value, sort_keys=True)}".encode())
     if not isinstance(loaded.data, dict):
         raise SpecInvalid([SpecProblem(str(path), 1, 1, "", "a job YAML is a mapping of keys to values")])
-    mapped = ()
-    if data_map:
-        from capc.local.data_map import apply_data_map
-
-        mapped = tuple(apply_data_map(loaded.data, data_map))
-        for binding in mapped:  # one study per binding too: --resume of a sweep on other data starts afresh
-            digest.update(f"\n--data-map {binding.key_path}={binding.local}".encode())
-    return JobYaml(path, loaded.data, digest.hexdigest(), loaded, tuple(applied), mapped)
+    return JobYaml(path, loaded.data, digest.hexdigest(), loaded, tuple(applied))
 
 
 def _paths_from_working_directory(data: dict, applied: list) -> None:

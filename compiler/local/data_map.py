@@ -14,6 +14,8 @@ the same place under the local folder. What stays remote is refused later, as be
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,6 +82,18 @@ def apply_data_map(job, data_map: Mapping[str, str], where: str = "") -> list[Ma
                         + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "") + ".",
                         "fix the local path in the data map (relative paths are read from the map file's folder)")
     return mapped
+
+
+def bind_job_data(job, data_map: Mapping[str, str]):
+    """A loaded JobYaml (capc.jobfolder.job_yaml) with the remote inputs `data_map` names bound, the bindings in
+    its `mapped`; its sha256 covers them, so --resume of a sweep on other data starts afresh."""
+    mapped = apply_data_map(job.data, data_map)
+    if not mapped:
+        return job
+    digest = hashlib.sha256(job.sha256.encode())
+    for binding in mapped:
+        digest.update(f"\n--data-map {binding.key_path}={binding.local}".encode())
+    return dataclasses.replace(job, sha256=digest.hexdigest(), mapped=tuple(mapped))
 
 
 def _walk(node, where: str, data_map: Mapping[str, str], mapped: list[MappedInput]) -> None:

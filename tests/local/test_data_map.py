@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from capc.cli import cli
 from capc.errors import CapcError
 from capc.jobfolder.job_yaml import load_job_yaml
-from capc.local.data_map import apply_data_map, read_data_map
+from capc.local.data_map import apply_data_map, bind_job_data, read_data_map
 from capc.local.handwritten import run_job_yaml
 
 IRIS = "wasbs://datasets@azuremlexamples.blob.core.windows.net/iris.csv"
@@ -99,7 +99,7 @@ def test_an_unmapped_remote_input_is_refused_naming_the_data_map(tmp_path, data_
     job = tmp_path / "job.yml"
     job.write_text(JOB % "https://example.org/iris.csv")
     with pytest.raises(CapcError) as caught:
-        run_job_yaml(load_job_yaml(job, data_map=data_map))
+        run_job_yaml(bind_job_data(load_job_yaml(job), data_map))
     assert "--set inputs.iris.path=LOCAL_FILE" in str(caught.value) and "--data-map FILE" in str(caught.value)
 
 
@@ -112,3 +112,13 @@ def test_submit_with_a_data_map_runs_on_the_local_copy(workdir, data_map):
     payload = json.loads(result.stdout[result.stdout.index("{"):])
     assert (Path(payload["best"]["folder"]) / "outputs" / "first_column.txt").read_text().split() == ["a", "1"]
     assert f"--data-map binds inputs.iris.path to {workdir / 'data' / 'iris.csv'}" in result.output
+
+
+def test_bound_job_is_another_version_of_the_file(tmp_path, data_map):
+    job = tmp_path / "job.yml"
+    job.write_text(JOB % IRIS)
+    loaded = load_job_yaml(job)
+    bound = bind_job_data(loaded, data_map)
+    assert bound.data["inputs"]["iris"]["path"] == data_map[IRIS]
+    assert [m.uri for m in bound.mapped] == [IRIS] and bound.sha256 != loaded.sha256  # --resume tells them apart
+    assert bind_job_data(load_job_yaml(job), {}).sha256 == loaded.sha256
