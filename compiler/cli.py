@@ -8,8 +8,6 @@ with a line saying what was kept, never a traceback.
 
 from __future__ import annotations
 
-import errno
-import functools
 import json
 import sys
 from pathlib import Path
@@ -17,44 +15,12 @@ from pathlib import Path
 import click
 
 from capc import __version__, stopping
-from capc.backends import DEFAULT_OUT, AzureBackend, backend_for
+from capc.backends import AzureBackend, backend_for
+from capc.cli_options import (
+    CapcGroup, data_map_option, env_option, json_option, out_option, spec_files, stops_cleanly, strict_option, target_option,
+    workspace_option,
+)
 from capc.errors import CapcError, SpecInvalid, SpecProblem
-
-
-class CapcGroup(click.Group):
-    """Turns domain errors into exit code 1 with a clear message, in one place."""
-
-    def invoke(self, ctx: click.Context):
-        try:
-            return super().invoke(ctx)
-        except SpecInvalid as exc:
-            click.echo(exc.message, err=True)
-            if ctx.obj and ctx.obj.get("debug"):
-                raise
-            ctx.exit(1)
-        except CapcError as exc:
-            click.echo(f"error: {exc}", err=True)
-            if ctx.obj and ctx.obj.get("debug"):
-                raise
-            ctx.exit(1)
-        except KeyboardInterrupt as exc:
-            click.echo(f"interrupted ({stopping.signal_name()})", err=True)
-            ctx.exit(stopping.exit_status_of(exc))
-        except OSError as exc:
-            if stopping.stop_signal() is None or exc.errno not in (errno.EIO, errno.EPIPE):
-                raise
-            ctx.exit(stopping.exit_status())  # stopped, and the terminal is gone too (SIGHUP): nobody to tell
-
-
-def stops_cleanly(command):
-    """For long commands: SIGTERM and SIGHUP stop them as Ctrl-C does (capc.stopping). Innermost decorator."""
-
-    @functools.wraps(command)
-    def run(*args, **kwargs):
-        with stopping.stopping_on_signals():
-            return command(*args, **kwargs)
-
-    return run
 
 
 @click.group(cls=CapcGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -66,11 +32,6 @@ def cli(ctx: click.Context, debug: bool) -> None:
     ctx.ensure_object(dict)["debug"] = debug
 
 
-spec_files = click.argument("specs", nargs=-1, required=True, type=click.Path(path_type=Path))
-out_option = click.option("--out", "out_dir", type=click.Path(path_type=Path), default=DEFAULT_OUT, show_default=True, help="Folder that holds <name>/ per spec.")
-json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
-
-
 def _load_all(paths: list[Path]):
     """Validate every spec; report every problem of every file before failing."""
     from capc.jobfolder.kinds import file_kind
@@ -78,10 +39,8 @@ def _load_all(paths: list[Path]):
 
     specs, problems = [], []
     for path in paths:
-        kind = file_kind(path)
-        if kind.is_azure:  # read from its content: a job or component YAML is not a spec whatever its name
-            problems.append(SpecProblem(str(path), 1, 1, "", f"an Azure ML {kind.value}, not a capc spec",
-                                        "`capc validate` and `capc submit` take it as it is"))
+        if (kind := file_kind(path)).is_azure:  # from its content: a job or component file is no spec, whatever its name
+            problems.append(SpecProblem(str(path), 1, 1, "", f"an Azure ML {kind.value}, not a capc spec", "`capc validate` and `capc submit` take it as it is"))
             continue
         try:
             specs.append(load_spec(path))
@@ -90,9 +49,6 @@ def _load_all(paths: list[Path]):
     if problems:
         raise SpecInvalid(problems)
     return specs
-
-
-strict_option = click.option("--strict", is_flag=True, help="Treat warnings of Azure's service rules as errors.")
 
 
 @cli.command()
@@ -243,8 +199,8 @@ def _build_for_submit(spec_path: Path, overrides: list[str], out_dir: Path):
 @click.option("--only", type=click.Choice(["automl", "sweep", "pipeline"]), default=None, help="Run one job only.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE", help="Override a value of the spec (validated like the spec) or of the job YAML (e.g. inputs.NAME.path=LOCAL_FILE).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted sweep without repeating finished trials.")
-@click.option("--data-map", type=click.Path(path_type=Path, dir_okay=False), default=None, metavar="FILE", help="Job YAML: a YAML of remote URI -> local path; binds every input, at any depth, that names a mapped URI.")
-@click.option("--env", "env_mode", type=click.Choice(["job", "current"]), default="job", show_default=True, help="Job YAML: job builds the environment its conda file asks for (cached under $CAPC_HOME/envs); current runs in capc's interpreter.")
+@data_map_option
+@env_option
 @click.option("--no-wait", is_flag=True, help="Azure: return once the jobs are submitted.")
 @click.option("--dry-run", is_flag=True, help="Azure: contact nothing; print the REST bodies and assets a submit would send.")
 @click.option("--workspace", "workspace_config", type=click.Path(path_type=Path), default=None, help="Azure ML config.json (else AZURE_SUBSCRIPTION_ID, AZURE_RESOURCE_GROUP, AZUREML_WORKSPACE_NAME).")
@@ -264,8 +220,7 @@ def submit(source: Path, target: str, only: str | None, overrides: tuple[str, ..
         backend.submit_job_yaml(source, list(overrides), resume=resume, as_json=as_json, data_map=data_map, env_mode=env_mode)
         return
     if data_map or env_mode != "job":
-        raise CapcError("--data-map and --env apply to an Azure ML job YAML written by hand, not to a spec or a job folder.",
-                        f"capc submit {source}")
+        raise CapcError("--data-map and --env apply to an Azure ML job YAML written by hand, not to a spec or a job folder.", f"capc submit {source}")
     if is_job_folder(source):
         if overrides:
             raise CapcError(
@@ -378,9 +333,6 @@ def cancel(job_id: str, workspace_config: Path | None) -> None:
 
 # ---------------------------------------------------------------- endpoints
 
-target_option = click.option("--target", type=click.Choice(["local", "azure"]), default="local", show_default=True, help="Local endpoint or Azure managed online endpoint.")
-workspace_option = click.option("--workspace", "workspace_config", type=click.Path(path_type=Path), default=None, help="Azure ML config.json (else AZURE_SUBSCRIPTION_ID, AZURE_RESOURCE_GROUP, AZUREML_WORKSPACE_NAME).")
-
 
 @cli.command()
 @click.argument("name")
@@ -484,7 +436,7 @@ def invoke(name: str, data_file: Path | None, target: str, workspace_config: Pat
 def bench_command(name: str, request_count: int, concurrency: int, rows_per_request: int, as_json: bool) -> None:
     """Load-test a local endpoint with real rows of its dataset (like Apache Bench), on loopback only."""
     from capc import serve, views
-    from capc.local.data import request_rows
+    from capc.jobfolder.data import request_rows
 
     info = serve.show(name)
     rows = request_rows(Path(info.job_dir), limit=max(rows_per_request * 50, 1000))

@@ -23,7 +23,7 @@ from pathlib import Path
 import yaml
 
 from capc.errors import CapcError
-from capc.local.data import is_remote
+from capc.data_location import is_remote
 
 
 @dataclass(frozen=True)

@@ -205,7 +205,7 @@ def test_resume_of_a_completed_command_job_runs_nothing(workdir: Path):
 
 def test_sweep_trials_start_through_the_same_function(tmp_path):
     """A sweep trial's command: the environment's python, shell syntax to bash, the trial's distribution."""
-    from capc.local.sweep import plan_sweep, trial_process
+    from capc.local.sweep_plan import plan_sweep, trial_process
 
     job = {"type": "sweep", "objective": {"primary_metric": "acc", "goal": "maximize"}, "sampling_algorithm": "grid",
            "search_space": {"lr": {"type": "choice", "values": [0.1]}},
