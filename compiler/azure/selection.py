@@ -21,6 +21,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from capc import load_budget as load_rules
 from capc import serving_cost
 from capc.azure.jobs import SubmittedJob
 from capc.azure.registry import candidates
@@ -65,8 +66,10 @@ def select(jobs: list[SubmittedJob], folder: JobFolder, fetch_model: FetchModel,
         if on_measured is not None:
             on_measured(contender.payload, contender.cost)
 
+    load_budget = load_rules.load_budget_of(folder.deployment)  # measured here too, after the download
+    within = load_rules.within_load(load_budget, folder.path / ENTRY_SCRIPT, records, folder.path, no_records)
     try:
-        choice = serving_cost.choose(contenders, folder.goal, budget, measure_one, on_measured=measured)
+        choice = serving_cost.choose(contenders, folder.goal, budget, measure_one, on_measured=measured, also_within=within)
     except serving_cost.NoCandidateFits as exc:
         raise CapcError(
             str(exc),
@@ -75,7 +78,9 @@ def select(jobs: list[SubmittedJob], folder: JobFolder, fetch_model: FetchModel,
         ) from None
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    return Selection.of(choice, budget, _describe, measured=folder.task != IMAGE_TASK)
+    selection = Selection.of(choice, budget, _describe, measured=folder.task != IMAGE_TASK)
+    estimate = load_rules.estimate(choice.chosen.load, folder.deployment, folder.path) if choice.chosen.load else None
+    return selection.with_load(load_budget, estimate)
 
 
 def _request_records(folder: JobFolder) -> tuple[list[dict] | None, str]:

@@ -123,7 +123,7 @@ def _submit_locked(folder: JobFolder, resume: bool, progress) -> SubmitResult:
         try:
             selection = select(
                 [c for o in outcomes for c in (o, *o.alternatives)], name=folder.name, which=which, goal=goal,
-                budget=budget, job_dir=folder.path, task=folder.task, mlflow_client=mlflow_client,
+                budget=budget, job_dir=folder.path, task=folder.task, mlflow_client=mlflow_client, deployment=folder.deployment,
                 on_measured=(lambda o, cost: progress.note(f"serving cost of {o.source} {o.label}: {cost.summary()}")) if progress else None,
             )
         except BaseException:
@@ -146,12 +146,18 @@ def _submit_locked(folder: JobFolder, resume: bool, progress) -> SubmitResult:
             metrics=winner.metrics,
             params=winner.params,
             description=folder.description,
+            selection=_registered_selection(selection),
         )
         mlflow_client.set_tag(submit_run, "capc.registered_model", model.ref)
     if winner:
         mlflow_client.log_metric(submit_run, folder.metric, winner.value)
     tracking.finish_run(mlflow_client, submit_run, INTERRUPTED if interrupted else COMPLETED)
     return SubmitResult(folder.name, folder.metric, goal, submit_run, outcomes, winner, model, interrupted, selection)
+
+
+def _registered_selection(selection: Selection | None) -> dict:
+    """How the winner was chosen, kept with the registered model (`capc models show`, the report)."""
+    return selection.to_dict() if selection else {}
 
 
 def _choose(outcomes: list[Outcome], which: str, goal: str) -> Outcome | None:

@@ -55,6 +55,7 @@ SELECT_STEP_PINS: dict[str, str] = {
 
 # The spec's serving budget (deployment.*), passed to select_best.py as --KEY VALUE.
 SERVING_BUDGET_KEYS = ("max_latency_ms", "max_model_mb")
+RUN_DEPLOYMENT_KEYS = ("model", "max_latency_ms", "max_model_mb", "min_requests_per_s", "load", "instance_type")
 
 # What pandas.read_csv reads as missing by default: these cells become None in sample rows.
 CSV_MISSING = frozenset({
@@ -117,8 +118,9 @@ def _run_settings(spec, automl: dict, sweep: dict | None) -> dict:
         "goal": azure_names.AUTOML_METRICS[spec.task][spec.metric],
         "automl": {"enabled": automl["enabled"]},
         "sweep": {"enabled": bool(sweep and sweep["enabled"])},
-        # deployment.model and the serving budget the local selection applies (capc.local.selection.budget_of).
-        "deployment": {key: spec.data["deployment"].get(key) for key in ("model", "max_latency_ms", "max_model_mb")},
+        # deployment.model, the serving and load budgets the local selection applies (capc.local.selection.budget_of,
+        # capc.load_budget) and the instance its estimate is for.
+        "deployment": {key: spec.data["deployment"].get(key) for key in RUN_DEPLOYMENT_KEYS},
     }
 
 
@@ -522,6 +524,7 @@ def _pipeline(spec, dataset: dict, automl: dict, sweep: dict | None, environment
         select += ["--score score.py", "--training_data ${{inputs.training_data}}", f"--target {shlex.quote(dataset['target'])}"]
         budget = spec.data["deployment"]
         select += [f"--{key} {budget[key]!r}" for key in SERVING_BUDGET_KEYS if budget.get(key) is not None]
+        select += _load_budget_arguments(budget)
     select.append("--output ${{outputs.winner}}")
     return {
         "training_table": "${{parent.inputs.training_table}}",
@@ -540,6 +543,26 @@ def _pipeline(spec, dataset: dict, automl: dict, sweep: dict | None, environment
         "winner": "${{parent.jobs.select_best.outputs.winner}}",
         "deploy": deploy,
     }
+
+
+def _load_budget_arguments(deployment: dict) -> list[str]:
+    """select_best.py's load budget (deployment.min_requests_per_s, deployment.load), with the deployment's server
+    settings (deployment.yml, beside it in the step's code) and the instance's vCPUs for the estimate."""
+    load = deployment["load"]
+    if deployment.get("min_requests_per_s") is None and load.get("max_p99_ms") is None:
+        return []
+    out = [f"--min_requests_per_s {deployment['min_requests_per_s']!r}"] if deployment.get("min_requests_per_s") is not None else []
+    out += [f"--max_load_p99_ms {load['max_p99_ms']!r}"] if load.get("max_p99_ms") is not None else []
+    out += [f"--load_concurrency {int(load['concurrency'])}", "--deployment_file deployment.yml",
+            f"--instance_type {shlex.quote(deployment['instance_type'])}"]
+    vcpus = _instance_vcpus(deployment["instance_type"])
+    return out + ([f"--instance_vcpus {vcpus}"] if vcpus else [])
+
+
+def _instance_vcpus(instance_type: str) -> int | None:
+    from capc.spec.service_rules import ONLINE_ENDPOINT_SIZES
+
+    return next((v[1] for size, v in ONLINE_ENDPOINT_SIZES.items() if size.lower() == instance_type.lower()), None)
 
 
 # ---------------------------------------------------------------- environment, deployment, schedule

@@ -45,7 +45,7 @@ PIPELINE_TEMPLATES: dict[str, str] = {
     "select/conda.yml": "select_conda.yml.j2",
 }
 # Shared rules the pipeline's select step runs as they are: capc's own module, copied (it imports nothing of capc).
-PIPELINE_MODULES: dict[str, str] = {"select/serving_cost.py": "serving_cost.py"}
+PIPELINE_MODULES: dict[str, str] = {"select/serving_cost.py": "serving_cost.py", "select/serving_load.py": "serving_load.py"}
 
 
 def render_artifacts(spec, out_dir: Path) -> dict[str, bytes]:
