@@ -236,7 +236,7 @@ def measure_load(score_py: str, model_dir: str, records: list[dict], settings: L
     cpus = list(settings.cpus) or usable_cpus()
     workers = local_worker_count(settings.workers, len(cpus))
     bodies = [json.dumps({"data": [row]}, allow_nan=False).encode() for row in records[:256]]
-    with _server(score_py, model_dir, app_root or os.path.dirname(os.path.abspath(score_py)), workers, cpus, settings) as port:
+    with _Server(score_py, model_dir, app_root or os.path.dirname(os.path.abspath(score_py)), workers, cpus, settings) as port:
         requests = [_request_bytes(port, body) for body in bodies]
         warm = _run(port, requests, settings.concurrency, workers * WARM_UP_PER_WORKER, math.inf)
         if warm.errors:
@@ -261,7 +261,7 @@ def _server_name() -> str:
         return "azmlinfsrv"
 
 
-class _server:
+class _Server:
     """azmlinfsrv started in a session of its own, pinned to `cpus`; yields its port; stopped (the whole group) after."""
 
     def __init__(self, score_py, model_dir, app_root, workers, cpus, settings: LoadSettings):
@@ -277,14 +277,13 @@ class _server:
     def __enter__(self) -> int:
         self.port = _free_port()
         self.log = tempfile.TemporaryFile()
-        cpus = set(self.cpus)
-
-        def pin():  # in the child, before exec: the server and its workers keep this affinity
-            if hasattr(os, "sched_setaffinity"):
-                os.sched_setaffinity(0, cpus)
-
         self.process = subprocess.Popen(self.argv + ["--port", str(self.port)], env=self.env, cwd=self.cwd, stdin=subprocess.DEVNULL,
-                                        stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=pin)
+                                        stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        if hasattr(os, "sched_setaffinity"):  # before gunicorn forks its workers (it imports first), which inherit it
+            try:
+                os.sched_setaffinity(self.process.pid, set(self.cpus))
+            except OSError:
+                pass
         problem = _wait_healthy(self.process, self.port, self.ready_seconds)
         if problem:
             self.__exit__(None, None, None)
