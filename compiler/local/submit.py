@@ -24,6 +24,7 @@ from capc.state.tracking import COMPLETED, FAILED, INTERRUPTED
 from capc.local.cores import CoreBudget
 from capc.local.data import check_target, mltable_source, read_frame
 from capc.local.outcome import Outcome
+from capc.load_budget import load_budget_of
 from capc.local.selection import Selection, budget_of, select
 from capc.spec.conditional import COMBINATION_PARAMETER
 
@@ -124,7 +125,7 @@ def _submit_locked(folder: JobFolder, resume: bool, progress) -> SubmitResult:
             selection = select(
                 [c for o in outcomes for c in (o, *o.alternatives)], name=folder.name, which=which, goal=goal,
                 budget=budget, job_dir=folder.path, task=folder.task, mlflow_client=mlflow_client, deployment=folder.deployment,
-                on_measured=(lambda o, cost: progress.note(f"serving cost of {o.source} {o.label}: {cost.summary()}")) if progress else None,
+                on_measured=(lambda o, figure: progress.note(f"serving cost of {o.source} {o.label}: {_measured(figure)}")) if progress else None,
             )
         except BaseException:
             tracking.finish_run(mlflow_client, submit_run, FAILED)
@@ -153,6 +154,11 @@ def _submit_locked(folder: JobFolder, resume: bool, progress) -> SubmitResult:
         mlflow_client.log_metric(submit_run, folder.metric, winner.value)
     tracking.finish_run(mlflow_client, submit_run, INTERRUPTED if interrupted else COMPLETED)
     return SubmitResult(folder.name, folder.metric, goal, submit_run, outcomes, winner, model, interrupted, selection)
+
+
+def _measured(figure) -> str:
+    """A serving cost, or a figure under load with how it was taken (serving_load.LoadFigure.how)."""
+    return f"{figure.summary()} ({figure.how()})" if hasattr(figure, "how") else figure.summary()
 
 
 def _registered_selection(selection: Selection | None) -> dict:
@@ -228,7 +234,7 @@ def run_automl_job(folder: JobFolder, job_file: JobFile, mlflow_client, exp_id, 
         progress.automl_finished(result)
     outcome = Outcome("automl", automl_run, best.value, model_dir, params, {folder.metric: best.value}, f"{best.estimator}-{best.index}",
                       candidate_run_id=candidate_runs.get(best.index, ""))
-    if alternatives and budget_of(folder.deployment).any:  # without a budget only the best can win
+    if alternatives and (budget_of(folder.deployment).any or load_budget_of(folder.deployment).any):  # else only the best can win
         outcome.alternatives = _automl_alternatives(folder.metric, result, candidate_runs, work_dir / "automl" / "candidates")
     return outcome
 
