@@ -7,7 +7,7 @@ Each run is bench_submit.py's case (20% of the bank rows held back, split seed N
 $CAPC_HOME), then deploy, bench, delete. It prints what the selection measured under load (and how), the better
 candidates it passed over, the endpoint's figures and the held-back accuracy, one line per run and the means.
 
-    python bench/bench_load_budget.py [--seeds 0 1 2] [--automl-minutes 1] [--sweep-trials 2] [--requests 10000]
+    python bench/bench_load_budget.py [--seeds 0 1 2] [--automl-minutes 1] [--sweep-trials 2] [--requests 10000] [--set K=V ...]
 
 The machine is shared: the load average at the start and the end of each run is printed beside its figures.
 """
@@ -33,9 +33,9 @@ def _capc(home: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(["capc", *args], env={**os.environ, "CAPC_HOME": str(home)}, capture_output=True, text=True)
 
 
-def run(seed: int, minutes: int, trials: int, requests: int, work: Path) -> dict:
+def run(seed: int, minutes: int, trials: int, requests: int, work: Path, extra: list[str]) -> dict:
     load_before = os.getloadavg()[0]
-    case = run_case("bankmarketing", seed, minutes, trials, work, [])
+    case = run_case("bankmarketing", seed, minutes, trials, work, extra)
     home = work / f"bankmarketing-{seed}" / "home"
     row = {"seed": seed, "accuracy": case["value"], "winner": case["winner"], "rps": float("nan"), "p99": float("nan"),
            "selected_rps": float("nan"), "load_before": load_before}
@@ -71,10 +71,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--automl-minutes", type=int, default=1)
     parser.add_argument("--sweep-trials", type=int, default=2)
     parser.add_argument("--requests", type=int, default=10_000)
+    parser.add_argument("--set", dest="extra", action="append", default=[], metavar="KEY.PATH=VALUE",
+                        help="one more override, e.g. deployment.min_requests_per_s=1 to compare the selection's figure with the endpoint's")
     args = parser.parse_args(argv)
     print(f"cores: {len(os.sched_getaffinity(0))}, load average at start: {os.getloadavg()[0]:.1f}")
     with tempfile.TemporaryDirectory() as tmp:
-        rows = [run(seed, args.automl_minutes, args.sweep_trials, args.requests, Path(tmp)) for seed in args.seeds]
+        rows = [run(seed, args.automl_minutes, args.sweep_trials, args.requests, Path(tmp), args.extra) for seed in args.seeds]
     print("\nseed winner  held-back acc  selected rps  endpoint rps  p99 ms  load avg")
     for r in rows:
         print(f"{r['seed']:>4} {r['winner']:<7} {r['accuracy']:>13.4f} {r['selected_rps']:>13,.0f} {r['rps']:>13,.0f} {r['p99']:>7.1f}"
