@@ -240,3 +240,11 @@ def test_the_pipelines_select_step_applies_the_load_budget(served, tmp_path):
     assert winner["instance_estimate"]["instance_type"] == "Standard_DS3_v2" and winner["instance_estimate"]["workers"] == 4
     assert "serving_load_requests_per_s" in winner["measured"]["automl"]
     assert "passed over automl (0.95): " in done.stdout
+
+
+@pytest.mark.slow
+def test_a_server_that_cannot_start_is_a_load_error_saying_why(served, tmp_path):
+    empty = tmp_path / "no-model"
+    empty.mkdir()
+    with pytest.raises(serving_load.LoadError, match=r"azmlinfsrv did not start: it exited with status \d+ before answering"):
+        serving_load.measure_load(str(served.job / "score.py"), str(empty), served.records, LoadSettings(concurrency=2, ready_seconds=120))
