@@ -166,6 +166,15 @@ def test_the_reports_summary_names_each_pass_over(workdir, tmp_path):
     assert "<dt>passed over</dt><dd>automl StackEnsemble-12 (0.9147): 121 requests/s &lt; 300 at concurrency 4</dd>" in summary
     assert "expected on Standard_DS3_v2: ~1,016 requests/s per instance (estimate" in summary
 
+    # ranked third: one better run is the ensemble passed over, the other was never a candidate, and the page says so
+    from capc.report.collect import BoardRow
+
+    board = [BoardRow(rank, "automl", name, name, "completed", value, 1.0, {}, name == "LightGBM-0")
+             for rank, name, value in ((1, "StackEnsemble-12", 0.9147), (2, "XGBoost-3", 0.9144), (3, "LightGBM-0", 0.9142))]
+    data = ReportData(model, None, None, None, None, None, {}, board, [], [], [], [])
+    page = render_page(data, [], None, [], "no runs").decode()
+    assert "<dt>not candidates</dt><dd>1 better-ranked run on the boards below was not weighed" in page
+
 
 # ---------------------------------------------------------------------------------------------- through azmlinfsrv
 
