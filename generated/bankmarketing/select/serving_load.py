@@ -267,7 +267,7 @@ class _Server:
     def __init__(self, score_py, model_dir, app_root, workers, cpus, settings: LoadSettings):
         self.argv = [sys.executable, "-c", SERVER_CODE, "--entry_script", os.path.abspath(score_py),
                      "--model_dir", os.path.abspath(model_dir), "--worker_count", str(workers)]
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("AZUREML_", "AML_", "MLFLOW_RUN"))}
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AZUREML_", "AML_", "MLFLOW_"))}
         env.update({str(k): str(v) for k, v in settings.environment.items()})
         env.update({"AML_APP_ROOT": os.path.abspath(app_root), "AZUREML_MODEL_DIR": os.path.abspath(model_dir),
                     "AML_APP_INSIGHTS_ENABLED": "false", "PYTHONUNBUFFERED": "1",
@@ -286,8 +286,9 @@ class _Server:
                 pass
         problem = _wait_healthy(self.process, self.port, self.ready_seconds)
         if problem:
+            said = self._log_tail()
             self.__exit__(None, None, None)
-            raise LoadError(f"azmlinfsrv did not start: {problem}{self._log_tail()}")
+            raise LoadError(f"azmlinfsrv did not start: {problem}{said}")
         return self.port
 
     def _log_tail(self) -> str:

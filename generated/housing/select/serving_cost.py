@@ -296,10 +296,10 @@ class Choice:
         lines = []
         if self.chosen.cost is not None:
             lines.append(f"{self.chosen.name} serves with {self.chosen.cost.summary()}")
-        if self.chosen.load is not None:
-            lines.append(f"{self.chosen.name} under load: {self.chosen.load.summary()} ({self.chosen.load.how()})")
         elif self.chosen.note:
             lines.append(f"{self.chosen.name}: {self.chosen.note}")
+        if self.chosen.load is not None:
+            lines.append(f"{self.chosen.name} under load: {self.chosen.load.summary()} ({self.chosen.load.how()})")
         for c in self.passed_over:
             lines.append(f"passed over {c.name} ({c.value:.6g}): {'; '.join(c.passed_over)}")
         return lines + self.tie_notes()
