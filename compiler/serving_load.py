@@ -42,6 +42,7 @@ REQUEST_TIMEOUT_S = 10.0
 STOP_GRACE_S = 5.0
 METRIC_PREFIX = "serving_load_"  # run metrics: serving_load_requests_per_s, serving_load_p99_ms
 # azmlinfsrv as `capc deploy` starts it (capc.serve.inference_server.main), bound to the loopback address only.
+WORKER_READY = b"ready for serving traffic"  # azmlinfsrv's line when a worker has run init(): "Worker with pid N ready ..."
 SERVER_CODE = (
     "from azureml_inference_server_http import constants; constants.DEFAULT_HOST = '127.0.0.1'\n"
     "from azureml_inference_server_http import amlserver; amlserver.run()\n"
@@ -265,6 +266,7 @@ class _Server:
     """azmlinfsrv started in a session of its own, pinned to `cpus`; yields its port; stopped (the whole group) after."""
 
     def __init__(self, score_py, model_dir, app_root, workers, cpus, settings: LoadSettings):
+        self.workers = workers
         self.argv = [sys.executable, "-c", SERVER_CODE, "--entry_script", os.path.abspath(score_py),
                      "--model_dir", os.path.abspath(model_dir), "--worker_count", str(workers)]
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AZUREML_", "AML_", "MLFLOW_"))}
@@ -284,16 +286,32 @@ class _Server:
                 os.sched_setaffinity(self.process.pid, set(self.cpus))
             except OSError:
                 pass
-        problem = _wait_healthy(self.process, self.port, self.ready_seconds)
+        deadline = time.monotonic() + self.ready_seconds
+        problem = _wait_healthy(self.process, self.port, self.ready_seconds) or self._wait_all_workers(deadline)
         if problem:
             said = self._log_tail()
             self.__exit__(None, None, None)
             raise LoadError(f"azmlinfsrv did not start: {problem}{said}")
         return self.port
 
+    def _wait_all_workers(self, deadline: float) -> str | None:
+        """The first worker answers health checks while the others still import the scoring stack: timing then would
+        measure their start, not the serving."""
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                return f"it exited with status {self.process.returncode} before every worker was ready"
+            if self._log_text().count(WORKER_READY) >= self.workers:
+                return None
+            time.sleep(0.1)
+        return f"not every one of its {self.workers} workers was ready within {self.ready_seconds:.0f} s"
+
+    def _log_text(self) -> bytes:
+        """What the server wrote so far; pread leaves the offset it shares with the server's stdout alone."""
+        fd = self.log.fileno()
+        return os.pread(fd, os.fstat(fd).st_size, 0)
+
     def _log_tail(self) -> str:
-        self.log.seek(0)
-        lines = self.log.read().decode(errors="replace").splitlines()
+        lines = self._log_text().decode(errors="replace").splitlines()
         raised = [line for line in lines if line and not line[0].isspace() and ("Error" in line or "Exception" in line)]
         return f"; it said: {raised[-1][:300]}" if raised else ""
 
