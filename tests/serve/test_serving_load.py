@@ -17,10 +17,11 @@ from capc.serving_load import InstanceEstimate, LoadBudget, LoadFigure, LoadSett
 from bank_models import save_locking_model
 from serve_fixtures import DATA, bank_frame, generated_job_dir, save_model
 
-HOLD_S = 1.0  # the locking model holds its lock this long per call: at most 1 request/s, however many workers
+HOLD_S = 0.5  # the locking model holds its lock this long per call: at most 2 requests/s, however many workers
+# (4 workers queue at most 2 s on it, well within the bank deployment's 5 s scoring timeout)
 # Between the two on a shared 2-core machine: the fast model serves hundreds of requests/s when quiet, and no fewer
 # than 5 at a load average of 12-15 (the worst seen).
-LOAD_BUDGET = LoadBudget(min_requests_per_s=2.5, concurrency=4)
+LOAD_BUDGET = LoadBudget(min_requests_per_s=3.5, concurrency=4)
 
 
 def _figure(requests_per_s: float, p99_ms: float = 10.0, errors: int = 0, cores: int = 2) -> LoadFigure:
@@ -208,7 +209,7 @@ def test_a_model_holding_a_lock_is_fast_enough_alone_and_rejected_under_load(ser
     result = selection.to_dict()
     assert selection.winner is fast, result
     (passed,) = result["passed_over"]
-    assert passed["label"] == "StackEnsemble-7" and "requests/s < 2.5 at concurrency 4" in passed["reasons"][0]
+    assert passed["label"] == "StackEnsemble-7" and "requests/s < 3.5 at concurrency 4" in passed["reasons"][0]
     assert locked.metrics["serving_p99_ms"] <= 5000  # within the one-call budget: only the load rejects it
     assert locked.metrics["serving_load_requests_per_s"] <= 1 / HOLD_S * 1.2
     load = result["load"]
@@ -245,8 +246,8 @@ def test_the_pipelines_select_step_applies_the_load_budget(served, tmp_path):
     assert done.returncode == 0, done.stderr
     winner = json.loads((tmp_path / "winner" / "winner.json").read_text())
     assert winner["candidate"] == "sweep" and winner["load"]["requests_per_s"] >= LOAD_BUDGET.min_requests_per_s
-    assert "requests/s < 2.5 at concurrency 4" in winner["passed_over"][0]["reasons"][0]
-    assert winner["load_budget"] == ">= 2.5 requests/s at concurrency 4"
+    assert "requests/s < 3.5 at concurrency 4" in winner["passed_over"][0]["reasons"][0]
+    assert winner["load_budget"] == ">= 3.5 requests/s at concurrency 4"
     assert winner["instance_estimate"]["instance_type"] == "Standard_DS3_v2" and winner["instance_estimate"]["workers"] == 4
     assert "serving_load_requests_per_s" in winner["measured"]["automl"]
     assert "passed over automl (0.95): " in done.stdout
