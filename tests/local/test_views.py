@@ -32,7 +32,7 @@ def test_the_submit_result_names_the_pass_over_and_the_winners_load(capsys, tmp_
 
     from capc import serving_load
     from capc.local.outcome import Outcome
-    from capc.local.selection import Selection
+    from capc.selection import Selection
     from capc.serving_cost import Budget
 
     ensemble = Outcome("automl", "r1", 0.9147, tmp_path, label="StackEnsemble-12")

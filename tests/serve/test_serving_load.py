@@ -198,13 +198,13 @@ def test_a_model_holding_a_lock_is_fast_enough_alone_and_rejected_under_load(ser
     fits the one-call budget, serves at most 1/HOLD_S requests/s under 4 clients, and is passed over with its figure;
     the winner carries how its figure was taken and the estimate on the instance."""
     from capc.local.outcome import Outcome
-    from capc.local.selection import select
+    from capc.local.winner import select
 
     locked = Outcome("automl", "run-locked", 0.95, served.locking, {}, {"accuracy": 0.95}, "StackEnsemble-7")
     fast = Outcome("sweep", "run-fast", 0.90, served.fast, {}, {"accuracy": 0.90}, "trial 1")
     deployment = {"model": "best", "max_latency_ms": 5000, "min_requests_per_s": LOAD_BUDGET.min_requests_per_s,
                   "load": {"concurrency": 4}, "instance_type": "Standard_DS3_v2"}
-    selection = select([locked, fast], name="bank", which="best", goal="maximize", budget=Budget(max_latency_ms=5000),
+    selection = select([locked, fast], name="bank", deployment_model="best", goal="maximize", budget=Budget(max_latency_ms=5000),
                        job_dir=served.job, task="classification", deployment=deployment)
     result = selection.to_dict()
     assert selection.winner is fast, result
