@@ -311,7 +311,7 @@ def models_show(ref: str, as_json: bool) -> None:
     if as_json:
         views.print_json(model.to_dict())
         return
-    views.print_fields(model.to_dict(), 12)
+    views.print_model(model)
 
 
 @cli.command()

@@ -38,6 +38,7 @@ from capc.local import commands
 from capc.local.launch import output_tail, parent_death_hook
 from capc.state import locks, registry, tracking
 from capc.state.tracking import COMPLETED, FAILED, INTERRUPTED, RUNNING
+from capc.winner_explanation import selection_record
 
 STEP_LOG = "step.log"
 WINNER_FILE = "winner.json"
@@ -178,6 +179,7 @@ def _register(folder: JobFolder, job_dir: Path, winner_dir: Path, winner: dict, 
         job_dir=str(job_dir.resolve()), metrics={folder.metric: float(winner["value"]), **(winner.get("serving") or {})},
         params=summary.get("params", {}),
         description=folder.description,
+        selection=selection_record(winner),
     )
 
 
