@@ -154,7 +154,8 @@ def _table(job: JobYaml, role: str, bound) -> Path:
         raise CapcError(f"{job.path}: {role} is of type `{kind}`; AutoML takes an mltable input (a folder with an MLTable file).")
     if not path or is_remote(path):
         raise CapcError(f"{job.path}: {role} {path or '(no path)'} is not a folder on this machine; capc never downloads data.",
-                        f"point it at a local copy: `--set {role}.path=FOLDER` (relative to the working directory)")
+                        f"point it at a local copy: `--set {role}.path=FOLDER` (relative to the working directory), or map its URI "
+                        "with `--data-map FILE`")
     local = Path(path.removeprefix("file://"))
     given_on_command_line = any(key == f"{role}.path" for key, _ in job.overrides)
     base = Path.cwd() if given_on_command_line else job.job_dir

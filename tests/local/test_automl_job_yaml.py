@@ -129,8 +129,17 @@ def test_tasks_the_local_engine_lacks_are_refused_naming_what_is_missing(bank, t
 
 def test_remote_training_data_is_refused_with_the_set_that_points_it_here(bank):
     path = job_file(bank, BANK_JOB)
-    with pytest.raises(CapcError, match=r"never downloads data.*--set training_data\.path=FOLDER"):
+    with pytest.raises(CapcError, match=r"never downloads data.*--set training_data\.path=FOLDER.*--data-map FILE"):
         read(path, "training_data.path=azureml:bank-train:1")
+
+
+def test_data_map_binds_remote_tables(bank):
+    from capc.local.data_map import bind_job_data, read_data_map
+
+    uri = "azureml://datastores/workspaceblobstore/paths/bank/training/"
+    (bank / "map.yml").write_text(f"{uri}: ./training-mltable-folder\n")
+    job = bind_job_data(load_job_yaml(job_file(bank, BANK_JOB.replace("./training-mltable-folder", uri))), read_data_map(bank / "map.yml"))
+    assert read_automl_job(job).tables["training_data"] == (bank / "training-mltable-folder").resolve()
 
 
 def test_set_table_path_is_relative_to_the_working_directory(bank, monkeypatch):
