@@ -15,7 +15,7 @@ from pathlib import Path, PurePath
 
 from capc import azure_names
 from capc.errors import CapcError
-from capc.families import FAMILIES
+from capc.families import FAMILIES, INTERVALS
 from capc.image_files import IMAGE_SUFFIXES, image_base64, is_image_path
 from capc.spec import schema_default
 from capc.state.held_out import ARTIFACT_PATH as HELD_OUT_ARTIFACT
@@ -451,7 +451,8 @@ def _train_script(spec, family, dataset: dict) -> dict:
         "template": f"train/{family.name}.py.j2",
         "family": family.name,
         "hyperparameters": [
-            {"name": h.name, "parser": kinds[h.kind], "default": h.default, "help": h.help} for h in family.hyperparameters
+            {"name": h.name, "parser": kinds[h.kind], "default": h.default, "help": h.help, "domain": _domain(h)}
+            for h in family.hyperparameters
         ],
         "drop": dataset["drop"],
         "cross_validations": dataset["cross_validations"],
@@ -461,7 +462,13 @@ def _train_script(spec, family, dataset: dict) -> dict:
         "model_requirements": list(MODEL_REQUIREMENTS) + list(FAMILY_MODEL_REQUIREMENTS.get(family.name, ())),
         "image_suffixes": sorted(IMAGE_SUFFIXES),
         "held_out_artifact": HELD_OUT_ARTIFACT,  # where the trial stores its predictions on its validation rows
+        "intervals": INTERVALS,
     }
+
+
+def _domain(h) -> dict:
+    """A hyperparameter's domain as the trial script checks it (capc.families holds it)."""
+    return {"low": h.low, "high": h.high, "open_low": h.open_low, "open_high": h.open_high, "allowed": list(h.allowed), "words": h.domain}
 
 
 # ---------------------------------------------------------------- retraining pipeline

@@ -24,6 +24,7 @@ from capc.errors import SpecInvalid, SpecProblem
 from capc.goal import Goal
 from capc.families import FAMILIES
 from capc.image_files import is_image_path
+from capc.spec import domains
 from capc.spec.conditional import family_of_parameter, is_conditional
 from capc.spec.hints import did_you_mean
 from capc.spec.loader import LoadedSpec, load_spec_file
@@ -478,10 +479,13 @@ def _check_space(ctx: CheckContext, family, space: dict, where: tuple) -> None:
             continue  # the schema reports the type
         at = where + (name,)
         try:
-            parse_compact(raw) if isinstance(raw, str) else normalise(raw)
+            dist = parse_compact(raw) if isinstance(raw, str) else normalise(raw)
         except SearchSpaceError as exc:
             ctx.report(at, str(exc), exc.hint)
             continue
+        outside = domains.check(family.hyperparameter(name), dist) if family and name in family.parameter_names else None
+        if outside:
+            ctx.report(at, *outside)
         if family and name not in family.parameter_names:
             owners = family_of_parameter(name, exclude=family.name)
             if owners and where[1] == "families":

@@ -27,6 +27,7 @@ from capc.errors import CapcError
 from capc.families import FAMILIES
 from capc.local import data, images
 from capc.image_files import IMAGE_SUFFIXES
+from capc.render import plan
 from capc.render.render import environment
 from capc.state import held_out
 
@@ -42,7 +43,8 @@ TRAIN_CONTEXT = {
     "name": "mri",
     "train": {
         "hyperparameters": [
-            {"name": h.name, "parser": PARSERS[h.kind], "default": h.default, "help": h.help} for h in FAMILIES["keras_cnn"].hyperparameters
+            {"name": h.name, "parser": PARSERS[h.kind], "default": h.default, "help": h.help, "domain": plan._domain(h)}
+            for h in FAMILIES["keras_cnn"].hyperparameters
         ],
         "validation_fraction": 0.25,
         "image_suffixes": sorted(IMAGE_SUFFIXES),
