@@ -86,7 +86,7 @@ def _load_all(paths: list[Path]):
     return specs
 
 
-strict_option = click.option("--strict", is_flag=True, help="Treat warnings of Azure's service rules as errors.")
+strict_option = click.option("--strict", is_flag=True, help="Treat warnings (Azure's service rules, limits that can never bind) as errors.")
 
 
 @cli.command()
@@ -225,6 +225,8 @@ def _build_for_submit(spec_path: Path, overrides: list[str], out_dir: Path):
     from capc.state.home import capc_home
 
     spec = load_spec(spec_path, overrides)
+    for warning in spec.warnings:  # a limit that can never bind, a service rule's warning: said before anything runs
+        click.echo(f"warning: {warning}", err=True)
     if overrides:
         out_dir = capc_home() / "builds" / hashlib.sha256(spec.sha256.encode()).hexdigest()[:12]
     target, _, _ = build_spec(spec, out_dir)

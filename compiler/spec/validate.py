@@ -24,7 +24,7 @@ from capc.errors import SpecInvalid, SpecProblem
 from capc.goal import Goal
 from capc.families import FAMILIES
 from capc.image_files import is_image_path
-from capc.spec import domains
+from capc.spec import domains, limits
 from capc.spec.conditional import family_of_parameter, is_conditional
 from capc.spec.hints import did_you_mean
 from capc.spec.loader import LoadedSpec, load_spec_file
@@ -602,6 +602,13 @@ def read_header(path: Path, fmt: str) -> list[str]:
     if not header:
         raise ValueError("the file is empty")
     return header
+
+
+@check
+def limits_can_bind(ctx: CheckContext) -> None:
+    """Limits that can never take effect (capc.spec.limits): warnings, errors under --strict."""
+    for finding in limits.findings(ctx.data):
+        ctx.warnings.append(problem_at(ctx.loaded, finding.path, finding.message, finding.hint))
 
 
 # Registered last, after every check of the spec's own shape and data.
