@@ -213,6 +213,25 @@ def schema_command(markdown: bool) -> None:
     click.echo(json.dumps(schema(), indent=2))
 
 
+@cli.command("families")
+@click.argument("name", required=False)
+@click.option("--markdown", is_flag=True, help="Print README's family table instead.")
+@json_option
+def families_command(name: str | None, markdown: bool, as_json: bool) -> None:
+    """The built-in trial families: tasks, how often a trial reports its metric, hyperparameters with domains and defaults."""
+    from capc import family_reference, views
+
+    if markdown:
+        click.echo(family_reference.markdown(), nl=False)
+        return
+    families = [family_reference.as_dict(f) for f in family_reference.selected(name)]
+    if as_json:
+        views.print_json(families if name is None else families[0])
+        return
+    for family in families:
+        views.console().print(views.family_table(family))
+
+
 # ---------------------------------------------------------------- local engine
 
 

@@ -96,6 +96,19 @@ def models_table(models) -> Table:
     return table
 
 
+def family_table(family: dict) -> Table:
+    """One trial family (capc.family_reference.as_dict): its hyperparameters with domains and defaults."""
+    extra = f"; needs capc[{family['extra']}]" if family["extra"] else ""
+    title = f"{family['family']}: {', '.join(family['tasks'])}; reports its metric {family['reports_text']}{extra}"
+    table = Table(title=escape(title), header_style="bold")
+    for col in ("hyperparameter", "domain", "default", "meaning"):
+        table.add_column(col)
+    for h in family["hyperparameters"]:
+        default = f'"{h["default"]}"' if isinstance(h["default"], str) else repr(h["default"])
+        table.add_row(escape(h["name"]), escape(h["domain"]), escape(default), escape(h["help"]))
+    return table
+
+
 def pipeline_table(result) -> Table:
     """One row per pipeline step, in dependency order, with the best metric an engine step reached."""
     table = Table(title=f"{result.name}: pipeline run {result.run_id[:8]}", header_style="bold")
