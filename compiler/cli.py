@@ -364,7 +364,9 @@ def models_show(ref: str, as_json: bool) -> None:
 
     model = registry.get(ref)
     if as_json:
-        views.print_json(model.to_dict())
+        from capc.report import importance
+
+        views.print_json({**model.to_dict(), "feature_importance": importance.as_json(model)})
         return
     views.print_fields(model.to_dict(), 12)
 

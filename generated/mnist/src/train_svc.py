@@ -420,6 +420,7 @@ def held_out_predictions(trainers, splits, y, classes, y_range):
         "seed": SEED,
         "training_rows": int(len(y)),
         "y_true": y[rows].tolist(),
+        "row_index": rows.tolist(),  # where each row lies among the labelled rows: the report permutes these rows
         "y_pred": np.concatenate([np.asarray(t.predict_valid()).ravel() for t in trainers]).tolist(),
         "recomputed": False,
     }
