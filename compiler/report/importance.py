@@ -9,8 +9,9 @@
 - Held out or not: a trial under a holdout split registers the model that never trained on those rows; a model
   refitted on every row after the search (AutoML always, a cross-validated trial) has seen them. The figure says
   which: the second shows what the model relies on, not what generalises.
-- Cost: at most MAX_ROWS rows (a seeded sample), each raw feature column shuffled REPEATS times (seeded), all
-  shuffled copies scored in a few large predict calls with the registered model itself: nothing is refitted.
+- Cost: at most MAX_ROWS rows (a seeded sample), fewer for a wide table so that rows x columns x REPEATS stays
+  within MAX_PREDICTED_ROWS; each raw feature column shuffled REPEATS times (seeded), all shuffled copies scored in
+  a few large predict calls with the registered model itself: nothing is refitted.
   `bench/bench_importance.py` measures it at the bank spec's size.
 - Score: the primary metric by Azure's definition (the scorers of the local AutoML engine); a feature's importance
   is the mean loss of it when that column is shuffled (in the goal's direction: positive is worse), with the
@@ -32,7 +33,11 @@ from capc.state.held_out import HeldOutPredictions
 from capc.state.registry import ModelVersion
 
 MAX_ROWS = 2_000
-REPEATS = 5
+REPEATS = 3
+# Rows predicted in all (rows x columns x repeats): the cost is this many predictions of the model, so the row
+# sample shrinks for wide tables (bank: 20 columns x 3 repeats -> 1,000 rows; measured in bench/bench_importance.py).
+MAX_PREDICTED_ROWS = 60_000
+MIN_ROWS = 200
 SEED = 0
 TOP = 15  # features drawn in the bar chart (all are in the JSON)
 PREDICT_BATCH_ROWS = 200_000  # shuffled copies per predict call: few calls, bounded memory
@@ -89,6 +94,7 @@ def importance(model: ModelVersion, stored: HeldOutPredictions, max_rows: int = 
         raise CapcError(f"feature importance is drawn for tabular models; this one is {model.task}.")
     features, labels, how, held_out = _validation_rows(model, stored)
     validation_rows = len(labels)
+    max_rows = min(max_rows, max(MIN_ROWS, MAX_PREDICTED_ROWS // max(1, features.shape[1] * repeats)))
     if validation_rows > max_rows:
         keep = np.sort(np.random.default_rng(SEED).choice(validation_rows, size=max_rows, replace=False))
         features, labels = features.iloc[keep].reset_index(drop=True), labels[keep]

@@ -93,3 +93,22 @@ def test_rows_that_cannot_be_found_again_are_refused(workdir, capc_home, changes
     model = _registered(workdir, capc_home)
     with pytest.raises(CapcError, match=message):
         importance.importance(model, _holdout(np.arange(300, 600), **changes), max_rows=50, repeats=1)
+
+
+def test_models_show_json_carries_the_same_figures(workdir, capc_home, monkeypatch):
+    import json
+
+    from capc.state import held_out, registry
+
+    model = _registered(workdir, capc_home)
+    stored = _holdout(np.arange(300, 600))
+    monkeypatch.setattr(registry, "get", lambda ref: model)
+    monkeypatch.setattr(held_out, "load", lambda client, run_id: stored)
+    shown = CliRunner().invoke(cli, ["models", "show", "bank-importance", "--json"])
+    assert shown.exit_code == 0, shown.output
+    figures_shown = json.loads(shown.stdout)["feature_importance"]
+    assert figures_shown == importance.importance(model, stored).to_dict()
+    assert figures_shown["rows"] == 300 and figures_shown["held_out"] and figures_shown["repeats"] == importance.REPEATS
+    monkeypatch.setattr(held_out, "load", lambda client, run_id: None)
+    none = json.loads(CliRunner().invoke(cli, ["models", "show", "bank-importance", "--json"]).stdout)["feature_importance"]
+    assert none == {"error": "the registered run stored no predictions on its validation rows, so they cannot be found again."}
