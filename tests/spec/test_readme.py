@@ -61,3 +61,36 @@ def test_capc_families_prints_the_same_data(tmp_path):
     assert table.exit_code == 0 and "max_depth" in table.output and "integer >= -1" in table.output
     unknown = CliRunner().invoke(cli, ["families", "svm"])
     assert unknown.exit_code == 1 and "no trial family `svm` (did you mean `svc`?)" in unknown.output
+
+
+OUTPUT_BLOCK = re.compile(r"<!-- output of: (capc [^\n]*?) -->\n```\n(.*?)```\n", re.S)
+
+
+def _output_of(command: str) -> str:
+    """What `command` prints (stdout, then stderr), run in the repository with an empty $CAPC_HOME; lines
+    right-stripped (rich pads titles to the table's width)."""
+    import shlex
+
+    from click.testing import CliRunner
+
+    from capc.cli import cli
+
+    result = CliRunner().invoke(cli, shlex.split(command)[1:])
+    text = result.stdout + result.stderr
+    return "".join(line.rstrip() + "\n" for line in text.splitlines())
+
+
+def test_readme_example_outputs_are_what_the_commands_print(workdir, monkeypatch):
+    import os
+
+    monkeypatch.chdir(REPO)  # the commands name specs/ relative to the repository; $CAPC_HOME stays private
+    readme_path = REPO / "README.md"
+    readme = readme_path.read_text()
+    blocks = OUTPUT_BLOCK.findall(readme)
+    assert len(blocks) >= 2, "README lost its example outputs"  # the plan, a refused distribution
+    if os.environ.get("CAPC_UPDATE_README") == "1":
+        updated = OUTPUT_BLOCK.sub(lambda m: f"<!-- output of: {m.group(1)} -->\n```\n{_output_of(m.group(1))}```\n", readme)
+        readme_path.write_text(updated)
+        return
+    for command, shown in blocks:
+        assert shown == _output_of(command), f"README's output of `{command}` is stale: rerun with CAPC_UPDATE_README=1"
