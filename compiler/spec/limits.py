@@ -49,6 +49,24 @@ def _automl_concurrency(data: dict) -> Iterator[Finding]:
         )
 
 
+# Azure AutoML's early termination "determines whether or not AutoMLJob will terminate early if there is no score
+# improvement in last 20 iterations" (TableVerticalLimitSettings.enableEarlyTermination,
+# https://learn.microsoft.com/javascript/api/@azure/arm-machinelearning/tableverticallimitsettings).
+AUTOML_EARLY_TERMINATION_WINDOW = 20
+
+
+def _automl_early_termination(data: dict) -> Iterator[Finding]:
+    automl = data["automl"]
+    tabular = data["task"] != "image_classification"  # image jobs have no enable_early_termination of this kind
+    if automl["enabled"] and tabular and automl["enable_early_termination"] and automl["max_trials"] <= AUTOML_EARLY_TERMINATION_WINDOW:
+        yield Finding(
+            ("automl", "enable_early_termination"),
+            f"enable_early_termination can never bind on Azure: it stops a job after {AUTOML_EARLY_TERMINATION_WINDOW} "
+            f"trials without improvement, and max_trials is {automl['max_trials']}",
+            f"raise max_trials above {AUTOML_EARLY_TERMINATION_WINDOW}, or set enable_early_termination: false",
+        )
+
+
 def _sweep_concurrency(data: dict) -> Iterator[Finding]:
     limits = _sweep_limits(data)
     if limits and limits["max_concurrent_trials"] > limits["max_total_trials"]:
@@ -148,6 +166,7 @@ LIMIT_RULES: tuple[Callable[[dict], Iterator[Finding]], ...] = (
     _automl_trial_timeout,
     _sweep_trial_timeout,
     _automl_concurrency,
+    _automl_early_termination,
     _sweep_concurrency,
     _grid_trials,
     _policy_can_act,

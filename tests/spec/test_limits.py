@@ -49,15 +49,24 @@ def test_a_disabled_job_has_no_limits_to_bind(workdir):
 
 
 def test_more_trials_at_once_than_trials_in_all(workdir):
-    path = write(workdir, BASE + "automl:\n  max_trials: 2\n  max_concurrent_trials: 3\n"
+    path = write(workdir, BASE + "automl:\n  max_trials: 2\n  max_concurrent_trials: 3\n  enable_early_termination: false\n"
                  "sweep:\n  model: lightgbm\n  search_space: {n_estimators: \"choice(10, 20)\"}\n"
                  "  limits: {max_total_trials: 1, max_concurrent_trials: 2}\n")
     assert warnings(path) == [
         f"{path}:10:26: automl.max_concurrent_trials: max_concurrent_trials 3 can never bind: AutoML tries at most max_trials 2 "
         "candidates (lower it to 2 or fewer)",
-        f"{path}:14:56: sweep.limits.max_concurrent_trials: max_concurrent_trials 2 can never bind: the sweep runs at most "
+        f"{path}:15:56: sweep.limits.max_concurrent_trials: max_concurrent_trials 2 can never bind: the sweep runs at most "
         "max_total_trials 1 trials (lower it to 1 or fewer)",
     ]
+
+
+def test_automl_early_termination_within_azures_window(workdir):
+    path = write(workdir, BASE + "automl:\n  max_trials: 20\n")
+    assert warnings(path) == [
+        f"{path}:9:3: automl.enable_early_termination: enable_early_termination can never bind on Azure: it stops a job "
+        "after 20 trials without improvement, and max_trials is 20 (raise max_trials above 20, or set enable_early_termination: false)"
+    ]
+    assert warnings(write(workdir, BASE + "automl:\n  max_trials: 21\n")) == []
 
 
 def test_a_grid_smaller_than_max_total_trials(workdir):
