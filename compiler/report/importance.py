@@ -5,7 +5,7 @@
   A holdout split's rows are found by the `row_index` the trial script stores; under cross-validation every
   labelled row was out of fold, so all of them. The stored labels must match these rows (row for row, or as a
   multiset under cross-validation), else no figure: a table changed since the run would mislead. An AutoML holdout
-  names no row indices (FLAML draws that split), so it gets no figure.
+  names no row positions (FLAML draws that split); its model was refitted on every row, so all labelled rows serve.
 - Held out or not: a trial under a holdout split registers the model that never trained on those rows; a model
   refitted on every row after the search (AutoML always, a cross-validated trial) has seen them. The figure says
   which: the second shows what the model relies on, not what generalises.
@@ -126,10 +126,13 @@ def _validation_rows(model: ModelVersion, stored: HeldOutPredictions):
             raise CapcError("the labels of the job folder's training table differ from those the run validated on.")
         how = (f"Rows: the {len(labels):,} labelled rows of the {stored.folds}-fold cross-validation, each of which the "
                "run predicted out of fold.")
+    elif stored.row_index is None and refitted:
+        # AutoML's holdout is FLAML's own split, its rows unknown by position; the refitted model trained on all rows.
+        how = (f"Rows: the {len(labels):,} labelled rows (the run's {stored.fraction or 0:.0%} holdout split was drawn by "
+               "FLAML, and its rows are not known by position).")
     else:
         if stored.row_index is None:
-            raise CapcError("the run stored no row positions for its holdout split (an AutoML holdout is drawn by FLAML), "
-                            "so its rows cannot be found again.")
+            raise CapcError("the run stored no row positions for its holdout split, so its rows cannot be found again.")
         index = np.asarray(stored.row_index, dtype=int)
         if index.min() < 0 or index.max() >= len(labels) or not _same_values(labels[index].tolist(), stored.y_true):
             raise CapcError("the rows the run stored as its holdout split do not match the job folder's training table.")

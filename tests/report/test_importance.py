@@ -81,6 +81,13 @@ def test_a_model_refitted_on_every_row_says_it_trained_on_them(workdir, capc_hom
     assert "3-fold cross-validation" in found.how and "has trained on these rows" in found.how
 
 
+def test_an_automl_holdout_uses_every_labelled_row(workdir, capc_home):
+    model = _registered(workdir, capc_home, source="automl")
+    found = importance.importance(model, _holdout(np.arange(300, 600), row_index=None), max_rows=100, repeats=1)
+    assert not found.held_out and found.validation_rows == ROWS and found.rows == 100
+    assert "drawn by FLAML" in found.how and "has trained on these rows" in found.how
+
+
 @pytest.mark.parametrize(
     "changes,message",
     [
