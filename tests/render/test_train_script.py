@@ -203,6 +203,8 @@ def check_held_out_predictions(tracking_uri: str, run_id: str, task: str, metric
         assert stored.split == "cross_validation" and stored.folds == folds and stored.rows == stored.training_rows
     else:
         assert stored.split == "holdout" and stored.rows == math.ceil(split["validation_fraction"] * stored.training_rows)
+    # each prediction's row among the labelled rows: every row once under cross-validation, distinct rows otherwise
+    assert len(set(stored.row_index)) == stored.rows and 0 <= min(stored.row_index) and max(stored.row_index) < stored.training_rows
     model = ModelVersion(name="trial", version=1, task=task, metric=metric, value=final, goal="maximize", source="sweep",
                          run_id=run_id, spec_sha256="0" * 64, job_dir="", created="")
     name, value = from_stored(model, stored).primary
