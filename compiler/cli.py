@@ -8,8 +8,6 @@ with a line saying what was kept, never a traceback.
 
 from __future__ import annotations
 
-import errno
-import functools
 import json
 import sys
 from pathlib import Path
@@ -17,44 +15,12 @@ from pathlib import Path
 import click
 
 from capc import __version__, stopping
-from capc.backends import DEFAULT_OUT, AzureBackend, backend_for
+from capc.backends import AzureBackend, backend_for
+from capc.cli_options import (
+    CapcGroup, json_option, out_option, spec_files, stops_cleanly, strict_option, target_option, workspace_option,
+)
 from capc.errors import CapcError, SpecInvalid
-
-
-class CapcGroup(click.Group):
-    """Turns domain errors into exit code 1 with a clear message, in one place."""
-
-    def invoke(self, ctx: click.Context):
-        try:
-            return super().invoke(ctx)
-        except SpecInvalid as exc:
-            click.echo(exc.message, err=True)
-            if ctx.obj and ctx.obj.get("debug"):
-                raise
-            ctx.exit(1)
-        except CapcError as exc:
-            click.echo(f"error: {exc}", err=True)
-            if ctx.obj and ctx.obj.get("debug"):
-                raise
-            ctx.exit(1)
-        except KeyboardInterrupt as exc:
-            click.echo(f"interrupted ({stopping.signal_name()})", err=True)
-            ctx.exit(stopping.exit_status_of(exc))
-        except OSError as exc:
-            if stopping.stop_signal() is None or exc.errno not in (errno.EIO, errno.EPIPE):
-                raise
-            ctx.exit(stopping.exit_status())  # stopped, and the terminal is gone too (SIGHUP): nobody to tell
-
-
-def stops_cleanly(command):
-    """For long commands: SIGTERM and SIGHUP stop them as Ctrl-C does (capc.stopping). Innermost decorator."""
-
-    @functools.wraps(command)
-    def run(*args, **kwargs):
-        with stopping.stopping_on_signals():
-            return command(*args, **kwargs)
-
-    return run
+from capc.family_reference import families_command
 
 
 @click.group(cls=CapcGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -64,11 +30,6 @@ def stops_cleanly(command):
 def cli(ctx: click.Context, debug: bool) -> None:
     """capc: compile experiment specs into Azure ML artifacts and run them locally or on Azure."""
     ctx.ensure_object(dict)["debug"] = debug
-
-
-spec_files = click.argument("specs", nargs=-1, required=True, type=click.Path(path_type=Path))
-out_option = click.option("--out", "out_dir", type=click.Path(path_type=Path), default=DEFAULT_OUT, show_default=True, help="Folder that holds <name>/ per spec.")
-json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 
 
 def _load_all(paths: list[Path]):
@@ -84,9 +45,6 @@ def _load_all(paths: list[Path]):
     if problems:
         raise SpecInvalid(problems)
     return specs
-
-
-strict_option = click.option("--strict", is_flag=True, help="Treat warnings (Azure's service rules, limits that can never bind) as errors.")
 
 
 @cli.command()
@@ -199,6 +157,9 @@ def _summary(changes) -> str:
     return ", ".join(f"{n} {kind}" for kind, n in counts.items())
 
 
+cli.add_command(families_command)  # `capc families`: capc.family_reference
+
+
 @cli.command("schema")
 @click.option("--markdown", is_flag=True, help="Print the key reference table (as in the README) instead.")
 def schema_command(markdown: bool) -> None:
@@ -213,25 +174,6 @@ def schema_command(markdown: bool) -> None:
     click.echo(json.dumps(schema(), indent=2))
 
 
-@cli.command("families")
-@click.argument("name", required=False)
-@click.option("--markdown", is_flag=True, help="Print README's family table instead.")
-@json_option
-def families_command(name: str | None, markdown: bool, as_json: bool) -> None:
-    """The built-in trial families: tasks, how often a trial reports its metric, hyperparameters with domains and defaults."""
-    from capc import family_reference, views
-
-    if markdown:
-        click.echo(family_reference.markdown(), nl=False)
-        return
-    families = [family_reference.as_dict(f) for f in family_reference.selected(name)]
-    if as_json:
-        views.print_json(families if name is None else families[0])
-        return
-    for family in families:
-        views.console().print(views.family_table(family))
-
-
 # ---------------------------------------------------------------- local engine
 
 
@@ -244,8 +186,7 @@ def _build_for_submit(spec_path: Path, overrides: list[str], out_dir: Path):
     from capc.state.home import capc_home
 
     spec = load_spec(spec_path, overrides)
-    for warning in spec.warnings:  # a limit that can never bind, a service rule's warning: said before anything runs
-        click.echo(f"warning: {warning}", err=True)
+    click.echo("".join(f"warning: {w}\n" for w in spec.warnings), err=True, nl=False)  # said before anything runs
     if overrides:
         out_dir = capc_home() / "builds" / hashlib.sha256(spec.sha256.encode()).hexdigest()[:12]
     target, _, _ = build_spec(spec, out_dir)
@@ -364,9 +305,9 @@ def models_show(ref: str, as_json: bool) -> None:
 
     model = registry.get(ref)
     if as_json:
-        from capc.report import importance
+        from capc.report.importance import as_json as importance_json
 
-        views.print_json({**model.to_dict(), "feature_importance": importance.as_json(model)})
+        views.print_json({**model.to_dict(), "feature_importance": importance_json(model)})
         return
     views.print_fields(model.to_dict(), 12)
 
@@ -389,9 +330,6 @@ def cancel(job_id: str, workspace_config: Path | None) -> None:
 
 
 # ---------------------------------------------------------------- endpoints
-
-target_option = click.option("--target", type=click.Choice(["local", "azure"]), default="local", show_default=True, help="Local endpoint or Azure managed online endpoint.")
-workspace_option = click.option("--workspace", "workspace_config", type=click.Path(path_type=Path), default=None, help="Azure ML config.json (else AZURE_SUBSCRIPTION_ID, AZURE_RESOURCE_GROUP, AZUREML_WORKSPACE_NAME).")
 
 
 @cli.command()
@@ -496,7 +434,7 @@ def invoke(name: str, data_file: Path | None, target: str, workspace_config: Pat
 def bench_command(name: str, request_count: int, concurrency: int, rows_per_request: int, as_json: bool) -> None:
     """Load-test a local endpoint with real rows of its dataset (like Apache Bench), on loopback only."""
     from capc import serve, views
-    from capc.local.data import request_rows
+    from capc.jobfolder.data import request_rows
 
     info = serve.show(name)
     rows = request_rows(Path(info.job_dir), limit=max(rows_per_request * 50, 1000))

@@ -1,11 +1,16 @@
-"""The trial families as documentation: `capc families` and README's family table, both from capc.families.
+"""The trial families as documentation: the `capc families` command and README's family table, both from
+capc.families.
 
 One table holds each family's hyperparameters with their domains and defaults; this module only lays it out, so
 what `capc families` prints, what README says (a test compares them) and what validation checks cannot drift.
+The command lives here, registered on the CLI group by capc.cli, so cli.py stays within its size.
 """
 
 from __future__ import annotations
 
+import click
+
+from capc.cli_options import json_option
 from capc.errors import CapcError
 from capc.families import FAMILIES, TrialFamily
 from capc.spec.hints import did_you_mean
@@ -41,7 +46,7 @@ def default_text(value) -> str:
     return f'"{value}"' if isinstance(value, str) else repr(value)
 
 
-def markdown() -> str:
+def markdown_table() -> str:
     """README's table: one row per hyperparameter, the family's tasks and reports on its first row."""
     lines = ["| family | tasks | metric reported | hyperparameter | domain | default | meaning |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
@@ -52,3 +57,22 @@ def markdown() -> str:
             cells = (*head, f"`{h.name}`", h.domain.replace("|", "\\|"), f"`{default_text(h.default)}`", h.help.replace("|", "\\|"))
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+@click.command("families")
+@click.argument("name", required=False)
+@click.option("--markdown", is_flag=True, help="Print README's family table instead.")
+@json_option
+def families_command(name: str | None, markdown: bool, as_json: bool) -> None:
+    """The built-in trial families: tasks, how often a trial reports its metric, hyperparameters with domains and defaults."""
+    from capc import views
+
+    if markdown:
+        click.echo(markdown_table(), nl=False)
+        return
+    families = [as_dict(f) for f in selected(name)]
+    if as_json:
+        views.print_json(families if name is None else families[0])
+        return
+    for family in families:
+        views.console().print(views.family_table(family))

@@ -25,10 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
+from capc import azure_metrics
 from capc.errors import CapcError
 from capc.goal import Goal
+from capc.jobfolder.data import mltable_source, read_frame
 from capc.jobfolder.folder import AUTOML_FILE, load_yaml_mapping
-from capc.local.data import mltable_source, read_frame
 from capc.state.held_out import HeldOutPredictions
 from capc.state.registry import ModelVersion
 
@@ -167,37 +168,41 @@ def _same_values(a: list, b: list) -> bool:
 
 class _Scorer:
     """The registered model's outputs on a frame (predict, or predict_proba for classification), and the primary
-    metric of outputs against the labels: apart, so that many shuffled copies are predicted in one call."""
+    metric of outputs against the labels (capc.azure_metrics, as the engine and trial scripts score): apart, so that
+    many shuffled copies are predicted in one call."""
 
     def __init__(self, model: ModelVersion, predictor, labels: np.ndarray, stored: HeldOutPredictions):
-        from capc.local.automl import names as automl_names
-
-        self.metric = automl_names.SCORERS[model.task].get(model.metric)
-        if self.metric is None:
+        self.kind = azure_metrics.task_kind(model.task)
+        self.metric = model.metric
+        if self.metric not in azure_metrics.SCORERS[self.kind]:
             raise CapcError(f"no local definition of the primary metric {model.metric} to score shuffled rows with.")
-        self.regression = model.task == "regression"
         self.predictor = predictor
-        if self.regression:
+        if self.kind == "regression":
             self.y = labels.astype(float)
-            self.y_range = stored.y_range or float(np.ptp(self.y)) or 1.0
+            self.y_range = stored.y_range or azure_metrics.target_range(self.y)
             return
-        if predictor.predict_proba is None or predictor.classes is None:
-            raise CapcError("the registered model gives no class probabilities, which the primary metric is scored from.")
-        classes = [str(c) for c in predictor.classes]
+        self.proba = predictor.predict_proba is not None and predictor.classes is not None
+        if not self.proba and self.metric in azure_metrics.NEEDS_PROBABILITIES:
+            raise CapcError(f"the registered model gives no class probabilities, which {self.metric} is scored from.")
+        self.classes = list(predictor.classes if predictor.classes is not None else stored.classes or [])
         try:
-            self.y = np.asarray([classes.index(str(v)) for v in labels.tolist()])
+            self.y = azure_metrics.class_codes(labels, self.classes)
         except ValueError:
             raise CapcError("a label of the validation rows is not among the model's classes.") from None
 
     def outputs(self, frame) -> np.ndarray:
-        if self.regression:
+        if self.kind == "regression":
             return np.asarray(self.predictor.predict(frame), dtype=float).ravel()
-        return np.asarray(self.predictor.predict_proba(frame), dtype=float)
+        if self.proba:
+            return np.asarray(self.predictor.predict_proba(frame), dtype=float)
+        return azure_metrics.class_codes(np.asarray(self.predictor.predict(frame)).ravel(), self.classes)
 
     def score(self, outputs: np.ndarray) -> float:
-        if self.regression:
-            return float(self.metric(self.y, outputs, self.y_range))
-        return float(self.metric(self.y, outputs))
+        if self.kind == "regression":
+            return float(azure_metrics.regression_score(self.metric, self.y, outputs, self.y_range))
+        proba = outputs if self.proba else None
+        predicted = np.argmax(outputs, axis=1) if self.proba else outputs
+        return float(azure_metrics.classification_score(self.metric, self.y, predicted, proba, len(self.classes)))
 
 
 def _shuffled_scores(features, scorer: _Scorer, repeats: int) -> dict[str, list[float]]:
