@@ -3,7 +3,7 @@ capc.families.
 
 One table holds each family's hyperparameters with their domains and defaults; this module only lays it out, so
 what `capc families` prints, what README says (a test compares them) and what validation checks cannot drift.
-The command lives here, registered on the CLI group by capc.cli, so cli.py stays within its size.
+The command lives here (capc.cli lists it among its commands), so cli.py stays within its size.
 """
 
 from __future__ import annotations
