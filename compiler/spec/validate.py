@@ -25,6 +25,8 @@ from capc.errors import SpecInvalid, SpecProblem
 from capc.goal import Goal
 from capc.families import FAMILIES
 from capc.image_files import class_images
+from capc.spec import domains
+from capc.spec import limits as limit_rules
 from capc.spec.conditional import family_of_parameter, is_conditional
 from capc.spec.hints import did_you_mean
 from capc.spec.loader import LoadedSpec, load_spec_file
@@ -437,10 +439,13 @@ def _check_space(ctx: CheckContext, family, space: dict, where: tuple) -> None:
             continue  # the schema reports the type
         at = where + (name,)
         try:
-            parse_compact(raw) if isinstance(raw, str) else normalise(raw)
+            dist = parse_compact(raw) if isinstance(raw, str) else normalise(raw)
         except SearchSpaceError as exc:
             ctx.report(at, str(exc), exc.hint)
             continue
+        outside = domains.check(family.hyperparameter(name), dist) if family and name in family.parameter_names else None
+        if outside:
+            ctx.report(at, *outside)
         if family and name not in family.parameter_names:
             owners = family_of_parameter(name, exclude=family.name)
             if owners and where[1] == "families":
@@ -570,6 +575,13 @@ def read_header(path: Path, fmt: str) -> list[str]:
     if not header:
         raise ValueError("the file is empty")
     return header
+
+
+@check
+def limits_can_bind(ctx: CheckContext) -> None:
+    """Limits that can never take effect (capc.spec.limits): warnings, errors under --strict."""
+    for finding in limit_rules.findings(ctx.data):
+        ctx.warnings.append(problem_at(ctx.loaded, finding.path, finding.message, finding.hint))
 
 
 # Registered last, after every check of the spec's own shape and data.
