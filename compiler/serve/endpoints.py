@@ -20,10 +20,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator
 
-import yaml
-
 from capc.errors import CapcError
-from capc.spec import schema_default  # deployment.yml without request settings: the spec's default, Azure's too
+from capc.jobfolder.serving import SAMPLE_REQUEST, deployment_settings, sample_request_file
 from capc.serve import inference_server
 from capc.serve.bench import BenchResult, build_bodies, check_bounds, run_load
 from capc.serve.processes import (
@@ -37,7 +35,6 @@ from capc.serve.state import (
 
 DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024  # Azure documents no payload limit; capc answers 413 above this
 READY_TIMEOUT_S = 180.0
-SAMPLE_REQUEST = "sample_request.json"
 
 
 @dataclass
@@ -111,10 +108,10 @@ def deploy(
         raise CapcError(f"no {inference_server.ENTRY_SCRIPT} in {job_dir}.", "run `capc build SPEC` to generate it")
     if port is not None and not 1 <= port <= 65535:
         raise CapcError(f"--port must be between 1 and 65535, got {port}.")
-    settings_file = _deployment_settings(job_dir)
+    settings_file = deployment_settings(job_dir)
     settings = inference_server.ServerSettings(
         worker_count=worker_count or _local_worker_count(settings_file["environment"]),
-        request_timeout_ms=request_timeout_ms or settings_file["request_timeout_ms"] or schema_default("deployment.request_timeout_ms"),
+        request_timeout_ms=request_timeout_ms or settings_file["request_timeout_ms"],
         environment=settings_file["environment"],
     )
     if settings.worker_count < 1:
@@ -188,20 +185,6 @@ def azureml_model_dir(model_dir: Path) -> Path:
     return version_dir if (version_dir / "registration.json").is_file() else model_dir
 
 
-def _deployment_settings(job_dir: Path) -> dict:
-    """request_timeout_ms and environment_variables from the generated deployment.yml, when there is one."""
-    path = job_dir / "deployment.yml"
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except FileNotFoundError:
-        data = {}
-    except yaml.YAMLError as exc:
-        raise CapcError(f"{path} is not valid YAML: {exc}", "rebuild it with `capc build SPEC`") from None
-    request = data.get("request_settings") or {}
-    environment = {str(k): str(v) for k, v in (data.get("environment_variables") or {}).items()}
-    return {"request_timeout_ms": request.get("request_timeout_ms"), "environment": environment}
-
-
 def _next_generation(previous: EndpointState | None) -> int:
     if previous is None:
         return 1
@@ -226,7 +209,7 @@ def _start_server(folder, name, model_dir, job_dir, generation, settings, ready_
     process = start_detached(argv, log_file, env, cwd=code_dir)
     problem = wait_until_healthy(process, port, "/", ready_timeout_s, expect=b"Healthy")
     if problem is None:
-        problem = _warm_up(port, code_dir / SAMPLE_REQUEST, settings)
+        problem = _warm_up(port, sample_request_file(code_dir), settings)
     if problem:
         stop(process.pid, _marker(folder), grace_s=5)
         raised = raised_errors(log_file)
@@ -480,7 +463,7 @@ def bench(
 
 
 def _sample_request(folder: Path, state: EndpointState) -> bytes:
-    candidates = [folder / f"gen-{state.server.generation}" / "code" / SAMPLE_REQUEST, Path(state.job_dir) / SAMPLE_REQUEST]
+    candidates = [sample_request_file(folder / f"gen-{state.server.generation}" / "code"), sample_request_file(state.job_dir)]
     for path in candidates:
         if path.is_file():
             return path.read_bytes()
