@@ -17,7 +17,7 @@ import pytest
 from capc import serve
 from capc.errors import CapcError
 from capc.jobfolder.serving import AZURE_REQUEST_TIMEOUT_MS, deployment_settings
-from capc.serve import endpoints, state, swagger_ui
+from capc.serve import endpoint_logs, endpoints, state, swagger_ui
 from capc.serve.bench import build_bodies, check_bounds, run_load
 from capc.serve.processes import is_ours, stop
 from capc.spec import schema_default
@@ -252,7 +252,7 @@ def test_follow_yields_appended_and_rotated_lines(tmp_path):
     log = tmp_path / "requests.log"
     log.write_text('{"n": 1}\n')
     seen = []
-    lines = endpoints._follow_lines(log, follow=True, tail_lines=None, poll_s=0.02)
+    lines = endpoint_logs._follow_lines(log, follow=True, tail_lines=None, poll_s=0.02)
 
     def reader():
         for line in lines:
@@ -273,7 +273,7 @@ def test_follow_yields_appended_and_rotated_lines(tmp_path):
     log.write_text('{"n": 4}\n')
     thread.join(timeout=5)
     assert seen == [1, 2, 3, 4]
-    assert list(endpoints._follow_lines(log, follow=False, tail_lines=0, poll_s=0.02)) == []
+    assert list(endpoint_logs._follow_lines(log, follow=False, tail_lines=0, poll_s=0.02)) == []
 
 
 def test_log_record_format():
