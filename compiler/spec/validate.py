@@ -61,12 +61,6 @@ class Spec:
     def goal(self) -> Goal:
         return Goal.of(self.task, self.metric)
 
-    @property
-    def dataset_path(self) -> Path | None:
-        """The dataset on this machine, or None for a registered Azure data asset."""
-        path = self.data["dataset"]["path"]
-        return None if is_remote(path) else (self.path.parent / path)
-
 
 @cache
 def schema() -> dict:
