@@ -21,6 +21,7 @@ from pathlib import Path
 
 from capc.errors import CapcError
 from capc.jobfolder.serving import SAMPLE_REQUEST, deployment_settings, sample_request_file
+from capc.serving_load import local_worker_count
 from capc.serve import inference_server
 from capc.serve.processes import (
     LOOPBACK, free_port, http_get, http_post, is_ours, port_is_free, python_argv, raised_errors, start_detached, stop, tail,
@@ -138,7 +139,7 @@ def _local_worker_count(environment: dict) -> int:
         asked = int(environment.get("WORKER_COUNT") or 1)
     except ValueError:
         raise CapcError(f"deployment.yml: WORKER_COUNT must be a whole number, got {environment['WORKER_COUNT']!r}.") from None
-    return max(asked, os.cpu_count() or 1)
+    return local_worker_count(asked, os.cpu_count() or 1)  # the rule the load budget measures with
 
 
 def _check_model_dir(model_dir: Path) -> None:
