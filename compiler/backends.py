@@ -228,8 +228,10 @@ class AzureBackend:
         return read_quota(self.workspace(required=True))
 
     def job_dir(self, name: str) -> Path:
+        from capc.jobfolder.serving import has_endpoint
+
         job_dir = self.out_dir / name
-        if not (job_dir / "endpoint.yml").is_file():
+        if not has_endpoint(job_dir):
             raise CapcError(f"no generated artifacts for `{name}` in {job_dir}.", f"run `capc build specs/{name}.yaml` first")
         return job_dir
 
