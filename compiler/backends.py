@@ -26,6 +26,26 @@ def _exit_interrupted(recorded: str, resume_command: str, kept: str) -> None:
     sys.exit(stopping.exit_status())
 
 
+def _show_pipeline_result(result, as_json: bool, resume_command: str) -> None:
+    """A local pipeline run's table (or --json), then its stop or its first failed step (exit 1)."""
+    from capc import views
+
+    if as_json:
+        views.print_json(result.to_dict())
+    else:
+        views.print_pipeline(result)
+    if result.interrupted:
+        _exit_interrupted("finished steps are recorded", resume_command,
+                          "completed steps are kept and a sweep step keeps its finished trials; the others run again")
+    if result.failed:
+        failed = result.failed[0]
+        raise CapcError(
+            f"pipeline step `{failed.name}` of {result.name} failed with {failed.detail} ({len(result.failed)} step(s) failed;"
+            f" steps that needed them were skipped). Its last output lines:\n{failed.output_tail}",
+            f"the whole log: {failed.log}",
+        )
+
+
 class LocalBackend:
     """The embedded engine, the local model registry and local endpoints."""
 
@@ -55,25 +75,12 @@ class LocalBackend:
             _exit_interrupted("finished work is recorded", resume_command, "finished sweep trials are kept, the others run; AutoML starts over")
 
     def _submit_pipeline(self, folder, resume: bool, as_json: bool, resume_command: str) -> None:
-        from capc import views
         from capc.local.pipeline import run_pipeline
         from capc.local.progress import PipelineProgress
 
         with PipelineProgress() as display:
             result = run_pipeline(folder, resume=resume, display=display)
-        if as_json:
-            views.print_json(result.to_dict())
-        else:
-            views.print_pipeline(result)
-        if result.interrupted:
-            _exit_interrupted("finished steps are recorded", resume_command, "the sweep step keeps its finished trials; the other steps run again")
-        if result.failed:
-            failed = result.failed[0]
-            raise CapcError(
-                f"pipeline step `{failed.name}` of {folder.name} failed with {failed.detail} ({len(result.failed)} step(s) failed;"
-                f" steps that needed them were skipped). Its last output lines:\n{failed.output_tail}",
-                f"the whole log: {failed.log}",
-            )
+        _show_pipeline_result(result, as_json, resume_command)
 
     def submit_job_yaml(self, path: Path, overrides: list[str], *, resume: bool, as_json: bool) -> None:
         """An Azure ML sweep or command job written by hand, on the local engine (capc.local.handwritten)."""
@@ -83,6 +90,15 @@ class LocalBackend:
 
         job = load_job_yaml(path, overrides)
         check_runs_locally(job)
+        resume_command = shlex.join(["capc", "submit", str(path), *(f"--set={o}" for o in overrides), "--resume"])
+        if job.type == "pipeline":
+            from capc.local.pipeline import run_pipeline_yaml
+            from capc.local.progress import PipelineProgress
+
+            with PipelineProgress() as display:
+                result = run_pipeline_yaml(job, resume=resume, display=display)
+            _show_pipeline_result(result, as_json, resume_command)
+            return
         objective = job.data.get("objective") or {}
         say = (lambda text: click.echo(text, err=True))
         if job.type == "sweep":
@@ -97,7 +113,6 @@ class LocalBackend:
         else:
             views.print_job_run(result)
         if result.interrupted:
-            resume_command = shlex.join(["capc", "submit", str(path), *(f"--set={o}" for o in overrides), "--resume"])
             click.echo(f"interrupted ({stopping.signal_name()}): finished trials are recorded. To continue: {resume_command}", err=True)
             sys.exit(stopping.exit_status())
 

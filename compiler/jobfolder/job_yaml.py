@@ -4,10 +4,10 @@
 Loaded with the spec loader's line marks (so problems point at FILE:LINE:COL) and with `--set key.path=value`
 applied as `az ml job create --set` applies it. Paths in the file are relative to its folder, as Azure reads them.
 
-What runs locally: `type: sweep` and `type: command`. `type: automl` written by hand and `type: pipeline` are
-refused with the reason and what to do instead: capc's local AutoML runs the automl_job.yml that `capc build`
-compiles with its data (a hand-written one names Azure data and settings capc has not checked), and a pipeline's
-steps are components whose graph capc runs only for the pipelines it compiles.
+What runs locally: `type: sweep`, `type: command` and `type: pipeline` (capc.jobfolder.pipeline_graph reads its
+graph). `type: automl` written by hand is refused with the reason and what to do instead: capc's local AutoML runs
+the automl_job.yml that `capc build` compiles with its data (a hand-written one names Azure data and settings capc
+has not checked).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from capc.errors import CapcError, SpecInvalid, SpecProblem
 from capc.spec.loader import LoadedSpec, load_spec_file
 
 JOB_TYPES = ("command", "sweep", "automl", "pipeline", "spark", "parallel")  # Azure ML v2 job types
-RUNS_LOCALLY = ("command", "sweep")
+RUNS_LOCALLY = ("command", "sweep", "pipeline")
 JOB_SUFFIXES = (".yml", ".yaml")
 
 
@@ -93,11 +93,14 @@ def _paths_from_working_directory(data: dict, applied: list) -> None:
     from capc.local.data import is_remote
 
     for key, value in applied:
-        parts = key.split(".")
-        if len(parts) == 3 and parts[0] == "inputs" and parts[2] == "path" and isinstance(value, str) and value and not is_remote(value):
+        parts = key.split(".")  # inputs.X.path, or a pipeline step's: jobs.STEP.inputs.X.path
+        if len(parts) >= 3 and parts[-3] == "inputs" and parts[-1] == "path" and isinstance(value, str) and value and not is_remote(value):
             local = value.removeprefix("file://")
             if not Path(local).is_absolute():
-                data["inputs"][parts[1]]["path"] = str(Path.cwd() / local)
+                node = data
+                for part in parts[:-1]:
+                    node = node[part]
+                node["path"] = str(Path.cwd() / local)
 
 
 def check_runs_locally(job: JobYaml) -> None:
@@ -112,14 +115,7 @@ def check_runs_locally(job: JobYaml) -> None:
             "describe the use case in a capc spec (`capc schema` lists the keys) and `capc submit SPEC`, "
             "or submit this file to Azure with `az ml job create -f`",
         )
-    if kind == "pipeline":
-        raise CapcError(
-            f"{job.path} is a pipeline job; capc runs locally only the pipelines it compiles (`capc submit SPEC "
-            "--only pipeline`), not hand-written component graphs.",
-            "run each command step as its own job (`capc submit STEP.yml` with type: command), or submit the "
-            "pipeline to Azure with `az ml job create -f`",
-        )
     raise CapcError(
-        f"{job.path} is a job of type `{kind}`; the local engine runs sweep and command jobs.",
+        f"{job.path} is a job of type `{kind}`; the local engine runs sweep, command and pipeline jobs.",
         "submit it to Azure with `az ml job create -f`",
     )
