@@ -89,6 +89,10 @@ def read_pipeline(job: Mapping, job_dir: Path, where: str = "the pipeline") -> P
     reader = _Reader(where)
     scope_inputs = {name: _source(value, Path(job_dir), f"{where}: input {name}") for name, value in (job.get("inputs") or {}).items()}
     outputs = {name: _output_folder(value, Path(job_dir)) for name, value in (job.get("outputs") or {}).items()}
+    for name, value in (job.get("outputs") or {}).items():
+        path = value.get("path") if isinstance(value, Mapping) else None
+        if path and outputs[name] is None:
+            reader.notes.append(f"output {name} goes to {path} on Azure: here to a folder of the run (the table's outputs say where)")
     reader.expand(job.get("jobs") or {}, Path(job_dir), "", {k: v for k, v in scope_inputs.items() if v is not None}, outputs, {})
     if settings.get("default_compute"):
         reader.notes.append(f"settings.default_compute ({settings['default_compute']}) is Azure's cluster: every step runs on this machine")

@@ -378,18 +378,19 @@ class _GraphRunner:
         """Azure's continue_on_step_failure false: a failed step stops the running steps and starts nothing else."""
         if self.source.continue_on_step_failure:
             return
-        self.stop_all(reason=f"not run: {step.name} failed (continue_on_step_failure is false)")
+        self.stop_all(cause=f"{step.name} failed (continue_on_step_failure is false)")
 
     def _show(self, step: Step) -> None:
         if self.display:
             self.display.step(step)
 
-    def stop_all(self, grace_s: float = STOP_GRACE_S, reason: str = "not run: interrupted") -> None:
+    def stop_all(self, grace_s: float = STOP_GRACE_S, cause: str | None = None) -> None:
         """End the running steps the way a stop ends capc (SIGINT: they record what finished), SIGTERM after
-        `grace_s`, SIGKILL if even that is not heard; steps not started yet are skipped."""
+        `grace_s`, SIGKILL if even that is not heard; steps not started yet are skipped. `cause`: why, when it
+        is not a stop signal (a failed step)."""
         for step in self.steps.values():
             if step.status == WAITING:
-                step.status, step.detail = SKIPPED, reason
+                step.status, step.detail = SKIPPED, f"not run: {cause or 'interrupted'}"
         running = dict(self.processes)
         self.processes.clear()
         for process in running.values():
@@ -398,6 +399,8 @@ class _GraphRunner:
         for name, process in running.items():
             code = _wait_stopped(process, deadline)
             self._finished(self.steps[name], code)
+            if cause and self.steps[name].status == INTERRUPTED:
+                self.steps[name].detail = f"stopped: {cause}"
         for step in self.steps.values():
             if step.status == SKIPPED:
                 self._show(step)
