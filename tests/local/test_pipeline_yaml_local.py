@@ -209,3 +209,25 @@ def test_ctrl_c_stops_a_hand_written_pipeline_and_resume_keeps_the_completed_ste
     assert steps["second"]["status"] == "completed"
     assert Path(steps["second"]["outputs"]["out"], "done.txt").read_text() == "second"
     assert _started(pipelines) == ["first", "second", "second"]  # the completed step did not run again
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("capc_home")
+def test_an_automl_node_and_a_sweep_node_feed_a_step_their_best_models(pipelines):
+    csv_head(DATA / "digits" / "digits_train.csv", pipelines / "data" / "digits" / "digits.csv", 300)
+    result = _run(pipelines / "engines.yml")
+    steps = _steps(result)
+    assert {n: s.status for n, s in steps.items()} == {"automl": "completed", "sweep": "completed", "compare": "completed"}, \
+        {n: s.detail for n, s in steps.items()}
+    assert steps["compare"].needs == ["automl", "sweep"]
+    assert steps["sweep"].started_at < steps["automl"].started_at + steps["automl"].duration_s  # side by side
+    automl_model, sweep_model = Path(steps["automl"].outputs["best_model"]), Path(steps["sweep"].outputs["model_output"])
+    assert (automl_model / "MLmodel").is_file()  # best_model is the MLflow model, where Azure writes it
+    assert (sweep_model / "model" / "MLmodel").is_file()  # the sweep's output is its best trial's
+    report = json.loads((Path(steps["compare"].outputs["summary"]) / "report.json").read_text())
+    assert set(report["models"]) == {str(automl_model), str(sweep_model)}
+    for name in ("automl", "sweep"):
+        assert 0.5 < steps[name].value <= 1.0 and result.summaries[name]["metric"] == "accuracy"
+    import mlflow.pyfunc
+
+    assert mlflow.pyfunc.load_model(str(automl_model)) is not None
