@@ -46,6 +46,8 @@ STEP_LOG = "step.log"
 STATE_FILE = "pipeline_state.json"  # in the run folder: what --resume keeps
 ENGINE_STEPS = ("automl", "sweep")  # node types the local engine runs itself
 WAITING, SKIPPED = "waiting", "skipped"  # a step's statuses beyond tracking's vocabulary
+POLL_S = 0.05  # how often step exits are checked: between two dependent steps the runner adds about this much
+DISPLAY_S = 0.25  # how often the live display reads the running steps' last lines
 STOP_GRACE_S = 30.0  # a stopped step's time to record what it finished, after SIGINT
 # A step's exit status when it was stopped: 130/143 as capc exits, or killed by SIGINT/SIGTERM/SIGHUP.
 STOPPED_EXITS = (130, 143, -signal.SIGINT, -signal.SIGTERM, -signal.SIGHUP)
@@ -131,7 +133,7 @@ def _step(graph_step: GraphStep) -> Step:
     return Step(graph_step.name, graph_step.type, list(graph_step.needs), graph_step.node, graph_step)
 
 
-def run_pipeline(folder: JobFolder, resume: bool = False, display=None, poll_s: float = 0.2) -> PipelineResult:
+def run_pipeline(folder: JobFolder, resume: bool = False, display=None, poll_s: float = POLL_S) -> PipelineResult:
     """Run the graph of the folder's pipeline_job.yml (read with --only pipeline) here. CapcError at once when
     another local run of the same spec version holds its lock."""
     job_dir = folder.path.resolve()  # steps run in other working directories
@@ -145,7 +147,7 @@ def run_pipeline(folder: JobFolder, resume: bool = False, display=None, poll_s: 
     return run_graph(source, resume, display, poll_s)
 
 
-def run_pipeline_yaml(job, resume: bool = False, display=None, poll_s: float = 0.2) -> PipelineResult:
+def run_pipeline_yaml(job, resume: bool = False, display=None, poll_s: float = POLL_S) -> PipelineResult:
     """Run a hand-written pipeline job (a capc.jobfolder.job_yaml.JobYaml) here."""
     graph = read_pipeline(job.data, job.job_dir, str(job.path))
     source = PipelineSource(
@@ -156,7 +158,7 @@ def run_pipeline_yaml(job, resume: bool = False, display=None, poll_s: float = 0
     return run_graph(source, resume, display, poll_s)
 
 
-def run_graph(source: PipelineSource, resume: bool, display=None, poll_s: float = 0.2) -> PipelineResult:
+def run_graph(source: PipelineSource, resume: bool, display=None, poll_s: float = POLL_S) -> PipelineResult:
     steps = [_step(s) for s in source.graph.steps]
     for step in steps:
         nodes.check_data(step.graph, source.name)  # every problem before anything runs
@@ -268,6 +270,7 @@ class _GraphRunner:
         for step in self.steps.values():
             if step.status == COMPLETED:
                 self._show(step)
+        shown = 0.0
         while True:
             self._start_ready()
             for name, process in list(self.processes.items()):
@@ -277,8 +280,9 @@ class _GraphRunner:
                     self._finished(self.steps[name], code)
             if not self.processes and not any(s.status == WAITING for s in self.steps.values()):
                 return
-            if self.display:
+            if self.display and time.monotonic() >= shown + DISPLAY_S:
                 self.display.poll(self.steps.values())
+                shown = time.monotonic()
             time.sleep(poll_s)
 
     def _start_ready(self) -> None:
