@@ -137,6 +137,8 @@ class _Reader:
                     if (m := PARENT_OUTPUT.match(str(value))) and o in inner_exported:
                         exported[m.group(1)] = inner_exported[o]
                 continue
+            if node.get("compute"):
+                self.notes.append(f"step {prefix}{name}: compute {node['compute']} is Azure's: it runs on this machine")
             step = GraphStep(prefix + name, kind, node, node_dir, inputs)
             for output, value in _declared_outputs(node).items():
                 match = PARENT_OUTPUT.match(str(value)) if isinstance(value, str) else None
