@@ -33,6 +33,7 @@ SIBLING_REFERENCE = re.compile(r"\$\{\{\s*parent\.jobs\.([\w-]+)\.outputs\.")
 STEP_TYPES = ("command", "sweep", "automl", "pipeline")  # what the local engine runs as a pipeline step
 AUTOML_DATA = ("training_data", "validation_data", "test_data")  # an AutoML node's inputs, keys of the node itself
 DATA_TYPES = ("uri_file", "uri_folder", "mltable", "mlflow_model", "custom_model", "triton_model")
+HONOURED_SETTINGS = ("default_compute", "continue_on_step_failure")  # the rest of `settings` is named in a note
 COMMAND_KEYS = ("command", "code", "environment", "environment_variables", "distribution", "resources", "limits")
 
 
@@ -94,6 +95,8 @@ def read_pipeline(job: Mapping, job_dir: Path, where: str = "the pipeline") -> P
         if path and outputs[name] is None:
             reader.notes.append(f"output {name} goes to {path} on Azure: here to a folder of the run (the table's outputs say where)")
     reader.expand(job.get("jobs") or {}, Path(job_dir), "", {k: v for k, v in scope_inputs.items() if v is not None}, outputs, {})
+    for key in sorted(set(settings) - set(HONOURED_SETTINGS)):
+        reader.notes.append(f"settings.{key} is Azure's: not applied locally")
     if settings.get("default_compute"):
         reader.notes.append(f"settings.default_compute ({settings['default_compute']}) is Azure's cluster: every step runs on this machine")
     return PipelineGraph(_in_dependency_order(reader.steps), settings, reader.notes)

@@ -72,6 +72,8 @@ class Step:
     cpus: list[int] | None = None  # engine steps side by side: the CPUs its process is pinned to (cores.pin_steps)
     outputs: dict[str, str] = field(default_factory=dict)  # output name -> its folder
     kept_from: str | None = None  # --resume: the earlier run whose completed step this is
+    deadline: float | None = None  # a command step's limits.timeout, on the monotonic clock
+    timed_out: bool = False
 
     @property
     def duration_s(self) -> float | None:
@@ -273,6 +275,7 @@ class _GraphRunner:
         shown = 0.0
         while True:
             self._start_ready()
+            self._end_overdue()
             for name, process in list(self.processes.items()):
                 code = process.poll() if name in self.processes else None  # a failure may have stopped the others
                 if code is not None:
@@ -301,6 +304,15 @@ class _GraphRunner:
                     self._after_failure(step)
                     self._show(step)
 
+    def _end_overdue(self) -> None:
+        """A command step past its limits.timeout is ended (SIGTERM to its group) and fails, as on Azure."""
+        now = time.monotonic()
+        for name, process in self.processes.items():
+            step = self.steps[name]
+            if step.deadline is not None and now > step.deadline and not step.timed_out:
+                step.timed_out = True
+                process.send_signal(signal.SIGTERM)
+
     def _start(self, step: Step) -> None:
         folder = self.work_dir / step.name
         folder.mkdir(parents=True, exist_ok=True)
@@ -309,6 +321,8 @@ class _GraphRunner:
         step.log = folder / STEP_LOG
         step.log.write_bytes(b"")
         step.status, step.started, step.started_at = RUNNING, time.monotonic(), time.time()
+        timeout = (step.node.get("limits") or {}).get("timeout") if step.type == "command" else None
+        step.deadline = step.started + float(timeout) if timeout else None
         env = {**os.environ, "MLFLOW_TRACKING_URI": tracking.tracking_uri(), "MLFLOW_EXPERIMENT_ID": str(self.exp_id),
                "PYTHONUNBUFFERED": "1"}
         env.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -354,10 +368,11 @@ class _GraphRunner:
             if self.winner_rules and step.type == "command" and self.winner_rules.model is None:
                 self.winner_rules.register_from(step)
         else:
-            step.status = INTERRUPTED if code in STOPPED_EXITS else FAILED
+            step.status = FAILED if step.timed_out else INTERRUPTED if code in STOPPED_EXITS else FAILED
             step.output_tail = output_tail(step.log, 15) if step.log else ""
             last = next((line.strip() for line in reversed(step.output_tail.splitlines()) if line.strip()), "")
-            step.detail = f"exit status {code}" + (f": {last}" if last else "")
+            step.detail = f"ran longer than limits.timeout ({step.node['limits']['timeout']} s)" if step.timed_out else \
+                f"exit status {code}" + (f": {last}" if last else "")
         if step.run_id:
             tracking.finish_run(self.mlflow_client, step.run_id, step.status)
         self._save_state()

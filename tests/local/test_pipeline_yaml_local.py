@@ -231,3 +231,26 @@ def test_an_automl_node_and_a_sweep_node_feed_a_step_their_best_models(pipelines
     import mlflow.pyfunc
 
     assert mlflow.pyfunc.load_model(str(automl_model)) is not None
+
+
+@pytest.mark.usefixtures("capc_home")
+def test_a_command_step_past_its_timeout_fails_and_unknown_settings_are_noted(pipelines):
+    result = _run(pipelines / "stoppable.yml", "jobs.second.limits.timeout=1", "settings.force_rerun=true")
+    steps = _steps(result)
+    assert steps["first"].status == "completed"
+    assert steps["second"].status == "failed" and "limits.timeout (1 s)" in steps["second"].detail
+    assert steps["second"].duration_s < 30
+    assert any("settings.force_rerun" in n for n in result.notes)
+
+
+def test_a_spark_step_and_a_cycle_are_refused_before_anything_runs(tmp_path):
+    spark = {"jobs": {"etl": {"type": "spark", "entry": {"file": "a.py"}}}}
+    with pytest.raises(CapcError, match="step `etl` is a `spark` job") as error:
+        read_pipeline(spark, tmp_path)
+    assert "az ml job create -f" in error.value.hint
+    cycle = {"jobs": {"a": {"command": "x", "inputs": {"i": "${{parent.jobs.b.outputs.o}}"}, "outputs": {"o": None}},
+                      "b": {"command": "x", "inputs": {"i": "${{parent.jobs.a.outputs.o}}"}, "outputs": {"o": None}}}}
+    with pytest.raises(CapcError, match="cycle: a, b"):
+        read_pipeline(cycle, tmp_path)
+    with pytest.raises(CapcError, match="reads output `nope` of `a`"):
+        read_pipeline({"jobs": {"a": {"command": "x", "outputs": {"o": None}}, "b": {"command": "x", "inputs": {"i": "${{parent.jobs.a.outputs.nope}}"}}}}, tmp_path)
