@@ -74,6 +74,7 @@ class Step:
     kept_from: str | None = None  # --resume: the earlier run whose completed step this is
     deadline: float | None = None  # a command step's limits.timeout, on the monotonic clock
     timed_out: bool = False
+    stopped: bool = False  # the runner signalled it to stop: however it then exits, it was interrupted
 
     @property
     def duration_s(self) -> float | None:
@@ -368,7 +369,7 @@ class _GraphRunner:
             if self.winner_rules and step.type == "command" and self.winner_rules.model is None:
                 self.winner_rules.register_from(step)
         else:
-            step.status = FAILED if step.timed_out else INTERRUPTED if code in STOPPED_EXITS else FAILED
+            step.status = FAILED if step.timed_out else INTERRUPTED if step.stopped or code in STOPPED_EXITS else FAILED
             step.output_tail = output_tail(step.log, 15) if step.log else ""
             last = next((line.strip() for line in reversed(step.output_tail.splitlines()) if line.strip()), "")
             step.detail = f"ran longer than limits.timeout ({step.node['limits']['timeout']} s)" if step.timed_out else \
@@ -412,7 +413,8 @@ class _GraphRunner:
                 step.status, step.detail = SKIPPED, f"not run: {cause or 'interrupted'}"
         running = dict(self.processes)
         self.processes.clear()
-        for process in running.values():
+        for name, process in running.items():
+            self.steps[name].stopped = True  # a SIGINT in its interpreter's start-up can end it with status 1
             process.send_signal(signal.SIGINT)
         deadline = time.monotonic() + grace_s
         for name, process in running.items():
