@@ -94,7 +94,7 @@ def read_pipeline(job: Mapping, job_dir: Path, where: str = "the pipeline") -> P
         path = value.get("path") if isinstance(value, Mapping) else None
         if path and outputs[name] is None:
             reader.notes.append(f"output {name} goes to {path} on Azure: here to a folder of the run (the table's outputs say where)")
-    reader.expand(job.get("jobs") or {}, Path(job_dir), "", {k: v for k, v in scope_inputs.items() if v is not None}, outputs, {})
+    reader.expand(job.get("jobs") or {}, Path(job_dir), "", scope_inputs, outputs, {})
     for key in sorted(set(settings) - set(HONOURED_SETTINGS)):
         reader.notes.append(f"settings.{key} is Azure's: not applied locally")
     if settings.get("default_compute"):
@@ -110,7 +110,7 @@ class _Reader:
 
     def expand(self, jobs: Mapping, base_dir: Path, prefix: str, scope_inputs: dict, scope_outputs: dict, exported: dict) -> None:
         """Add the steps of one pipeline (its `jobs`) to the graph. `scope_inputs`: what `${{parent.inputs.X}}`
-        means here; `scope_outputs`: the folder (or None) each `${{parent.outputs.X}}` names; `exported`, filled
+        means here (None: an optional input left out); `scope_outputs`: the folder (or None) each `${{parent.outputs.X}}` names; `exported`, filled
         here: each of this pipeline's outputs -> the step output behind it."""
         if not isinstance(jobs, Mapping) or not jobs:
             raise CapcError(f"{self.where}{' (' + prefix.rstrip('.') + ')' if prefix else ''} has no `jobs`.")
@@ -134,7 +134,8 @@ class _Reader:
                 inner_outputs = {o: scope_outputs.get(m.group(1)) if (m := PARENT_OUTPUT.match(str(v))) else _output_folder(v, base_dir)
                                  for o, v in (node.get("outputs") or {}).items()}
                 inner_exported: dict[str, Upstream] = {}
-                self.expand(node.get("jobs") or {}, node_dir, f"{prefix}{name}.", inputs, inner_outputs, inner_exported)
+                declared = {k: None for k in node.get("declared_inputs") or {}}
+                self.expand(node.get("jobs") or {}, node_dir, f"{prefix}{name}.", {**declared, **inputs}, inner_outputs, inner_exported)
                 node_outputs[name] = inner_exported
                 for o, value in (node.get("outputs") or {}).items():
                     if (m := PARENT_OUTPUT.match(str(value))) and o in inner_exported:
@@ -197,7 +198,10 @@ class _Reader:
         text = value.get("path") if isinstance(value, Mapping) and isinstance(value.get("path"), str) else value
         if isinstance(text, str):
             if match := PARENT_INPUT.match(text):
-                return scope_inputs.get(match.group(1))
+                if match.group(1) not in scope_inputs:
+                    raise CapcError(f"{where} binds ${{{{parent.inputs.{match.group(1)}}}}}, which its pipeline does not declare.",
+                                    f"declare it under the pipeline's inputs: ({', '.join(sorted(scope_inputs)) or 'none yet'})")
+                return scope_inputs[match.group(1)]
             if match := PARENT_JOB_OUTPUT.match(text):
                 step, output = match.groups()
                 if step not in node_outputs:

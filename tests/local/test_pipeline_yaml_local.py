@@ -254,3 +254,10 @@ def test_a_spark_step_and_a_cycle_are_refused_before_anything_runs(tmp_path):
         read_pipeline(cycle, tmp_path)
     with pytest.raises(CapcError, match="reads output `nope` of `a`"):
         read_pipeline({"jobs": {"a": {"command": "x", "outputs": {"o": None}}, "b": {"command": "x", "inputs": {"i": "${{parent.jobs.a.outputs.nope}}"}}}}, tmp_path)
+
+
+def test_an_undeclared_parent_input_is_named(tmp_path):
+    job = {"inputs": {"rows": 3}, "jobs": {"a": {"command": "echo ${{inputs.n}}", "inputs": {"n": "${{parent.inputs.rowz}}"}}}}
+    with pytest.raises(CapcError, match=r"step `a`: input n binds \$\{\{parent.inputs.rowz\}\}, which its pipeline does not declare") as error:
+        read_pipeline(job, tmp_path)
+    assert "rows" in error.value.hint
