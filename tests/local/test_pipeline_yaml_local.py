@@ -159,9 +159,9 @@ def test_remote_data_is_refused_before_any_step_runs(pipelines):
     assert not (pipelines / "out").exists()
 
 
-def _capc(pipelines: Path, *args: str) -> subprocess.Popen:
+def _capc(pipelines: Path, *args: str, job: str = "stoppable.yml") -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
-    return subprocess.Popen([sys.executable, "-m", "capc", "submit", "stoppable.yml", *args], cwd=pipelines, env=env,
+    return subprocess.Popen([sys.executable, "-m", "capc", "submit", job, *args], cwd=pipelines, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 
@@ -261,3 +261,33 @@ def test_an_undeclared_parent_input_is_named(tmp_path):
     with pytest.raises(CapcError, match=r"step `a`: input n binds \$\{\{parent.inputs.rowz\}\}, which its pipeline does not declare") as error:
         read_pipeline(job, tmp_path)
     assert "rows" in error.value.hint
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("capc_home")
+def test_sigterm_in_a_sweep_step_and_resume_keeps_its_finished_trial(pipelines):
+    capc = _capc(pipelines, "--json", job="sweep_stoppable.yml")
+    trials = pipelines / "marks" / "trials.txt"
+    deadline = time.monotonic() + 180
+    while not (trials.exists() and len(trials.read_text().split()) == 2):
+        assert capc.poll() is None and time.monotonic() < deadline, capc.communicate()
+        time.sleep(0.1)
+    os.kill(capc.pid, signal.SIGTERM)  # capc alone, as a supervisor stops it
+    out, err = capc.communicate(timeout=120)
+    assert capc.returncode == 143, err
+    assert "Traceback" not in out + err and "--resume" in err
+    steps = {s["step"]: s for s in json.loads(out[out.index("{"):])["steps"]}
+    assert (steps["sweep"]["status"], steps["report"]["status"]) == ("interrupted", "skipped")
+    first, second = trials.read_text().split()
+
+    (pipelines / "marks" / "release").write_text("")
+    resumed = _capc(pipelines, "--resume", "--json", job="sweep_stoppable.yml")
+    out, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err
+    payload = json.loads(out[out.index("{"):])
+    steps = {s["step"]: s for s in payload["steps"]}
+    assert steps["sweep"]["status"] == steps["report"]["status"] == "completed"
+    started = trials.read_text().split()
+    assert started.count(first) == 1 and started.count(second) == 2 and sorted(set(started)) == ["1", "2", "3"], started
+    assert steps["sweep"]["value"] == 3.0  # the best trial's score, and its output is the step's
+    assert Path(steps["sweep"]["outputs"]["model_output"], "model.txt").read_text() == "3"
