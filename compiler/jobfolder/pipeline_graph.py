@@ -22,6 +22,7 @@ from pathlib import Path
 
 import yaml
 
+from capc.data_location import is_remote
 from capc.errors import CapcError
 
 _EXPR = r"^\$\{\{\s*%s\s*\}\}$"
@@ -239,8 +240,6 @@ def _with_inline_trial(node: dict, base_dir: Path, where: str) -> dict:
 
 
 def _is_local(path: str) -> bool:
-    from capc.local.data import is_remote
-
     return not is_remote(path)
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from capc.errors import CapcError
 from capc.jobfolder.pipeline_graph import Data, GraphStep, Upstream, Value
 from capc.local import bindings
-from capc.local.data import is_remote
+from capc.data_location import is_remote
 from capc.local.launch import under_this_python
 from capc.local.samplers import format_value
 from capc.state import registry

@@ -16,15 +16,18 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from capc.data_location import is_remote
 from capc.errors import CapcError
 from capc.goal import Goal
 from capc.jobfolder import JobFile, JobFolder
 from capc.state import held_out, locks, registry, tracking
 from capc.state.tracking import COMPLETED, FAILED, INTERRUPTED
 from capc.local.cores import CoreBudget
-from capc.local.data import check_target, mltable_source, read_frame
+from capc.jobfolder.data import check_target, mltable_source, read_frame
 from capc.local.outcome import Outcome
-from capc.local.selection import Selection, budget_of, select
+from capc.local.winner import select
+from capc.selection import IMAGE_TASK, Selection, budget_of
+from capc.serving_cost import may_serve
 from capc.spec.conditional import COMBINATION_PARAMETER
 
 
@@ -114,7 +117,6 @@ def _submit_locked(folder: JobFolder, resume: bool, progress) -> SubmitResult:
             sweeps.abandon(mlflow_client)
         tracking.finish_run(mlflow_client, submit_run, FAILED)
         raise
-    which = folder.winner
     budget = budget_of(folder.deployment)
     if budget.max_latency_ms is not None:
         mlflow_client.set_tag(submit_run, tracking.MAX_LATENCY_TAG, str(budget.max_latency_ms))
@@ -122,46 +124,50 @@ def _submit_locked(folder: JobFolder, resume: bool, progress) -> SubmitResult:
     if not interrupted:
         try:
             selection = select(
-                [c for o in outcomes for c in (o, *o.alternatives)], name=folder.name, which=which, goal=goal,
+                [c for o in outcomes for c in (o, *o.alternatives)], name=folder.name, deployment_model=folder.deployment_model, goal=goal,
                 budget=budget, job_dir=folder.path, task=folder.task, mlflow_client=mlflow_client,
                 on_measured=(lambda o, cost: progress.note(f"serving cost of {o.source} {o.label}: {cost.summary()}")) if progress else None,
             )
         except BaseException:
             tracking.finish_run(mlflow_client, submit_run, FAILED)
             raise
-    winner = selection.winner if selection else _choose(outcomes, which, goal)
-    model = None
-    if winner and not interrupted:
-        model = registry.register(
-            winner.model_dir,
-            name=folder.name,
-            task=folder.task,
-            metric=folder.metric,
-            value=winner.value,
-            goal=goal,
-            source=winner.source,
-            run_id=winner.run_id,
-            spec_sha256=folder.spec_sha256,
-            job_dir=str(folder.path.resolve()),
-            metrics=winner.metrics,
-            params=winner.params,
-            description=folder.description,
-        )
-        mlflow_client.set_tag(submit_run, "capc.registered_model", model.ref)
+    winner = selection.winner if selection else _choose(outcomes, folder.deployment_model, goal)
+    model = _register(folder, winner, mlflow_client, submit_run) if winner and not interrupted else None
     if winner:
         mlflow_client.log_metric(submit_run, folder.metric, winner.value)
     tracking.finish_run(mlflow_client, submit_run, INTERRUPTED if interrupted else COMPLETED)
     return SubmitResult(folder.name, folder.metric, goal, submit_run, outcomes, winner, model, interrupted, selection)
 
 
-def _choose(outcomes: list[Outcome], which: str, goal: str) -> Outcome | None:
-    pool = [o for o in outcomes if which == "best" or o.source == which] or outcomes
-    return Goal(goal).best(pool, lambda o: o.value)
+def _register(folder: JobFolder, winner: Outcome, mlflow_client, submit_run: str):
+    """The winner in capc's model registry, named on the submit run."""
+    model = registry.register(
+        winner.model_dir,
+        name=folder.name,
+        task=folder.task,
+        metric=folder.metric,
+        value=winner.value,
+        goal=folder.goal,
+        source=winner.source,
+        run_id=winner.run_id,
+        spec_sha256=folder.spec_sha256,
+        job_dir=str(folder.path.resolve()),
+        metrics=winner.metrics,
+        params=winner.params,
+        description=folder.description,
+    )
+    mlflow_client.set_tag(submit_run, "capc.registered_model", model.ref)
+    return model
+
+
+def _choose(outcomes: list[Outcome], deployment_model: str, goal: str) -> Outcome | None:
+    """The best outcome deployment.model lets win, by the metric alone (an interrupted submit measures nothing)."""
+    return Goal(goal).best([o for o in outcomes if may_serve(deployment_model, o.source)], lambda o: o.value)
 
 
 def _automl_takes_threads(automl: JobFile) -> bool:
     """Tabular AutoML runs on the threads the core budget gives it; the image engine does not take a number."""
-    return automl.data.get("task") != "image_classification"
+    return automl.data.get("task") != IMAGE_TASK
 
 
 def run_automl_job(folder: JobFolder, job_file: JobFile, mlflow_client, exp_id, submit_run, work_dir, progress,
@@ -174,7 +180,7 @@ def run_automl_job(folder: JobFolder, job_file: JobFile, mlflow_client, exp_id, 
     from capc.local.automl import AutoMLSettings, run_automl
 
     job, job_dir = job_file.data, folder.path
-    if job.get("task") == "image_classification":
+    if job.get("task") == IMAGE_TASK:
         from capc.local.images import run_image_automl  # noqa: PLC0415 - keras stack only for images
 
         return run_image_automl(job_dir, job, mlflow_client, exp_id, submit_run, work_dir, progress)
@@ -230,7 +236,7 @@ def run_automl_job(folder: JobFolder, job_file: JobFile, mlflow_client, exp_id, 
 def training_table(job_file: JobFile) -> Path:
     """The MLTable folder an AutoML job trains on (its training_data.path, relative to the job file)."""
     path = str((job_file.data.get("training_data") or {}).get("path") or "")
-    if not path or path.startswith("azureml:"):
+    if not path or is_remote(path):
         raise CapcError(
             f"{job_file.path}: the AutoML training data {path or '(none)'} is not a folder on this machine.",
             "build the spec with a local dataset.path to run AutoML here",
@@ -290,7 +296,8 @@ def start_sweep_jobs(folder: JobFolder, sweep_files: list[JobFile], mlflow_clien
                      automl: bool = False) -> RunningSweeps:
     """Sweep jobs of the folder started in worker threads, each a child run of `submit_run`, under one core budget
     that AutoML, when `automl` runs beside them, shares."""
-    from capc.local.sweep import SweepsInBackground, plan_sweep
+    from capc.local.sweep import SweepsInBackground
+    from capc.local.sweep_plan import plan_sweep
 
     if not sweep_files:
         raise CapcError(f"{folder.path} holds no sweep job.", "run `capc build` again")
