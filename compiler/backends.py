@@ -20,9 +20,10 @@ from capc.errors import CapcError
 DEFAULT_OUT = Path("generated")
 
 
-def _resume_command(source: Path, overrides: list[str], only: str | None = None) -> str:
-    """The command line that continues an interrupted submit of `source` with the same --only and --set."""
-    return shlex.join(["capc", "submit", str(source), *(["--only", only] if only else []), *(f"--set={o}" for o in overrides), "--resume"])
+def _resume_command(source: Path, overrides: list[str], only: str | None = None, extra: list[str] | tuple = ()) -> str:
+    """The command line that continues an interrupted submit of `source` with the same --only, --set and `extra`
+    options (a job YAML's --data-map and --env)."""
+    return shlex.join(["capc", "submit", str(source), *(["--only", only] if only else []), *(f"--set={o}" for o in overrides), *extra, "--resume"])
 
 
 def _exit_interrupted(recorded: str, resume_command: str, kept: str) -> None:
@@ -87,15 +88,23 @@ class LocalBackend:
             result = run_pipeline(folder, resume=resume, display=display)
         _show_pipeline_result(result, as_json, resume_command)
 
-    def submit_job_yaml(self, path: Path, overrides: list[str], *, resume: bool, as_json: bool) -> None:
-        """An Azure ML sweep or command job written by hand, on the local engine (capc.local.handwritten)."""
+    def submit_job_yaml(self, path: Path, overrides: list[str], *, resume: bool, as_json: bool,
+                        data_map: Path | None = None, env_mode: str = "job") -> None:
+        """An Azure ML sweep, command or pipeline job written by hand, on the local engine (capc.local.handwritten,
+        capc.local.pipeline);
+        `data_map` a --data-map file (capc.local.data_map), `env_mode` job | current (capc.local.environments)."""
         from capc import views
         from capc.jobfolder.job_yaml import check_runs_locally, load_job_yaml
+        from capc.local.data_map import bind_job_data, read_data_map
         from capc.local.handwritten import run_job_yaml
 
         job = load_job_yaml(path, overrides)
+        if data_map:
+            job = bind_job_data(job, read_data_map(data_map))
         check_runs_locally(job)
-        resume_command = _resume_command(path, overrides)
+        again = [f"--data-map={data_map}"] if data_map else []
+        again += [f"--env={env_mode}"] if env_mode != "job" else []
+        resume_command = _resume_command(path, overrides, extra=again)
         if job.type == "pipeline":
             from capc.local.pipeline import run_pipeline_yaml
             from capc.local.progress import PipelineProgress
@@ -110,9 +119,9 @@ class LocalBackend:
             from capc.local.progress import SubmitProgress
 
             with SubmitProgress(str(objective.get("primary_metric", "metric")), str(objective.get("goal", "maximize")).lower()) as progress:
-                result = run_job_yaml(job, resume=resume, progress=progress, say=say)
+                result = run_job_yaml(job, resume=resume, progress=progress, say=say, env_mode=env_mode)
         else:
-            result = run_job_yaml(job, resume=resume, say=say)
+            result = run_job_yaml(job, resume=resume, say=say, env_mode=env_mode)
         if as_json:
             views.print_json(result.to_dict())
         else:
@@ -225,7 +234,8 @@ class AzureBackend:
         if as_json:
             views.print_json(result.to_dict())
 
-    def submit_job_yaml(self, path: Path, overrides: list[str], *, resume: bool, as_json: bool) -> None:
+    def submit_job_yaml(self, path: Path, overrides: list[str], *, resume: bool, as_json: bool,
+                        data_map: Path | None = None, env_mode: str = "job") -> None:
         raise CapcError(
             f"{path} is an Azure ML job written by hand; capc runs such files on the local engine only.",
             f"run it here with `capc submit {path}`, or submit it to Azure as it is: `az ml job create -f {path}`",

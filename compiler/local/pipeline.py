@@ -339,11 +339,13 @@ class _GraphRunner:
 
     def _start_command(self, step: Step, folder: Path, env: dict) -> None:
         inputs = {name: nodes.input_text(step.graph, name, self.output_dir) for name in step.graph.inputs}
-        argv = nodes.command_words(step.graph, inputs, step.outputs)
+        prepared = nodes.prepared_command(step.graph, inputs, step.outputs)
+        argv = prepared.argv
         cwd = nodes.code_snapshot(step.graph, folder)
         # Azure ML gives each step a run of its own and MLFLOW_RUN_ID; the step's mlflow calls land in it.
         step.run_id = tracking.start_run(self.mlflow_client, self.exp_id, step.name, "step", parent=self.run_id)
-        env = nodes.step_environment(step.graph, {**env, "MLFLOW_RUN_ID": step.run_id})
+        env = {**env, **prepared.env, "MLFLOW_RUN_ID": step.run_id}
+        step.detail = "; ".join(prepared.notes)
         # Forked from the preloaded server once it is ready (a step's `import mlflow` then costs nothing); spawned
         # until then, so no step waits for the preload.
         server = self.launcher.server if self.launcher else None

@@ -1,9 +1,9 @@
 """Backend, local: what each pipeline step runs here - its command line, working folder and environment.
 
-- a command step: its `command` with `$[[...]]` optional parts kept only when every input they name is given (as
-  Azure does), `${{inputs.X}}` / `${{outputs.X}}` bound to paths and values, run in a snapshot of its `code`
-  (hard links; an empty folder without `code`), with its `environment_variables` and MLflow attached to the step's
-  own run (MLFLOW_RUN_ID), as Azure ML starts a step. It starts through the trial launcher
+- a command step: its `command` as Azure runs it (capc.local.commands: `$[[...]]` optional parts, `${{inputs.X}}` /
+  `${{outputs.X}}` bound to paths and values, `bash -c` for shell syntax, `environment_variables`, a distribution's
+  rank variables), run in a snapshot of its `code` (hard links; an empty folder without `code`) with MLflow attached
+  to the step's own run (MLFLOW_RUN_ID), as Azure ML starts a step. It starts through the trial launcher
   (capc.local.launch), the same one a sweep's trials use: `python SCRIPT` / `python -m MODULE` forked from the
   preloaded server, anything else spawned.
 - an engine step (sweep, AutoML): `python -m capc.local.pipeline_step`, a process of its own, so steps run side by
@@ -16,33 +16,20 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import shlex
 import shutil
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from capc.errors import CapcError
 from capc.jobfolder.pipeline_graph import Data, GraphStep, Upstream, Value
-from capc.local import bindings
+from capc.local import bindings, commands
 from capc.data_location import is_remote
-from capc.local.launch import under_this_python
 from capc.local.samplers import format_value
 from capc.state import registry
 
-OPTIONAL_PART = re.compile(r"\$\[\[(.*?)\]\]", re.S)
-INPUT_REFERENCE = re.compile(r"\$\{\{\s*inputs\.([\w-]+)\s*\}\}")
 SNAPSHOT_IGNORE = ("outputs", bindings.NAMED_OUTPUTS, "__pycache__", ".ipynb_checkpoints", "mlruns")
 NODE_REQUEST = "node.json"  # what a hand-written engine step's process reads
-
-
-def with_optional_parts(command: str, given: set[str]) -> str:
-    """Azure's `$[[ --flag ${{inputs.x}} ]]`: the part, without its brackets, when every input in it is given; else nothing."""
-
-    def keep(match: re.Match) -> str:
-        return match.group(1) if set(INPUT_REFERENCE.findall(match.group(1))) <= given else ""
-
-    return OPTIONAL_PART.sub(keep, command)
 
 
 def input_text(step: GraphStep, name: str, output_folder) -> str:
@@ -71,23 +58,25 @@ def check_data(step: GraphStep, where: str) -> None:
             raise CapcError(f"{where}: step `{step.name}`'s input {name}: {source.path} does not exist.")
 
 
-def command_words(step: GraphStep, inputs: Mapping[str, str], outputs: Mapping[str, str]) -> list[str]:
-    """The step's command, bound: the argv it runs (`python` is this interpreter)."""
-    text = with_optional_parts(str(step.node.get("command") or ""), set(inputs))
+def prepared_command(step: GraphStep, inputs: Mapping[str, str], outputs: Mapping[str, str]) -> commands.PreparedCommand:
+    """The step's command as Azure runs it (capc.local.commands, the one place a command becomes a process: `bash -c`
+    for shell syntax, `python SCRIPT` as an argv the fork server can run), with its bindings, environment_variables
+    and distribution's rank variables."""
+    text = str(step.node.get("command") or "")
     if not text.strip():
         raise CapcError(f"pipeline step `{step.name}` has no `command`.")
-    try:
-        words = shlex.split(text)
-    except ValueError as exc:
-        raise CapcError(f"pipeline step `{step.name}`: its command cannot be split into words: {exc}.") from None
     values = {"inputs": dict(inputs), "outputs": dict(outputs)}
-    missing = [f"{s}.{n}" for s, n in bindings.command_references(words) if n not in values.get(s, {})]
+    missing = [f"{s}.{n}" for s, n in commands.references(commands.OPTIONAL.sub("", text)) if n not in values.get(s, {})]
     if missing:
         raise CapcError(
             f"pipeline step `{step.name}`'s command uses {', '.join('${{' + m + '}}' for m in missing)}, which the step "
             "does not give (an optional input belongs inside $[[...]]).",
         )
-    return under_this_python(bindings.bind(words, values))
+    try:
+        return commands.prepare_command(text, values, environment_variables=step.node.get("environment_variables"),
+                                        distribution=step.node.get("distribution"))
+    except CapcError as exc:
+        raise CapcError(f"pipeline step `{step.name}`: {exc}") from None
 
 
 def code_snapshot(step: GraphStep, folder: Path) -> Path:
@@ -118,12 +107,6 @@ def _link_or_copy(src: str, dst: str) -> None:
         os.link(src, dst)
     except OSError:
         shutil.copy2(src, dst)
-
-
-def step_environment(step: GraphStep, base: Mapping[str, str]) -> dict:
-    """The step's environment_variables over capc's environment (and MLflow's, which `base` carries)."""
-    variables = {str(k): format_value(v) for k, v in (step.node.get("environment_variables") or {}).items()}
-    return {**base, **variables}
 
 
 def engine_argv(kind: str, job_dir: Path, output: Path, parent_run: str, node: str, resume: bool) -> list[str]:

@@ -16,6 +16,7 @@ from pathlib import Path
 from capc.errors import CapcError
 from capc.jobfolder import JobFolder
 from capc.state import registry, tracking
+from capc.winner_explanation import selection_record
 
 WINNER_FILE = "winner.json"
 STEP_SUMMARY = "metrics.json"  # what an engine step leaves beside its model; select_best.py reads it
@@ -52,7 +53,7 @@ class WinnerRules:
             name=spec.name, task=spec.task, metric=spec.metric, value=float(winner["value"]), goal=spec.goal,
             source=winner["source"], run_id=summary.get("run_id", self.run_id), spec_sha256=spec.spec_sha256,
             job_dir=str(spec.path.resolve()), metrics={spec.metric: float(winner["value"]), **(winner.get("serving") or {})},
-            params=summary.get("params", {}), description=spec.description,
+            params=summary.get("params", {}), description=spec.description, selection=selection_record(winner),
         )
         self._log_serving_costs(winner.get("measured") or {})
         if winner.get("max_latency_ms") is not None:

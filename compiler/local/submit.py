@@ -26,6 +26,7 @@ from capc.local.cores import CoreBudget
 from capc.jobfolder.data import check_target, mltable_source, read_frame
 from capc.local.outcome import Outcome
 from capc.local.winner import select
+from capc.load_budget import load_budget_of
 from capc.selection import IMAGE_TASK, Selection, budget_of
 from capc.serving_cost import may_serve
 from capc.spec.conditional import COMBINATION_PARAMETER
@@ -125,22 +126,27 @@ def _submit_locked(folder: JobFolder, resume: bool, progress) -> SubmitResult:
         try:
             selection = select(
                 [c for o in outcomes for c in (o, *o.alternatives)], name=folder.name, deployment_model=folder.deployment_model, goal=goal,
-                budget=budget, job_dir=folder.path, task=folder.task, mlflow_client=mlflow_client,
-                on_measured=(lambda o, cost: progress.note(f"serving cost of {o.source} {o.label}: {cost.summary()}")) if progress else None,
+                budget=budget, job_dir=folder.path, task=folder.task, mlflow_client=mlflow_client, deployment=folder.deployment,
+                on_measured=(lambda o, figure: progress.note(f"serving cost of {o.source} {o.label}: {_measured(figure)}")) if progress else None,
             )
         except BaseException:
             tracking.finish_run(mlflow_client, submit_run, FAILED)
             raise
     winner = selection.winner if selection else _choose(outcomes, folder.deployment_model, goal)
-    model = _register(folder, winner, mlflow_client, submit_run) if winner and not interrupted else None
+    model = _register(folder, winner, mlflow_client, submit_run, selection) if winner and not interrupted else None
     if winner:
         mlflow_client.log_metric(submit_run, folder.metric, winner.value)
     tracking.finish_run(mlflow_client, submit_run, INTERRUPTED if interrupted else COMPLETED)
     return SubmitResult(folder.name, folder.metric, goal, submit_run, outcomes, winner, model, interrupted, selection)
 
 
-def _register(folder: JobFolder, winner: Outcome, mlflow_client, submit_run: str):
-    """The winner in capc's model registry, named on the submit run."""
+def _measured(figure) -> str:
+    """A serving cost, or a figure under load with how it was taken (serving_load.LoadFigure.how)."""
+    return f"{figure.summary()} ({figure.how()})" if hasattr(figure, "how") else figure.summary()
+
+
+def _register(folder: JobFolder, winner: Outcome, mlflow_client, submit_run: str, selection: Selection | None = None):
+    """The winner in capc's model registry, named on the submit run, with how it was chosen (`capc models show`)."""
     model = registry.register(
         winner.model_dir,
         name=folder.name,
@@ -155,6 +161,7 @@ def _register(folder: JobFolder, winner: Outcome, mlflow_client, submit_run: str
         metrics=winner.metrics,
         params=winner.params,
         description=folder.description,
+        selection=selection.to_dict() if selection else {},
     )
     mlflow_client.set_tag(submit_run, "capc.registered_model", model.ref)
     return model
@@ -228,7 +235,7 @@ def run_automl_job(folder: JobFolder, job_file: JobFile, mlflow_client, exp_id, 
         progress.automl_finished(result)
     outcome = Outcome("automl", automl_run, best.value, model_dir, params, {folder.metric: best.value}, f"{best.estimator}-{best.index}",
                       candidate_run_id=candidate_runs.get(best.index, ""))
-    if alternatives and budget_of(folder.deployment).any:  # without a budget only the best can win
+    if alternatives and (budget_of(folder.deployment).any or load_budget_of(folder.deployment).any):  # else only the best can win
         outcome.alternatives = _automl_alternatives(folder.metric, result, candidate_runs, work_dir / "automl" / "candidates")
     return outcome
 

@@ -82,7 +82,7 @@ def test_submit_a_spark_job_yaml_is_refused_with_the_way_out(jobs):
     spark.write_text("$schema: https://azuremlschemas.azureedge.net/latest/sparkJob.schema.json\ntype: spark\nentry: {file: a.py}\n")
     result = _invoke("submit", spark)
     assert result.exit_code == 1
-    assert "the local engine runs sweep, command and pipeline jobs" in result.output and "az ml job create -f" in result.output
+    assert "is a Spark job; it runs on a Spark cluster" in result.output and "az ml job create -f" in result.output
 
 
 def test_submit_a_pipeline_job_yaml_without_steps_is_a_clear_error(jobs):

@@ -22,7 +22,7 @@ from capc.errors import CapcError
 from capc.jobfolder.job_yaml import load_job_yaml
 from capc.jobfolder.pipeline_graph import Data, Upstream, Value, read_pipeline
 from capc.local.pipeline import run_pipeline_yaml
-from capc.local.pipeline_nodes import with_optional_parts
+from capc.local.pipeline_nodes import prepared_command
 from repo import DATA, csv_head
 
 PIPELINES = Path(__file__).parent / "pipelines"
@@ -70,8 +70,13 @@ def test_the_graph_binds_literals_data_and_upstream_outputs_through_components()
 
 
 def test_optional_parts_stay_only_with_their_inputs():
-    command = "python t.py --lr ${{inputs.lr}} $[[--note ${{inputs.note}}]] $[[--a ${{inputs.a}} --b ${{inputs.b}}]]"
-    assert with_optional_parts(command, {"lr", "note", "a"}) == "python t.py --lr ${{inputs.lr}} --note ${{inputs.note}} "
+    job = load_job_yaml(PIPELINES / "two_components.yml")
+    train = read_pipeline(job.data, job.job_dir).step("train")
+    without = prepared_command(train, {"data": "/d", "lr": "0.1"}, {"model": "/m"})
+    with_note = prepared_command(train, {"data": "/d", "lr": "0.1", "note": "x y"}, {"model": "/m"})
+    assert "--note" not in without.text and with_note.argv[-2:] == ["--note", "x y"]
+    with pytest.raises(CapcError, match=r"step `train`'s command uses \$\{\{inputs.lr\}\}"):
+        prepared_command(train, {"data": "/d"}, {"model": "/m"})
 
 
 @pytest.mark.usefixtures("capc_home")
