@@ -95,6 +95,7 @@ def test_two_file_components_and_an_inline_step_run_in_order_with_their_bindings
     report = json.loads((summary / "report.json").read_text())
     assert report == {"models": {str(pipelines / "out" / "final_model"): ["model.json"]}, "greeting": "hello"}
     assert (Path(steps["train"].log).read_text().strip().splitlines()[-1]) == "trained"
+    assert Path(steps["report"].log).read_text().split() == ["reported", "greeting:", "hello"]  # the shell ran `&&` and $GREETING
     # The step's mlflow calls landed in its own run, a child of the pipeline's.
     from capc.state import tracking
 
