@@ -113,7 +113,7 @@ def family_table(family: dict) -> Table:
 def pipeline_table(result) -> Table:
     """One row per pipeline step, in dependency order, with the best metric an engine step reached."""
     table = Table(title=f"{result.name}: pipeline run {result.run_id[:8]}", header_style="bold")
-    for col in ("step", "type", "needs", "status", "duration", result.metric, "note"):
+    for col in ("step", "type", "needs", "status", "duration", result.metric or "best", "note"):
         table.add_column(col, overflow="fold")
     for step in result.steps:
         note = step.detail.splitlines()[0] if step.detail else ""
@@ -156,6 +156,8 @@ def print_submit(result) -> None:
 
 def print_pipeline(result) -> None:
     out = console()
+    for note in result.notes:
+        out.print(f"note: {note}", markup=False)
     out.print(pipeline_table(result))
     if result.model:
         out.print(f"registered model [bold]{result.model.ref}[/] ({result.model.source}, {result.metric} {result.model.value:.4f})")
