@@ -90,7 +90,6 @@ def check_runs_locally(job: JobYaml) -> None:
     kind = job.kind
     if kind in RUNS_LOCALLY:
         return
-        )
     if kind in (FileKind.SPARK_JOB, FileKind.PARALLEL_JOB, FileKind.SPARK_COMPONENT, FileKind.PARALLEL_COMPONENT):
         engine = "a Spark cluster" if "SPARK" in kind.name else "Azure's parallel-run agents on a cluster"
         where = (f"register it with `az ml component create -f {job.path}` and run the pipeline that uses it with "
