@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 
-SCHEDULE_FILE = "schedule.yml"
+from capc.jobfolder.folder import SCHEDULE_FILE
+
 API_VERSION = "2023-06-01-preview"  # the api-version azure-ai-ml 1.35's ScheduleOperations sends
 
 

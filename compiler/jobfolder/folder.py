@@ -25,6 +25,7 @@ RUN_SETTINGS = "capc.json"
 COMPUTE_FILE = "compute.yml"
 AUTOML_FILE = "automl_job.yml"
 PIPELINE_FILE = "pipeline_job.yml"
+SCHEDULE_FILE = "schedule.yml"  # the pipeline's retraining schedule, when the spec has one
 ENTRY_SCRIPT = "score.py"  # the scoring script, beside the deployment YAMLs that name it
 # What a sweep job's missing limit means (a hand-written job may leave them out; capc's build writes both): the
 # local engine runs, counts and checks a job by these.
