@@ -93,6 +93,12 @@ def request_rows(job_dir: Path, limit: int = 1000) -> list:
     return serving_cost.request_records(frame, limit)
 
 
+def image_listing(data_dir: Path) -> list[str]:
+    """The lines of the JSONL listing an image MLTable names (its first `paths` entry, images.jsonl by default)."""
+    paths = read_mltable(data_dir).get("paths") or [{}]
+    return (Path(data_dir) / str(paths[0].get("file", "images.jsonl"))).read_text(encoding="utf-8").splitlines()
+
+
 def image_root_from_mltable(data_dir: Path) -> Path:
     """The image folder behind a generated image MLTable (data/MLTable + data/images.jsonl).
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import yaml
 
 from capc.artifacts import with_manifest, write_tree
+from capc.jobfolder.folder import AUTOML_FILE
 from capc.state import registry, tracking
 from capc.state.tracking import COMPLETED, FAILED
 
@@ -44,13 +45,13 @@ def image_notes(automl) -> list[str]:
 def run_image_job(automl, *, register: str | None, progress, say):
     """The job on the local image engine; returns capc.local.automl_job.AutoMLJobResult."""
     from capc.local.automl_job import AutoMLJobResult, write_best_model
-    from capc.jobfolder.data import image_root_from_mltable
+    from capc.jobfolder.data import image_listing, image_root_from_mltable
     from capc.local.image_folder import scan_image_folder
     from capc.local.images import run_image_automl
 
     notes = list(automl.notes) + image_notes(automl)
     root = image_root_from_mltable(automl.tables["training_data"])
-    listed = sum(1 for line in _listing(automl.tables["training_data"]) if line.strip())
+    listed = sum(1 for line in image_listing(automl.tables["training_data"]) if line.strip())
     found = scan_image_folder(root, verify=False).image_count
     if found > listed:
         notes.append(f"the image engine trains on every image of the class folders under {root} ({found}), "
@@ -93,12 +94,6 @@ def run_image_job(automl, *, register: str | None, progress, say):
     return out
 
 
-def _listing(table_folder: Path) -> list[str]:
-    table = yaml.safe_load((Path(table_folder) / "MLTable").read_text(encoding="utf-8")) or {}
-    entry = (table.get("paths") or [{}])[0]
-    return (Path(table_folder) / str(entry.get("file", "images.jsonl"))).read_text(encoding="utf-8").splitlines()
-
-
 def _model_name(job_name: str) -> str:
     """A spec name (the folder's and the compiled files') from the job's experiment name."""
     slug = re.sub(r"[^a-z0-9]+", "-", job_name.lower()).strip("-")
@@ -126,7 +121,7 @@ def image_job_folder(automl, name: str, root: Path) -> Path:
     (base / SPEC_FILE).write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
     loaded = load_spec(base / SPEC_FILE)
     files = render_artifacts(loaded, base)
-    files["automl_job.yml"] = yaml.safe_dump(automl.data, sort_keys=False).encode("utf-8")
+    files[AUTOML_FILE] = yaml.safe_dump(automl.data, sort_keys=False).encode("utf-8")
     target = base / name
     write_tree(target, with_manifest(files, automl.job.sha256, name))  # the job's folder: the job's hash
     return target

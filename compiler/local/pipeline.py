@@ -140,7 +140,7 @@ def run_pipeline(folder: JobFolder, resume: bool = False, display=None, poll_s: 
     """Run the graph of the folder's pipeline_job.yml (read with --only pipeline) here. CapcError at once when
     another local run of the same spec version holds its lock."""
     job_dir = folder.path.resolve()  # steps run in other working directories
-    graph = read_pipeline(folder.job("pipeline").data, job_dir, str(job_dir / "pipeline_job.yml"))
+    graph = read_pipeline(folder.job("pipeline").data, job_dir, str(folder.job("pipeline").path))
     settings = graph.settings.get("continue_on_step_failure")
     source = PipelineSource(
         folder.name, folder.spec_sha256, job_dir, graph, folder=folder,
