@@ -21,9 +21,10 @@ from capc.cli_options import (
     register_option, workspace_option,
 )
 from capc.errors import CapcError, SpecInvalid, SpecProblem
+from capc.family_reference import families_command
 
 
-@click.group(cls=CapcGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=CapcGroup, commands=[families_command], context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="capc")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 @click.pass_context
@@ -187,6 +188,7 @@ def _build_for_submit(spec_path: Path, overrides: list[str], out_dir: Path):
     from capc.state.home import capc_home
 
     spec = load_spec(spec_path, overrides)
+    click.echo("".join(f"warning: {w}\n" for w in spec.warnings), err=True, nl=False)  # said before anything runs
     if overrides:
         out_dir = capc_home() / "builds" / hashlib.sha256(spec.sha256.encode()).hexdigest()[:12]
     target, _, _ = build_spec(spec, out_dir)
@@ -308,11 +310,7 @@ def models_show(ref: str, as_json: bool) -> None:
 
     from capc.state import registry
 
-    model = registry.get(ref)
-    if as_json:
-        views.print_json(model.to_dict())
-        return
-    views.print_model(model)
+    views.print_model(registry.get(ref), as_json)
 
 
 @cli.command()

@@ -55,7 +55,7 @@ def stops_cleanly(command):
 spec_files = click.argument("specs", nargs=-1, required=True, type=click.Path(path_type=Path))
 out_option = click.option("--out", "out_dir", type=click.Path(path_type=Path), default=DEFAULT_OUT, show_default=True, help="Folder that holds <name>/ per spec.")
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
-strict_option = click.option("--strict", is_flag=True, help="Treat warnings of Azure's service rules as errors.")
+strict_option = click.option("--strict", is_flag=True, help="Treat warnings (Azure's service rules, limits that can never bind) as errors.")
 target_option = click.option("--target", type=click.Choice(["local", "azure"]), default="local", show_default=True, help="Local endpoint or Azure managed online endpoint.")
 workspace_option = click.option("--workspace", "workspace_config", type=click.Path(path_type=Path), default=None, help="Azure ML config.json (else AZURE_SUBSCRIPTION_ID, AZURE_RESOURCE_GROUP, AZUREML_WORKSPACE_NAME).")
 data_map_option = click.option("--data-map", type=click.Path(path_type=Path, dir_okay=False), default=None, metavar="FILE", help="Job YAML: a YAML of remote URI -> local path; binds every input, at any depth, that names a mapped URI.")

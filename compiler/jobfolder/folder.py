@@ -112,6 +112,15 @@ def is_job_folder(path: Path) -> bool:
     return Path(path).is_dir() and (Path(path) / MANIFEST).is_file()
 
 
+def manifest_file(job_dir: Path) -> Path:
+    return Path(job_dir) / MANIFEST
+
+
+def read_manifest(job_dir: Path) -> dict:
+    """manifest.json as written (the report reads what a model was built from); OSError or ValueError as they come."""
+    return json.loads(manifest_file(job_dir).read_text(encoding="utf-8"))
+
+
 def read_job_folder(job_dir: Path, only: str | None = None) -> JobFolder:
     """The compiled jobs of one folder; `only` keeps one of automl | sweep | pipeline (default: AutoML and the
     sweeps, those the spec enabled)."""

@@ -333,6 +333,9 @@ def _load(model_dir: Path) -> _Predictor:
     return _Predictor(pyfunc.predict, getattr(inner, "predict_proba", None), _classes_of(inner))
 
 
+load_predictor = _load  # the feature importance (capc.report.importance) scores the same model the same way
+
+
 def _classes_of(model):
     try:
         classes = getattr(model, "classes_", None)

@@ -10,7 +10,9 @@ needs no refit.
 The JSON (one object): task, split ("cross_validation" | "holdout" | "validation_data"), folds, fraction, seed, training_rows (the
 labelled rows the split was drawn from), recomputed (true: predicted again after the search with the same
 folds and seed), y_true, y_pred, classes and probabilities (classification: one column per class, in `classes`
-order), y_range (regression: the range of the target the normalised metrics divide by).
+order), y_range (regression: the range of the target the normalised metrics divide by), row_index (optional: each
+prediction's position among the labelled rows, in the table's order; the report's feature importance finds a
+holdout split's rows by it).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ class HeldOutPredictions:
     probabilities: list | None = None
     y_range: float | None = None
     recomputed: bool = False  # predicted again after the search, outside its time budget
+    row_index: list | None = None  # each prediction's row among the labelled training rows (trial scripts write it)
 
     @property
     def rows(self) -> int:
@@ -65,6 +68,8 @@ class HeldOutPredictions:
             held_out.classes is None or np.shape(held_out.probabilities) != (held_out.rows, len(held_out.classes))
         ):
             raise ValueError("probabilities need one row per prediction and one column per class")
+        if held_out.row_index is not None and len(held_out.row_index) != held_out.rows:
+            raise ValueError(f"{len(held_out.row_index)} row indices for {held_out.rows} predictions")
         return held_out
 
 
