@@ -20,6 +20,7 @@ from pathlib import Path
 import yaml
 
 from capc.artifacts import with_manifest, write_tree
+from capc.jobfolder.folder import AUTOML_FILE
 from capc.state import registry, tracking
 from capc.state.tracking import COMPLETED, FAILED
 
@@ -94,9 +95,10 @@ def run_image_job(automl, *, register: str | None, progress, say):
 
 
 def _listing(table_folder: Path) -> list[str]:
-    table = yaml.safe_load((Path(table_folder) / "MLTable").read_text(encoding="utf-8")) or {}
-    entry = (table.get("paths") or [{}])[0]
-    return (Path(table_folder) / str(entry.get("file", "images.jsonl"))).read_text(encoding="utf-8").splitlines()
+    from capc.jobfolder.data import read_mltable
+
+    entry = (read_mltable(table_folder).get("paths") or [{}])[0]
+    return (Path(table_folder) / str(entry.get("file", ""))).read_text(encoding="utf-8").splitlines()
 
 
 def _model_name(job_name: str) -> str:
@@ -126,7 +128,7 @@ def image_job_folder(automl, name: str, root: Path) -> Path:
     (base / SPEC_FILE).write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
     loaded = load_spec(base / SPEC_FILE)
     files = render_artifacts(loaded, base)
-    files["automl_job.yml"] = yaml.safe_dump(automl.data, sort_keys=False).encode("utf-8")
+    files[AUTOML_FILE] = yaml.safe_dump(automl.data, sort_keys=False).encode("utf-8")
     target = base / name
     write_tree(target, with_manifest(files, automl.job.sha256, name))  # the job's folder: the job's hash
     return target

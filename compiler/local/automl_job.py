@@ -25,6 +25,7 @@ from pathlib import Path
 
 from capc.errors import CapcError
 from capc.jobfolder.automl_yaml import IMAGE_TASKS, AutoMLJob, read_automl_job
+from capc.jobfolder.folder import AUTOML_FILE
 from capc.jobfolder.job_yaml import JobYaml
 from capc.state import held_out, registry, tracking
 from capc.state.tracking import COMPLETED, FAILED, INTERRUPTED
@@ -253,7 +254,7 @@ def _settings(automl: AutoMLJob):
     try:
         return AutoMLSettings.from_job_yaml(automl.data)
     except CapcError as exc:  # its messages name the compiled file
-        raise CapcError(exc.message.replace("automl_job.yml", str(automl.job.path)), exc.hint) from None
+        raise CapcError(exc.message.replace(AUTOML_FILE, str(automl.job.path)), exc.hint) from None
 
 
 # ---------------------------------------------------------------- the run

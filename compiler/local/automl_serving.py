@@ -19,11 +19,11 @@ import yaml
 
 from capc.artifacts import with_manifest, write_tree
 from capc.errors import CapcError
+from capc.jobfolder.folder import AUTOML_FILE
 from capc.state import registry
 
 TRAINING_TABLE = "training.parquet"
 SPEC_FILE = "spec.yaml"
-AUTOML_FILE = "automl_job.yml"
 
 
 def register_job_model(automl, result, name: str, training_frame, settings) -> registry.ModelVersion:
