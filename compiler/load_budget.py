@@ -13,15 +13,13 @@ from pathlib import Path
 from capc import serving_load
 from capc.errors import CapcError
 from capc.jobfolder.serving import deployment_settings
-from capc.spec import schema_default
+
 
 def load_budget_of(deployment: dict) -> serving_load.LoadBudget:
-    """capc.json's (or a Spec's) deployment section -> the load budget; none when the section predates it."""
+    """capc.json's (or a Spec's) deployment section, its defaults filled at compile time -> the load budget; none
+    when the section predates it (then no budget is set and the concurrency is never used)."""
     load = deployment.get("load") or {}
-    return serving_load.LoadBudget(
-        deployment.get("min_requests_per_s"), load.get("max_p99_ms"),
-        int(load.get("concurrency") or schema_default("deployment.load.concurrency")),
-    )
+    return serving_load.LoadBudget(deployment.get("min_requests_per_s"), load.get("max_p99_ms"), int(load.get("concurrency") or 1))
 
 
 def instance_vcpus(instance_type: str | None) -> int | None:
@@ -56,7 +54,7 @@ def estimate(figure: serving_load.LoadFigure | None, deployment: dict, job_dir: 
     """The throughput expected on deployment.instance_type from `figure` (or, without one, only the cores: what
     measured here against what the instance serves on)."""
     workers = server_settings(job_dir, 1).workers
-    instance_type = deployment.get("instance_type") or schema_default("deployment.instance_type")
+    instance_type = deployment.get("instance_type")  # filled at compile time; a folder without it has no estimate
     measured = figure.cores if figure else (cores or len(serving_load.usable_cpus()))
     return serving_load.instance_estimate(figure.requests_per_s if figure else None, measured, instance_type,
                                           instance_vcpus(instance_type), workers)
