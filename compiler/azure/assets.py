@@ -195,7 +195,24 @@ def environment_asset(job_dir: Path, spec_name: str) -> EnvironmentAsset | None:
             raise CapcError(f"{path} names conda file {conda}, which is not there.", "run `capc build` again")
         parts["conda.yml"] = conda_path
     name = str(data.get("name") or f"{spec_name}-env")
-    return EnvironmentAsset(name, content_version(parts), path, str(data.get("image") or ""), conda_path)
+    return EnvironmentAsset(name, _environment_version(path, data, parts, conda_path), path, str(data.get("image") or ""), conda_path)
+
+
+def _environment_version(path: Path, data: dict, parts: dict, conda_path: Path | None) -> str:
+    """The version environment.yml names (capc's build: a hash of conda.yml and the image, which the jobs name
+    too), checked against the files as they are now; a hand-written one without a version: a hash of its files."""
+    from capc.render.environment_version import environment_version
+
+    if data.get("version") is None:
+        return content_version(parts)
+    version = str(data["version"])
+    if conda_path is not None and version != environment_version(conda_path.read_bytes(), str(data.get("image") or "")):
+        raise CapcError(
+            f"{path} names version {version}, but conda.yml or the image changed after the build: Azure would reuse "
+            "the old environment under that version.",
+            "run `capc build` again, which gives the environment and the jobs a new version",
+        )
+    return version
 
 
 # ---------------------------------------------------------------- data

@@ -104,6 +104,7 @@ def build_context(spec, out_dir: Path) -> dict:
         "model_name": spec.name,
         "cluster": dict(data["compute"]),
         "run": _run_settings(spec, automl, sweep),
+        "seed": spec.data.get("seed"),
     }
 
 
@@ -116,6 +117,8 @@ def _run_settings(spec, automl: dict, sweep: dict | None) -> dict:
         "metric": spec.metric,
         "goal": azure_names.AUTOML_METRICS[spec.task][spec.metric],
         "automl": {"enabled": automl["enabled"]},
+        # The spec's seed (null: each local run draws one and records it), for AutoML, which Azure cannot seed.
+        "seed": spec.data.get("seed"),
         "sweep": {"enabled": bool(sweep and sweep["enabled"])},
         # deployment.model and the serving budget the local selection applies (capc.local.selection.budget_of).
         "deployment": {key: spec.data["deployment"].get(key) for key in ("model", "max_latency_ms", "max_model_mb")},
@@ -368,18 +371,24 @@ def _sweep(spec, dataset: dict) -> dict | None:
     input_type = "uri_folder" if dataset["format"] == "image_folder" else "uri_file"
     limits = sweep["limits"]
     policy = sweep.get("early_termination")
+    seed = spec.data.get("seed")
     shared = {
         "input_type": input_type,
-        "sampling_algorithm": sweep["sampling"],
+        "sampling_algorithm": seeded_sampling(sweep["sampling"], seed),
+        # Azure refuses a seeded sampler in a pipeline's sweep node (capc.spec.service_rules): there it runs unseeded.
+        "pipeline_sampling_algorithm": sweep["sampling"],
         "early_termination": dict(policy) if policy else None,
     }
 
     def job(node: str, trials: str, script: str, space: dict, total: int, concurrent: int, tags: dict, family: str | None) -> dict:
+        # capc's own trial scripts take --seed; a user's script is not asked to (locally it finds CAPC_SEED).
+        builtin = family is not None or all(b.family for b in branches)
+        seed_words = [f"--seed {seed}"] if seed is not None and builtin else []
         return {
             **shared,
             "node": node,  # its step in pipeline_job.yml
             "trials": trials,
-            "command": trial_command(spec.metric, space, "search_space", target=dataset["target"], script=script),
+            "command": trial_command(spec.metric, space, "search_space", target=dataset["target"], script=script, extra=seed_words),
             "search_space": {p: dict(d) for p, d in space.items()},
             "limits": {
                 "max_total_trials": total,
@@ -389,7 +398,7 @@ def _sweep(spec, dataset: dict) -> dict | None:
                 "trial_timeout": limits["trial_timeout_minutes"] * 60,
             },
             "tags": tags,
-            "component": _trial_component(spec, dataset, node, script, space, family),
+            "component": _trial_component(spec, dataset, node, script, space, family, seed_words),
         }
 
     total, concurrent = limits["max_total_trials"], limits["max_concurrent_trials"]
@@ -433,6 +442,12 @@ def _sweep(spec, dataset: dict) -> dict | None:
     }
 
 
+def seeded_sampling(sampling: str, seed: int | None):
+    """sweep_job.yml's sampling_algorithm: Azure's random sampling takes a seed (RandomSamplingAlgorithm(seed=));
+    grid has nothing to seed and bayesian no seed to set."""
+    return {"type": sampling, "seed": seed} if seed is not None and sampling == "random" else sampling
+
+
 def _branch_script(spec, dataset: dict, branch) -> dict:
     """One family's trial script: rendered from its template, or the user's own file copied."""
     if branch.family:
@@ -469,7 +484,7 @@ def _train_script(spec, family, dataset: dict) -> dict:
 COMPONENT_TYPES = {"int": "integer", "float": "number", "str": "string"}
 
 
-def _trial_component(spec, dataset: dict, node: str, script: str, space: dict, family: str | None) -> dict:
+def _trial_component(spec, dataset: dict, node: str, script: str, space: dict, family: str | None, seed_words: list) -> dict:
     """The command component a pipeline's sweep node runs: the trial with its parameters as typed inputs."""
     hyperparameters = {h.name: h for h in FAMILIES[family].hyperparameters} if family else {}
     inputs = {}
@@ -487,7 +502,7 @@ def _trial_component(spec, dataset: dict, node: str, script: str, space: dict, f
         "name": f"{stem}_trial" if node == "sweep" else f"{stem}_{node.removeprefix('sweep_')}_trial",
         "inputs": inputs,
         "command": trial_command(
-            spec.metric, space, "inputs", target=dataset["target"], script=script, extra=["--output_dir ${{outputs.model_output}}"]
+            spec.metric, space, "inputs", target=dataset["target"], script=script, extra=[*seed_words, "--output_dir ${{outputs.model_output}}"]
         ),
     }
 
