@@ -232,27 +232,35 @@ def _build_for_submit(spec_path: Path, overrides: list[str], out_dir: Path):
 
 
 @cli.command()
-@click.argument("source", metavar="SPEC|JOB_FOLDER|JOB.yml", type=click.Path(path_type=Path))
+@click.argument("source", metavar="SPEC|JOB_FOLDER|JOB.yml", type=click.Path(path_type=Path), required=False)
 @click.option("--target", type=click.Choice(["local", "azure"]), default="local", show_default=True, help="Where the jobs run.")
 @click.option("--only", type=click.Choice(["automl", "sweep", "pipeline"]), default=None, help="Run one job only.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE", help="Override a value of the spec (validated like the spec) or of the job YAML (e.g. inputs.NAME.path=LOCAL_FILE).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted sweep without repeating finished trials.")
+@click.option("--reproducible", is_flag=True, help="With a seed: budgets count trials, not time, so two runs on the same data give the same leaderboard and model.")
+@click.option("--like", "like_run", metavar="RUN_ID", default=None, help="Repeat a submit run's settings: its spec, --set overrides, seed and --reproducible.")
 @click.option("--no-wait", is_flag=True, help="Azure: return once the jobs are submitted.")
 @click.option("--dry-run", is_flag=True, help="Azure: contact nothing; print the REST bodies and assets a submit would send.")
 @click.option("--workspace", "workspace_config", type=click.Path(path_type=Path), default=None, help="Azure ML config.json (else AZURE_SUBSCRIPTION_ID, AZURE_RESOURCE_GROUP, AZUREML_WORKSPACE_NAME).")
 @out_option
 @json_option
 @stops_cleanly
-def submit(source: Path, target: str, only: str | None, overrides: tuple[str, ...], resume: bool, no_wait: bool, dry_run: bool, workspace_config: Path | None, out_dir: Path, as_json: bool) -> None:
+def submit(source: Path | None, target: str, only: str | None, overrides: tuple[str, ...], resume: bool, reproducible: bool, like_run: str | None,
+           no_wait: bool, dry_run: bool, workspace_config: Path | None, out_dir: Path, as_json: bool) -> None:
     """Run a spec (built first), a job folder built before (generated/<name>/, no spec needed), or an Azure ML sweep
     or command job YAML written by hand (on the local engine): locally by default, or on Azure ML."""
     from capc.jobfolder import is_job_folder, read_job_folder
     from capc.jobfolder.job_yaml import looks_like_job_yaml
 
+    seed = None
+    if like_run:
+        source, overrides, reproducible, seed = _like(like_run, source, overrides, reproducible)
+    if source is None:
+        raise CapcError("capc submit needs a SPEC, a JOB_FOLDER or a JOB.yml (or --like RUN_ID).", "e.g. capc submit specs/bankmarketing.yaml")
     backend = backend_for(target, workspace_config)
     if looks_like_job_yaml(source):
-        if only or no_wait or dry_run:
-            raise CapcError("--only, --no-wait and --dry-run apply to a spec or a job folder, not to a job YAML.", f"capc submit {source}")
+        if only or no_wait or dry_run or reproducible:
+            raise CapcError("--only, --no-wait, --dry-run and --reproducible apply to a spec or a job folder, not to a job YAML.", f"capc submit {source}")
         backend.submit_job_yaml(source, list(overrides), resume=resume, as_json=as_json)
         return
     if is_job_folder(source):
@@ -266,7 +274,19 @@ def submit(source: Path, target: str, only: str | None, overrides: tuple[str, ..
         _, job_dir = _build_for_submit(source, list(overrides), out_dir)
     backend.submit(
         read_job_folder(job_dir, only), source, list(overrides), only=only, resume=resume, as_json=as_json, no_wait=no_wait, dry_run=dry_run,
+        reproducible=reproducible, seed=seed,
     )
+
+
+def _like(run_id: str, source: Path | None, overrides: tuple[str, ...], reproducible: bool):
+    """`--like RUN_ID`: that run's spec (or folder), its overrides and seed, its --reproducible; a SPEC and --set
+    given as well come on top."""
+    from capc.state.run_record import like
+
+    earlier = like(run_id)
+    click.echo(f"note: like run {earlier.run_id}: {earlier.source} " + " ".join(
+        [*(f"--set {o}" for o in earlier.overrides), *(["--reproducible"] if earlier.reproducible else [])]), err=True)
+    return source or earlier.source, (*earlier.overrides, *overrides), reproducible or earlier.reproducible, earlier.seed
 
 
 @cli.command()
@@ -286,6 +306,8 @@ def runs(name: str | None, as_json: bool) -> None:
         click.echo("no runs yet: `capc submit SPEC` starts one.")
         return
     views.console().print(views.runs_table(rows, f"runs{' of ' + name if name else ''}"))
+    for line in views.record_lines(rows):
+        click.echo(line)
 
 
 @cli.command()
@@ -345,7 +367,7 @@ def models_show(ref: str, as_json: bool) -> None:
     if as_json:
         views.print_json(model.to_dict())
         return
-    views.print_fields(model.to_dict(), 12)
+    views.print_fields(views.model_fields(model), 12)
 
 
 @cli.command()

@@ -89,6 +89,7 @@ class SpecPlan:
     warnings: list[str] = field(default_factory=list)
     last_local_run: object = None  # capc.state.history.LocalRun
     quota: list = field(default_factory=list)  # capc.plan.quota.FamilyQuota, with --target azure
+    data_change: str | None = None  # how the data differs from the latest registered model's (capc.local.run_data)
 
     @property
     def wall_minutes(self) -> float:
@@ -161,6 +162,7 @@ class SpecPlan:
             "warnings": self.warnings,
             "last_local_run": self.last_local_run.to_dict() if self.last_local_run else None,
             "quota": [q.to_dict() for q in self.quota],
+            "data_change": self.data_change,
         }
 
 

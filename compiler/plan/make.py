@@ -29,7 +29,17 @@ def make_plans(paths: list[Path], overrides: list[str], prices_file: Path | None
     if strict:
         refuse_warnings(specs)
     prices = load_prices(prices_file)
-    return [plan_spec(spec, prices, last_local_run(spec.sha256)) for spec in specs], prices
+    plans = [plan_spec(spec, prices, last_local_run(spec.sha256)) for spec in specs]
+    for spec, plan in zip(specs, plans):
+        plan.data_change = _data_change(spec)
+    return plans, prices
+
+
+def _data_change(spec) -> str | None:
+    """How the spec's data differs from the data of its latest registered model (None: the same, or none yet)."""
+    from capc.local.run_data import change_from_registered, spec_fingerprint
+
+    return change_from_registered(spec.name, lambda: spec_fingerprint(spec))
 
 
 def over_budget(plans: list[SpecPlan], max_cost: float | None) -> CapcError | None:

@@ -36,6 +36,8 @@ class ModelVersion:
     metrics: dict = field(default_factory=dict)
     params: dict = field(default_factory=dict)
     description: str = ""
+    data: dict = field(default_factory=dict)  # what it was trained on (capc.state.fingerprint)
+    seed: int | None = None  # the seed of the run that trained it
 
     @property
     def model_dir(self) -> Path:
