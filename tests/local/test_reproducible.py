@@ -121,3 +121,31 @@ def test_reproducible_without_a_seed_is_refused_and_an_unseeded_run_draws_one():
     drawn = run_seed(None, reproducible=False)
     assert drawn.drawn and 0 <= drawn.seed < 2**31 and "drawn for this run" in drawn.notes()[0]
     assert run_seed(7, reproducible=True) == RunSeed(7, drawn=False, reproducible=True)
+
+
+def test_reproducible_automl_gives_the_same_candidates_and_model_twice():
+    """The local AutoML search with a seed and no clock: the same candidates (learner, parameters, every metric to
+    the last digit), the same best, and a model whose predictions are equal, on two runs with other thread counts
+    asked for (reproducible mode pins one)."""
+    import numpy as np
+    import pandas as pd
+
+    from capc.local.automl import AutoMLSettings, run_automl
+    from capc.local.reproducible import automl_settings
+    from repo import DATA
+
+    frame = pd.read_csv(DATA / "bankmarketing/bankmarketing_train.csv").sample(600, random_state=0).reset_index(drop=True)
+    results = []
+    for threads in (1, 2):
+        job = AutoMLSettings(task="classification", primary_metric="accuracy", target_column="y", n_cross_validations=3,
+                             timeout_minutes=1, max_trials=5, allowed_algorithms=("LightGBM", "ExtremeRandomTrees", "LogisticRegression"),
+                             threads=threads)
+        job = automl_settings(job, RunSeed(7, reproducible=True))
+        assert job.threads == 1 and job.seed == 7
+        results.append(run_automl(frame, job))
+    first, second = results
+    assert [(c.estimator, c.params, c.value, c.metrics) for c in first.candidates] == [(c.estimator, c.params, c.value, c.metrics) for c in second.candidates]
+    assert first.best.index == second.best.index
+    rows = frame.drop(columns=["y"])
+    assert np.array_equal(first.model.predict_proba(rows), second.model.predict_proba(rows))
+    assert any("starts cold" in note for note in first.notes) and any("no time budget" in note for note in first.notes)

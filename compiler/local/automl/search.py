@@ -75,18 +75,11 @@ def run_search(settings: AutoMLSettings, data: TrainingData, estimators: list[st
     plan, folds, plan_text = _validation_plan(settings, len(data.X))
     notes.append(f"validation: {plan_text}")
     starting_points = _starting_points(settings, len(data.X), folds, notes)
-    if settings.reproducible and starting_points is not None:
-        # A zero-shot start is a big model whose cost no trial count bounds (a 1,312-leaf XGBoost took 10 minutes
-        # on the bank data's 5 folds on one thread); without the clock, start small and grow.
-        starting_points = None
-        notes.append("reproducible: the search starts cold (small models, growing), not from FLAML's zero-shot "
-                     "configurations; raise automl.max_trials for bigger models")
     scorer = TrialScorer(settings.task, settings.primary_metric, data.n_classes, data.y_range)
     listener = TrialListener(settings, scorer, folds, on_candidate)
     ensembles = settings.enable_vote_ensemble or settings.enable_stack_ensemble
     search_budget = settings.timeout_minutes * 60 * (SEARCH_SHARE_WITH_ENSEMBLES if ensembles else 1.0)
-    if settings.reproducible:
-        search_budget = -1  # FLAML's "no time budget": max_trials alone ends the search
+    search_budget = -1 if settings.reproducible else search_budget  # FLAML's "no time budget": max_trials ends it
     custom_hp = _objective_choices(settings.primary_metric, estimators)
     log_file = ""
     if log_dir is not None:
@@ -492,6 +485,12 @@ def _validation_plan(settings: AutoMLSettings, rows: int) -> tuple[dict, int, st
 def _starting_points(settings: AutoMLSettings, rows: int, folds: int, notes: list[str]) -> str | None:
     """FLAML's zero-shot start, or None (its cold start) when the timeout cannot train a zero-shot model on this
     much data (ZERO_SHOT_ROW_FITS_PER_MINUTE); the notes say which and why."""
+    if settings.reproducible:
+        # A zero-shot start is a big model whose cost no trial count bounds (a 1,312-leaf XGBoost took 10 minutes
+        # on the bank data's 5 folds on one thread); without the clock, start small and grow.
+        notes.append("reproducible: the search starts cold (small models, growing), not from FLAML's zero-shot "
+                     "configurations; raise automl.max_trials for bigger models")
+        return None
     row_fits = rows * max(folds, 1)
     if row_fits <= ZERO_SHOT_ROW_FITS_PER_MINUTE * settings.timeout_minutes:
         return STARTING_POINTS
