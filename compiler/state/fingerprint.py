@@ -33,14 +33,17 @@ class DataFingerprint:
         return cls(files, rows, len(schema), schema, content_sha256(files))
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        # The schema as [column, kind] pairs: the table's column order survives JSON written with sorted keys.
+        return {**asdict(self), "schema": [[name, kind] for name, kind in self.schema.items()]}
 
     @classmethod
     def from_dict(cls, data: dict | None) -> DataFingerprint | None:
         if not data:
             return None
         files = list(data.get("files") or [])
-        return cls(files, int(data.get("rows", 0)), int(data.get("columns", 0)), dict(data.get("schema") or {}),
+        schema = data.get("schema") or {}
+        schema = dict(schema) if isinstance(schema, dict) else {str(name): str(kind) for name, kind in schema}
+        return cls(files, int(data.get("rows", 0)), int(data.get("columns", 0)), schema,
                    str(data.get("sha256") or content_sha256(files)))
 
     def summary(self) -> str:

@@ -67,6 +67,11 @@ def test_a_changed_file_is_reported_against_the_latest_registered_version(tmp_pa
                        "columns retyped: balance (integer -> number)")
     shown = registry.get("bank")
     assert shown.seed == 7 and shown.data["rows"] == 3
+    from capc import views
+
+    fields = views.model_fields(shown)  # what `capc models show` prints
+    assert fields["data"] == f"bank.csv, 3 rows x 4 columns, sha256 {first.sha256[:12]}"
+    assert fields["schema"] == "age:integer, job:string, balance:integer, y:string" and fields["seed"] == 7
 
 
 def test_an_image_folder_is_fingerprinted_per_image(tmp_path):
