@@ -244,6 +244,17 @@ def _pipeline_sweep_runs_unseeded(data: dict) -> Iterator[Finding]:
         )
 
 
+def _image_is_pinned(data: dict) -> Iterator[Finding]:
+    """An image by `:latest` (or no tag): Azure builds it once per environment version, so the version capc derives
+    from the image's name stops saying what runs."""
+    from capc.render.environment_version import is_floating_image
+
+    image = (data.get("environment") or {}).get("image")
+    if isinstance(image, str) and is_floating_image(image):
+        yield Finding(("environment", "image"), f"`{image}` names no fixed image: the environment's version cannot tell its builds apart",
+                      "pin a dated tag (e.g. mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04:20241202.v1) or a digest (@sha256:...)")
+
+
 SERVICE_RULES: tuple[ServiceRule, ...] = (
     # "Grid sampling can only be used with choice hyperparameters"; "Bayesian sampling supports choice, uniform,
     # and quniform distributions" (https://learn.microsoft.com/azure/machine-learning/how-to-tune-hyperparameters).
@@ -284,6 +295,12 @@ SERVICE_RULES: tuple[ServiceRule, ...] = (
     # Job YAMLs (`capc validate pipeline.yml`) get the error; a spec the warning, since capc compiles around it.
     ServiceRule("pipeline_sweep_takes_no_seed", ERROR, RANDOM_SAMPLING_DOC, _pipeline_sweep_takes_no_seed),
     ServiceRule("pipeline_sweep_runs_unseeded", WARNING, RANDOM_SAMPLING_DOC, _pipeline_sweep_runs_unseeded),
+    # "Azure Machine Learning builds a Docker image ... the environment's version": a registered environment version
+    # is built once; an image tag that moves (`:latest`) changes what a rebuild would hold, not the version
+    # (https://learn.microsoft.com/azure/machine-learning/concept-environments#environment-building-caching-and-reuse).
+    ServiceRule("image_is_pinned", WARNING,
+                "https://learn.microsoft.com/azure/machine-learning/concept-environments#environment-building-caching-and-reuse",
+                _image_is_pinned),
 )
 
 

@@ -140,3 +140,12 @@ def test_floating_images():
     assert is_floating_image("mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04")
     assert not is_floating_image("mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04:20241202.v1")
     assert not is_floating_image("localhost:5000/img@sha256:" + "0" * 64)
+
+
+def test_an_image_by_latest_is_a_warning(tmp_path):
+    place_data(tmp_path, "bank")
+    spec = load(tmp_path, base_spec("bank", environment__image="mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04:latest"))
+    [warning] = [w for w in spec.warnings if w.key_path == "environment.image"]
+    assert warning.message == ("`mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04:latest` names no fixed image: "
+                               "the environment's version cannot tell its builds apart")
+    assert not [w for w in load(tmp_path, base_spec("bank")).warnings if w.key_path == "environment.image"]
