@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 
 VERSION_CHARS = 16  # hex digits of the hash: as the Azure backend's data assets (capc.azure.assets.VERSION_CHARS)
-LATEST_SUFFIX = ":latest"
 
 
 def environment_version(conda_yml: bytes, image: str) -> str:
@@ -26,8 +25,3 @@ def versioned(environment: dict, conda_yml: bytes) -> dict:
     version = environment_version(conda_yml, environment["image"])
     return {**environment, "version": version, "ref": f"azureml:{environment['name']}:{version}"}
 
-
-def is_floating_image(image: str) -> bool:
-    """An image named by `:latest` or by no tag or digest at all: its content changes under the same name."""
-    last = image.rsplit("/", 1)[-1]
-    return "@" not in last and (":" not in last or image.endswith(LATEST_SUFFIX))

@@ -244,11 +244,15 @@ def _pipeline_sweep_runs_unseeded(data: dict) -> Iterator[Finding]:
         )
 
 
+def is_floating_image(image: str) -> bool:
+    """An image named by `:latest` or by no tag or digest at all: its content changes under the same name."""
+    last = image.rsplit("/", 1)[-1]
+    return "@" not in last and (":" not in last or image.endswith(":latest"))
+
+
 def _image_is_pinned(data: dict) -> Iterator[Finding]:
     """An image by `:latest` (or no tag): Azure builds it once per environment version, so the version capc derives
     from the image's name stops saying what runs."""
-    from capc.render.environment_version import is_floating_image
-
     image = (data.get("environment") or {}).get("image")
     if isinstance(image, str) and is_floating_image(image):
         yield Finding(("environment", "image"), f"`{image}` names no fixed image: the environment's version cannot tell its builds apart",

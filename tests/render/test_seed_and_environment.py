@@ -15,7 +15,8 @@ import yaml
 
 from capc.families import FAMILIES
 from capc.render import plan as render_plan
-from capc.render.environment_version import environment_version, is_floating_image
+from capc.render.environment_version import environment_version
+from capc.spec.service_rules import is_floating_image
 from render_specs import base_spec, load, place_data, render_to
 
 SPEC_OF_FAMILY = {"logistic_regression": "digits", "svc": "digits", "random_forest": "bank", "lightgbm": "bank",
