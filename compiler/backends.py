@@ -20,6 +20,12 @@ from capc.errors import CapcError
 DEFAULT_OUT = Path("generated")
 
 
+def _resume_command(source: Path, overrides: list[str], only: str | None = None, reproducible: bool = False) -> str:
+    """The command line that continues an interrupted submit of `source` with the same --only, --set and --reproducible."""
+    return shlex.join(["capc", "submit", str(source), *(["--only", only] if only else []), *(f"--set={o}" for o in overrides),
+                       *(["--reproducible"] if reproducible else []), "--resume"])
+
+
 def _exit_interrupted(recorded: str, resume_command: str, kept: str) -> None:
     """A stopped local run: what was kept, the command that continues it, and the signal's exit status (130/143)."""
     click.echo(f"interrupted ({stopping.signal_name()}): {recorded}. To continue: {resume_command} ({kept}).", err=True)
@@ -39,8 +45,7 @@ class LocalBackend:
         if dry_run or no_wait:
             raise CapcError("--dry-run and --no-wait apply to --target azure.", "`capc diff SPEC` shows what a local build would change")
         # What a stopped submit tells its user to run next.
-        resume_command = shlex.join(["capc", "submit", str(source), *(["--only", only] if only else []), *(f"--set={o}" for o in overrides),
-                                     *(["--reproducible"] if reproducible else []), "--resume"])
+        resume_command = _resume_command(source, overrides, only, reproducible)
         if folder.job("pipeline"):
             if reproducible:
                 raise CapcError("--reproducible runs AutoML and the sweeps of a submit, not the pipeline's steps.", "leave out --only pipeline")
@@ -51,9 +56,9 @@ class LocalBackend:
         from capc.local.submit import submit_local
 
         say = (lambda text: click.echo(f"note: {text}", err=True))
-        run, tags, data = prepare_submit(folder, source, overrides, reproducible, say, seed=seed)
+        record = prepare_submit(folder, source, overrides, reproducible, say, seed=seed)
         with SubmitProgress(folder.metric, folder.goal) as progress:
-            result = submit_local(folder, resume=resume, progress=progress, run=run, record_tags=tags, data=data)
+            result = submit_local(folder, resume=resume, progress=progress, record=record)
         if as_json:
             views.print_json(result.to_dict())
         else:
@@ -104,7 +109,7 @@ class LocalBackend:
         else:
             views.print_job_run(result)
         if result.interrupted:
-            resume_command = shlex.join(["capc", "submit", str(path), *(f"--set={o}" for o in overrides), "--resume"])
+            resume_command = _resume_command(path, overrides)
             click.echo(f"interrupted ({stopping.signal_name()}): finished trials are recorded. To continue: {resume_command}", err=True)
             sys.exit(stopping.exit_status())
 

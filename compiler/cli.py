@@ -8,8 +8,6 @@ with a line saying what was kept, never a traceback.
 
 from __future__ import annotations
 
-import errno
-import functools
 import json
 import sys
 from pathlib import Path
@@ -17,44 +15,11 @@ from pathlib import Path
 import click
 
 from capc import __version__, stopping
-from capc.backends import DEFAULT_OUT, AzureBackend, backend_for
+from capc.backends import AzureBackend, backend_for
+from capc.cli_options import (
+    CapcGroup, json_option, out_option, spec_files, stops_cleanly, strict_option, target_option, workspace_option,
+)
 from capc.errors import CapcError, SpecInvalid
-
-
-class CapcGroup(click.Group):
-    """Turns domain errors into exit code 1 with a clear message, in one place."""
-
-    def invoke(self, ctx: click.Context):
-        try:
-            return super().invoke(ctx)
-        except SpecInvalid as exc:
-            click.echo(exc.message, err=True)
-            if ctx.obj and ctx.obj.get("debug"):
-                raise
-            ctx.exit(1)
-        except CapcError as exc:
-            click.echo(f"error: {exc}", err=True)
-            if ctx.obj and ctx.obj.get("debug"):
-                raise
-            ctx.exit(1)
-        except KeyboardInterrupt as exc:
-            click.echo(f"interrupted ({stopping.signal_name()})", err=True)
-            ctx.exit(stopping.exit_status_of(exc))
-        except OSError as exc:
-            if stopping.stop_signal() is None or exc.errno not in (errno.EIO, errno.EPIPE):
-                raise
-            ctx.exit(stopping.exit_status())  # stopped, and the terminal is gone too (SIGHUP): nobody to tell
-
-
-def stops_cleanly(command):
-    """For long commands: SIGTERM and SIGHUP stop them as Ctrl-C does (capc.stopping). Innermost decorator."""
-
-    @functools.wraps(command)
-    def run(*args, **kwargs):
-        with stopping.stopping_on_signals():
-            return command(*args, **kwargs)
-
-    return run
 
 
 @click.group(cls=CapcGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -64,11 +29,6 @@ def stops_cleanly(command):
 def cli(ctx: click.Context, debug: bool) -> None:
     """capc: compile experiment specs into Azure ML artifacts and run them locally or on Azure."""
     ctx.ensure_object(dict)["debug"] = debug
-
-
-spec_files = click.argument("specs", nargs=-1, required=True, type=click.Path(path_type=Path))
-out_option = click.option("--out", "out_dir", type=click.Path(path_type=Path), default=DEFAULT_OUT, show_default=True, help="Folder that holds <name>/ per spec.")
-json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 
 
 def _load_all(paths: list[Path]):
@@ -84,9 +44,6 @@ def _load_all(paths: list[Path]):
     if problems:
         raise SpecInvalid(problems)
     return specs
-
-
-strict_option = click.option("--strict", is_flag=True, help="Treat warnings of Azure's service rules as errors.")
 
 
 @cli.command()
@@ -252,9 +209,9 @@ def submit(source: Path | None, target: str, only: str | None, overrides: tuple[
     from capc.jobfolder import is_job_folder, read_job_folder
     from capc.jobfolder.job_yaml import looks_like_job_yaml
 
-    seed = None
-    if like_run:
-        source, overrides, reproducible, seed = _like(like_run, source, overrides, reproducible)
+    from capc.state.run_record import like  # --like RUN_ID: that run's spec, --set, seed and --reproducible, then these
+
+    source, overrides, reproducible, seed = like(like_run).on_top(source, overrides, reproducible) if like_run else (source, overrides, reproducible, None)
     if source is None:
         raise CapcError("capc submit needs a SPEC, a JOB_FOLDER or a JOB.yml (or --like RUN_ID).", "e.g. capc submit specs/bankmarketing.yaml")
     backend = backend_for(target, workspace_config)
@@ -278,17 +235,6 @@ def submit(source: Path | None, target: str, only: str | None, overrides: tuple[
     )
 
 
-def _like(run_id: str, source: Path | None, overrides: tuple[str, ...], reproducible: bool):
-    """`--like RUN_ID`: that run's spec (or folder), its overrides and seed, its --reproducible; a SPEC and --set
-    given as well come on top."""
-    from capc.state.run_record import like
-
-    earlier = like(run_id)
-    click.echo(f"note: like run {earlier.run_id}: {earlier.source} " + " ".join(
-        [*(f"--set {o}" for o in earlier.overrides), *(["--reproducible"] if earlier.reproducible else [])]), err=True)
-    return source or earlier.source, (*earlier.overrides, *overrides), reproducible or earlier.reproducible, earlier.seed
-
-
 @cli.command()
 @click.argument("name", required=False)
 @json_option
@@ -306,8 +252,7 @@ def runs(name: str | None, as_json: bool) -> None:
         click.echo("no runs yet: `capc submit SPEC` starts one.")
         return
     views.console().print(views.runs_table(rows, f"runs{' of ' + name if name else ''}"))
-    for line in views.record_lines(rows):
-        click.echo(line)
+    click.echo("\n".join(views.record_lines(rows)))
 
 
 @cli.command()
@@ -388,9 +333,6 @@ def cancel(job_id: str, workspace_config: Path | None) -> None:
 
 
 # ---------------------------------------------------------------- endpoints
-
-target_option = click.option("--target", type=click.Choice(["local", "azure"]), default="local", show_default=True, help="Local endpoint or Azure managed online endpoint.")
-workspace_option = click.option("--workspace", "workspace_config", type=click.Path(path_type=Path), default=None, help="Azure ML config.json (else AZURE_SUBSCRIPTION_ID, AZURE_RESOURCE_GROUP, AZUREML_WORKSPACE_NAME).")
 
 
 @cli.command()
@@ -495,7 +437,7 @@ def invoke(name: str, data_file: Path | None, target: str, workspace_config: Pat
 def bench_command(name: str, request_count: int, concurrency: int, rows_per_request: int, as_json: bool) -> None:
     """Load-test a local endpoint with real rows of its dataset (like Apache Bench), on loopback only."""
     from capc import serve, views
-    from capc.local.data import request_rows
+    from capc.jobfolder.data import request_rows
 
     info = serve.show(name)
     rows = request_rows(Path(info.job_dir), limit=max(rows_per_request * 50, 1000))

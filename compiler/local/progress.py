@@ -8,6 +8,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from capc.goal import Goal
+from capc.jobfolder.folder import sweep_limit
 
 
 class SubmitProgress:
@@ -69,7 +70,7 @@ class SubmitProgress:
 
     # Sweeps: a trial budget, so each bar counts trials (a conditional sweep runs one sweep per family).
     def sweep_started(self, job: dict, name: str = "sweep") -> None:
-        total = job.get("limits", {}).get("max_total_trials", 1)
+        total = sweep_limit(job.get("limits"), "max_total_trials")
         self.sweeps[name] = {"task": self.progress.add_task("starting", total=total, phase=name), "best": None,
                              "counts": {"running": 0, "done": 0, "stopped": 0, "failed": 0}}
 

@@ -118,15 +118,24 @@ def family_notes(families: list[str]) -> list[str]:
     return [f"not reproducible: {NONDETERMINISTIC_LEARNERS[f]}" for f in families if f in NONDETERMINISTIC_LEARNERS]
 
 
-def prepare_submit(folder, source, overrides: list[str], reproducible: bool, say, seed: int | None = None) -> tuple[RunSeed, dict, object]:
+@dataclass(frozen=True)
+class SubmitRecord:
+    """What a local submit runs with and records: its seed and mode, its data's fingerprint, its run's tags."""
+
+    run: RunSeed
+    tags: dict
+    data: object  # capc.state.fingerprint.DataFingerprint, or None for data on Azure only
+
+
+def prepare_submit(folder, source, overrides: list[str], reproducible: bool, say, seed: int | None = None) -> SubmitRecord:
     """Before a local submit starts: its seed, the data it will train on (and `say` how that data differs from the
-    latest registered model's), and the tags its run records (capc.state.run_record). (run, tags, fingerprint)."""
+    latest registered model's), and the tags its run records (capc.state.run_record)."""
     from capc.local import run_data
     from capc.state import fingerprint, run_record
 
     run = run_seed(folder.seed if seed is None else seed, reproducible)  # `seed`: --like of a job folder's run
     data = run_data.folder_fingerprint(folder.path)
-    change = run_data.change_from_registered(folder.name, data)
+    change = fingerprint.change_from_registered(folder.name, data)
     if change:
         say(f"data changed: {change}")
     notes = run.notes()
@@ -137,7 +146,7 @@ def prepare_submit(folder, source, overrides: list[str], reproducible: bool, say
     for note in notes:
         say(note)
     tags = run_record.submit_tags(folder.path, run, source, overrides, fingerprint.to_tag(data) if data else None, notes)
-    return run, tags, data
+    return SubmitRecord(run, tags, data)
 
 
 # Metrics that measure time (serving latency and throughput, a trial's seconds): no seed repeats them.

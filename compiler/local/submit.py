@@ -16,19 +16,21 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from capc.data_location import is_remote
 from capc.errors import CapcError
 from capc.goal import Goal
 from capc.jobfolder import JobFile, JobFolder
 from capc.state import held_out, locks, registry, tracking
 from capc.state.tracking import COMPLETED, FAILED, INTERRUPTED
 from capc.local.cores import CoreBudget
-from capc.local.data import check_target, mltable_source, read_frame
+from capc.jobfolder.data import check_target, mltable_source, read_frame
 from capc.local import reproducible
 from capc.local.outcome import Outcome
-from capc.local.reproducible import RunSeed
-from capc.state.fingerprint import DataFingerprint
+from capc.local.reproducible import RunSeed, SubmitRecord
+from capc.local.winner import select
+from capc.selection import IMAGE_TASK, Selection, budget_of
+from capc.serving_cost import may_serve
 from capc.state.run_record import NOTES_TAG
-from capc.local.selection import Selection, budget_of, select
 from capc.spec.conditional import COMBINATION_PARAMETER
 
 
@@ -62,25 +64,24 @@ class SubmitResult:
         }
 
 
-def submit_local(folder: JobFolder, resume: bool = False, progress=None, run: RunSeed | None = None,
-                 record_tags: dict | None = None, data: DataFingerprint | None = None) -> SubmitResult:
+def submit_local(folder: JobFolder, resume: bool = False, progress=None, record: SubmitRecord | None = None) -> SubmitResult:
     """Run the jobs of a job folder (read with --only applied); returns what ran and what was registered. CapcError
-    at once when another local run of the same spec version holds its lock. `run`: the seed and reproducible mode
-    (capc.local.reproducible); `record_tags` and `data`: what the run records (capc.state.run_record)."""
+    at once when another local run of the same spec version holds its lock. `record`: the run's seed and mode, its
+    data and what its run records (capc.local.reproducible.prepare_submit)."""
     with locks.spec_lock(folder.name, folder.spec_sha256):
-        return _submit_locked(folder, resume, progress, run, record_tags or {}, data)
+        return _submit_locked(folder, resume, progress, record)
 
 
-def _submit_locked(folder: JobFolder, resume: bool, progress, run: RunSeed | None, record_tags: dict, data) -> SubmitResult:
+def _submit_locked(folder: JobFolder, resume: bool, progress, record: SubmitRecord | None) -> SubmitResult:
     home = registry.capc_home()
     mlflow_client = tracking.client()
     exp_id = tracking.experiment_id(mlflow_client, folder.name)
     tracking.close_abandoned_runs(mlflow_client, exp_id, folder.spec_sha256)  # an earlier submit killed before it ended them
-    goal = folder.goal
+    goal, run = folder.goal, record.run if record else None
     submit_run = tracking.start_run(
         mlflow_client, exp_id, f"submit-{time.strftime('%Y%m%d-%H%M%S')}", "submit",
         tags={"capc.spec_sha256": folder.spec_sha256, "capc.job_dir": str(folder.path), "capc.metric": folder.metric, "capc.goal": goal,
-              **record_tags},
+              **(record.tags if record else {})},
     )
     work_dir = home / "runs" / submit_run
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -121,7 +122,6 @@ def _submit_locked(folder: JobFolder, resume: bool, progress, run: RunSeed | Non
             sweeps.abandon(mlflow_client)
         tracking.finish_run(mlflow_client, submit_run, FAILED)
         raise
-    which = folder.winner
     budget = budget_of(folder.deployment)
     if budget.max_latency_ms is not None:
         mlflow_client.set_tag(submit_run, tracking.MAX_LATENCY_TAG, str(budget.max_latency_ms))
@@ -129,48 +129,52 @@ def _submit_locked(folder: JobFolder, resume: bool, progress, run: RunSeed | Non
     if not interrupted:
         try:
             selection = select(
-                [c for o in outcomes for c in (o, *o.alternatives)], name=folder.name, which=which, goal=goal,
+                [c for o in outcomes for c in (o, *o.alternatives)], name=folder.name, deployment_model=folder.deployment_model, goal=goal,
                 budget=budget, job_dir=folder.path, task=folder.task, mlflow_client=mlflow_client,
                 on_measured=(lambda o, cost: progress.note(f"serving cost of {o.source} {o.label}: {cost.summary()}")) if progress else None,
             )
         except BaseException:
             tracking.finish_run(mlflow_client, submit_run, FAILED)
             raise
-    winner = selection.winner if selection else _choose(outcomes, which, goal)
-    model = None
-    if winner and not interrupted:
-        model = registry.register(
-            winner.model_dir,
-            name=folder.name,
-            task=folder.task,
-            metric=folder.metric,
-            value=winner.value,
-            goal=goal,
-            source=winner.source,
-            run_id=winner.run_id,
-            spec_sha256=folder.spec_sha256,
-            job_dir=str(folder.path.resolve()),
-            metrics=winner.metrics,
-            params=winner.params,
-            description=folder.description,
-            data=data.to_dict() if data else {},
-            seed=run.seed if run else None,
-        )
-        mlflow_client.set_tag(submit_run, "capc.registered_model", model.ref)
+    winner = selection.winner if selection else _choose(outcomes, folder.deployment_model, goal)
+    model = _register(folder, winner, mlflow_client, submit_run, record) if winner and not interrupted else None
     if winner:
         mlflow_client.log_metric(submit_run, folder.metric, winner.value)
     tracking.finish_run(mlflow_client, submit_run, INTERRUPTED if interrupted else COMPLETED)
     return SubmitResult(folder.name, folder.metric, goal, submit_run, outcomes, winner, model, interrupted, selection)
 
 
-def _choose(outcomes: list[Outcome], which: str, goal: str) -> Outcome | None:
-    pool = [o for o in outcomes if which == "best" or o.source == which] or outcomes
-    return Goal(goal).best(pool, lambda o: o.value)
+def _register(folder: JobFolder, winner: Outcome, mlflow_client, submit_run: str, record: SubmitRecord | None = None):
+    """The winner in capc's model registry, with the data it was trained on and its run's seed, named on the submit run."""
+    model = registry.register(
+        winner.model_dir,
+        name=folder.name,
+        task=folder.task,
+        metric=folder.metric,
+        value=winner.value,
+        goal=folder.goal,
+        source=winner.source,
+        run_id=winner.run_id,
+        spec_sha256=folder.spec_sha256,
+        job_dir=str(folder.path.resolve()),
+        metrics=winner.metrics,
+        params=winner.params,
+        description=folder.description,
+        data=record.data.to_dict() if record and record.data else {},
+        seed=record.run.seed if record else None,
+    )
+    mlflow_client.set_tag(submit_run, "capc.registered_model", model.ref)
+    return model
+
+
+def _choose(outcomes: list[Outcome], deployment_model: str, goal: str) -> Outcome | None:
+    """The best outcome deployment.model lets win, by the metric alone (an interrupted submit measures nothing)."""
+    return Goal(goal).best([o for o in outcomes if may_serve(deployment_model, o.source)], lambda o: o.value)
 
 
 def _automl_takes_threads(automl: JobFile) -> bool:
     """Tabular AutoML runs on the threads the core budget gives it; the image engine does not take a number."""
-    return automl.data.get("task") != "image_classification"
+    return automl.data.get("task") != IMAGE_TASK
 
 
 def run_automl_job(folder: JobFolder, job_file: JobFile, mlflow_client, exp_id, submit_run, work_dir, progress,
@@ -183,7 +187,7 @@ def run_automl_job(folder: JobFolder, job_file: JobFile, mlflow_client, exp_id, 
     from capc.local.automl import AutoMLSettings, run_automl
 
     job, job_dir = job_file.data, folder.path
-    if job.get("task") == "image_classification":
+    if job.get("task") == IMAGE_TASK:
         from capc.local.images import run_image_automl  # noqa: PLC0415 - keras stack only for images
 
         return run_image_automl(job_dir, job, mlflow_client, exp_id, submit_run, work_dir, progress)
@@ -241,7 +245,7 @@ def run_automl_job(folder: JobFolder, job_file: JobFile, mlflow_client, exp_id, 
 def training_table(job_file: JobFile) -> Path:
     """The MLTable folder an AutoML job trains on (its training_data.path, relative to the job file)."""
     path = str((job_file.data.get("training_data") or {}).get("path") or "")
-    if not path or path.startswith("azureml:"):
+    if not path or is_remote(path):
         raise CapcError(
             f"{job_file.path}: the AutoML training data {path or '(none)'} is not a folder on this machine.",
             "build the spec with a local dataset.path to run AutoML here",
@@ -301,7 +305,8 @@ def start_sweep_jobs(folder: JobFolder, sweep_files: list[JobFile], mlflow_clien
                      automl: bool = False, run: RunSeed | None = None) -> RunningSweeps:
     """Sweep jobs of the folder started in worker threads, each a child run of `submit_run`, under one core budget
     that AutoML, when `automl` runs beside them, shares."""
-    from capc.local.sweep import SweepsInBackground, plan_sweep
+    from capc.local.sweep import SweepsInBackground
+    from capc.local.sweep_plan import plan_sweep
 
     if not sweep_files:
         raise CapcError(f"{folder.path} holds no sweep job.", "run `capc build` again")

@@ -37,9 +37,10 @@ def make_plans(paths: list[Path], overrides: list[str], prices_file: Path | None
 
 def _data_change(spec) -> str | None:
     """How the spec's data differs from the data of its latest registered model (None: the same, or none yet)."""
-    from capc.local.run_data import change_from_registered, spec_fingerprint
+    from capc.state.fingerprint import change_from_registered, fingerprint_data
 
-    return change_from_registered(spec.name, lambda: spec_fingerprint(spec))
+    path = spec.dataset_path  # None: a registered Azure data asset, not on this machine
+    return change_from_registered(spec.name, lambda: fingerprint_data(path, spec.data["dataset"]["format"]) if path else None)
 
 
 def over_budget(plans: list[SpecPlan], max_cost: float | None) -> CapcError | None:

@@ -169,3 +169,30 @@ def to_tag(fingerprint: DataFingerprint) -> str:
                           "bytes": sum(f["bytes"] for f in fingerprint.files)}]
         text = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return text
+
+
+def latest_registered(name: str) -> tuple[str, DataFingerprint] | None:
+    """(NAME:VERSION, its data's fingerprint) of the latest registered version; None when nothing is registered
+    or that version recorded no fingerprint."""
+    from capc.state import registry
+
+    try:
+        latest = registry.get(name)
+    except CapcError:  # nothing registered under this name yet
+        return None
+    before = DataFingerprint.from_dict(latest.data)
+    return (latest.ref, before) if before is not None else None
+
+
+def change_from_registered(name: str, now) -> str | None:
+    """The message for data that differs from the latest registered version's; None when it is the same, or there
+    is nothing to compare with. `now`: a fingerprint, or a function making one (only called when there is)."""
+    registered = latest_registered(name)
+    if registered is None:
+        return None
+    now = now() if callable(now) else now
+    if now is None:
+        return None
+    ref, before = registered
+    changes = compare(before, now)
+    return change_message(ref, before, now, changes) if changes else None

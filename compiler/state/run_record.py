@@ -103,6 +103,15 @@ class LikeRun:
     reproducible: bool
     seed: int | None = None  # a job folder takes no --set: the seed the run drew, given to the submit as it is
 
+    def on_top(self, source: Path | None, overrides: tuple[str, ...], reproducible: bool) -> tuple:
+        """(source, overrides, reproducible, seed) of a submit like this run, with what the command adds on top
+        (a SPEC given instead, more --set), said on stderr."""
+        import click
+
+        again = [*(f"--set {o}" for o in self.overrides), *(["--reproducible"] if self.reproducible else [])]
+        click.echo(f"note: like run {self.run_id}: {self.source} {' '.join(again)}", err=True)
+        return source or self.source, (*self.overrides, *overrides), reproducible or self.reproducible, self.seed
+
 
 def like(run_id: str) -> LikeRun:
     """The settings of an earlier submit run (a prefix of its id will do, as `capc runs` shows 8 characters)."""

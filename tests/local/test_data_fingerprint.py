@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from capc.local import run_data
 from capc.state import fingerprint, registry
 from capc.state.fingerprint import compare, fingerprint_data
 
@@ -56,12 +55,12 @@ def test_a_changed_file_is_reported_against_the_latest_registered_version(tmp_pa
     model.mkdir()
     (model / "MLmodel").write_text("flavors: {}\n")
     first = fingerprint_data(_table(tmp_path / "v1", BASE), "csv")
-    assert run_data.change_from_registered("bank", first) is None  # nothing registered yet
+    assert fingerprint.change_from_registered("bank", first) is None  # nothing registered yet
     registry.register(model, name="bank", task="classification", metric="accuracy", value=0.9, goal="maximize", source="automl",
                       run_id="r1", spec_sha256="s", job_dir=str(tmp_path), data=first.to_dict(), seed=7)
-    assert run_data.change_from_registered("bank", first) is None  # same data
+    assert fingerprint.change_from_registered("bank", first) is None  # same data
     grown = fingerprint_data(_table(tmp_path / "v2", BASE.replace("-20", "-20.5") + "60,retired,900,yes\n"), "csv")
-    message = run_data.change_from_registered("bank", grown)
+    message = fingerprint.change_from_registered("bank", grown)
     assert message == (f"the training data differs from the data of bank:1 (bank.csv, 3 rows x 4 columns, sha256 {first.sha256[:12]} -> "
                        f"bank.csv, 4 rows x 4 columns, sha256 {grown.sha256[:12]}): rows added: 1 (3 -> 4); "
                        "columns retyped: balance (integer -> number)")

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from capc.families import FAMILIES
-from capc.render import plan as render_plan
+from capc.render import pins as render_pins
 from capc.render.environment_version import environment_version
 from capc.spec.service_rules import is_floating_image
 from render_specs import base_spec, load, place_data, render_to
@@ -113,7 +113,7 @@ def test_environment_version_is_stable_and_changes_with_one_byte_of_a_pin(tmp_pa
     assert yaml.safe_load(first["deployment.yml"])["environment"] == ref
     assert yaml.safe_load(first["sweep_trial.yml"])["environment"] == ref
     # One byte of one pin: flaml 2.7.0 -> 2.7.1.
-    monkeypatch.setitem(render_plan.RUNTIME_PINS, "flaml", "2.7.1")
+    monkeypatch.setitem(render_pins.RUNTIME_PINS, "flaml", "2.7.1")
     changed, _ = _render(tmp_path / "c", "bank")
     assert sum(a != b for a, b in zip(first["conda.yml"], changed["conda.yml"])) == 1
     version = yaml.safe_load(changed["environment.yml"])["version"]
