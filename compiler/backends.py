@@ -20,10 +20,10 @@ from capc.errors import CapcError
 DEFAULT_OUT = Path("generated")
 
 
-def _resume_command(source: Path, overrides: list[str], only: str | None = None, reproducible: bool = False) -> str:
-    """The command line that continues an interrupted submit of `source` with the same --only, --set and --reproducible."""
-    return shlex.join(["capc", "submit", str(source), *(["--only", only] if only else []), *(f"--set={o}" for o in overrides),
-                       *(["--reproducible"] if reproducible else []), "--resume"])
+def _resume_command(source: Path, overrides: list[str], only: str | None = None, extra: list[str] | tuple = ()) -> str:
+    """The command line that continues an interrupted submit of `source` with the same --only, --set and `extra`
+    options (a job YAML's --data-map and --env)."""
+    return shlex.join(["capc", "submit", str(source), *(["--only", only] if only else []), *(f"--set={o}" for o in overrides), *extra, "--resume"])
 
 
 def _exit_interrupted(recorded: str, resume_command: str, kept: str) -> None:
@@ -45,7 +45,7 @@ class LocalBackend:
         if dry_run or no_wait:
             raise CapcError("--dry-run and --no-wait apply to --target azure.", "`capc diff SPEC` shows what a local build would change")
         # What a stopped submit tells its user to run next.
-        resume_command = _resume_command(source, overrides, only, reproducible)
+        resume_command = _resume_command(source, overrides, only, ["--reproducible"] if reproducible else [])
         if folder.job("pipeline"):
             if reproducible:
                 raise CapcError("--reproducible runs AutoML and the sweeps of a submit, not the pipeline's steps.", "leave out --only pipeline")
@@ -87,13 +87,18 @@ class LocalBackend:
                 f"the whole log: {failed.log}",
             )
 
-    def submit_job_yaml(self, path: Path, overrides: list[str], *, resume: bool, as_json: bool) -> None:
-        """An Azure ML sweep or command job written by hand, on the local engine (capc.local.handwritten)."""
+    def submit_job_yaml(self, path: Path, overrides: list[str], *, resume: bool, as_json: bool,
+                        data_map: Path | None = None, env_mode: str = "job") -> None:
+        """An Azure ML sweep or command job written by hand, on the local engine (capc.local.handwritten);
+        `data_map` a --data-map file (capc.local.data_map), `env_mode` job | current (capc.local.environments)."""
         from capc import views
         from capc.jobfolder.job_yaml import check_runs_locally, load_job_yaml
+        from capc.local.data_map import bind_job_data, read_data_map
         from capc.local.handwritten import run_job_yaml
 
         job = load_job_yaml(path, overrides)
+        if data_map:
+            job = bind_job_data(job, read_data_map(data_map))
         check_runs_locally(job)
         objective = job.data.get("objective") or {}
         say = (lambda text: click.echo(text, err=True))
@@ -101,15 +106,17 @@ class LocalBackend:
             from capc.local.progress import SubmitProgress
 
             with SubmitProgress(str(objective.get("primary_metric", "metric")), str(objective.get("goal", "maximize")).lower()) as progress:
-                result = run_job_yaml(job, resume=resume, progress=progress, say=say)
+                result = run_job_yaml(job, resume=resume, progress=progress, say=say, env_mode=env_mode)
         else:
-            result = run_job_yaml(job, resume=resume, say=say)
+            result = run_job_yaml(job, resume=resume, say=say, env_mode=env_mode)
         if as_json:
             views.print_json(result.to_dict())
         else:
             views.print_job_run(result)
         if result.interrupted:
-            resume_command = _resume_command(path, overrides)
+            again = [f"--data-map={data_map}"] if data_map else []
+            again += [f"--env={env_mode}"] if env_mode != "job" else []
+            resume_command = _resume_command(path, overrides, extra=again)
             click.echo(f"interrupted ({stopping.signal_name()}): finished trials are recorded. To continue: {resume_command}", err=True)
             sys.exit(stopping.exit_status())
 
@@ -224,7 +231,8 @@ class AzureBackend:
         if as_json:
             views.print_json(result.to_dict())
 
-    def submit_job_yaml(self, path: Path, overrides: list[str], *, resume: bool, as_json: bool) -> None:
+    def submit_job_yaml(self, path: Path, overrides: list[str], *, resume: bool, as_json: bool,
+                        data_map: Path | None = None, env_mode: str = "job") -> None:
         raise CapcError(
             f"{path} is an Azure ML job written by hand; capc runs such files on the local engine only.",
             f"run it here with `capc submit {path}`, or submit it to Azure as it is: `az ml job create -f {path}`",

@@ -17,9 +17,10 @@ import click
 from capc import __version__, stopping
 from capc.backends import AzureBackend, backend_for
 from capc.cli_options import (
-    CapcGroup, json_option, out_option, spec_files, stops_cleanly, strict_option, target_option, workspace_option,
+    CapcGroup, data_map_option, env_option, json_option, out_option, spec_files, stops_cleanly, strict_option, target_option,
+    workspace_option,
 )
-from capc.errors import CapcError, SpecInvalid
+from capc.errors import CapcError, SpecInvalid, SpecProblem
 
 
 @click.group(cls=CapcGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -33,10 +34,14 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 def _load_all(paths: list[Path]):
     """Validate every spec; report every problem of every file before failing."""
+    from capc.jobfolder.kinds import file_kind
     from capc.spec import load_spec
 
     specs, problems = [], []
     for path in paths:
+        if (kind := file_kind(path)).is_azure:  # from its content: a job or component file is no spec, whatever its name
+            problems.append(SpecProblem(str(path), 1, 1, "", f"an Azure ML {kind.value}, not a capc spec", "`capc validate` and `capc submit` take it as it is"))
+            continue
         try:
             specs.append(load_spec(path))
         except SpecInvalid as exc:
@@ -52,11 +57,11 @@ def _load_all(paths: list[Path]):
 def validate(specs: tuple[Path, ...], strict: bool) -> None:
     """Check specs against the schema, the semantic rules and Azure's submit-time rules; an Azure ML job YAML
     written by hand with azure-ai-ml's own loader and the same submit-time rules."""
-    from capc.jobfolder.job_yaml import looks_like_job_yaml
+    from capc.jobfolder.kinds import is_azure_file
     from capc.jobfolder.validate import validate_job_yamls
     from capc.spec.service_rules import refuse_warnings
 
-    job_paths = [p for p in specs if looks_like_job_yaml(p)]
+    job_paths = [p for p in specs if is_azure_file(p)]
     problems, job_lines = validate_job_yamls(job_paths)
     try:
         loaded = _load_all([p for p in specs if p not in job_paths])
@@ -173,27 +178,14 @@ def schema_command(markdown: bool) -> None:
 # ---------------------------------------------------------------- local engine
 
 
-def _build_for_submit(spec_path: Path, overrides: list[str], out_dir: Path):
-    """Build as `capc build` would; a run with --set builds into $CAPC_HOME so generated/ stays the specs' truth."""
-    import hashlib
-
-    from capc.build import build_spec
-    from capc.spec import load_spec
-    from capc.state.home import capc_home
-
-    spec = load_spec(spec_path, overrides)
-    if overrides:
-        out_dir = capc_home() / "builds" / hashlib.sha256(spec.sha256.encode()).hexdigest()[:12]
-    target, _, _ = build_spec(spec, out_dir)
-    return spec, target
-
-
 @cli.command()
 @click.argument("source", metavar="SPEC|JOB_FOLDER|JOB.yml", type=click.Path(path_type=Path), required=False)
 @click.option("--target", type=click.Choice(["local", "azure"]), default="local", show_default=True, help="Where the jobs run.")
 @click.option("--only", type=click.Choice(["automl", "sweep", "pipeline"]), default=None, help="Run one job only.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE", help="Override a value of the spec (validated like the spec) or of the job YAML (e.g. inputs.NAME.path=LOCAL_FILE).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted sweep without repeating finished trials.")
+@data_map_option
+@env_option
 @click.option("--reproducible", is_flag=True, help="With a seed: budgets count trials, not time, so two runs on the same data give the same leaderboard and model.")
 @click.option("--like", "like_run", metavar="RUN_ID", default=None, help="Repeat a submit run's settings: its spec, --set overrides, seed and --reproducible.")
 @click.option("--no-wait", is_flag=True, help="Azure: return once the jobs are submitted.")
@@ -202,24 +194,24 @@ def _build_for_submit(spec_path: Path, overrides: list[str], out_dir: Path):
 @out_option
 @json_option
 @stops_cleanly
-def submit(source: Path | None, target: str, only: str | None, overrides: tuple[str, ...], resume: bool, reproducible: bool, like_run: str | None,
-           no_wait: bool, dry_run: bool, workspace_config: Path | None, out_dir: Path, as_json: bool) -> None:
+def submit(source: Path | None, target: str, only: str | None, overrides: tuple[str, ...], resume: bool, data_map: Path | None, env_mode: str,
+           reproducible: bool, like_run: str | None, no_wait: bool, dry_run: bool, workspace_config: Path | None, out_dir: Path, as_json: bool) -> None:
     """Run a spec (built first), a job folder built before (generated/<name>/, no spec needed), or an Azure ML sweep
     or command job YAML written by hand (on the local engine): locally by default, or on Azure ML."""
+    from capc.build import build_for_submit
     from capc.jobfolder import is_job_folder, read_job_folder
-    from capc.jobfolder.job_yaml import looks_like_job_yaml
+    from capc.jobfolder.kinds import is_azure_file
+    from capc.state.run_record import submit_settings
 
-    from capc.state.run_record import like  # --like RUN_ID: that run's spec, --set, seed and --reproducible, then these
-
-    source, overrides, reproducible, seed = like(like_run).on_top(source, overrides, reproducible) if like_run else (source, overrides, reproducible, None)
-    if source is None:
-        raise CapcError("capc submit needs a SPEC, a JOB_FOLDER or a JOB.yml (or --like RUN_ID).", "e.g. capc submit specs/bankmarketing.yaml")
+    source, overrides, reproducible, seed = submit_settings(like_run, source, overrides, reproducible)  # --like RUN_ID
     backend = backend_for(target, workspace_config)
-    if looks_like_job_yaml(source):
+    if is_azure_file(source):
         if only or no_wait or dry_run or reproducible:
             raise CapcError("--only, --no-wait, --dry-run and --reproducible apply to a spec or a job folder, not to a job YAML.", f"capc submit {source}")
-        backend.submit_job_yaml(source, list(overrides), resume=resume, as_json=as_json)
+        backend.submit_job_yaml(source, list(overrides), resume=resume, as_json=as_json, data_map=data_map, env_mode=env_mode)
         return
+    if data_map or env_mode != "job":
+        raise CapcError("--data-map and --env apply to an Azure ML job YAML written by hand, not to a spec or a job folder.", f"capc submit {source}")
     if is_job_folder(source):
         if overrides:
             raise CapcError(
@@ -228,7 +220,7 @@ def submit(source: Path | None, target: str, only: str | None, overrides: tuple[
             )
         job_dir = source
     else:
-        _, job_dir = _build_for_submit(source, list(overrides), out_dir)
+        _, job_dir = build_for_submit(source, list(overrides), out_dir)
     backend.submit(
         read_job_folder(job_dir, only), source, list(overrides), only=only, resume=resume, as_json=as_json, no_wait=no_wait, dry_run=dry_run,
         reproducible=reproducible, seed=seed,
@@ -312,7 +304,7 @@ def models_show(ref: str, as_json: bool) -> None:
     if as_json:
         views.print_json(model.to_dict())
         return
-    views.print_fields(views.model_fields(model), 12)
+    views.print_model(model)
 
 
 @cli.command()

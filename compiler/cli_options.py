@@ -58,3 +58,5 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print machin
 strict_option = click.option("--strict", is_flag=True, help="Treat warnings of Azure's service rules as errors.")
 target_option = click.option("--target", type=click.Choice(["local", "azure"]), default="local", show_default=True, help="Local endpoint or Azure managed online endpoint.")
 workspace_option = click.option("--workspace", "workspace_config", type=click.Path(path_type=Path), default=None, help="Azure ML config.json (else AZURE_SUBSCRIPTION_ID, AZURE_RESOURCE_GROUP, AZUREML_WORKSPACE_NAME).")
+data_map_option = click.option("--data-map", type=click.Path(path_type=Path, dir_okay=False), default=None, metavar="FILE", help="Job YAML: a YAML of remote URI -> local path; binds every input, at any depth, that names a mapped URI.")
+env_option = click.option("--env", "env_mode", type=click.Choice(["job", "current"]), default="job", show_default=True, help="Job YAML: job builds the environment its conda file asks for (cached under $CAPC_HOME/envs); current runs in capc's interpreter.")

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from capc.goal import Goal
 from capc.serving_cost import ServingCost
+from capc.winner_explanation import explanation, load_lines
 
 LEAF_KINDS = ("candidate", "trial")
 
@@ -133,6 +134,8 @@ def print_submit(result) -> None:
         selection = result.selection
         if selection and selection.cost:
             out.print(f"serving ({selection.budget.describe()}): {selection.cost.summary()}")
+        for line in load_lines(selection.to_dict()) if selection else []:
+            out.print(line, markup=False)
         for note in selection.notes if selection else []:
             out.print(f"note: {note}", markup=False)
         out.print(f"next: capc leaderboard {result.name} | capc deploy {result.name}")
@@ -147,8 +150,8 @@ def print_pipeline(result) -> None:
         cost = ServingCost.from_metrics(winner.get("serving") or {})
         if cost:
             out.print(f"serving ({winner.get('budget')}): {cost.summary()}")
-        for passed in winner.get("passed_over") or []:
-            out.print(f"passed over {passed['source']} ({passed['value']:.4f}): {'; '.join(passed['reasons'])}", markup=False)
+        for line in explanation(winner):
+            out.print(line, markup=False)
 
 
 def print_job_run(result) -> None:
@@ -207,6 +210,17 @@ def print_deployed(info) -> None:
     print(f"  docs:        {info.docs_uri}")
     print(f"  key:         capc endpoints keys {info.name}   (send it as: Authorization: Bearer <key>)")
     print(f"  try it:      capc invoke {info.name}")
+
+
+def print_model(model) -> None:
+    """`capc models show`: the version's fields, then why it won (its figures, each better candidate passed over)."""
+    print_fields(model_fields(model), 12, hidden=("selection",))
+    record = model.selection or {}
+    if record.get("budget") or record.get("load_budget"):
+        budgets = [b for b in (record.get("budget"), record.get("load_budget")) if b and b != "no serving budget"]
+        print(f"{'chosen under':>12}: {'; '.join(budgets) or 'no budget'}")
+    for line in explanation(record):
+        print(f"{'':>12}  {line}")
 
 
 def print_fields(data: dict, width: int, hidden: tuple[str, ...] = (), dicts_as_json: bool = True) -> None:

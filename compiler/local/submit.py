@@ -28,6 +28,7 @@ from capc.local import reproducible
 from capc.local.outcome import Outcome
 from capc.local.reproducible import RunSeed, SubmitRecord
 from capc.local.winner import select
+from capc.load_budget import load_budget_of
 from capc.selection import IMAGE_TASK, Selection, budget_of
 from capc.serving_cost import may_serve
 from capc.state.run_record import NOTES_TAG
@@ -130,22 +131,29 @@ def _submit_locked(folder: JobFolder, resume: bool, progress, record: SubmitReco
         try:
             selection = select(
                 [c for o in outcomes for c in (o, *o.alternatives)], name=folder.name, deployment_model=folder.deployment_model, goal=goal,
-                budget=budget, job_dir=folder.path, task=folder.task, mlflow_client=mlflow_client,
-                on_measured=(lambda o, cost: progress.note(f"serving cost of {o.source} {o.label}: {cost.summary()}")) if progress else None,
+                budget=budget, job_dir=folder.path, task=folder.task, mlflow_client=mlflow_client, deployment=folder.deployment,
+                on_measured=(lambda o, figure: progress.note(f"serving cost of {o.source} {o.label}: {_measured(figure)}")) if progress else None,
             )
         except BaseException:
             tracking.finish_run(mlflow_client, submit_run, FAILED)
             raise
     winner = selection.winner if selection else _choose(outcomes, folder.deployment_model, goal)
-    model = _register(folder, winner, mlflow_client, submit_run, record) if winner and not interrupted else None
+    model = _register(folder, winner, mlflow_client, submit_run, selection, record) if winner and not interrupted else None
     if winner:
         mlflow_client.log_metric(submit_run, folder.metric, winner.value)
     tracking.finish_run(mlflow_client, submit_run, INTERRUPTED if interrupted else COMPLETED)
     return SubmitResult(folder.name, folder.metric, goal, submit_run, outcomes, winner, model, interrupted, selection)
 
 
-def _register(folder: JobFolder, winner: Outcome, mlflow_client, submit_run: str, record: SubmitRecord | None = None):
-    """The winner in capc's model registry, with the data it was trained on and its run's seed, named on the submit run."""
+def _measured(figure) -> str:
+    """A serving cost, or a figure under load with how it was taken (serving_load.LoadFigure.how)."""
+    return f"{figure.summary()} ({figure.how()})" if hasattr(figure, "how") else figure.summary()
+
+
+def _register(folder: JobFolder, winner: Outcome, mlflow_client, submit_run: str, selection: Selection | None = None,
+              record: SubmitRecord | None = None):
+    """The winner in capc's model registry, named on the submit run, with how it was chosen (`capc models show`), the
+    data it was trained on and its run's seed."""
     model = registry.register(
         winner.model_dir,
         name=folder.name,
@@ -160,6 +168,7 @@ def _register(folder: JobFolder, winner: Outcome, mlflow_client, submit_run: str
         metrics=winner.metrics,
         params=winner.params,
         description=folder.description,
+        selection=selection.to_dict() if selection else {},
         data=record.data.to_dict() if record and record.data else {},
         seed=record.run.seed if record else None,
     )
@@ -237,7 +246,7 @@ def run_automl_job(folder: JobFolder, job_file: JobFile, mlflow_client, exp_id, 
         progress.automl_finished(result)
     outcome = Outcome("automl", automl_run, best.value, model_dir, params, {folder.metric: best.value}, f"{best.estimator}-{best.index}",
                       candidate_run_id=candidate_runs.get(best.index, ""))
-    if alternatives and budget_of(folder.deployment).any:  # without a budget only the best can win
+    if alternatives and (budget_of(folder.deployment).any or load_budget_of(folder.deployment).any):  # else only the best can win
         outcome.alternatives = _automl_alternatives(folder.metric, result, candidate_runs, work_dir / "automl" / "candidates")
     return outcome
 

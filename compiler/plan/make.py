@@ -29,7 +29,9 @@ def make_plans(paths: list[Path], overrides: list[str], prices_file: Path | None
     if strict:
         refuse_warnings(specs)
     prices = load_prices(prices_file)
-    plans = [plan_spec(spec, prices, last_local_run(spec.sha256)) for spec in specs]
+    from capc.plan.load import latest_registered
+
+    plans = [plan_spec(spec, prices, last_local_run(spec.sha256), latest_registered(spec.name)) for spec in specs]
     for spec, plan in zip(specs, plans):
         plan.data_change = _data_change(spec)
     return plans, prices

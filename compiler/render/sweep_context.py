@@ -214,6 +214,7 @@ def pipeline_context(spec, dataset: dict, automl: dict, sweep: dict | None, envi
         select += ["--score score.py", "--training_data ${{inputs.training_data}}", f"--target {shlex.quote(dataset['target'])}"]
         budget = spec.data["deployment"]
         select += [f"--{key} {budget[key]!r}" for key in SERVING_BUDGET_KEYS if budget.get(key) is not None]
+        select += _load_budget_arguments(budget)
     select.append("--output ${{outputs.winner}}")
     return {
         "training_table": "${{parent.inputs.training_table}}",
@@ -232,3 +233,19 @@ def pipeline_context(spec, dataset: dict, automl: dict, sweep: dict | None, envi
         "winner": "${{parent.jobs.select_best.outputs.winner}}",
         "deploy": deploy,
     }
+
+
+def _load_budget_arguments(deployment: dict) -> list[str]:
+    """select_best.py's load budget (deployment.min_requests_per_s, deployment.load), with the deployment's server
+    settings (deployment.yml, beside it in the step's code) and the instance's vCPUs for the estimate."""
+    from capc.load_budget import instance_vcpus
+
+    load = deployment["load"]
+    if deployment.get("min_requests_per_s") is None and load.get("max_p99_ms") is None:
+        return []
+    out = [f"--min_requests_per_s {deployment['min_requests_per_s']!r}"] if deployment.get("min_requests_per_s") is not None else []
+    out += [f"--max_load_p99_ms {load['max_p99_ms']!r}"] if load.get("max_p99_ms") is not None else []
+    out += [f"--load_concurrency {int(load['concurrency'])}", "--deployment_file deployment.yml",
+            f"--instance_type {shlex.quote(deployment['instance_type'])}"]
+    vcpus = instance_vcpus(deployment["instance_type"])
+    return out + ([f"--instance_vcpus {vcpus}"] if vcpus else [])

@@ -23,6 +23,7 @@ from typing import Iterator
 import yaml
 
 from capc.errors import CapcError
+from capc.serving_load import local_worker_count
 from capc.spec import schema_default  # deployment.yml without request settings: the spec's default, Azure's too
 from capc.serve import inference_server
 from capc.serve.bench import BenchResult, build_bodies, check_bounds, run_load
@@ -163,7 +164,7 @@ def _local_worker_count(environment: dict) -> int:
         asked = int(environment.get("WORKER_COUNT") or 1)
     except ValueError:
         raise CapcError(f"deployment.yml: WORKER_COUNT must be a whole number, got {environment['WORKER_COUNT']!r}.") from None
-    return max(asked, os.cpu_count() or 1)
+    return local_worker_count(asked, os.cpu_count() or 1)  # the rule the load budget measures with
 
 
 def _check_model_dir(model_dir: Path) -> None:

@@ -498,6 +498,23 @@ def deployment_fits_task(ctx: CheckContext) -> None:
 
 
 @check
+def load_budget_is_measurable(ctx: CheckContext) -> None:
+    """The load budget is measured with one-row requests of the training table, within the request timeout."""
+    deployment = ctx.data["deployment"]
+    keys = [(("deployment", "min_requests_per_s"), "min_requests_per_s" in deployment),
+            (("deployment", "load", "max_p99_ms"), "max_p99_ms" in deployment["load"])]
+    if ctx.data["task"] == "image_classification":
+        for path, present in keys:
+            if present:
+                ctx.report(path, "a load budget is measured with rows of a table; image_classification has none", f"remove {path[-1]}")
+        return
+    max_p99 = deployment["load"].get("max_p99_ms")
+    if max_p99 is not None and max_p99 >= deployment["request_timeout_ms"]:
+        ctx.report(("deployment", "load", "max_p99_ms"), f"{max_p99:g} ms is not below request_timeout_ms {deployment['request_timeout_ms']}",
+                   "requests time out before that latency; lower max_p99_ms or raise request_timeout_ms")
+
+
+@check
 def dataset_is_readable(ctx: CheckContext) -> None:
     dataset = ctx.data["dataset"]
     if is_remote(dataset["path"]):

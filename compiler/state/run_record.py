@@ -144,3 +144,12 @@ def _find_run(mlflow_client, run_id: str):
         raise CapcError(f"{'no' if not found else 'more than one'} submit run {'has' if not found else 'have'} an id starting with `{run_id}`.",
                         "`capc runs NAME` lists the runs; give more characters of the id")
     return found[0]
+
+
+def submit_settings(like_run: str | None, source: Path | None, overrides: tuple[str, ...], reproducible: bool) -> tuple:
+    """`capc submit`'s (source, overrides, reproducible, seed): with `--like RUN_ID` that run's, with what the
+    command gives on top; a CapcError when there is nothing to submit."""
+    source, overrides, reproducible, seed = like(like_run).on_top(source, overrides, reproducible) if like_run else (source, overrides, reproducible, None)
+    if source is None:
+        raise CapcError("capc submit needs a SPEC, a JOB_FOLDER or a JOB.yml (or --like RUN_ID).", "e.g. capc submit specs/bankmarketing.yaml")
+    return source, overrides, reproducible, seed

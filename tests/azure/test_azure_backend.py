@@ -46,7 +46,9 @@ def run(fake_azure, job_dirs, workspace, capc_home, bank_models):
         folder = read_job_folder(job_dir or job_dirs(name), kwargs.pop("only", None))
         if name == NAME:
             fake_azure.runs_leave(bank_models.fast)
-            folder = dataclasses.replace(folder, deployment={**folder.deployment, "max_latency_ms": LENIENT_BUDGET_MS})
+            # No load budget here (each check would start azmlinfsrv): test_azure_serving_budget.py tests it.
+            lenient = {"max_latency_ms": LENIENT_BUDGET_MS, "min_requests_per_s": None, "load": {"concurrency": 4}}
+            folder = dataclasses.replace(folder, deployment={**folder.deployment, **lenient})
         result = backend.submit(folder, kwargs.pop("workspace", workspace), console=console, **kwargs)
         result.output = console.file.getvalue()
         return result
