@@ -32,6 +32,26 @@ def _exit_interrupted(recorded: str, resume_command: str, kept: str) -> None:
     sys.exit(stopping.exit_status())
 
 
+def _show_pipeline_result(result, as_json: bool, resume_command: str) -> None:
+    """A local pipeline run's table (or --json), then its stop or its first failed step (exit 1)."""
+    from capc import views
+
+    if as_json:
+        views.print_json(result.to_dict())
+    else:
+        views.print_pipeline(result)
+    if result.interrupted:
+        _exit_interrupted("finished steps are recorded", resume_command,
+                          "completed steps are kept and a sweep step keeps its finished trials; the others run again")
+    if result.failed:
+        failed = result.failed[0]
+        raise CapcError(
+            f"pipeline step `{failed.name}` of {result.name} failed with {failed.detail} ({len(result.failed)} step(s) failed;"
+            f" steps that needed them were skipped). Its last output lines:\n{failed.output_tail}",
+            f"the whole log: {failed.log}",
+        )
+
+
 class LocalBackend:
     """The embedded engine, the local model registry and local endpoints."""
 
@@ -67,29 +87,17 @@ class LocalBackend:
             _exit_interrupted("finished work is recorded", resume_command, "finished sweep trials are kept, the others run; AutoML starts over")
 
     def _submit_pipeline(self, folder, resume: bool, as_json: bool, resume_command: str) -> None:
-        from capc import views
         from capc.local.pipeline import run_pipeline
         from capc.local.progress import PipelineProgress
 
         with PipelineProgress() as display:
             result = run_pipeline(folder, resume=resume, display=display)
-        if as_json:
-            views.print_json(result.to_dict())
-        else:
-            views.print_pipeline(result)
-        if result.interrupted:
-            _exit_interrupted("finished steps are recorded", resume_command, "the sweep step keeps its finished trials; the other steps run again")
-        if result.failed:
-            failed = result.failed[0]
-            raise CapcError(
-                f"pipeline step `{failed.name}` of {folder.name} failed with {failed.detail} ({len(result.failed)} step(s) failed;"
-                f" steps that needed them were skipped). Its last output lines:\n{failed.output_tail}",
-                f"the whole log: {failed.log}",
-            )
+        _show_pipeline_result(result, as_json, resume_command)
 
     def submit_job_yaml(self, path: Path, overrides: list[str], *, resume: bool, as_json: bool,
-                        data_map: Path | None = None, env_mode: str = "job") -> None:
-        """An Azure ML sweep or command job written by hand, on the local engine (capc.local.handwritten);
+                        data_map: Path | None = None, env_mode: str = "job", register: str | None = None) -> None:
+        """An Azure ML sweep, command, AutoML or pipeline job written by hand, on the local engine (capc.local.handwritten,
+        capc.local.automl_job, capc.local.pipeline);
         `data_map` a --data-map file (capc.local.data_map), `env_mode` job | current (capc.local.environments)."""
         from capc import views
         from capc.jobfolder.job_yaml import check_runs_locally, load_job_yaml
@@ -100,6 +108,22 @@ class LocalBackend:
         if data_map:
             job = bind_job_data(job, read_data_map(data_map))
         check_runs_locally(job)
+        if job.type == "automl":  # runs in capc's interpreter: the AutoML engine is capc's own
+            self.submit_automl_job_yaml(path, overrides, resume=resume, as_json=as_json, data_map=data_map, register=register)
+            return
+        if register:
+            raise CapcError(f"--register names the model of an AutoML job; {path} is a `{job.type}` job.", f"capc submit {path}")
+        again = [f"--data-map={data_map}"] if data_map else []
+        again += [f"--env={env_mode}"] if env_mode != "job" else []
+        resume_command = _resume_command(path, overrides, extra=again)
+        if job.type == "pipeline":
+            from capc.local.pipeline import run_pipeline_yaml
+            from capc.local.progress import PipelineProgress
+
+            with PipelineProgress() as display:
+                result = run_pipeline_yaml(job, resume=resume, display=display)
+            _show_pipeline_result(result, as_json, resume_command)
+            return
         objective = job.data.get("objective") or {}
         say = (lambda text: click.echo(text, err=True))
         if job.type == "sweep":
@@ -114,11 +138,31 @@ class LocalBackend:
         else:
             views.print_job_run(result)
         if result.interrupted:
-            again = [f"--data-map={data_map}"] if data_map else []
-            again += [f"--env={env_mode}"] if env_mode != "job" else []
-            resume_command = _resume_command(path, overrides, extra=again)
             click.echo(f"interrupted ({stopping.signal_name()}): finished trials are recorded. To continue: {resume_command}", err=True)
             sys.exit(stopping.exit_status())
+
+    def submit_automl_job_yaml(self, path: Path, overrides: list[str], *, resume: bool, as_json: bool, register: str | None = None,
+                               data_map: Path | None = None) -> None:
+        """An Azure ML AutoML job written by hand, on the local AutoML engine (capc.local.automl_job)."""
+        from capc import views
+        from capc.jobfolder.job_yaml import load_job_yaml
+        from capc.local.automl_job import objective, run_automl_job_yaml
+        from capc.local.data_map import bind_job_data, read_data_map
+        from capc.local.progress import SubmitProgress
+
+        job = load_job_yaml(path, overrides)
+        if data_map:
+            job = bind_job_data(job, read_data_map(data_map))
+        say = (lambda text: click.echo(text, err=True))
+        with SubmitProgress(*objective(job)) as progress:
+            result = run_automl_job_yaml(job, resume=resume, register=register, progress=progress, say=say)
+        if as_json:
+            views.print_json(result.to_dict())
+        else:
+            views.print_automl_job(result)
+        if result.interrupted:
+            _exit_interrupted("finished candidates are recorded", _resume_command(path, overrides),
+                              "the search starts from each learner's best configuration, with the budget left")
 
     def status(self, name_or_job: str) -> None:
         from capc import views
@@ -206,8 +250,10 @@ class AzureBackend:
         return read_quota(self.workspace(required=True))
 
     def job_dir(self, name: str) -> Path:
+        from capc.jobfolder.serving import has_endpoint
+
         job_dir = self.out_dir / name
-        if not (job_dir / "endpoint.yml").is_file():
+        if not has_endpoint(job_dir):
             raise CapcError(f"no generated artifacts for `{name}` in {job_dir}.", f"run `capc build specs/{name}.yaml` first")
         return job_dir
 
@@ -232,7 +278,7 @@ class AzureBackend:
             views.print_json(result.to_dict())
 
     def submit_job_yaml(self, path: Path, overrides: list[str], *, resume: bool, as_json: bool,
-                        data_map: Path | None = None, env_mode: str = "job") -> None:
+                        data_map: Path | None = None, env_mode: str = "job", register: str | None = None) -> None:
         raise CapcError(
             f"{path} is an Azure ML job written by hand; capc runs such files on the local engine only.",
             f"run it here with `capc submit {path}`, or submit it to Azure as it is: `az ml job create -f {path}`",

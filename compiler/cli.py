@@ -18,12 +18,13 @@ from capc import __version__, stopping
 from capc.backends import AzureBackend, backend_for
 from capc.cli_options import (
     CapcGroup, data_map_option, env_option, json_option, out_option, spec_files, stops_cleanly, strict_option, target_option,
-    workspace_option,
+    register_option, workspace_option,
 )
 from capc.errors import CapcError, SpecInvalid, SpecProblem
+from capc.family_reference import families_command
 
 
-@click.group(cls=CapcGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=CapcGroup, commands=[families_command], context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="capc")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 @click.pass_context
@@ -191,11 +192,13 @@ def schema_command(markdown: bool) -> None:
 @click.option("--no-wait", is_flag=True, help="Azure: return once the jobs are submitted.")
 @click.option("--dry-run", is_flag=True, help="Azure: contact nothing; print the REST bodies and assets a submit would send.")
 @click.option("--workspace", "workspace_config", type=click.Path(path_type=Path), default=None, help="Azure ML config.json (else AZURE_SUBSCRIPTION_ID, AZURE_RESOURCE_GROUP, AZUREML_WORKSPACE_NAME).")
+@register_option
 @out_option
 @json_option
 @stops_cleanly
 def submit(source: Path | None, target: str, only: str | None, overrides: tuple[str, ...], resume: bool, data_map: Path | None, env_mode: str,
-           reproducible: bool, like_run: str | None, no_wait: bool, dry_run: bool, workspace_config: Path | None, out_dir: Path, as_json: bool) -> None:
+           reproducible: bool, like_run: str | None, no_wait: bool, dry_run: bool, workspace_config: Path | None, out_dir: Path, as_json: bool,
+           register_as: str | None = None) -> None:
     """Run a spec (built first), a job folder built before (generated/<name>/, no spec needed), or an Azure ML sweep
     or command job YAML written by hand (on the local engine): locally by default, or on Azure ML."""
     from capc.build import build_for_submit
@@ -208,10 +211,10 @@ def submit(source: Path | None, target: str, only: str | None, overrides: tuple[
     if is_azure_file(source):
         if only or no_wait or dry_run or reproducible:
             raise CapcError("--only, --no-wait, --dry-run and --reproducible apply to a spec or a job folder, not to a job YAML.", f"capc submit {source}")
-        backend.submit_job_yaml(source, list(overrides), resume=resume, as_json=as_json, data_map=data_map, env_mode=env_mode)
+        backend.submit_job_yaml(source, list(overrides), resume=resume, as_json=as_json, data_map=data_map, env_mode=env_mode, register=register_as)
         return
-    if data_map or env_mode != "job":
-        raise CapcError("--data-map and --env apply to an Azure ML job YAML written by hand, not to a spec or a job folder.", f"capc submit {source}")
+    if data_map or env_mode != "job" or register_as:
+        raise CapcError("--data-map, --env and --register apply to an Azure ML job YAML written by hand, not to a spec or a job folder (a spec registers its winner under its own name).", f"capc submit {source}")
     if is_job_folder(source):
         if overrides:
             raise CapcError(
@@ -220,7 +223,8 @@ def submit(source: Path | None, target: str, only: str | None, overrides: tuple[
             )
         job_dir = source
     else:
-        _, job_dir = build_for_submit(source, list(overrides), out_dir)
+        spec, job_dir = build_for_submit(source, list(overrides), out_dir)
+        click.echo("".join(f"warning: {w}\n" for w in spec.warnings), err=True, nl=False)
     backend.submit(
         read_job_folder(job_dir, only), source, list(overrides), only=only, resume=resume, as_json=as_json, no_wait=no_wait, dry_run=dry_run,
         reproducible=reproducible, seed=seed,
@@ -300,11 +304,7 @@ def models_show(ref: str, as_json: bool) -> None:
 
     from capc.state import registry
 
-    model = registry.get(ref)
-    if as_json:
-        views.print_json(model.to_dict())
-        return
-    views.print_model(model)
+    views.print_model(registry.get(ref), as_json)
 
 
 @cli.command()

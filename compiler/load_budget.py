@@ -10,13 +10,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
-
 from capc import serving_load
+from capc.errors import CapcError
+from capc.jobfolder.serving import deployment_settings
 from capc.spec import schema_default
-
-DEPLOYMENT_FILE = "deployment.yml"
-
 
 def load_budget_of(deployment: dict) -> serving_load.LoadBudget:
     """capc.json's (or a Spec's) deployment section -> the load budget; none when the section predates it."""
@@ -50,10 +47,9 @@ def server_settings(job_dir: Path, concurrency: int) -> serving_load.LoadSetting
 
 def _deployment_environment(job_dir: Path) -> dict:
     try:
-        data = yaml.safe_load((job_dir / DEPLOYMENT_FILE).read_text(encoding="utf-8")) or {}
-    except (FileNotFoundError, yaml.YAMLError):
+        return deployment_settings(job_dir)["environment"]
+    except CapcError:  # unreadable deployment.yml: measure with the defaults (`capc deploy` would refuse it)
         return {}
-    return {str(k): str(v) for k, v in (data.get("environment_variables") or {}).items()}
 
 
 def estimate(figure: serving_load.LoadFigure | None, deployment: dict, job_dir: Path, cores: int | None = None) -> serving_load.InstanceEstimate:

@@ -97,10 +97,23 @@ def models_table(models) -> Table:
     return table
 
 
+def family_table(family: dict) -> Table:
+    """One trial family (capc.family_reference.as_dict): its hyperparameters with domains and defaults."""
+    extra = f"; needs capc[{family['extra']}]" if family["extra"] else ""
+    title = f"{family['family']}: {', '.join(family['tasks'])}; reports its metric {family['reports_text']}{extra}"
+    table = Table(title=escape(title), header_style="bold")
+    for col in ("hyperparameter", "domain", "default", "meaning"):
+        table.add_column(col)
+    for h in family["hyperparameters"]:
+        default = f'"{h["default"]}"' if isinstance(h["default"], str) else repr(h["default"])
+        table.add_row(escape(h["name"]), escape(h["domain"]), escape(default), escape(h["help"]))
+    return table
+
+
 def pipeline_table(result) -> Table:
     """One row per pipeline step, in dependency order, with the best metric an engine step reached."""
     table = Table(title=f"{result.name}: pipeline run {result.run_id[:8]}", header_style="bold")
-    for col in ("step", "type", "needs", "status", "duration", result.metric, "note"):
+    for col in ("step", "type", "needs", "status", "duration", result.metric or "best", "note"):
         table.add_column(col, overflow="fold")
     for step in result.steps:
         note = step.detail.splitlines()[0] if step.detail else ""
@@ -143,6 +156,8 @@ def print_submit(result) -> None:
 
 def print_pipeline(result) -> None:
     out = console()
+    for note in result.notes:
+        out.print(f"note: {note}", markup=False)
     out.print(pipeline_table(result))
     if result.model:
         out.print(f"registered model [bold]{result.model.ref}[/] ({result.model.source}, {result.metric} {result.model.value:.4f})")
@@ -212,8 +227,14 @@ def print_deployed(info) -> None:
     print(f"  try it:      capc invoke {info.name}")
 
 
-def print_model(model) -> None:
-    """`capc models show`: the version's fields, then why it won (its figures, each better candidate passed over)."""
+def print_model(model, as_json: bool = False) -> None:
+    """`capc models show`: the version's fields, then why it won (its figures, each better candidate passed over);
+    with --json the fields and its feature importance (capc.report.importance: the report's figures)."""
+    if as_json:
+        from capc.report.importance import as_json as importance_json
+
+        print_json({**model.to_dict(), "feature_importance": importance_json(model)})
+        return
     print_fields(model_fields(model), 12, hidden=("selection",))
     record = model.selection or {}
     if record.get("budget") or record.get("load_budget"):
@@ -267,3 +288,28 @@ def model_fields(model) -> dict:
     if data:
         fields["schema"] = ", ".join(f"{name}:{kind}" for name, kind in data.schema.items())
     return fields
+
+
+def print_automl_job(result) -> None:
+    """`capc submit JOB.yml` of an AutoML job: the best candidate, where its model lies, the test run's metrics."""
+    out = console()
+    if result.value is None:
+        out.print(f"{escape(result.name)}: AutoML {result.status} after {result.candidates} candidate(s); no model was kept")
+        return
+    out.print(f"{escape(result.name)}: best {result.metric} [bold]{result.value:.4f}[/] ({escape(result.best)}, of {result.candidates} "
+              f"candidates, {result.goal}) on its validation rows")
+    out.print(f"  best child's model: {result.model_dir}", markup=False)
+    out.print(f"  output best_model: {result.best_model}", markup=False)
+    if result.test_rows:
+        table = Table(title=f"test run: {result.test_rows:,} rows", header_style="bold")
+        table.add_column("metric")
+        table.add_column("value", justify="right")
+        for name, value in sorted(result.test_metrics.items()):
+            table.add_row(("* " if name == result.metric else "") + name, _fmt(value))
+        out.print(table)
+        out.print(f"  test predictions: {result.test_predictions}", markup=False)
+    for note in result.notes:
+        out.print(f"note: {note}", markup=False)
+    if result.model:
+        out.print(f"registered model [bold]{result.model.ref}[/] ({result.metric} {result.model.value:.4f})")
+        out.print(f"next: capc deploy {result.model.name} | capc predict {result.model.name} FILE.csv | capc report {result.model.name}", markup=False)

@@ -25,6 +25,7 @@ RUN_SETTINGS = "capc.json"
 COMPUTE_FILE = "compute.yml"
 AUTOML_FILE = "automl_job.yml"
 PIPELINE_FILE = "pipeline_job.yml"
+SCHEDULE_FILE = "schedule.yml"  # the pipeline's retraining schedule, when the spec has one
 ENTRY_SCRIPT = "score.py"  # the scoring script, beside the deployment YAMLs that name it
 # What a sweep job's missing limit means (a hand-written job may leave them out; capc's build writes both): the
 # local engine runs, counts and checks a job by these.
@@ -111,6 +112,15 @@ class JobFolder:
 
 def is_job_folder(path: Path) -> bool:
     return Path(path).is_dir() and (Path(path) / MANIFEST).is_file()
+
+
+def manifest_file(job_dir: Path) -> Path:
+    return Path(job_dir) / MANIFEST
+
+
+def read_manifest(job_dir: Path) -> dict:
+    """manifest.json as written (the report reads what a model was built from); OSError or ValueError as they come."""
+    return json.loads(manifest_file(job_dir).read_text(encoding="utf-8"))
 
 
 def read_job_folder(job_dir: Path, only: str | None = None) -> JobFolder:

@@ -4,10 +4,9 @@
 Loaded with the spec loader's line marks (so problems point at FILE:LINE:COL) and with `--set key.path=value`
 applied as `az ml job create --set` applies it. Paths in the file are relative to its folder, as Azure reads them.
 
-What a file is comes from its content (capc.jobfolder.kinds). What runs locally: `type: sweep` and `type: command`. `type: automl` written by hand and `type: pipeline` are
-refused with the reason and what to do instead: capc's local AutoML runs the automl_job.yml that `capc build`
-compiles with its data (a hand-written one names Azure data and settings capc has not checked), and a pipeline's
-steps are components whose graph capc runs only for the pipelines it compiles.
+What a file is comes from its content (capc.jobfolder.kinds). What runs locally: `type: sweep`, `type: command`,
+`type: automl` (read further by capc.jobfolder.automl_yaml) and `type: pipeline` (capc.jobfolder.pipeline_graph
+reads its graph).
 """
 
 from __future__ import annotations
@@ -22,7 +21,7 @@ from capc.errors import CapcError, SpecInvalid, SpecProblem
 from capc.jobfolder.kinds import FileKind, kind_of_mapping, schema_name
 from capc.spec.loader import LoadedSpec, load_spec_file
 
-RUNS_LOCALLY = (FileKind.COMMAND_JOB, FileKind.SWEEP_JOB)
+RUNS_LOCALLY = (FileKind.COMMAND_JOB, FileKind.SWEEP_JOB, FileKind.AUTOML_JOB, FileKind.PIPELINE_JOB)
 
 
 @dataclass(frozen=True)
@@ -76,11 +75,14 @@ def _paths_from_working_directory(data: dict, applied: list) -> None:
     from capc.data_location import is_remote
 
     for key, value in applied:
-        parts = key.split(".")
-        if len(parts) == 3 and parts[0] == "inputs" and parts[2] == "path" and isinstance(value, str) and value and not is_remote(value):
+        parts = key.split(".")  # inputs.X.path, or a pipeline step's: jobs.STEP.inputs.X.path
+        if len(parts) >= 3 and parts[-3] == "inputs" and parts[-1] == "path" and isinstance(value, str) and value and not is_remote(value):
             local = value.removeprefix("file://")
             if not Path(local).is_absolute():
-                data["inputs"][parts[1]]["path"] = str(Path.cwd() / local)
+                node = data
+                for part in parts[:-1]:
+                    node = node[part]
+                node["path"] = str(Path.cwd() / local)
 
 
 def check_runs_locally(job: JobYaml) -> None:
@@ -88,20 +90,6 @@ def check_runs_locally(job: JobYaml) -> None:
     kind = job.kind
     if kind in RUNS_LOCALLY:
         return
-    if kind is FileKind.AUTOML_JOB:
-        raise CapcError(
-            f"{job.path} is an AutoML job written by hand; capc runs AutoML locally only from the automl_job.yml it "
-            "compiles from a spec (whose data and settings it has checked).",
-            "describe the use case in a capc spec (`capc schema` lists the keys) and `capc submit SPEC`, "
-            "or submit this file to Azure with `az ml job create -f`",
-        )
-    if kind is FileKind.PIPELINE_JOB:
-        raise CapcError(
-            f"{job.path} is a pipeline job; capc runs locally only the pipelines it compiles (`capc submit SPEC "
-            "--only pipeline`), not hand-written component graphs.",
-            "run each command step as its own job (`capc submit STEP.yml` with type: command), or submit the "
-            "pipeline to Azure with `az ml job create -f`",
-        )
     if kind in (FileKind.SPARK_JOB, FileKind.PARALLEL_JOB, FileKind.SPARK_COMPONENT, FileKind.PARALLEL_COMPONENT):
         engine = "a Spark cluster" if "SPARK" in kind.name else "Azure's parallel-run agents on a cluster"
         where = (f"register it with `az ml component create -f {job.path}` and run the pipeline that uses it with "

@@ -76,13 +76,18 @@ class JobRunResult:
 
 
 def run_job_yaml(job: JobYaml, resume: bool = False, progress=None, say=None, env_mode: str = "job") -> JobRunResult:
-    """Run a hand-written sweep or command job here; CapcError for what cannot run (see capc.jobfolder.job_yaml).
+    """Run a hand-written sweep or command job here (an AutoML job: capc.local.automl_job, its own result); CapcError
+    for what cannot run (see capc.jobfolder.job_yaml).
     The job's environment is built (or reused) first, so a failed install stops it before any run is recorded;
     env_mode "current" runs it in capc's interpreter (capc.local.environments)."""
     from capc.local.command_job import run_command_job
     from capc.local.environments import job_environment
 
     check_runs_locally(job)
+    if job.type == "automl":  # its own engine and result (capc.local.automl_job)
+        from capc.local.automl_job import run_automl_job_yaml
+
+        return run_automl_job_yaml(job, resume=resume, progress=progress, say=say)
     notes: list[str] = []  # every note said, kept with the result (--json)
 
     def tell(text: str) -> None:

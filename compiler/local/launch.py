@@ -249,6 +249,8 @@ class ForkServer:
         return ForkedTrial(self, reply["pid"])
 
     def close(self) -> None:
+        if not self.ready.is_set():  # still importing its preload: it has forked nothing, and reads no pipe yet
+            self._proc.kill()
         self.alive = False
         try:
             with self._lock:

@@ -1,11 +1,17 @@
 """Backend, local: one engine step of a local pipeline run, as its own process (`python -m capc.local.pipeline_step`).
 
     python -m capc.local.pipeline_step automl|sweep --job-dir DIR --output DIR --parent-run ID [--resume] [--node NAME]
+    python -m capc.local.pipeline_step node --request NODE.json
 
-Runs the local AutoML or a sweep job of the job folder, read through capc.jobfolder (the spec is not needed: the
-folder holds everything), under the pipeline's run, and leaves the step's best model in OUTPUT/model with
-OUTPUT/metrics.json (metric, value, run) for the selecting step. A sweep step runs the sweep job of its node's name
-(sweep_job.yml for `sweep`, sweep_<family>.yml for `sweep_<family>`).
+capc's compiled pipeline (automl|sweep): runs the local AutoML or a sweep job of the job folder, read through
+capc.jobfolder (the spec is not needed: the folder holds everything), under the pipeline's run, and leaves the
+step's best model in OUTPUT/model with OUTPUT/metrics.json (metric, value, run) for the selecting step. A sweep step
+runs the sweep job of its node's name (sweep_job.yml for `sweep`, sweep_<family>.yml for `sweep_<family>`).
+
+A hand-written node (node): the sweep or AutoML node of the request (capc.local.pipeline_nodes writes it, inputs
+bound), run under the step's run. A sweep's outputs are its best trial's (each declared output copied from that
+trial's folder); an AutoML node's `best_model` is the best model, an MLflow model, as Azure writes it. What the step
+reached goes to metrics.json beside the request.
 Exit status: 0 done, 1 failed (the reason on stderr), 130 stopped by SIGINT (how the pipeline runner stops a step),
 143 by SIGTERM or SIGHUP.
 """
@@ -21,7 +27,7 @@ from pathlib import Path
 from capc import stopping
 from capc.errors import CapcError
 from capc.jobfolder import read_job_folder
-from capc.local.pipeline import STEP_SUMMARY
+from capc.local.pipeline_winner import STEP_SUMMARY
 from capc.state import registry, tracking
 
 
@@ -58,17 +64,101 @@ def run_step(kind: str, job_dir: Path, output: Path, parent_run: str, resume: bo
     return 0
 
 
+def run_node(request_file: Path) -> int:
+    """A hand-written sweep or AutoML node of a pipeline, as the request describes it."""
+    request = json.loads(Path(request_file).read_text())
+    outcome = _run_sweep_node(request) if request["type"] == "sweep" else _run_automl_node(request)
+    if outcome is None:
+        print(f"{request['type']}: interrupted; finished work is recorded", file=sys.stderr)
+        return stopping.exit_status()
+    summary = {"metric": outcome["metric"], "value": outcome["value"], "run_id": outcome["run_id"], "label": outcome["label"],
+               "params": outcome["params"]}
+    mlflow_client = tracking.client()
+    if outcome["value"] is not None:
+        mlflow_client.log_metric(request["run_id"], outcome["metric"], float(outcome["value"]))
+    temp = Path(request["work_dir"]) / (STEP_SUMMARY + ".tmp")
+    temp.write_text(json.dumps(summary, indent=2, sort_keys=True, default=str) + "\n")
+    temp.replace(Path(request["work_dir"]) / STEP_SUMMARY)
+    print(f"{request['type']}: best {outcome['metric']} {outcome['value']} ({outcome['label']}, run {outcome['run_id']})")
+    return 0
+
+
+def _run_sweep_node(request: dict) -> dict | None:
+    """The node on the local sweep engine; its outputs are its best trial's. None when stopped."""
+    from capc.local.bindings import NAMED_OUTPUTS
+    from capc.local.sweep import run_sweep_interruptibly
+
+    trials_dir = Path(request["trials_dir"])
+    if not request["resume"] and trials_dir.exists():
+        shutil.rmtree(trials_dir)
+    result, interrupted = run_sweep_interruptibly(
+        job=request["node"], job_dir=Path(request["base_dir"]), trials_dir=trials_dir, tracking_uri=tracking.tracking_uri(),
+        experiment_id=request["experiment_id"], parent_run_id=request["run_id"], resume=request["resume"], launch_mode="auto",
+        on_event=lambda kind, trial: print(f"trial {trial.trial_id} {kind}" + (f": {trial.value}" if trial.value is not None else ""), flush=True),
+    )
+    if interrupted:
+        return None
+    best = result.best
+    if best is None:
+        raise CapcError(f"the sweep step {request['step']} has no completed trial with a {result.metric}.")
+    for name, folder in request["outputs"].items():
+        _replace_folder(Path(best.trial_dir) / NAMED_OUTPUTS / name, Path(folder))
+    return {"metric": result.metric, "value": best.value, "run_id": best.run_id, "label": f"trial {best.trial_id}", "params": best.params}
+
+
+def _run_automl_node(request: dict) -> dict | None:
+    """The node on the local AutoML engine (the path capc's compiled AutoML runs); best_model is its MLflow model."""
+    from capc.goal import Goal
+    from capc.jobfolder import JobFile, JobFolder
+    from capc.local.submit import run_automl_job
+
+    node, base_dir = request["node"], Path(request["base_dir"])
+    task, metric = str(node.get("task", "")), str(node.get("primary_metric", ""))
+    try:
+        goal = str(Goal.of(task, metric))
+    except KeyError:
+        goal = "maximize"
+    job_file = JobFile("automl", base_dir / f"{request['step']}.automl.yml", node)
+    folder = JobFolder(path=base_dir, name=request["experiment"], spec_sha256="", description="", task=task, metric=metric, goal=goal,
+                       automl_enabled=True, sweep_enabled=False, deployment={"model": "best"}, jobs=(job_file,), cluster=None)
+    mlflow_client = tracking.client()
+    try:
+        outcome = run_automl_job(folder, job_file, mlflow_client, request["experiment_id"], request["run_id"], Path(request["work_dir"]),
+                                 None, alternatives=False)
+    except KeyboardInterrupt:
+        return None
+    if outcome is None:
+        raise CapcError(f"the AutoML step {request['step']} produced no model.")
+    for name, target in request["outputs"].items():
+        if name == "best_model":
+            _replace_folder(Path(outcome.model_dir), Path(target))
+    return {"metric": metric, "value": outcome.value, "run_id": outcome.run_id, "label": outcome.label, "params": outcome.params}
+
+
+def _replace_folder(source: Path, target: Path) -> None:
+    """`target` becomes a copy of `source` (empty when the source left nothing)."""
+    if target.exists():
+        shutil.rmtree(target)
+    if source.is_dir():
+        shutil.copytree(source, target)
+    else:
+        target.mkdir(parents=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m capc.local.pipeline_step")
-    parser.add_argument("kind", choices=["automl", "sweep"])
-    parser.add_argument("--job-dir", type=Path, required=True)
-    parser.add_argument("--output", type=Path, required=True)
-    parser.add_argument("--parent-run", required=True)
+    parser.add_argument("kind", choices=["automl", "sweep", "node"])
+    parser.add_argument("--request", type=Path, help="node: the hand-written node to run (pipeline_nodes.write_node_request)")
+    parser.add_argument("--job-dir", type=Path)
+    parser.add_argument("--output", type=Path)
+    parser.add_argument("--parent-run")
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--node", help="the pipeline step: a sweep step runs the sweep job of the same name (sweep_<family>.yml)")
     args = parser.parse_args(argv)
     try:
         with stopping.stopping_on_signals():
+            if args.kind == "node":
+                return run_node(args.request)
             return run_step(args.kind, args.job_dir, args.output, args.parent_run, args.resume, args.node)
     except KeyboardInterrupt as exc:
         print(f"{args.kind}: interrupted", file=sys.stderr)

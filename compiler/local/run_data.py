@@ -6,20 +6,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from capc.data_location import is_remote
-from capc.jobfolder.data import image_root_from_mltable, mltable_source
+from capc.jobfolder.data import training_data
 from capc.state import fingerprint
 
 
 def folder_data(job_dir: Path) -> tuple[Path, str] | None:
     """(the file or image folder data/MLTable resolves to, its format); None for data on Azure only."""
-    data_dir = Path(job_dir) / "data"
-    if (data_dir / "images.jsonl").is_file():
-        return image_root_from_mltable(data_dir), "image_folder"
-    if not (data_dir / "MLTable").is_file():
-        return None
-    path, fmt, _ = mltable_source(data_dir)
-    return None if is_remote(str(path)) or not path.exists() else (path, fmt)
+    return training_data(job_dir)
 
 
 def folder_fingerprint(job_dir: Path) -> fingerprint.DataFingerprint | None:

@@ -22,6 +22,7 @@ from capc.goal import Goal
 from capc.jobfolder import JobFile, JobFolder
 from capc.state import held_out, locks, registry, tracking
 from capc.state.tracking import COMPLETED, FAILED, INTERRUPTED
+from capc.local.automl_run import automl_job_run
 from capc.local.cores import CoreBudget
 from capc.jobfolder.data import check_target, mltable_source, read_frame
 from capc.local import reproducible
@@ -193,7 +194,7 @@ def run_automl_job(folder: JobFolder, job_file: JobFile, mlflow_client, exp_id, 
     `threads`: each trial's thread count (default: AutoML alone on this process's cores)."""
     from dataclasses import replace
 
-    from capc.local.automl import AutoMLSettings, run_automl
+    from capc.local.automl import AutoMLSettings
 
     job, job_dir = job_file.data, folder.path
     if job.get("task") == IMAGE_TASK:
@@ -207,9 +208,13 @@ def run_automl_job(folder: JobFolder, job_file: JobFile, mlflow_client, exp_id, 
     data_file, fmt, drop = mltable_source(training_table(job_file))
     frame = read_frame(data_file, fmt, drop)
     check_target(frame, settings.target_column, folder.task, data_file)
-    automl_run = tracking.start_run(mlflow_client, exp_id, "automl", "automl", parent=submit_run)
-    if progress:
-        progress.automl_started(settings.timeout_minutes * 60)
+    with automl_job_run(mlflow_client, exp_id, submit_run, progress, settings.timeout_minutes * 60) as automl_run:
+        return _run_tabular_automl(folder, frame, settings, mlflow_client, exp_id, automl_run, work_dir, progress, alternatives)
+
+
+def _run_tabular_automl(folder: JobFolder, frame, settings, mlflow_client, exp_id, automl_run, work_dir, progress, alternatives) -> Outcome:
+    """The local AutoML engine on `frame`, recorded under `automl_run` (automl_job_run finishes it on an error)."""
+    from capc.local.automl import run_automl
 
     candidate_runs: dict[int, str] = {}  # candidate index -> its child run
 
@@ -222,14 +227,7 @@ def run_automl_job(folder: JobFolder, job_file: JobFile, mlflow_client, exp_id, 
         if progress:
             progress.automl_candidate(candidate)
 
-    try:
-        result = run_automl(frame, settings, on_candidate=record, log_dir=work_dir / "automl")
-    except KeyboardInterrupt:
-        tracking.finish_run(mlflow_client, automl_run, INTERRUPTED)
-        raise
-    except BaseException:
-        tracking.finish_run(mlflow_client, automl_run, FAILED)
-        raise
+    result = run_automl(frame, settings, on_candidate=record, log_dir=work_dir / "automl")
     model_dir = work_dir / "automl" / "model"
     if model_dir.exists():
         shutil.rmtree(model_dir)

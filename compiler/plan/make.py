@@ -39,9 +39,11 @@ def make_plans(paths: list[Path], overrides: list[str], prices_file: Path | None
 
 def _data_change(spec) -> str | None:
     """How the spec's data differs from the data of its latest registered model (None: the same, or none yet)."""
+    from capc.data_location import is_remote
     from capc.state.fingerprint import change_from_registered, fingerprint_data
 
-    path = spec.dataset_path  # None: a registered Azure data asset, not on this machine
+    where = spec.data["dataset"]["path"]
+    path = None if is_remote(where) else spec.path.parent / where  # None: a registered Azure data asset, not on this machine
     return change_from_registered(spec.name, lambda: fingerprint_data(path, spec.data["dataset"]["format"]) if path else None)
 
 

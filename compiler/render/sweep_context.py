@@ -8,7 +8,7 @@ from __future__ import annotations
 import shlex
 
 from capc import serving_cost
-from capc.families import FAMILIES
+from capc.families import FAMILIES, INTERVALS
 from capc.image_files import IMAGE_SUFFIXES
 from capc.render.pins import SELECT_STEP_PINS
 from capc.spec import conditional, schema_default
@@ -142,7 +142,8 @@ def _train_script(spec, family, dataset: dict) -> dict:
         "template": f"train/{family.name}.py.j2",
         "family": family.name,
         "hyperparameters": [
-            {"name": h.name, "parser": kinds[h.kind], "default": h.default, "help": h.help} for h in family.hyperparameters
+            {"name": h.name, "parser": kinds[h.kind], "default": h.default, "help": h.help, "domain": domain_of(h)}
+            for h in family.hyperparameters
         ],
         "drop": dataset["drop"],
         "cross_validations": dataset["cross_validations"],
@@ -152,7 +153,13 @@ def _train_script(spec, family, dataset: dict) -> dict:
         "model_requirements": list(MODEL_REQUIREMENTS) + list(FAMILY_MODEL_REQUIREMENTS.get(family.name, ())),
         "image_suffixes": sorted(IMAGE_SUFFIXES),
         "held_out_artifact": HELD_OUT_ARTIFACT,  # where the trial stores its predictions on its validation rows
+        "intervals": INTERVALS,
     }
+
+
+def domain_of(h) -> dict:
+    """A hyperparameter's domain as the trial script checks it (capc.families holds it)."""
+    return {"low": h.low, "high": h.high, "open_low": h.open_low, "open_high": h.open_high, "allowed": list(h.allowed), "words": h.domain}
 
 
 # ---------------------------------------------------------------- retraining pipeline

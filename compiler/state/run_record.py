@@ -46,7 +46,9 @@ def versions() -> dict[str, str]:
 
 def manifest_sha256(job_dir: Path) -> str:
     """The hash of the job folder's manifest.json, which holds a sha256 per file: one hash of every artifact."""
-    path = Path(job_dir) / "manifest.json"
+    from capc.jobfolder.folder import manifest_file
+
+    path = manifest_file(job_dir)
     return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else ""
 
 

@@ -46,7 +46,10 @@ class BadRequest(ValueError):
 def init():
     """Load the MLflow model found under $AZUREML_MODEL_DIR (the folder holding MLmodel)."""
     global _predict, _predict_proba, _classes, _fast
-    model_dir = _find_model_dir(os.environ.get("AZUREML_MODEL_DIR", "."))
+    root = os.environ.get("AZUREML_MODEL_DIR", ".")
+    model_dir = find_model_dir(root)
+    if model_dir is None:
+        raise FileNotFoundError(f"no MLflow model (a folder with an MLmodel file) under {root}")
     flavors = _flavors(model_dir)
     if "sklearn" in flavors:
         import mlflow.sklearn
@@ -78,12 +81,15 @@ def init():
     logger.info("loaded model from %s (flavors: %s; fast path: %s)", model_dir, ", ".join(sorted(flavors)), _fast is not None)
 
 
-def _find_model_dir(root):
+def find_model_dir(root):
+    """The folder holding MLmodel under root (root itself included), or None."""
+    if not root or not os.path.isdir(root):
+        return None
     for folder, subfolders, files in os.walk(root):
         subfolders.sort()
         if "MLmodel" in files:
             return folder
-    raise FileNotFoundError(f"no MLflow model (a folder with an MLmodel file) under {root}")
+    return None
 
 
 def _flavors(model_dir):
@@ -126,6 +132,10 @@ def run(data=None, input_data=None):
 
 def _error(status, message):
     return AMLResponse({"error": message}, status, json_str=True)
+
+
+def _json_type(value):
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "a number", float: "a number"}.get(type(value), "null" if value is None else type(value).__name__)
 
 
 # ---------------------------------------------------------------- request -> DataFrame
@@ -238,10 +248,6 @@ def _column_hint():
     names = [c for c, _ in FEATURES]
     shown = ", ".join(json.dumps(n) for n in names[:30])
     return f" (the model takes {len(names)} columns: {shown}{', ...' if len(names) > 30 else ''})"
-
-
-def _json_type(value):
-    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "a number", float: "a number"}.get(type(value), "null" if value is None else type(value).__name__)
 
 
 # ---------------------------------------------------------------- fast path for capc's trial pipelines

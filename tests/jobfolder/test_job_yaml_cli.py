@@ -77,9 +77,16 @@ def test_submit_job_yaml_options_that_do_not_apply(jobs, args, says):
     assert result.exit_code == 1 and says in result.output
 
 
-def test_submit_a_pipeline_job_yaml_is_refused_with_the_way_out(jobs):
+def test_submit_a_spark_job_yaml_is_refused_with_the_way_out(jobs):
+    spark = jobs / "spark.yml"
+    spark.write_text("$schema: https://azuremlschemas.azureedge.net/latest/sparkJob.schema.json\ntype: spark\nentry: {file: a.py}\n")
+    result = _invoke("submit", spark)
+    assert result.exit_code == 1
+    assert "is a Spark job; it runs on a Spark cluster" in result.output and "az ml job create -f" in result.output
+
+
+def test_submit_a_pipeline_job_yaml_without_steps_is_a_clear_error(jobs):
     pipeline = jobs / "pipeline.yml"
     pipeline.write_text("$schema: https://azuremlschemas.azureedge.net/latest/pipelineJob.schema.json\ntype: pipeline\njobs: {}\n")
     result = _invoke("submit", pipeline)
-    assert result.exit_code == 1
-    assert "capc runs locally only the pipelines it compiles" in result.output and "az ml job create -f" in result.output
+    assert result.exit_code == 1 and "has no `jobs`" in result.output and "Traceback" not in result.output

@@ -26,7 +26,7 @@ def _generated(name: str, file: str) -> dict:
 
 @pytest.mark.parametrize("name", SPECS)
 def test_engines_and_selection_step_in_dependency_order(name):
-    steps = plan_steps(_generated(name, "pipeline_job.yml"))
+    steps = plan_steps(_generated(name, "pipeline_job.yml"), REPO / "generated" / name)  # its trial components are read
     sweeps = list(sweep_job_files(REPO / "generated" / name))  # mnist: a sweep node per family
     expected = [("automl", "automl", []), *((s, "sweep", []) for s in sweeps), ("select_best", "command", ["automl", *sweeps])]
     if name == "bankmarketing":  # deployment.auto_deploy

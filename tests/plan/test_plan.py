@@ -86,7 +86,7 @@ def plan(*args: str):
 def plan_json(*args: str) -> dict:
     result = plan(*args, "--json")
     assert result.exit_code == 0, result.output
-    return json.loads(result.output)
+    return json.loads(result.stdout)  # warnings go to stderr
 
 
 # ---------------------------------------------------------------- trials
