@@ -56,23 +56,29 @@ class LocalBackend:
     """The embedded engine, the local model registry and local endpoints."""
 
     def submit(self, folder, source: Path, overrides: list[str], *, only: str | None, resume: bool, as_json: bool,
-               no_wait: bool = False, dry_run: bool = False) -> None:
+               no_wait: bool = False, dry_run: bool = False, reproducible: bool = False, seed: int | None = None) -> None:
         """Run a job folder (read by capc.jobfolder with --only applied): AutoML and sweeps, or its pipeline.
-        `source` and `overrides` are what the user gave (a spec and its --set, or the folder), for the resume hint."""
+        `source` and `overrides` are what the user gave (a spec and its --set, or the folder), for the resume hint
+        and the run's record; `reproducible` and `seed` (a job folder's --like): capc.local.reproducible."""
         from capc import views
 
         if dry_run or no_wait:
             raise CapcError("--dry-run and --no-wait apply to --target azure.", "`capc diff SPEC` shows what a local build would change")
         # What a stopped submit tells its user to run next.
-        resume_command = _resume_command(source, overrides, only)
+        resume_command = _resume_command(source, overrides, only, ["--reproducible"] if reproducible else [])
         if folder.job("pipeline"):
+            if reproducible:
+                raise CapcError("--reproducible runs AutoML and the sweeps of a submit, not the pipeline's steps.", "leave out --only pipeline")
             self._submit_pipeline(folder, resume, as_json, resume_command)
             return
         from capc.local.progress import SubmitProgress
+        from capc.local.reproducible import prepare_submit
         from capc.local.submit import submit_local
 
+        say = (lambda text: click.echo(f"note: {text}", err=True))
+        record = prepare_submit(folder, source, overrides, reproducible, say, seed=seed)
         with SubmitProgress(folder.metric, folder.goal) as progress:
-            result = submit_local(folder, resume=resume, progress=progress)
+            result = submit_local(folder, resume=resume, progress=progress, record=record)
         if as_json:
             views.print_json(result.to_dict())
         else:
@@ -252,8 +258,15 @@ class AzureBackend:
         return job_dir
 
     def submit(self, folder, source: Path, overrides: list[str], *, only: str | None, resume: bool, as_json: bool,
-               no_wait: bool = False, dry_run: bool = False) -> None:
+               no_wait: bool = False, dry_run: bool = False, reproducible: bool = False, seed: int | None = None) -> None:
         from rich.console import Console
+
+        if reproducible:
+            raise CapcError(
+                "--reproducible applies to the local engine: Azure AutoML takes no seed and counts time "
+                "(Azure/MachineLearningNotebooks#1455).",
+                "submit locally, or leave out --reproducible (the sweep job and the trial scripts still get the spec's seed)",
+            )
 
         from capc import views
         from capc.azure import submit as azure_submit

@@ -23,3 +23,18 @@ def build_spec(spec: Spec, out_dir: Path):
     if changes:
         write_tree(target, files)
     return target, files, changes
+
+
+def build_for_submit(spec_path: Path, overrides: list[str], out_dir: Path):
+    """(Spec, job folder): built as `capc build` would; a run with --set builds into $CAPC_HOME so generated/ stays
+    the specs' truth."""
+    import hashlib
+
+    from capc.spec import load_spec
+    from capc.state.home import capc_home
+
+    spec = load_spec(spec_path, overrides)
+    if overrides:
+        out_dir = capc_home() / "builds" / hashlib.sha256(spec.sha256.encode()).hexdigest()[:12]
+    target, _, _ = build_spec(spec, out_dir)
+    return spec, target

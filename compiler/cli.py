@@ -179,30 +179,16 @@ def schema_command(markdown: bool) -> None:
 # ---------------------------------------------------------------- local engine
 
 
-def _build_for_submit(spec_path: Path, overrides: list[str], out_dir: Path):
-    """Build as `capc build` would; a run with --set builds into $CAPC_HOME so generated/ stays the specs' truth."""
-    import hashlib
-
-    from capc.build import build_spec
-    from capc.spec import load_spec
-    from capc.state.home import capc_home
-
-    spec = load_spec(spec_path, overrides)
-    click.echo("".join(f"warning: {w}\n" for w in spec.warnings), err=True, nl=False)  # said before anything runs
-    if overrides:
-        out_dir = capc_home() / "builds" / hashlib.sha256(spec.sha256.encode()).hexdigest()[:12]
-    target, _, _ = build_spec(spec, out_dir)
-    return spec, target
-
-
 @cli.command()
-@click.argument("source", metavar="SPEC|JOB_FOLDER|JOB.yml", type=click.Path(path_type=Path))
+@click.argument("source", metavar="SPEC|JOB_FOLDER|JOB.yml", type=click.Path(path_type=Path), required=False)
 @click.option("--target", type=click.Choice(["local", "azure"]), default="local", show_default=True, help="Where the jobs run.")
 @click.option("--only", type=click.Choice(["automl", "sweep", "pipeline"]), default=None, help="Run one job only.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE", help="Override a value of the spec (validated like the spec) or of the job YAML (e.g. inputs.NAME.path=LOCAL_FILE).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted sweep without repeating finished trials.")
 @data_map_option
 @env_option
+@click.option("--reproducible", is_flag=True, help="With a seed: budgets count trials, not time, so two runs on the same data give the same leaderboard and model.")
+@click.option("--like", "like_run", metavar="RUN_ID", default=None, help="Repeat a submit run's settings: its spec, --set overrides, seed and --reproducible.")
 @click.option("--no-wait", is_flag=True, help="Azure: return once the jobs are submitted.")
 @click.option("--dry-run", is_flag=True, help="Azure: contact nothing; print the REST bodies and assets a submit would send.")
 @click.option("--workspace", "workspace_config", type=click.Path(path_type=Path), default=None, help="Azure ML config.json (else AZURE_SUBSCRIPTION_ID, AZURE_RESOURCE_GROUP, AZUREML_WORKSPACE_NAME).")
@@ -210,16 +196,21 @@ def _build_for_submit(spec_path: Path, overrides: list[str], out_dir: Path):
 @out_option
 @json_option
 @stops_cleanly
-def submit(source: Path, target: str, only: str | None, overrides: tuple[str, ...], resume: bool, data_map: Path | None, env_mode: str, no_wait: bool, dry_run: bool, workspace_config: Path | None, out_dir: Path, as_json: bool, register_as: str | None = None) -> None:
+def submit(source: Path | None, target: str, only: str | None, overrides: tuple[str, ...], resume: bool, data_map: Path | None, env_mode: str,
+           reproducible: bool, like_run: str | None, no_wait: bool, dry_run: bool, workspace_config: Path | None, out_dir: Path, as_json: bool,
+           register_as: str | None = None) -> None:
     """Run a spec (built first), a job folder built before (generated/<name>/, no spec needed), or an Azure ML sweep
     or command job YAML written by hand (on the local engine): locally by default, or on Azure ML."""
+    from capc.build import build_for_submit
     from capc.jobfolder import is_job_folder, read_job_folder
     from capc.jobfolder.kinds import is_azure_file
+    from capc.state.run_record import submit_settings
 
+    source, overrides, reproducible, seed = submit_settings(like_run, source, overrides, reproducible)  # --like RUN_ID
     backend = backend_for(target, workspace_config)
     if is_azure_file(source):
-        if only or no_wait or dry_run:
-            raise CapcError("--only, --no-wait and --dry-run apply to a spec or a job folder, not to a job YAML.", f"capc submit {source}")
+        if only or no_wait or dry_run or reproducible:
+            raise CapcError("--only, --no-wait, --dry-run and --reproducible apply to a spec or a job folder, not to a job YAML.", f"capc submit {source}")
         backend.submit_job_yaml(source, list(overrides), resume=resume, as_json=as_json, data_map=data_map, env_mode=env_mode, register=register_as)
         return
     if data_map or env_mode != "job" or register_as:
@@ -232,9 +223,11 @@ def submit(source: Path, target: str, only: str | None, overrides: tuple[str, ..
             )
         job_dir = source
     else:
-        _, job_dir = _build_for_submit(source, list(overrides), out_dir)
+        spec, job_dir = build_for_submit(source, list(overrides), out_dir)
+        click.echo("".join(f"warning: {w}\n" for w in spec.warnings), err=True, nl=False)
     backend.submit(
         read_job_folder(job_dir, only), source, list(overrides), only=only, resume=resume, as_json=as_json, no_wait=no_wait, dry_run=dry_run,
+        reproducible=reproducible, seed=seed,
     )
 
 
@@ -255,6 +248,7 @@ def runs(name: str | None, as_json: bool) -> None:
         click.echo("no runs yet: `capc submit SPEC` starts one.")
         return
     views.console().print(views.runs_table(rows, f"runs{' of ' + name if name else ''}"))
+    click.echo("\n".join(views.record_lines(rows)))
 
 
 @cli.command()

@@ -235,7 +235,7 @@ def print_model(model, as_json: bool = False) -> None:
 
         print_json({**model.to_dict(), "feature_importance": importance_json(model)})
         return
-    print_fields(model.to_dict(), 12, hidden=("selection",))
+    print_fields(model_fields(model), 12, hidden=("selection",))
     record = model.selection or {}
     if record.get("budget") or record.get("load_budget"):
         budgets = [b for b in (record.get("budget"), record.get("load_budget")) if b and b != "no serving budget"]
@@ -260,6 +260,34 @@ def _duration(seconds) -> str:
 def _status(status: str) -> str:
     colour = {"completed": "green", "failed": "red", "early_terminated": "yellow", "interrupted": "yellow", "running": "cyan"}.get(status, "white")
     return f"[{colour}]{status}[/]"
+
+
+def record_lines(rows) -> list[str]:
+    """Under `capc runs`: each submit run's seed, data fingerprint and hashes (capc.state.run_record)."""
+    from capc.state.fingerprint import DataFingerprint
+
+    lines = []
+    for run in rows:
+        record = run.record
+        if run.kind != "submit" or not record:
+            continue
+        data = DataFingerprint.from_dict(record.get("data"))
+        seed = f"seed {record['seed']}" + (" (drawn)" if record.get("seed_drawn") else "") + (", reproducible" if record.get("reproducible") else "")
+        lines.append(f"{run.name} {run.run_id[:8]}: {seed}; data {data.summary() if data else 'not recorded'}; "
+                     f"spec {str(record.get('spec_sha256') or '-')[:12]}, job folder {str(record.get('manifest_sha256') or '-')[:12]}")
+    return lines
+
+
+def model_fields(model) -> dict:
+    """`capc models show`: the registration, its data as a fingerprint summary plus the schema."""
+    from capc.state.fingerprint import DataFingerprint
+
+    fields = model.to_dict()
+    data = DataFingerprint.from_dict(fields.pop("data", None))
+    fields["data"] = data.summary() if data else "not recorded"
+    if data:
+        fields["schema"] = ", ".join(f"{name}:{kind}" for name, kind in data.schema.items())
+    return fields
 
 
 def print_automl_job(result) -> None:

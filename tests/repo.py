@@ -55,6 +55,8 @@ def digits_spec(
         f"automl: {automl}\n"
         f"sweep:\n  model: {sweep_model}\n  sampling: grid\n"
         "  search_space: {C: 'choice(0.5, 2.0)', max_iter: 'choice(50)'}\n"
-        "  limits: {max_total_trials: 2, max_concurrent_trials: 2}\n" + extra
+        "  limits: {max_total_trials: 2, max_concurrent_trials: 2}\n"
+        # A spec without a seed draws one per run; 42 is the seed these tests were written against.
+        + ("" if "seed:" in extra else "seed: 42\n") + extra
     )
     return spec

@@ -190,9 +190,24 @@ def environment_asset(job_dir: Path, spec_name: str) -> EnvironmentAsset | None:
     files = environment_files(job_dir)
     if files is None:
         return None
-    parts: dict[str, Path | bytes] = dict(files.files)
     name = files.name or f"{spec_name}-env"
-    return EnvironmentAsset(name, content_version(parts), files.path, files.image, files.conda_path)
+    return EnvironmentAsset(name, _environment_version(files), files.path, files.image, files.conda_path)
+
+
+def _environment_version(files) -> str:
+    """The version environment.yml names (capc's build: a hash of conda.yml and the image, which the jobs name
+    too), checked against the files as they are now; a hand-written one without a version: a hash of its files."""
+    from capc.render.environment_version import environment_version
+
+    if files.version is None:
+        return content_version(dict(files.files))
+    if files.conda_path is not None and files.version != environment_version(files.conda_path.read_bytes(), files.image):
+        raise CapcError(
+            f"{files.path} names version {files.version}, but conda.yml or the image changed after the build: Azure would reuse "
+            "the old environment under that version.",
+            "run `capc build` again, which gives the environment and the jobs a new version",
+        )
+    return files.version
 
 
 # ---------------------------------------------------------------- data

@@ -129,3 +129,15 @@ def image_root_from_mltable(data_dir: Path) -> Path:
     if len(roots) != 1:
         raise CapcError(f"{listing} lists images from {len(roots)} folders; the local engine trains on one image folder.", "rebuild with `capc build`")
     return roots.pop()
+
+
+def training_data(job_dir: Path) -> tuple[Path, str] | None:
+    """(the file or image folder the job folder's data/MLTable resolves to, its format); None for data on Azure
+    only, or a folder without data on this machine (what a submit fingerprints)."""
+    data_dir = Path(job_dir) / "data"
+    if (data_dir / "images.jsonl").is_file():
+        return image_root_from_mltable(data_dir), "image_folder"
+    if not (data_dir / MLTABLE).is_file():
+        return None
+    path, fmt, _ = mltable_source(data_dir)
+    return None if is_remote(str(path)) or not path.exists() else (path, fmt)

@@ -81,6 +81,7 @@ class JobFolder:
     deployment: dict  # capc.json's deployment: model (which winner: best | automl | sweep), the serving budget
     jobs: tuple[JobFile, ...]  # the jobs a submit runs (after --only and the enabled flags)
     cluster: ComputeCluster | None
+    seed: int | None = None  # capc.json's seed (the spec's); None: each local run draws one
 
     @property
     def deployment_model(self) -> str:
@@ -163,6 +164,7 @@ def read_job_folder(job_dir: Path, only: str | None = None) -> JobFolder:
         path=job_dir, name=name, spec_sha256=str(manifest.get("spec_sha256", "")), description=str(run.get("description", "")),
         task=task, metric=metric, goal=goal, automl_enabled=automl_enabled, sweep_enabled=sweep_enabled, deployment=deployment,
         jobs=tuple(jobs), cluster=_cluster(job_dir / COMPUTE_FILE),
+        seed=run["seed"] if isinstance(run.get("seed"), int) else None,
     )
 
 

@@ -78,6 +78,7 @@ class EnvironmentFiles:
     name: str | None
     image: str
     conda_path: Path | None
+    version: str | None = None  # capc's build: a hash of conda.yml and the image (render/environment_version.py)
 
     @property
     def files(self) -> dict[str, Path]:
@@ -95,7 +96,8 @@ def environment_files(job_dir: Path) -> EnvironmentFiles | None:
     conda_path = (path.parent / conda).resolve() if isinstance(conda, str) else None
     if conda_path is not None and not conda_path.is_file():
         raise CapcError(f"{path} names conda file {conda}, which is not there.", "run `capc build` again")
-    return EnvironmentFiles(path, str(data["name"]) if data.get("name") else None, str(data.get("image") or ""), conda_path)
+    version = str(data["version"]) if data.get("version") is not None else None
+    return EnvironmentFiles(path, str(data["name"]) if data.get("name") else None, str(data.get("image") or ""), conda_path, version)
 
 
 def read_trial_conda(job_dir: Path) -> dict | None:

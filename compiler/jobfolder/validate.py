@@ -206,6 +206,8 @@ SPEC_TO_JOB_PATH = {("sweep", "search_space"): ("search_space",), ("sweep", "ear
 def service_rule_problems(job: JobYaml) -> list[SpecProblem]:
     """What Azure refuses only at submit time: capc's service-rule table (capc.spec.service_rules) on the job's
     sweep, then the early-termination settings as the local engine reads them."""
+    if job.type == "pipeline":
+        return _pipeline_rule_problems(job)
     if job.kind is not FileKind.SWEEP_JOB:
         return []
     from capc.policies import policy_from_mapping
@@ -234,3 +236,16 @@ def service_rule_problems(job: JobYaml) -> list[SpecProblem]:
     except CapcError as exc:
         problems.append(_at(job, ("early_termination",), "early_termination", exc.message, exc.hint))
     return problems
+
+
+PIPELINE_RULES = ("pipeline_sweep_takes_no_seed",)  # rules that read a pipeline job mapping as it is
+
+
+def _pipeline_rule_problems(job: JobYaml) -> list[SpecProblem]:
+    from capc.spec.service_rules import SERVICE_RULES
+
+    return [
+        _at(job, finding.path, ".".join(map(str, finding.path)), finding.message, finding.hint)
+        for rule in SERVICE_RULES if rule.name in PIPELINE_RULES
+        for finding in rule.check(job.data)
+    ]

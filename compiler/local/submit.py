@@ -25,11 +25,14 @@ from capc.state.tracking import COMPLETED, FAILED, INTERRUPTED
 from capc.local.automl_run import automl_job_run
 from capc.local.cores import CoreBudget
 from capc.jobfolder.data import check_target, mltable_source, read_frame
+from capc.local import reproducible
 from capc.local.outcome import Outcome
+from capc.local.reproducible import RunSeed, SubmitRecord
 from capc.local.winner import select
 from capc.load_budget import load_budget_of
 from capc.selection import IMAGE_TASK, Selection, budget_of
 from capc.serving_cost import may_serve
+from capc.state.run_record import NOTES_TAG
 from capc.spec.conditional import COMBINATION_PARAMETER
 
 
@@ -63,22 +66,24 @@ class SubmitResult:
         }
 
 
-def submit_local(folder: JobFolder, resume: bool = False, progress=None) -> SubmitResult:
+def submit_local(folder: JobFolder, resume: bool = False, progress=None, record: SubmitRecord | None = None) -> SubmitResult:
     """Run the jobs of a job folder (read with --only applied); returns what ran and what was registered. CapcError
-    at once when another local run of the same spec version holds its lock."""
+    at once when another local run of the same spec version holds its lock. `record`: the run's seed and mode, its
+    data and what its run records (capc.local.reproducible.prepare_submit)."""
     with locks.spec_lock(folder.name, folder.spec_sha256):
-        return _submit_locked(folder, resume, progress)
+        return _submit_locked(folder, resume, progress, record)
 
 
-def _submit_locked(folder: JobFolder, resume: bool, progress) -> SubmitResult:
+def _submit_locked(folder: JobFolder, resume: bool, progress, record: SubmitRecord | None) -> SubmitResult:
     home = registry.capc_home()
     mlflow_client = tracking.client()
     exp_id = tracking.experiment_id(mlflow_client, folder.name)
     tracking.close_abandoned_runs(mlflow_client, exp_id, folder.spec_sha256)  # an earlier submit killed before it ended them
-    goal = folder.goal
+    goal, run = folder.goal, record.run if record else None
     submit_run = tracking.start_run(
         mlflow_client, exp_id, f"submit-{time.strftime('%Y%m%d-%H%M%S')}", "submit",
-        tags={"capc.spec_sha256": folder.spec_sha256, "capc.job_dir": str(folder.path), "capc.metric": folder.metric, "capc.goal": goal},
+        tags={"capc.spec_sha256": folder.spec_sha256, "capc.job_dir": str(folder.path), "capc.metric": folder.metric, "capc.goal": goal,
+              **(record.tags if record else {})},
     )
     work_dir = home / "runs" / submit_run
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -88,12 +93,12 @@ def _submit_locked(folder: JobFolder, resume: bool, progress) -> SubmitResult:
     sweeps = None
     try:
         if sweep_on and (automl is None or _automl_takes_threads(automl)):  # image AutoML runs before the sweeps
-            sweeps = start_sweep_jobs(folder, folder.sweeps, mlflow_client, exp_id, submit_run, resume, progress, automl=automl is not None)
+            sweeps = start_sweep_jobs(folder, folder.sweeps, mlflow_client, exp_id, submit_run, resume, progress, automl=automl is not None, run=run)
         if automl is not None:
             cores = sweeps.cores if sweeps else CoreBudget(automl=True)
             try:
                 outcome = run_automl_job(folder, automl, mlflow_client, exp_id, submit_run, work_dir, progress,
-                                         threads=cores.split().automl_threads)
+                                         threads=cores.split().automl_threads, run=run)
             except BaseException:
                 if sweeps is not None:
                     sweeps.worker.stop()
@@ -103,7 +108,7 @@ def _submit_locked(folder: JobFolder, resume: bool, progress) -> SubmitResult:
             if outcome:
                 outcomes.append(outcome)
         if sweep_on and sweeps is None:
-            sweeps = start_sweep_jobs(folder, folder.sweeps, mlflow_client, exp_id, submit_run, resume, progress, automl=False)
+            sweeps = start_sweep_jobs(folder, folder.sweeps, mlflow_client, exp_id, submit_run, resume, progress, automl=False, run=run)
         if sweeps is not None:
             outcome, interrupted = finish_sweep_jobs(sweeps, folder, mlflow_client, progress)
             if outcome:
@@ -134,7 +139,7 @@ def _submit_locked(folder: JobFolder, resume: bool, progress) -> SubmitResult:
             tracking.finish_run(mlflow_client, submit_run, FAILED)
             raise
     winner = selection.winner if selection else _choose(outcomes, folder.deployment_model, goal)
-    model = _register(folder, winner, mlflow_client, submit_run, selection) if winner and not interrupted else None
+    model = _register(folder, winner, mlflow_client, submit_run, selection, record) if winner and not interrupted else None
     if winner:
         mlflow_client.log_metric(submit_run, folder.metric, winner.value)
     tracking.finish_run(mlflow_client, submit_run, INTERRUPTED if interrupted else COMPLETED)
@@ -146,8 +151,10 @@ def _measured(figure) -> str:
     return f"{figure.summary()} ({figure.how()})" if hasattr(figure, "how") else figure.summary()
 
 
-def _register(folder: JobFolder, winner: Outcome, mlflow_client, submit_run: str, selection: Selection | None = None):
-    """The winner in capc's model registry, named on the submit run, with how it was chosen (`capc models show`)."""
+def _register(folder: JobFolder, winner: Outcome, mlflow_client, submit_run: str, selection: Selection | None = None,
+              record: SubmitRecord | None = None):
+    """The winner in capc's model registry, named on the submit run, with how it was chosen (`capc models show`), the
+    data it was trained on and its run's seed."""
     model = registry.register(
         winner.model_dir,
         name=folder.name,
@@ -163,6 +170,8 @@ def _register(folder: JobFolder, winner: Outcome, mlflow_client, submit_run: str
         params=winner.params,
         description=folder.description,
         selection=selection.to_dict() if selection else {},
+        data=record.data.to_dict() if record and record.data else {},
+        seed=record.run.seed if record else None,
     )
     mlflow_client.set_tag(submit_run, "capc.registered_model", model.ref)
     return model
@@ -179,7 +188,7 @@ def _automl_takes_threads(automl: JobFile) -> bool:
 
 
 def run_automl_job(folder: JobFolder, job_file: JobFile, mlflow_client, exp_id, submit_run, work_dir, progress,
-                   threads: int | None = None, alternatives: bool = True) -> Outcome | None:
+                   threads: int | None = None, alternatives: bool = True, run: RunSeed | None = None) -> Outcome | None:
     """automl_job.yml on the local AutoML engine, as a child run of `submit_run`; its best model lies in work_dir
     (with a serving budget and `alternatives`, its other kept models too, for the selection to weigh).
     `threads`: each trial's thread count (default: AutoML alone on this process's cores)."""
@@ -195,6 +204,7 @@ def run_automl_job(folder: JobFolder, job_file: JobFile, mlflow_client, exp_id, 
     settings = AutoMLSettings.from_job_yaml(job)
     if threads is not None:
         settings = replace(settings, threads=threads)
+    settings = reproducible.automl_settings(settings, run)  # the run's seed; reproducible: one thread, no clock
     data_file, fmt, drop = mltable_source(training_table(job_file))
     frame = read_frame(data_file, fmt, drop)
     check_target(frame, settings.target_column, folder.task, data_file)
@@ -226,6 +236,7 @@ def _run_tabular_automl(folder: JobFolder, frame, settings, mlflow_client, exp_i
     params = {"estimator": best.estimator, **best.params}
     mlflow_client.log_metric(automl_run, folder.metric, best.value)
     mlflow_client.set_tag(automl_run, "capc.best_estimator", best.estimator)
+    mlflow_client.set_tag(automl_run, NOTES_TAG, "\n".join(result.notes)[:7500])
     if result.held_out is not None:  # what `capc report` judges the registered model by
         held_out.log(mlflow_client, automl_run, result.held_out)
     tracking.finish_run(mlflow_client, automl_run, COMPLETED)
@@ -298,7 +309,7 @@ class RunningSweeps:
 
 
 def start_sweep_jobs(folder: JobFolder, sweep_files: list[JobFile], mlflow_client, exp_id, submit_run, resume, progress, *,
-                     automl: bool = False) -> RunningSweeps:
+                     automl: bool = False, run: RunSeed | None = None) -> RunningSweeps:
     """Sweep jobs of the folder started in worker threads, each a child run of `submit_run`, under one core budget
     that AutoML, when `automl` runs beside them, shares."""
     from capc.local.sweep import SweepsInBackground
@@ -307,7 +318,7 @@ def start_sweep_jobs(folder: JobFolder, sweep_files: list[JobFile], mlflow_clien
     if not sweep_files:
         raise CapcError(f"{folder.path} holds no sweep job.", "run `capc build` again")
     job_dir = folder.path
-    jobs = {sweep.kind: sweep.data for sweep in sweep_files}
+    jobs = {sweep.kind: reproducible.sweep_job(sweep.data, run) for sweep in sweep_files}  # the run's seed (and mode)
     limit = sum(plan_sweep(job, job_dir).max_concurrent_trials for job in jobs.values())  # checks each job too
     cores = CoreBudget(automl=automl, sweep_limit=limit)
     # One study folder per spec version (and per family), so --resume finds the trials of an interrupted submit.

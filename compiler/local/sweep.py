@@ -278,7 +278,8 @@ class _SweepRunner:
         if run_id:
             env["MLFLOW_RUN_ID"] = run_id
             threads = str(self.cores.split().sweep_trial_threads or 1)
-            env.update({variable: threads for variable in THREAD_VARIABLES})
+            # A job that names its trials' threads (capc.local.reproducible pins them) keeps them.
+            env.update({variable: threads for variable in THREAD_VARIABLES if variable not in self.plan.environment_variables})
         env.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # no network here; its exit hook costs ~2 s a trial
         return env
 

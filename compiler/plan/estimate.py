@@ -90,6 +90,7 @@ class SpecPlan:
     last_local_run: object = None  # capc.state.history.LocalRun
     quota: list = field(default_factory=list)  # capc.plan.quota.FamilyQuota, with --target azure
     load: object = None  # capc.plan.load.LoadPlan: the load budget, the cores that measure it, the instance's estimate
+    data_change: str | None = None  # how the data differs from the latest registered model's (capc.local.run_data)
 
     @property
     def wall_minutes(self) -> float:
@@ -163,6 +164,7 @@ class SpecPlan:
             "last_local_run": self.last_local_run.to_dict() if self.last_local_run else None,
             "quota": [q.to_dict() for q in self.quota],
             "serving_load": self.load.to_dict() if self.load else None,
+            "data_change": self.data_change,
         }
 
 

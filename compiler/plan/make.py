@@ -31,7 +31,20 @@ def make_plans(paths: list[Path], overrides: list[str], prices_file: Path | None
     prices = load_prices(prices_file)
     from capc.plan.load import latest_registered
 
-    return [plan_spec(spec, prices, last_local_run(spec.sha256), latest_registered(spec.name)) for spec in specs], prices
+    plans = [plan_spec(spec, prices, last_local_run(spec.sha256), latest_registered(spec.name)) for spec in specs]
+    for spec, plan in zip(specs, plans):
+        plan.data_change = _data_change(spec)
+    return plans, prices
+
+
+def _data_change(spec) -> str | None:
+    """How the spec's data differs from the data of its latest registered model (None: the same, or none yet)."""
+    from capc.data_location import is_remote
+    from capc.state.fingerprint import change_from_registered, fingerprint_data
+
+    where = spec.data["dataset"]["path"]
+    path = None if is_remote(where) else spec.path.parent / where  # None: a registered Azure data asset, not on this machine
+    return change_from_registered(spec.name, lambda: fingerprint_data(path, spec.data["dataset"]["format"]) if path else None)
 
 
 def over_budget(plans: list[SpecPlan], max_cost: float | None) -> CapcError | None:

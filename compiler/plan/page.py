@@ -40,6 +40,8 @@ def render(plan: SpecPlan, prices: PriceList, list_trials: bool = False) -> Grou
     if plan.load:
         parts.append(Text("serving under load", style="bold"))
         parts += [Text(f"  {line}") for line in plan.load.lines()]
+    if plan.data_change:
+        parts.append(Text(f"data changed: {plan.data_change}", style="yellow"))
     if plan.quota:
         parts.append(_quota_table(plan))
     return Group(*parts, Text(""))

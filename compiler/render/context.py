@@ -71,6 +71,7 @@ def build_context(spec, out_dir: Path) -> dict:
         "model_name": spec.name,
         "cluster": dict(data["compute"]),
         "run": _run_settings(spec, automl, sweep),
+        "seed": spec.data.get("seed"),
     }
 
 
@@ -83,6 +84,8 @@ def _run_settings(spec, automl: dict, sweep: dict | None) -> dict:
         "metric": spec.metric,
         "goal": azure_names.AUTOML_METRICS[spec.task][spec.metric],
         "automl": {"enabled": automl["enabled"]},
+        # The spec's seed (null: each local run draws one and records it), for AutoML, which Azure cannot seed.
+        "seed": spec.data.get("seed"),
         "sweep": {"enabled": bool(sweep and sweep["enabled"])},
         # deployment.model, the serving and load budgets the local selection applies (capc.selection.budget_of,
         # capc.load_budget) and the instance its estimate is for.

@@ -21,6 +21,7 @@ import jinja2
 
 from capc.errors import CapcError
 from capc.render.context import build_context
+from capc.render.environment_version import versioned
 from capc.spec.conditional import COMBINATIONS_FILE
 
 # artifact path -> template. The image task swaps in its own AutoML job shape and a JSONL-backed MLTable; the
@@ -56,6 +57,9 @@ def render_artifacts(spec, out_dir: Path) -> dict[str, bytes]:
     """Every artifact of `spec`, as it will lie under out_dir/<name>/ (manifest.json excepted)."""
     context = build_context(spec, out_dir)
     env = environment()
+    # conda.yml first: the environment's version is a hash of it and the image, and every job names that version.
+    conda_yml = _render(env, "conda.yml.j2", context, spec.name).encode("utf-8")
+    context["environment"] = versioned(context["environment"], conda_yml)
     # artifact path -> (template, what the template sees beyond the shared context)
     names: dict[str, tuple[str, dict]] = {path: (template, {}) for path, template in TEMPLATES.items()}
     sweep = context["sweep"]
@@ -87,11 +91,7 @@ def render_artifacts(spec, out_dir: Path) -> dict[str, bytes]:
             names["select/deploy_winner.py"] = ("deploy_winner.py.j2", {})
     files = {}
     for path, (template, extra) in sorted(names.items()):
-        try:
-            text = env.get_template(template).render({**context, **extra})
-        except jinja2.TemplateError as exc:  # a template bug, not a spec problem: say which template
-            raise CapcError(f"rendering {template} for {spec.name} failed: {exc}") from exc
-        files[path] = text.encode("utf-8")
+        files[path] = _render(env, template, {**context, **extra}, spec.name).encode("utf-8")
     for path, source in copied.items():
         files[path] = _read_user_script(source)
     if sweep and sweep["combinations"]:
@@ -102,6 +102,13 @@ def render_artifacts(spec, out_dir: Path) -> dict[str, bytes]:
     package = Path(__file__).resolve().parents[1]
     files.update({path: (package / module).read_bytes() for path, module in modules.items()})
     return dict(sorted(files.items()))
+
+
+def _render(env: jinja2.Environment, template: str, context: dict, name: str) -> str:
+    try:
+        return env.get_template(template).render(context)
+    except jinja2.TemplateError as exc:  # a template bug, not a spec problem: say which template
+        raise CapcError(f"rendering {template} for {name} failed: {exc}") from exc
 
 
 def _read_user_script(path: Path) -> bytes:

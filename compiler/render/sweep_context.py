@@ -38,14 +38,18 @@ def sweep_context(spec, dataset: dict) -> dict | None:
     input_type = "uri_folder" if dataset["format"] == "image_folder" else "uri_file"
     limits = sweep["limits"]
     policy = sweep.get("early_termination")
+    seed = spec.data.get("seed")
     shared = {
         "input_type": input_type,
-        "sampling_algorithm": sweep["sampling"],
+        "sampling_algorithm": seeded_sampling(sweep["sampling"], seed),
         "early_termination": dict(policy) if policy else None,
     }
 
     def job(node: str, trials: str, script: str, space: dict, total: int, concurrent: int, tags: dict, family: str | None) -> dict:
-        return _sweep_job(spec, dataset, shared, node, trials, script, space, (total, concurrent), tags, family)
+        # capc's own trial scripts take --seed; a user's script is not asked to (locally it finds CAPC_SEED).
+        seeded = seed is not None and (family is not None or all(b.family for b in branches))
+        return _sweep_job(spec, dataset, shared, node, trials, script, space, (total, concurrent), tags, family,
+                          [f"--seed {seed}"] if seeded else [])
 
     total, concurrent = limits["max_total_trials"], limits["max_concurrent_trials"]
     if not conditional.is_conditional(sweep):
@@ -88,16 +92,26 @@ def sweep_context(spec, dataset: dict) -> dict | None:
     }
 
 
+def seeded_sampling(sampling: str, seed: int | None):
+    """sweep_job.yml's sampling_algorithm: Azure's random sampling takes a seed (RandomSamplingAlgorithm(seed=));
+    grid has nothing to seed and bayesian no seed to set."""
+    return {"type": sampling, "seed": seed} if seed is not None and sampling == "random" else sampling
+
+
 def _sweep_job(spec, dataset: dict, shared: dict, node: str, trials: str, script: str, space: dict,
-               trial_counts: tuple[int, int], tags: dict, family: str | None) -> dict:
-    """One sweep job's context: `trial_counts` is (max_total_trials, max_concurrent_trials)."""
+               trial_counts: tuple[int, int], tags: dict, family: str | None, seed_words: list[str]) -> dict:
+    """One sweep job's context: `trial_counts` is (max_total_trials, max_concurrent_trials); `seed_words` the
+    trial's `--seed N`, if it takes one."""
     limits = spec.data["sweep"]["limits"]
+    search_space = {p: dict(d) for p, d in space.items()}
     return {
         **shared,
         "node": node,  # its step in pipeline_job.yml
         "trials": trials,
-        "command": trial_command(spec.metric, space, "search_space", target=dataset["target"], script=script),
-        "search_space": {p: dict(d) for p, d in space.items()},
+        "command": trial_command(spec.metric, space, "search_space", target=dataset["target"], script=script, extra=seed_words),
+        "search_space": search_space,
+        # The same sweep as a pipeline node: Azure refuses a seeded sampler there (capc.spec.service_rules).
+        "pipeline_fields": {**shared, "sampling_algorithm": spec.data["sweep"]["sampling"], "search_space": search_space},
         "limits": {
             "max_total_trials": trial_counts[0],
             "max_concurrent_trials": trial_counts[1],
@@ -106,7 +120,7 @@ def _sweep_job(spec, dataset: dict, shared: dict, node: str, trials: str, script
             "trial_timeout": limits["trial_timeout_minutes"] * 60,
         },
         "tags": tags,
-        "component": _trial_component(spec, dataset, node, script, space, family),
+        "component": _trial_component(spec, dataset, node, script, space, family, seed_words),
     }
 
 
@@ -153,7 +167,7 @@ def domain_of(h) -> dict:
 COMPONENT_TYPES = {"int": "integer", "float": "number", "str": "string"}
 
 
-def _trial_component(spec, dataset: dict, node: str, script: str, space: dict, family: str | None) -> dict:
+def _trial_component(spec, dataset: dict, node: str, script: str, space: dict, family: str | None, seed_words: list[str]) -> dict:
     """The command component a pipeline's sweep node runs: the trial with its parameters as typed inputs."""
     hyperparameters = {h.name: h for h in FAMILIES[family].hyperparameters} if family else {}
     inputs = {}
@@ -171,7 +185,7 @@ def _trial_component(spec, dataset: dict, node: str, script: str, space: dict, f
         "name": f"{stem}_trial" if node == "sweep" else f"{stem}_{node.removeprefix('sweep_')}_trial",
         "inputs": inputs,
         "command": trial_command(
-            spec.metric, space, "inputs", target=dataset["target"], script=script, extra=["--output_dir ${{outputs.model_output}}"]
+            spec.metric, space, "inputs", target=dataset["target"], script=script, extra=[*seed_words, "--output_dir ${{outputs.model_output}}"]
         ),
     }
 

@@ -138,6 +138,21 @@ def _facts(data: ReportData, winner_row: BoardRow | None, source_name: dict) -> 
         facts.append(_fact("build", f"{model.job_dir} (no manifest.json)"))
     if data.submit_name:
         facts.append(_fact("submit run", data.submit_name))
+    facts += _data_facts(model)
+    return facts
+
+
+def _data_facts(model) -> list[dict]:
+    """What the model was trained on (capc.state.fingerprint) and the seed of its run."""
+    from capc.state.fingerprint import DataFingerprint
+
+    data = DataFingerprint.from_dict(getattr(model, "data", None))
+    facts = [_fact("training data", data.summary() if data else "not recorded (registered before capc kept data fingerprints)")]
+    if data:
+        facts.append(_fact("data sha256", data.sha256, mono=True))
+        facts.append(_fact("data schema", ", ".join(f"{name}: {kind}" for name, kind in data.schema.items())))
+    if getattr(model, "seed", None) is not None:
+        facts.append(_fact("seed", str(model.seed)))
     return facts
 
 

@@ -210,6 +210,55 @@ def _endpoint_size_is_offered(data: dict) -> Iterator[Finding]:
         )
 
 
+# What Azure ML answers a pipeline whose sweep node has a seeded sampling algorithm (azure-sdk-for-python#33703,
+# open since 2024-01: `command.sweep(sampling_algorithm=RandomSamplingAlgorithm(seed=0, rule="random"))`).
+SEEDED_PIPELINE_SWEEP_MESSAGE = "Error occurred when loading YAML file rootNode, details: Algorithm  is not supported by Sweep Component."
+SEEDED_PIPELINE_SWEEP_ISSUE = "https://github.com/Azure/azure-sdk-for-python/issues/33703"
+RANDOM_SAMPLING_DOC = "https://learn.microsoft.com/azure/machine-learning/how-to-tune-hyperparameters#random-sampling"
+
+
+def _pipeline_sweep_takes_no_seed(data: dict) -> Iterator[Finding]:
+    """A pipeline job mapping (`jobs:`): a sweep node whose sampling_algorithm carries a seed."""
+    jobs = data.get("jobs") if data.get("type") == "pipeline" else None
+    for node, job in (jobs or {}).items():
+        sampling = job.get("sampling_algorithm") if isinstance(job, dict) and job.get("type") == "sweep" else None
+        if isinstance(sampling, dict) and sampling.get("seed") is not None:
+            yield Finding(
+                ("jobs", node, "sampling_algorithm"),
+                f"Azure ML refuses a seeded sampling algorithm in a pipeline's sweep node: {SEEDED_PIPELINE_SWEEP_MESSAGE!r}",
+                "write `sampling_algorithm: random` (no seed) in the pipeline, and seed the sweep submitted as its own "
+                f"sweep job, which takes it ({SEEDED_PIPELINE_SWEEP_ISSUE})",
+            )
+
+
+def _pipeline_sweep_runs_unseeded(data: dict) -> Iterator[Finding]:
+    """A spec: its seed reaches the sweep job, but capc compiles the pipeline's sweep nodes without it (the rule above)."""
+    sweep, automl = data.get("sweep"), data.get("automl") or {}
+    pipeline = bool(sweep and sweep.get("enabled", True) and automl.get("enabled", True))
+    if data.get("seed") is not None and pipeline and sweep.get("sampling") == "random":
+        yield Finding(
+            ("seed",),
+            "the retraining pipeline's sweep samples unseeded: Azure ML refuses a seeded sampling algorithm in a "
+            f"pipeline's sweep node ({SEEDED_PIPELINE_SWEEP_MESSAGE!r}); sweep_job.yml and the trial scripts keep the seed",
+            f"for a repeatable search on Azure submit the sweep job itself (`capc submit --target azure`); see {SEEDED_PIPELINE_SWEEP_ISSUE}",
+        )
+
+
+def is_floating_image(image: str) -> bool:
+    """An image named by `:latest` or by no tag or digest at all: its content changes under the same name."""
+    last = image.rsplit("/", 1)[-1]
+    return "@" not in last and (":" not in last or image.endswith(":latest"))
+
+
+def _image_is_pinned(data: dict) -> Iterator[Finding]:
+    """An image by `:latest` (or no tag): Azure builds it once per environment version, so the version capc derives
+    from the image's name stops saying what runs."""
+    image = (data.get("environment") or {}).get("image")
+    if isinstance(image, str) and is_floating_image(image):
+        yield Finding(("environment", "image"), f"`{image}` names no fixed image: the environment's version cannot tell its builds apart",
+                      "pin a dated tag (e.g. mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04:20241202.v1) or a digest (@sha256:...)")
+
+
 SERVICE_RULES: tuple[ServiceRule, ...] = (
     # "Grid sampling can only be used with choice hyperparameters"; "Bayesian sampling supports choice, uniform,
     # and quniform distributions" (https://learn.microsoft.com/azure/machine-learning/how-to-tune-hyperparameters).
@@ -245,6 +294,17 @@ SERVICE_RULES: tuple[ServiceRule, ...] = (
     ServiceRule("endpoint_size_is_offered", ERROR,
                 "https://learn.microsoft.com/azure/machine-learning/reference-managed-online-endpoints-vm-sku-list",
                 _endpoint_size_is_offered),
+    # A seeded RandomSamplingAlgorithm in a pipeline's sweep node is refused when the pipeline is submitted
+    # (azure-sdk-for-python#33703; the sampling options: https://learn.microsoft.com/azure/machine-learning/how-to-tune-hyperparameters#random-sampling).
+    # Job YAMLs (`capc validate pipeline.yml`) get the error; a spec the warning, since capc compiles around it.
+    ServiceRule("pipeline_sweep_takes_no_seed", ERROR, RANDOM_SAMPLING_DOC, _pipeline_sweep_takes_no_seed),
+    ServiceRule("pipeline_sweep_runs_unseeded", WARNING, RANDOM_SAMPLING_DOC, _pipeline_sweep_runs_unseeded),
+    # "Azure Machine Learning builds a Docker image ... the environment's version": a registered environment version
+    # is built once; an image tag that moves (`:latest`) changes what a rebuild would hold, not the version
+    # (https://learn.microsoft.com/azure/machine-learning/concept-environments#environment-building-caching-and-reuse).
+    ServiceRule("image_is_pinned", WARNING,
+                "https://learn.microsoft.com/azure/machine-learning/concept-environments#environment-building-caching-and-reuse",
+                _image_is_pinned),
 )
 
 

@@ -37,6 +37,8 @@ class ModelVersion:
     params: dict = field(default_factory=dict)
     description: str = ""
     selection: dict = field(default_factory=dict)  # how it was chosen: budgets, its figures, each better candidate passed over
+    data: dict = field(default_factory=dict)  # what it was trained on (capc.state.fingerprint)
+    seed: int | None = None  # the seed of the run that trained it
 
     @property
     def model_dir(self) -> Path:

@@ -166,12 +166,15 @@ class RunRow:
     params: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
     experiment: str = ""
+    record: dict = field(default_factory=dict)  # a submit run's record (capc.state.run_record): hashes, data, seed, versions
 
     def to_dict(self) -> dict:
         return self.__dict__.copy()
 
 
 def list_runs(experiment: str | None = None) -> list[RunRow]:
+    from capc.state.run_record import record_of
+
     c = client()
     experiments = [c.get_experiment_by_name(experiment)] if experiment else c.search_experiments()
     experiments = [e for e in experiments if e is not None]
@@ -195,6 +198,7 @@ def list_runs(experiment: str | None = None) -> list[RunRow]:
                 params=dict(run.data.params),
                 metrics=dict(run.data.metrics),
                 experiment=names[run.info.experiment_id],
+                record=record_of(tags),
             )
         )
     return rows

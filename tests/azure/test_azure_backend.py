@@ -19,6 +19,7 @@ import yaml
 from rich.console import Console
 
 from capc.azure import backend
+from capc.spec import schema_default
 from capc.azure.workspace import WorkspaceRef
 from capc.errors import CapcError
 from capc.jobfolder import read_job_folder
@@ -93,7 +94,8 @@ def test_submit_creates_assets_submits_follows_and_registers(run, fake_azure, jo
     # the environment from environment.yml + conda.yml, versioned by content hash
     env_put = _only_put(fake, r"/environments/bankmarketing-env/versions/[0-9a-f]{16}$")
     env = env_put.json["properties"]
-    assert env["image"] == "mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04:latest"
+    assert env["image"] == schema_default("environment.image")  # pinned to a dated tag, never :latest
+    assert env_put.path.endswith(yaml.safe_load((job_dirs("bankmarketing") / "environment.yml").read_text())["version"])
     assert "mlflow" in env["condaFile"] and "lightgbm" in env["condaFile"]
     env_id = env_put.path
 

@@ -7,9 +7,9 @@ from types import SimpleNamespace
 from capc.local.automl.search import STARTING_POINTS, ZERO_SHOT_ROW_FITS_PER_MINUTE, _starting_points
 
 
-def start(rows, folds, minutes=2):
+def start(rows, folds, minutes=2, reproducible=False):
     notes = []
-    return _starting_points(SimpleNamespace(timeout_minutes=minutes), rows, folds, notes), notes
+    return _starting_points(SimpleNamespace(timeout_minutes=minutes, reproducible=reproducible), rows, folds, notes), notes
 
 
 def test_the_reference_data_starts_from_the_zero_shot_configurations():
@@ -29,3 +29,9 @@ def test_the_limit_grows_with_the_timeout():
     assert start(rows, 5, minutes=2)[0] == STARTING_POINTS
     assert start(rows + 1, 5, minutes=2)[0] is None
     assert start(rows + 1, 5, minutes=60)[0] == STARTING_POINTS
+
+
+def test_a_reproducible_search_starts_cold_whatever_the_data():
+    points, notes = start(21_000, 5, reproducible=True)
+    assert points is None
+    assert notes and notes[0].startswith("reproducible: the search starts cold")

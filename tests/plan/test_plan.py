@@ -264,7 +264,7 @@ def test_json_shape(workdir):
     assert set(data["prices"]) == {"currency", "region", "as_of", "source"}
     found = data["specs"][0]
     assert set(found) == {"name", "spec", "spec_sha256", "trials", "jobs", "wall_minutes", "node_hours", "cost", "warnings",
-                          "last_local_run", "quota", "serving_load"}
+                          "last_local_run", "quota", "serving_load", "data_change"}
     assert set(found["trials"]["sweep"]) == {"sampling", "conditional", "count", "max_total_trials", "grid_size", "families", "jobs"}
     assert set(found["trials"]["automl"]) == {"max_trials", "max_concurrent_trials", "timeout_minutes", "trial_timeout_minutes",
                                               "cross_validations", "fits_per_trial"}
@@ -349,3 +349,24 @@ def test_plan_imports_no_azure_or_mlflow_module():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_plan_says_how_the_data_differs_from_the_latest_registered_models(workdir):
+    from capc.state import registry
+    from capc.state.fingerprint import fingerprint_data
+
+    spec = write(workdir, ARITHMETIC)
+    assert plan_json(spec)["specs"][0]["data_change"] is None  # nothing registered yet
+    model = workdir / "model"
+    model.mkdir()
+    (model / "MLmodel").write_text("flavors: {}\n")
+    registered = fingerprint_data(workdir / "data" / "table.csv", "csv")
+    registry.register(model, name="plan-demo", task="classification", metric="accuracy", value=0.9, goal="maximize", source="automl",
+                      run_id="r", spec_sha256="s", job_dir=str(workdir), data=registered.to_dict(), seed=1)
+    assert plan_json(spec)["specs"][0]["data_change"] is None  # the same data
+    with open(workdir / "data" / "table.csv", "a", encoding="utf-8") as f:
+        f.write("4.5,yes\n")
+    change = plan_json(spec)["specs"][0]["data_change"]
+    assert change.startswith("the training data differs from the data of plan-demo:1 (table.csv, 3 rows x 2 columns")
+    assert change.endswith("rows added: 1 (3 -> 4); columns retyped: x (integer -> number)")
+    assert "data changed: the training data differs from the data of plan-demo:1" in plan(spec).output

@@ -164,7 +164,7 @@ def test_unknown_key_without_close_match_lists_the_keys(workdir: Path) -> None:
     path = write(workdir, BASE + "zzz: 1\n")
     assert only_problem(path) == (
         f"{path}:8:1: zzz: unknown key `zzz` (expected one of: `name`, `description`, `dataset`, `task`, `metric`, "
-        "`automl`, `sweep`, `compute`, `environment`, `deployment`, `schedule`)"
+        "`seed`, `automl`, `sweep`, `compute`, `environment`, `deployment`, `schedule`)"
     )
 
 

@@ -44,7 +44,8 @@ def run_automl(frame: pd.DataFrame, settings: AutoMLSettings, on_candidate: Call
     if search.listener.best_held_out is not None:
         index, labels, output = search.listener.best_held_out
         validated[index] = (labels, output)
-    deadline = started + settings.timeout_minutes * 60
+    # Reproducible mode: ensemble members are never left out for want of time (which would depend on timing).
+    deadline = float("inf") if settings.reproducible else started + settings.timeout_minutes * 60
     ensembles, learner_bests = build_ensembles(settings, search, data, deadline, notes)
     for index, member in learner_bests.items():  # each learner's best, alone: a cheaper model to serve
         models.setdefault(index, with_ensemble(single, dict(members=[member], weights=[1.0], stacker=None, kind="single")))

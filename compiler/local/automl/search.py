@@ -46,6 +46,10 @@ STARTING_POINTS = "data"
 # 0.923. At 260 k rows one zero-shot trial took 106 of the 120 s, leaving no search. So the warm start needs the
 # rows fitted per trial (rows x folds) to stay under this many per minute of the AutoML timeout.
 ZERO_SHOT_ROW_FITS_PER_MINUTE = 500_000
+# Reproducible mode (capc.local.reproducible): with no time budget FLAML counts trials where it would weigh
+# time (which learner next: its ECI), but it still grows a trial's sample by the time trials took; on all rows
+# the search depends on the seed and the data alone.
+REPRODUCIBLE_FIT = {"sample": False}
 
 
 @dataclass
@@ -77,6 +81,7 @@ def run_search(settings: AutoMLSettings, data: TrainingData, estimators: list[st
     listener = TrialListener(settings, scorer, folds, on_candidate)
     ensembles = settings.enable_vote_ensemble or settings.enable_stack_ensemble
     search_budget = settings.timeout_minutes * 60 * (SEARCH_SHARE_WITH_ENSEMBLES if ensembles else 1.0)
+    search_budget = -1 if settings.reproducible else search_budget  # FLAML's "no time budget": max_trials ends it
     custom_hp = _objective_choices(settings.primary_metric, estimators)
     log_file = ""
     if log_dir is not None:
@@ -86,7 +91,7 @@ def run_search(settings: AutoMLSettings, data: TrainingData, estimators: list[st
     automl.capc_listener = listener
     # The refit may take half of what the search leaves; the ensembles get the other half.
     refit_deadline = started + search_budget + (settings.timeout_minutes * 60 - search_budget) / 2
-    automl.capc_refit_bound = partial(_bounded_refit, deadline=refit_deadline, folds=folds)
+    automl.capc_refit_bound = None if settings.reproducible else partial(_bounded_refit, deadline=refit_deadline, folds=folds)
     try:
         with quiet_learners(settings.threads):
             automl.fit(
@@ -113,12 +118,14 @@ def run_search(settings: AutoMLSettings, data: TrainingData, estimators: list[st
                 auto_augment=False,
                 custom_hp=custom_hp,
                 **plan,
+                **(REPRODUCIBLE_FIT if settings.reproducible else {}),
             )
     finally:
         automl.capc_listener = None  # the fitted object is pickled into the model; it must not hold the run
         automl.capc_refit_bound = None
+    budget_text = f"no time budget, max_trials {settings.max_trials}" if settings.reproducible else f"search budget {search_budget:.0f}s"
     notes.append(f"search: {len(listener.records)} trials in {time.monotonic() - started:.0f}s "
-                 f"(search budget {search_budget:.0f}s, best model refitted on all rows)")
+                 f"({budget_text}, best model refitted on all rows)")
     if listener.stop_reason:
         notes.append(f"search stopped: {listener.stop_reason}")
     elif settings.enable_early_termination and time.monotonic() - started < 0.9 * search_budget:
@@ -489,6 +496,12 @@ def _validation_plan(settings: AutoMLSettings, rows: int, data: TrainingData | N
 def _starting_points(settings: AutoMLSettings, rows: int, folds: int, notes: list[str]) -> str | None:
     """FLAML's zero-shot start, or None (its cold start) when the timeout cannot train a zero-shot model on this
     much data (ZERO_SHOT_ROW_FITS_PER_MINUTE); the notes say which and why."""
+    if settings.reproducible:
+        # A zero-shot start is a big model whose cost no trial count bounds (a 1,312-leaf XGBoost took 10 minutes
+        # on the bank data's 5 folds on one thread); without the clock, start small and grow.
+        notes.append("reproducible: the search starts cold (small models, growing), not from FLAML's zero-shot "
+                     "configurations; raise automl.max_trials for bigger models")
+        return None
     row_fits = rows * max(folds, 1)
     if row_fits <= ZERO_SHOT_ROW_FITS_PER_MINUTE * settings.timeout_minutes:
         return STARTING_POINTS

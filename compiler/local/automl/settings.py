@@ -41,6 +41,8 @@ class AutoMLSettings:
     enable_stack_ensemble: bool = True
     featurization: str = "auto"
     seed: int = 0
+    # capc.local.reproducible: trials counted, not timed; learners in turn; no sampling or refit deadline.
+    reproducible: bool = False
     # Threads of each trial: this machine's, not Azure's (capc.local.cores; a submit running the sweep beside
     # AutoML passes its share).
     threads: int = field(default_factory=automl_alone_threads)

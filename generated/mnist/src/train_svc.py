@@ -34,7 +34,8 @@ VALIDATION_FRACTION = None
 HELD_OUT_ARTIFACT = 'held_out/predictions.json'  # the run's predictions on its validation rows, for `capc report`
 INTERVALS = 10  # metric reports of the step-wise families (capc.families; keras reports once per epoch)
 MAX_CATEGORIES = 50  # one-hot columns per categorical feature; rarer values share one column
-SEED = 42
+# The spec's seed: --seed from the sweep's command, else CAPC_SEED (the local engine sets it), else 42.
+SEED = int(os.environ.get("CAPC_SEED") or 42)
 MODEL_REQUIREMENTS = ['mlflow', 'scikit-learn', 'pandas', 'numpy', 'cloudpickle']  # pinned to the installed versions when the model is saved
 TASK_KIND = azure_metrics.task_kind(TASK)
 # Azure ML primary metrics -> goal (azure_metrics.py: capc's definitions, the ones its AutoML engine scores with)
@@ -74,6 +75,7 @@ def parse_args(argv=None):
     parser.add_argument("--target", required=True, help="label column")
     parser.add_argument("--metric", default=DEFAULT_METRIC, choices=sorted(METRICS), help="Azure ML primary metric to log")
     parser.add_argument("--output_dir", default="outputs", help="where the MLflow model is saved (outputs/model)")
+    parser.add_argument("--seed", type=int, default=SEED, help="seeds python, numpy, the learner, the splits and folds (and keras/torch)")
     parser.add_argument('--C', type=in_domain('C', float, {'low': 0.0, 'high': None, 'open_low': True, 'open_high': False, 'allowed': [], 'words': 'real > 0'}), default=1.0, help='penalty of misclassified training points')
     parser.add_argument('--gamma', type=in_domain('gamma', float, {'low': 0.0, 'high': None, 'open_low': False, 'open_high': False, 'allowed': [], 'words': 'real >= 0'}), default=0.0, help='kernel coefficient of rbf, poly and sigmoid (0: scale, 1 / (features x variance))')
     parser.add_argument('--kernel', type=in_domain('kernel', str, {'low': None, 'high': None, 'open_low': False, 'open_high': False, 'allowed': ['rbf', 'poly', 'sigmoid', 'linear'], 'words': 'one of "rbf", "poly", "sigmoid", "linear"'}), default='rbf', help='kernel function')
@@ -315,8 +317,21 @@ def log_params(mlflow, params):
         print(f"note: parameters not logged again ({type(exc).__name__})", file=sys.stderr)
 
 
+def seed_everything(seed):
+    """One seed for every source of randomness the trial has: python, numpy, the learner (SEED), splits and folds."""
+    global SEED
+    import random
+
+    import numpy as np
+
+    SEED = seed
+    random.seed(seed)
+    np.random.seed(seed)
+
+
 def main(argv=None):
     args = parse_args(argv)
+    seed_everything(args.seed)
     params = {name: getattr(args, name) for name in HYPERPARAMETERS}
     if args.metric not in azure_metrics.PRIMARY_METRICS[TASK_KIND]:
         raise SystemExit(f"error: metric {args.metric} does not fit task {TASK}")

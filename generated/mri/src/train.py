@@ -44,7 +44,8 @@ METRICS = tuple(azure_metrics.PRIMARY_METRICS["image_classification"])  # Azure 
 VALIDATION_FRACTION = 0.2
 IMAGE_SUFFIXES = ['.bmp', '.gif', '.jpeg', '.jpg', '.png', '.tif', '.tiff', '.webp']
 HELD_OUT_ARTIFACT = 'held_out/predictions.json'  # the run's predictions on its validation images, for `capc report`
-SEED = 42
+# The spec's seed: --seed from the sweep's command, else CAPC_SEED (the local engine sets it), else 42.
+SEED = int(os.environ.get("CAPC_SEED") or 42)
 ROTATION_DEGREES = 12.0  # augmentation: random rotation within +-12 degrees,
 ZOOM = 0.1  # zoom within +-10 %, and a horizontal flip half the time
 
@@ -92,6 +93,7 @@ def parse_args(argv=None):
     parser.add_argument("--target", default=None, help="ignored: the label of an image is its sub-folder's name")
     parser.add_argument("--metric", default="accuracy", choices=METRICS, help="Azure ML primary metric to log")
     parser.add_argument("--output_dir", default="outputs", help="where the MLflow model is saved (outputs/model)")
+    parser.add_argument("--seed", type=int, default=SEED, help="seeds python, numpy, the learner, the splits and folds (and keras/torch)")
     parser.add_argument('--filters', type=in_domain('filters', PARSERS['as_int'], {'low': 1, 'high': None, 'open_low': False, 'open_high': False, 'allowed': [], 'words': 'integer >= 1'}), default=32, help='filters of the first convolution (doubles per block)')
     parser.add_argument('--depth', type=in_domain('depth', PARSERS['as_int'], {'low': 1, 'high': None, 'open_low': False, 'open_high': False, 'allowed': [], 'words': 'integer >= 1'}), default=3, help='convolution blocks')
     parser.add_argument('--dropout', type=in_domain('dropout', PARSERS['float'], {'low': 0.0, 'high': 1.0, 'open_low': False, 'open_high': True, 'allowed': [], 'words': 'real in [0, 1)'}), default=0.3, help='dropout before the classifier')
@@ -354,10 +356,13 @@ def epoch_logger(mlflow, x_valid, y_valid, num_classes, batch_size):
     return EpochMetrics()
 
 
-def seed_everything():
+def seed_everything(seed):
+    """python, numpy, keras and torch from one seed (keras.utils.set_random_seed seeds all of them)."""
+    global SEED
     import keras
     import torch
 
+    SEED = seed
     keras.utils.set_random_seed(SEED)
     torch.use_deterministic_algorithms(True, warn_only=True)
 
@@ -447,7 +452,7 @@ def main(argv=None):
     args = parse_args(argv)
     params = {name: getattr(args, name) for name in HYPERPARAMETERS}
     started = time.time()
-    seed_everything()
+    seed_everything(args.seed)
     images, labels, classes = load_images(args.data, params["image_size"])
     if len(labels) < 4:
         raise SystemExit(f"error: {len(labels)} images are too few to train and validate")
