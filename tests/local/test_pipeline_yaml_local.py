@@ -127,7 +127,9 @@ def test_continue_on_step_failure_true_lets_independent_steps_finish(pipelines):
 
 @pytest.mark.usefixtures("capc_home")
 def test_continue_on_step_failure_false_stops_the_running_steps(pipelines):
-    result = _run(pipelines / "failing.yml", "settings.continue_on_step_failure=false")
+    # the independent step would outlive any start-up under load: only the failure can end it
+    longer = "jobs.independent.command=python wait.py --marks ${{inputs.marks}} --name independent --seconds 120 --out ${{outputs.out}}"
+    result = _run(pipelines / "failing.yml", "settings.continue_on_step_failure=false", longer)
     steps = _steps(result)
     assert steps["broken"].status == "failed" and steps["after_broken"].status == "skipped"
     assert steps["independent"].status == "interrupted" and "broken failed" in steps["independent"].detail
