@@ -135,6 +135,10 @@ def print_submit(result) -> None:
             out.print(f"serving ({selection.budget.describe()}): {selection.cost.summary()}")
         for note in selection.notes if selection else []:
             out.print(f"note: {note}", markup=False)
+    for search in result.searches:  # why each search ended, and the allowed algorithms it skipped
+        for line in search.lines():
+            out.print(line, markup=False, highlight=False, soft_wrap=True)
+    if result.model:
         out.print(f"next: capc leaderboard {result.name} | capc deploy {result.name}")
 
 

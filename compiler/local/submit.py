@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from capc.errors import CapcError
@@ -24,6 +24,7 @@ from capc.state.tracking import COMPLETED, FAILED, INTERRUPTED
 from capc.local.cores import CoreBudget
 from capc.local.data import check_target, mltable_source, read_frame
 from capc.local.outcome import Outcome
+from capc.local.search_end import SearchReport, sweep_end
 from capc.local.selection import Selection, budget_of, select
 from capc.spec.conditional import COMBINATION_PARAMETER
 
@@ -39,6 +40,7 @@ class SubmitResult:
     model: registry.ModelVersion | None
     interrupted: bool = False
     selection: Selection | None = None  # the winner's serving cost, and the better candidates the budget passed over
+    searches: list[SearchReport] = field(default_factory=list)  # each engine's: why it ended, what it skipped
 
     def to_dict(self) -> dict:
         return {
@@ -55,6 +57,7 @@ class SubmitResult:
             "winner_run_id": self.winner.run_id if self.winner else None,
             "selection": self.selection.to_dict() if self.selection else None,
             "model": self.model.to_dict() if self.model else None,
+            "searches": {report.engine: report.to_dict() for report in self.searches},
         }
 
 
@@ -151,7 +154,8 @@ def _submit_locked(folder: JobFolder, resume: bool, progress) -> SubmitResult:
     if winner:
         mlflow_client.log_metric(submit_run, folder.metric, winner.value)
     tracking.finish_run(mlflow_client, submit_run, INTERRUPTED if interrupted else COMPLETED)
-    return SubmitResult(folder.name, folder.metric, goal, submit_run, outcomes, winner, model, interrupted, selection)
+    searches = [o.search for o in outcomes if o.search] + (sweeps.reports if sweeps else [])
+    return SubmitResult(folder.name, folder.metric, goal, submit_run, outcomes, winner, model, interrupted, selection, searches)
 
 
 def _choose(outcomes: list[Outcome], which: str, goal: str) -> Outcome | None:
@@ -215,13 +219,16 @@ def run_automl_job(folder: JobFolder, job_file: JobFile, mlflow_client, exp_id, 
     params = {"estimator": best.estimator, **best.params}
     mlflow_client.log_metric(automl_run, folder.metric, best.value)
     mlflow_client.set_tag(automl_run, "capc.best_estimator", best.estimator)
+    search = result.search_report()
+    for key, value in search.tags().items():
+        mlflow_client.set_tag(automl_run, key, value)
     if result.held_out is not None:  # what `capc report` judges the registered model by
         held_out.log(mlflow_client, automl_run, result.held_out)
     tracking.finish_run(mlflow_client, automl_run, COMPLETED)
     if progress:
         progress.automl_finished(result)
     outcome = Outcome("automl", automl_run, best.value, model_dir, params, {folder.metric: best.value}, f"{best.estimator}-{best.index}",
-                      candidate_run_id=candidate_runs.get(best.index, ""))
+                      candidate_run_id=candidate_runs.get(best.index, ""), search=search)
     if alternatives and budget_of(folder.deployment).any:  # without a budget only the best can win
         outcome.alternatives = _automl_alternatives(folder.metric, result, candidate_runs, work_dir / "automl" / "candidates")
     return outcome
@@ -274,6 +281,8 @@ class RunningSweeps:
     runs: dict  # sweep name -> its MLflow run
     worker: object  # capc.local.sweep.SweepsInBackground
     cores: CoreBudget
+    plans: dict = field(default_factory=dict)  # sweep name -> its SweepPlan (its limits)
+    reports: list[SearchReport] = field(default_factory=list)  # filled by finish_sweep_jobs: why each ended
 
     def abandon(self, mlflow_client) -> None:
         """Another part of the submit failed: end the trials, record the sweeps as failed."""
@@ -296,7 +305,8 @@ def start_sweep_jobs(folder: JobFolder, sweep_files: list[JobFile], mlflow_clien
         raise CapcError(f"{folder.path} holds no sweep job.", "run `capc build` again")
     job_dir = folder.path
     jobs = {sweep.kind: sweep.data for sweep in sweep_files}
-    limit = sum(plan_sweep(job, job_dir).max_concurrent_trials for job in jobs.values())  # checks each job too
+    plans = {name: plan_sweep(job, job_dir) for name, job in jobs.items()}  # checks each job too
+    limit = sum(plan.max_concurrent_trials for plan in plans.values())
     cores = CoreBudget(automl=automl, sweep_limit=limit)
     # One study folder per spec version (and per family), so --resume finds the trials of an interrupted submit.
     spec_dir = registry.capc_home() / "sweeps" / folder.name / folder.spec_sha256[:16]
@@ -313,7 +323,7 @@ def start_sweep_jobs(folder: JobFolder, sweep_files: list[JobFile], mlflow_clien
             parent_run_id=runs[name], resume=resume, cores=cores,
             on_event=(lambda event, trial, name=name: progress.sweep_event(event, trial, name)) if progress else None,
         )
-    return RunningSweeps(runs, SweepsInBackground(sweeps), cores)
+    return RunningSweeps(runs, SweepsInBackground(sweeps), cores, plans)
 
 
 def finish_sweep_jobs(sweeps: RunningSweeps, folder: JobFolder, mlflow_client, progress) -> tuple[Outcome | None, bool]:
@@ -328,9 +338,13 @@ def finish_sweep_jobs(sweeps: RunningSweeps, folder: JobFolder, mlflow_client, p
             tracking.finish_run(mlflow_client, run, FAILED)
         raise
     for name, result in results.items():
+        report = _sweep_report(name, result, sweeps.plans.get(name))
+        sweeps.reports.append(report)
+        for key, value in report.tags().items():
+            mlflow_client.set_tag(runs[name], key, value)
         tracking.finish_run(mlflow_client, runs[name], INTERRUPTED if interrupted else COMPLETED)
         if progress:
-            progress.sweep_finished(result, name)
+            progress.sweep_finished(result, name, report)
         if result.best is not None:
             mlflow_client.log_metric(runs[name], folder.metric, result.best.value)
     best_name = Goal(folder.goal).best([n for n in results if results[n].best is not None], lambda n: results[n].best.value)
@@ -343,6 +357,16 @@ def finish_sweep_jobs(sweeps: RunningSweeps, folder: JobFolder, mlflow_client, p
     chosen = next((o for o in outcomes if o.run_id == best.run_id), None) or _trial_outcome(folder.metric, mlflow_client, best_name, best)
     chosen.alternatives = [o for o in outcomes if o is not chosen]  # weighed when the best exceeds a serving budget
     return chosen, interrupted
+
+
+def _sweep_report(name: str, result, plan) -> SearchReport:
+    """Why sweep `name` ended, from its result and the limits it ran under."""
+    from capc.local import samplers
+
+    if plan is None:
+        return SearchReport(name)
+    grid = samplers.grid_size(plan.search_space) if plan.algorithm == "grid" else None
+    return SearchReport(name, sweep_end(result.stopped_because, plan.max_total_trials, plan.timeout_s, result.counts(), grid))
 
 
 def _trial_outcome(metric: str, mlflow_client, name: str, trial) -> Outcome:

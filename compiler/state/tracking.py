@@ -18,6 +18,13 @@ KIND_TAG = "capc.kind"  # submit | automl | candidate | sweep | trial | step
 STATUS_TAG = "capc.status"  # one of STATUSES: finer than MLflow's
 PARENT_TAG = "mlflow.parentRunId"
 MAX_LATENCY_TAG = "capc.max_latency_ms"  # on a submit or pipeline run: the serving budget its selection applied
+# On an AutoML or sweep run (capc.local.search_end): the limit that ended its search (time, trials, exit_score,
+# early_termination, interrupted) and the same in words, the allowed algorithms it skipped and why, and every
+# such line as MLflow's own run note (the description `mlflow ui` shows).
+STOP_LIMIT_TAG = "capc.stop_limit"
+STOP_REASON_TAG = "capc.stop_reason"
+SKIPPED_TAG = "capc.skipped_algorithms"
+NOTE_TAG = "mlflow.note.content"
 
 # The one status vocabulary of every run, trial, candidate and step: in MLflow tags, `capc runs`, the leaderboard,
 # --json output, the sweep's study records and the pipeline table. (Pipeline steps add waiting and skipped.)
