@@ -30,7 +30,7 @@ class LocalBackend:
     """The embedded engine, the local model registry and local endpoints."""
 
     def submit(self, folder, source: Path, overrides: list[str], *, only: str | None, resume: bool, as_json: bool,
-               no_wait: bool = False, dry_run: bool = False) -> None:
+               no_wait: bool = False, dry_run: bool = False, quiet: bool = False) -> None:
         """Run a job folder (read by capc.jobfolder with --only applied): AutoML and sweeps, or its pipeline.
         `source` and `overrides` are what the user gave (a spec and its --set, or the folder), for the resume hint."""
         from capc import views
@@ -40,12 +40,12 @@ class LocalBackend:
         # What a stopped submit tells its user to run next.
         resume_command = shlex.join(["capc", "submit", str(source), *(["--only", only] if only else []), *(f"--set={o}" for o in overrides), "--resume"])
         if folder.job("pipeline"):
-            self._submit_pipeline(folder, resume, as_json, resume_command)
+            self._submit_pipeline(folder, resume, as_json, resume_command, quiet)
             return
         from capc.local.progress import SubmitProgress
         from capc.local.submit import submit_local
 
-        with SubmitProgress(folder.metric, folder.goal) as progress:
+        with SubmitProgress(folder.metric, folder.goal, quiet=quiet) as progress:
             result = submit_local(folder, resume=resume, progress=progress)
         if as_json:
             views.print_json(result.to_dict())
@@ -54,12 +54,12 @@ class LocalBackend:
         if result.interrupted:
             _exit_interrupted("finished work is recorded", resume_command, "finished sweep trials are kept, the others run; AutoML starts over")
 
-    def _submit_pipeline(self, folder, resume: bool, as_json: bool, resume_command: str) -> None:
+    def _submit_pipeline(self, folder, resume: bool, as_json: bool, resume_command: str, quiet: bool = False) -> None:
         from capc import views
         from capc.local.pipeline import run_pipeline
         from capc.local.progress import PipelineProgress
 
-        with PipelineProgress() as display:
+        with PipelineProgress(quiet=quiet) as display:
             result = run_pipeline(folder, resume=resume, display=display)
         if as_json:
             views.print_json(result.to_dict())
@@ -75,7 +75,7 @@ class LocalBackend:
                 f"the whole log: {failed.log}",
             )
 
-    def submit_job_yaml(self, path: Path, overrides: list[str], *, resume: bool, as_json: bool) -> None:
+    def submit_job_yaml(self, path: Path, overrides: list[str], *, resume: bool, as_json: bool, quiet: bool = False) -> None:
         """An Azure ML sweep or command job written by hand, on the local engine (capc.local.handwritten)."""
         from capc import views
         from capc.jobfolder.job_yaml import check_runs_locally, load_job_yaml
@@ -88,7 +88,7 @@ class LocalBackend:
         if job.type == "sweep":
             from capc.local.progress import SubmitProgress
 
-            with SubmitProgress(str(objective.get("primary_metric", "metric")), str(objective.get("goal", "maximize")).lower()) as progress:
+            with SubmitProgress(str(objective.get("primary_metric", "metric")), str(objective.get("goal", "maximize")).lower(), quiet=quiet) as progress:
                 result = run_job_yaml(job, resume=resume, progress=progress, say=say)
         else:
             result = run_job_yaml(job, resume=resume, say=say)
@@ -193,7 +193,7 @@ class AzureBackend:
         return job_dir
 
     def submit(self, folder, source: Path, overrides: list[str], *, only: str | None, resume: bool, as_json: bool,
-               no_wait: bool = False, dry_run: bool = False) -> None:
+               no_wait: bool = False, dry_run: bool = False, quiet: bool = False) -> None:
         from rich.console import Console
 
         from capc import views
@@ -201,11 +201,11 @@ class AzureBackend:
 
         # --json: the result (jobs, the registered model, how it was chosen) on stdout, the progress on stderr.
         console = Console(stderr=True) if as_json else None
-        result = azure_submit(folder, self.workspace(required=not dry_run), wait=not no_wait, dry_run=dry_run, console=console)
+        result = azure_submit(folder, self.workspace(required=not dry_run), wait=not no_wait, dry_run=dry_run, console=console, quiet=quiet)
         if as_json:
             views.print_json(result.to_dict())
 
-    def submit_job_yaml(self, path: Path, overrides: list[str], *, resume: bool, as_json: bool) -> None:
+    def submit_job_yaml(self, path: Path, overrides: list[str], *, resume: bool, as_json: bool, quiet: bool = False) -> None:
         raise CapcError(
             f"{path} is an Azure ML job written by hand; capc runs such files on the local engine only.",
             f"run it here with `capc submit {path}`, or submit it to Azure as it is: `az ml job create -f {path}`",

@@ -237,13 +237,15 @@ def _build_for_submit(spec_path: Path, overrides: list[str], out_dir: Path):
 @click.option("--only", type=click.Choice(["automl", "sweep", "pipeline"]), default=None, help="Run one job only.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE", help="Override a value of the spec (validated like the spec) or of the job YAML (e.g. inputs.NAME.path=LOCAL_FILE).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted sweep without repeating finished trials.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress display or progress lines while it runs (the result still prints).")
 @click.option("--no-wait", is_flag=True, help="Azure: return once the jobs are submitted.")
 @click.option("--dry-run", is_flag=True, help="Azure: contact nothing; print the REST bodies and assets a submit would send.")
 @click.option("--workspace", "workspace_config", type=click.Path(path_type=Path), default=None, help="Azure ML config.json (else AZURE_SUBSCRIPTION_ID, AZURE_RESOURCE_GROUP, AZUREML_WORKSPACE_NAME).")
 @out_option
 @json_option
 @stops_cleanly
-def submit(source: Path, target: str, only: str | None, overrides: tuple[str, ...], resume: bool, no_wait: bool, dry_run: bool, workspace_config: Path | None, out_dir: Path, as_json: bool) -> None:
+def submit(source: Path, target: str, only: str | None, overrides: tuple[str, ...], resume: bool, quiet: bool, no_wait: bool, dry_run: bool,
+           workspace_config: Path | None, out_dir: Path, as_json: bool) -> None:
     """Run a spec (built first), a job folder built before (generated/<name>/, no spec needed), or an Azure ML sweep
     or command job YAML written by hand (on the local engine): locally by default, or on Azure ML."""
     from capc.jobfolder import is_job_folder, read_job_folder
@@ -253,7 +255,7 @@ def submit(source: Path, target: str, only: str | None, overrides: tuple[str, ..
     if looks_like_job_yaml(source):
         if only or no_wait or dry_run:
             raise CapcError("--only, --no-wait and --dry-run apply to a spec or a job folder, not to a job YAML.", f"capc submit {source}")
-        backend.submit_job_yaml(source, list(overrides), resume=resume, as_json=as_json)
+        backend.submit_job_yaml(source, list(overrides), resume=resume, as_json=as_json, quiet=quiet)
         return
     if is_job_folder(source):
         if overrides:
@@ -266,6 +268,7 @@ def submit(source: Path, target: str, only: str | None, overrides: tuple[str, ..
         _, job_dir = _build_for_submit(source, list(overrides), out_dir)
     backend.submit(
         read_job_folder(job_dir, only), source, list(overrides), only=only, resume=resume, as_json=as_json, no_wait=no_wait, dry_run=dry_run,
+        quiet=quiet,
     )
 
 

@@ -70,6 +70,7 @@ def submit(
     credential=None,
     console: Console | None = None,
     poll_seconds: float | None = None,
+    quiet: bool = False,
 ) -> SubmitResult:
     """Submit the jobs of a job folder (read by capc.jobfolder, --only applied) to Azure ML (see the module
     docstring). The cluster of its compute.yml is created or updated; other computes the jobs use must exist; the
@@ -101,7 +102,7 @@ def submit(
         say(f"not waiting: follow them with `capc status {folder.name} --target azure`")
         return result
     try:
-        with JobProgress(console, folder.metric, folder.goal) as progress:
+        with JobProgress(console, folder.metric, folder.goal, quiet=quiet) as progress:
             follow(ml_client, result.jobs, folder.goal, workspace, progress, _poll_seconds(poll_seconds))
     except KeyboardInterrupt:
         say(f"stopped following; the jobs keep running in Azure ML: `capc status {folder.name} --target azure`, "

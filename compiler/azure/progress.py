@@ -19,15 +19,16 @@ STATUS_COLOURS = {"Completed": "green", "Failed": "red", "Canceled": "yellow", "
 class JobProgress:
     """Shows the jobs of one submission while they run."""
 
-    def __init__(self, console: Console, metric: str, goal: str):
+    def __init__(self, console: Console, metric: str, goal: str, quiet: bool = False):
         self.console = console
         self.metric = metric
         self.goal = goal
+        self.quiet = quiet  # `capc submit --quiet`: neither the live table nor the lines
         self._live = None
         self._last: dict[str, tuple] = {}
 
     def __enter__(self) -> "JobProgress":
-        if self.console.is_terminal:
+        if self.console.is_terminal and not self.quiet:
             from rich.live import Live
 
             self._live = Live(console=self.console, refresh_per_second=2, transient=False)
@@ -42,6 +43,8 @@ class JobProgress:
     def update(self, jobs: list[SubmittedJob]) -> None:
         if self._live is not None:
             self._live.update(self.table(jobs))
+            return
+        if self.quiet:
             return
         for job in jobs:
             state = (job.status, job.children, job.best_value)
