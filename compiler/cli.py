@@ -288,7 +288,10 @@ def runs(name: str | None, as_json: bool) -> None:
     if not rows:
         click.echo("no runs yet: `capc submit SPEC` starts one.")
         return
-    views.console().print(views.runs_table(rows, f"runs{' of ' + name if name else ''}"))
+    out = views.console()
+    out.print(views.runs_table(rows, f"runs{' of ' + name if name else ''}"))
+    for line in views.search_notes(rows):
+        out.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 @cli.command()

@@ -67,6 +67,11 @@ def runs_table(rows, title: str) -> Table:
     return table
 
 
+def search_notes(rows) -> list[str]:
+    """Why each AutoML and sweep run ended and what it skipped, newest first: printed under `capc runs`."""
+    return [f"{run.run_id[:8]} {line}" for run in rows for line in run.search_lines()]
+
+
 # Serving cost columns of the leaderboard (capc.serving_cost's run metrics): header -> (metric, format).
 SERVING_COLUMNS = {"p99 ms": ("serving_p99_ms", "{:.1f}"), "rows/s": ("serving_rows_per_s", "{:,.0f}"), "MB": ("serving_size_mb", "{:.3g}")}
 

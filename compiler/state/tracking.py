@@ -173,9 +173,23 @@ class RunRow:
     params: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
     experiment: str = ""
+    # An AutoML or sweep run's search: stop_limit, stop_reason, skipped_algorithms (its tags, where recorded).
+    search: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return self.__dict__.copy()
+
+    def search_lines(self) -> list[str]:
+        """Why this run's search ended and what it skipped, one line each (`capc runs`, the report)."""
+        lines = []
+        if "stop_limit" in self.search:
+            lines.append(f"{self.name}: ended by {self.search['stop_limit']}: {self.search.get('stop_reason', '')}")
+        if self.search.get("skipped_algorithms"):
+            lines.append(f"{self.name}: skipped {self.search['skipped_algorithms']}")
+        return lines
+
+
+_SEARCH_TAGS = {STOP_LIMIT_TAG: "stop_limit", STOP_REASON_TAG: "stop_reason", SKIPPED_TAG: "skipped_algorithms"}
 
 
 def list_runs(experiment: str | None = None) -> list[RunRow]:
@@ -202,6 +216,7 @@ def list_runs(experiment: str | None = None) -> list[RunRow]:
                 params=dict(run.data.params),
                 metrics=dict(run.data.metrics),
                 experiment=names[run.info.experiment_id],
+                search={key: tags[tag] for tag, key in _SEARCH_TAGS.items() if tag in tags},
             )
         )
     return rows

@@ -113,3 +113,37 @@ def test_sweep_report_of_a_real_result(tmp_path):
     assert report == SearchReport("sweep", SearchEnd("trials", "max_total_trials 2 reached"))
     assert report.lines() == ["sweep: ended by trials: max_total_trials 2 reached"]
     assert replace(report, engine="sweep_svc").lines()[0].startswith("sweep_svc: ")
+
+
+def test_skipped_algorithms_reach_the_result_runs_mlflow_and_the_report(workdir):
+    """The issue's case: DecisionTree, BernoulliNaiveBayes and LightGBM allowed; only LightGBM runs here."""
+    import json
+
+    from click.testing import CliRunner
+
+    from capc.cli import cli
+    from repo import digits_spec
+
+    spec = digits_spec(workdir, automl="{timeout_minutes: 1, max_trials: 2, allowed_models: [DecisionTree, BernoulliNaiveBayes, LightGBM]}")
+    runner = CliRunner()
+    result = runner.invoke(cli, ["submit", str(spec), "--only", "automl", "--json", "--out", str(workdir / "generated")])
+    assert result.exit_code == 0, result.output
+    automl = json.loads(result.stdout)["searches"]["automl"]
+    assert automl["stop_reason"] == {"limit": "trials", "detail": "max_trials 2 reached"}
+    no_learner = "the local engine has no learner for it (Azure would train it)"
+    assert automl["skipped_algorithms"] == [{"algorithm": "DecisionTree", "reason": no_learner},
+                                            {"algorithm": "BernoulliNaiveBayes", "reason": no_learner}]
+    runs = json.loads(runner.invoke(cli, ["runs", "digits-small", "--json"]).stdout)
+    automl_run = next(r for r in runs if r["kind"] == "automl")
+    assert automl_run["search"] == {"stop_limit": "trials", "stop_reason": "max_trials 2 reached",
+                                    "skipped_algorithms": f"DecisionTree: {no_learner}; BernoulliNaiveBayes: {no_learner}"}
+    table = runner.invoke(cli, ["runs", "digits-small"]).stdout
+    assert f"{automl_run['run_id'][:8]} automl: skipped DecisionTree: {no_learner}; BernoulliNaiveBayes" in table
+    tags = tracking.client().get_run(automl_run["run_id"]).data.tags
+    assert tags[tracking.NOTE_TAG].startswith("automl: ended by trials: max_trials 2 reached\nautoml: skipped DecisionTree: ")
+    report = runner.invoke(cli, ["report", "digits-small", "--out", str(workdir / "report.html")])
+    assert report.exit_code == 0, report.output
+    html = (workdir / "report.html").read_text()
+    assert "How the searches ended" in html and "automl: ended by trials: max_trials 2 reached" in html
+    assert f"automl: skipped DecisionTree: {no_learner}; BernoulliNaiveBayes: {no_learner}" in html
+    assert "no spec file" not in report.output + html  # the spec section says it once, plainly
