@@ -113,10 +113,12 @@ class LocalBackend:
 
     def deploy(self, name: str, model_ref: str | None, port: int | None, as_json: bool) -> None:
         from capc import serve, views
+        from capc.serve.naming import deploy_target
         from capc.state import registry
 
         model = registry.get(model_ref or name)
-        info = serve.deploy(name, model.model_dir, Path(model.job_dir), port=port, model_ref=model.ref)
+        endpoint = deploy_target(model.name, Path(model.job_dir))  # as Azure names it: the spec's deployment.endpoint
+        info = serve.deploy(endpoint, model.model_dir, Path(model.job_dir), port=port, model_ref=model.ref)
         if as_json:
             views.print_json(info.to_dict())
             return

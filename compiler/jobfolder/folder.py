@@ -24,6 +24,7 @@ RUN_SETTINGS = "capc.json"
 COMPUTE_FILE = "compute.yml"
 AUTOML_FILE = "automl_job.yml"
 PIPELINE_FILE = "pipeline_job.yml"
+ENDPOINT_FILE = "endpoint.yml"
 ONLY_CHOICES = ("automl", "sweep", "pipeline")
 WINNER_CHOICES = ("best", "automl", "sweep")
 
@@ -169,6 +170,15 @@ def _cluster(path: Path) -> ComputeCluster | None:
         )
     except (KeyError, TypeError, ValueError):
         raise CapcError(f"{path} does not describe a compute cluster (name, size, min/max_instances).", "run `capc build` again") from None
+
+
+def endpoint_name(job_dir: Path) -> str | None:
+    """The online endpoint's name in the folder's endpoint.yml (the spec's deployment.endpoint); None without one."""
+    path = Path(job_dir) / ENDPOINT_FILE
+    if not path.is_file():
+        return None
+    name = load_yaml_mapping(path).get("name")
+    return str(name) if name else None
 
 
 def compute_name(value: str) -> str:

@@ -33,6 +33,7 @@ from pathlib import Path
 
 from capc.errors import CapcError
 from capc.jobfolder import JobFolder
+from capc.jobfolder.folder import endpoint_name
 from capc.local.cores import pin_steps, usable_cpus
 from capc.local.launch import output_tail, parent_death_hook, under_this_python
 from capc.state import locks, registry, tracking
@@ -280,7 +281,7 @@ class _GraphRunner:
             # Azure's step deploys to the workspace's endpoint; here the winner goes to the local endpoint.
             if self.model is None:
                 raise CapcError(f"pipeline step `{step.name}` deploys the registered winner, but no step before it registered one.")
-            step.detail = f"{self.model.ref} to the local endpoint `{self.folder.name}`"
+            step.detail = f"{self.model.ref} to the local endpoint `{endpoint_name(self.job_dir) or self.folder.name}`"
             return [sys.executable, "-m", "capc", "deploy", self.folder.name, "--model", self.model.ref], self.job_dir, env
         if step.type != "command":
             raise CapcError(f"pipeline step `{step.name}` has type `{step.type}`, which the local engine does not run.", "submit the pipeline with --target azure")

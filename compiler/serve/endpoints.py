@@ -505,6 +505,10 @@ def delete(name: str, home: Path | None = None) -> None:
 
 
 def _existing(name: str, home: Path | None) -> tuple[Path, EndpointState]:
+    """The endpoint `name` means (capc.serve.naming: its own name, or its model's where that is unambiguous)."""
+    from capc.serve.naming import resolve
+
+    name = resolve(name, home)
     folder = endpoint_dir(name, home)
     state = read_state(folder)
     if state is None:
