@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from capc import serving_cost
+from capc.artifacts import output_mode
 from capc.errors import CapcError
 from capc.serve.endpoints import azureml_model_dir
 from capc.serve.inference_server import ENTRY_SCRIPT
@@ -263,6 +264,7 @@ def _replaced_atomically(output_path: Path):
         with handle:
             yield handle
             handle.flush()
+            os.fchmod(handle.fileno(), output_mode())  # the temp file's 0600 would survive the rename
             os.fsync(handle.fileno())
         os.replace(temp, output_path)
     except BaseException:
@@ -339,6 +341,8 @@ class ScoringScript:
         return self._columns(reply, len(chunk), where)
 
     def _columns(self, reply, rows: int, where: str) -> dict[str, list]:
+        if hasattr(reply, "get_data"):  # an answer with headers (score.py's input-drift counts): its JSON body
+            reply = reply.get_data(as_text=True)
         if isinstance(reply, str):  # a score.py that answers JSON text, as the server would send it
             reply = json.loads(reply)
         result = reply.get("result") if isinstance(reply, dict) else None
@@ -409,7 +413,7 @@ def _error_text(reply) -> str:
         body = json.loads(data)
     except ValueError:
         return data
-    return str(body.get("error") or body.get("message") or data) if isinstance(body, dict) else data
+    return str(body.get("message") or body.get("error") or data) if isinstance(body, dict) else data
 
 
 def _renumbered(message: str, first_row: int) -> str:

@@ -95,7 +95,8 @@ def run(data=None, input_data=None):
 
 
 def _error(status, message):
-    return AMLResponse({"error": message}, status, json_str=True)
+    # The inference server's own error shape (its ErrorResponse), so every error of the endpoint reads alike.
+    return AMLResponse({"message": message}, status, json_str=True)
 
 
 # ---------------------------------------------------------------- request -> images

@@ -418,7 +418,7 @@ def test_score_answers_both_request_forms(score, trained):
 
 
 def status_and_message(response):
-    return response.status_code, json.loads(response.get_data(as_text=True))["error"]
+    return response.status_code, json.loads(response.get_data(as_text=True))["message"]
 
 
 @needs_keras
