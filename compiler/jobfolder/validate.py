@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from capc.errors import CapcError, SpecInvalid, SpecProblem
-from capc.jobfolder.job_yaml import JobYaml
+from capc.jobfolder.job_yaml import JobYaml, quiet_sdk_experimental_notices
 
 # Keys azure-ai-ml puts in its error paths that are not keys of the file.
 LOADER_ONLY_KEYS = ("value", "_schema")
@@ -48,6 +48,8 @@ def validate_job_yaml(job: JobYaml) -> list[SpecProblem]:
 def loader_problems(job: JobYaml) -> list[SpecProblem]:
     from azure.ai.ml import load_job
     from marshmallow import ValidationError
+
+    quiet_sdk_experimental_notices()
 
     overrides = [{key: value} for key, value in job.overrides]
     try:
