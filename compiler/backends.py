@@ -149,8 +149,7 @@ class LocalBackend:
     def endpoint_delete(self, name: str) -> None:
         from capc import serve
 
-        serve.delete(name)
-        click.echo(f"deleted endpoint {name}")
+        click.echo(f"deleted endpoint {serve.delete(name)}")  # the model's name finds its endpoint too
 
     def invoke(self, name: str, data_file: Path | None) -> None:
         from capc import serve

@@ -154,6 +154,8 @@ class SubmitProgress:
                 c = sweep["counts"]
                 out.append(f"{name} done={c['done']} running={c['running']} stopped={c['stopped']} failed={c['failed']} "
                            f"best={value_text(sweep['best'])} best_trial={sweep['best_trial'] or '-'}")
+        if not out:  # before the engines start (the build, the data) or after they end (measuring, registering)
+            out.append("submit status=selecting" if self.automl_task is not None or self.sweeps else "submit status=starting")
         return out
 
 

@@ -82,7 +82,7 @@ class ProgressLines:
             if self.clock() - self.last_beat < self.heartbeat_s:
                 return
             self.last_beat = self.clock()
-            lines = self.status() or ["idle"]
+            lines = self.status() or ["submit status=working"]
             for text in lines:
                 self.write(f"heartbeat {text}")
 

@@ -494,8 +494,8 @@ def _sample_request(folder: Path, state: EndpointState) -> bytes:
 # ---------------------------------------------------------------------------------------------- delete
 
 
-def delete(name: str, home: Path | None = None) -> None:
-    """Stop the endpoint's processes and remove its folder (keys, logs, code snapshots)."""
+def delete(name: str, home: Path | None = None) -> str:
+    """Stop the endpoint's processes and remove its folder (keys, logs, code snapshots); returns its name."""
     folder, state = _existing(name, home)
     with locked(folder):
         _stop_all(folder, state, grace_s=10)
@@ -503,6 +503,7 @@ def delete(name: str, home: Path | None = None) -> None:
         for entry in state.history:  # a server a crashed deploy could not stop
             stop(entry.get("pid"), marker, grace_s=5)
         shutil.rmtree(folder, ignore_errors=True)
+    return state.name
 
 
 # ---------------------------------------------------------------------------------------------- helpers

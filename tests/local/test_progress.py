@@ -128,6 +128,15 @@ def test_a_heartbeat_every_period_sums_up_each_running_phase():
     ]
 
 
+def test_a_heartbeat_before_and_after_the_engines_says_where_the_submit_is():
+    _, progress = plain_progress()
+    assert progress._status() == ["submit status=starting"]  # building, reading the data
+    progress.automl_started(60)
+    assert progress._status()[0].startswith("automl trials=0 best=- best_trial=- left_s=")
+    progress.automl_finished(SimpleNamespace(candidates=[1], best=candidate(0, "LightGBM", 0.9), end=None))
+    assert progress._status() == ["submit status=selecting"]  # measuring the winner, registering it
+
+
 def test_a_value_with_spaces_is_quoted_so_the_line_still_splits():
     out = io.StringIO()
     ProgressLines(list, out, clock=lambda: 0.0).line("step", "select", status="failed", detail='exit code 1: "x"')
