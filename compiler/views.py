@@ -158,6 +158,8 @@ def print_pipeline(result) -> None:
             out.print(f"serving ({winner.get('budget')}): {cost.summary()}")
         for passed in winner.get("passed_over") or []:
             out.print(f"passed over {passed['source']} ({passed['value']:.4f}): {'; '.join(passed['reasons'])}", markup=False)
+    for line in result.search_lines():  # why each engine step's search ended, and what it skipped
+        out.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 def print_job_run(result) -> None:

@@ -93,6 +93,7 @@ class PipelineResult:
     model: registry.ModelVersion | None = None
     interrupted: bool = False
     summaries: dict = field(default_factory=dict)  # engine step -> its metrics.json
+    searches: list = field(default_factory=list)  # the engine steps' AutoML and sweep runs (tracking.RunRow)
 
     @property
     def failed(self) -> list[Step]:
@@ -104,7 +105,12 @@ class PipelineResult:
             "interrupted": self.interrupted, "steps": [s.to_dict() for s in self.steps],
             "results": [{"source": k, **v} for k, v in sorted(self.summaries.items())],
             "winner": self.winner, "model": self.model.to_dict() if self.model else None,
+            "searches": {run.name: run.search for run in self.searches},
         }
+
+    def search_lines(self) -> list[str]:
+        """Why each engine's search ended and what it skipped (its run's tags, set by the step's process)."""
+        return [line for run in self.searches for line in run.search_lines()]
 
 
 def plan_steps(job: dict) -> list[Step]:
@@ -166,6 +172,8 @@ def _run_locked(folder, job, job_dir, steps, resume, display, poll_s) -> Pipelin
         tracking.finish_run(mlflow_client, run_id, FAILED)
         raise
     result.summaries, result.winner, result.model = runner.summaries, runner.winner, runner.model
+    result.searches = sorted((r for r in tracking.list_runs(folder.name) if r.parent == run_id and r.kind in ("automl", "sweep")),
+                             key=lambda r: r.start)
     status = INTERRUPTED if result.interrupted else (FAILED if result.failed else COMPLETED)
     tracking.finish_run(mlflow_client, run_id, status)
     return result
