@@ -131,6 +131,8 @@ def _submit_locked(folder: JobFolder, resume: bool, progress) -> SubmitResult:
             )
         except BaseException:
             tracking.finish_run(mlflow_client, submit_run, FAILED)
+            for line in _search_lines(outcomes, sweeps) if progress else []:  # the result that would say it is not printed
+                progress.note(line)
             raise
     winner = selection.winner if selection else _choose(outcomes, which, goal)
     model = None
@@ -154,8 +156,17 @@ def _submit_locked(folder: JobFolder, resume: bool, progress) -> SubmitResult:
     if winner:
         mlflow_client.log_metric(submit_run, folder.metric, winner.value)
     tracking.finish_run(mlflow_client, submit_run, INTERRUPTED if interrupted else COMPLETED)
-    searches = [o.search for o in outcomes if o.search] + (sweeps.reports if sweeps else [])
+    searches = _search_reports(outcomes, sweeps)
     return SubmitResult(folder.name, folder.metric, goal, submit_run, outcomes, winner, model, interrupted, selection, searches)
+
+
+def _search_reports(outcomes: list[Outcome], sweeps) -> list[SearchReport]:
+    """Each engine's SearchReport: AutoML's rides on its outcome, the sweeps' on their RunningSweeps."""
+    return [o.search for o in outcomes if o.search] + (sweeps.reports if sweeps else [])
+
+
+def _search_lines(outcomes: list[Outcome], sweeps) -> list[str]:
+    return [line for report in _search_reports(outcomes, sweeps) for line in report.lines()]
 
 
 def _choose(outcomes: list[Outcome], which: str, goal: str) -> Outcome | None:
