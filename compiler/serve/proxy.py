@@ -26,16 +26,15 @@ from pathlib import Path
 from aiohttp import web
 
 from capc.serve import http1, swagger_ui
+from capc.serve.drift import DRIFT_HEADERS, counts_of
 from capc.serve.processes import LOOPBACK
 from capc.serve.state import REQUEST_LOG, read_control_token, read_keys, read_state
 
 FORWARDED_REQUEST_HEADERS = ("content-type", "accept", "x-request-id", "x-ms-client-request-id", "x-ms-request-id", "traceid")
 RETURNED_HEADERS = (
     "content-type", "x-request-id", "x-ms-request-id", "x-ms-client-request-id", "x-ms-run-fn-exec-ms",
-    "x-ms-server-version", "x-ms-run-function-failed", "traceid", "x-capc-unknown-columns", "x-capc-unseen-categories",
+    "x-ms-server-version", "x-ms-run-function-failed", "traceid", *DRIFT_HEADERS.values(),
 )
-# score.py's input drift, rows per column (`job=2, month=1`): logged with the request as {kind: {column: rows}}.
-DRIFT_HEADERS = {"unknown_columns": "x-capc-unknown-columns", "unseen_categories": "x-capc-unseen-categories"}
 LOG_ROTATE_BYTES = 50 * 1024 * 1024
 MAX_IDLE_CONNECTIONS = 16
 CONTROL_PREFIX = "/-/capc/"
@@ -240,7 +239,8 @@ class FrontEnd:
             record["error"] = response["capc_error"]
         elif response.status >= 400:  # the scoring script's own refusal: its reason, as for the front end's
             record["error"] = _message_of(response.body)
-        drift = {kind: counts for kind, header in DRIFT_HEADERS.items() if (counts := _counts_of(response.headers.get(header)))}
+        # score.py's input drift, rows per column: logged with the request as {kind: {column: rows}}
+        drift = {kind: counts for kind, header in DRIFT_HEADERS.items() if (counts := counts_of(response.headers.get(header)))}
         if drift:
             record["drift"] = drift
         self.log.write(record)
@@ -336,18 +336,6 @@ def _message_of(body) -> str:
     message = data.get("message") if isinstance(data, dict) else None
     text = str(message) if message is not None else text
     return text if len(text) <= 500 else text[:497] + "..."
-
-
-def _counts_of(header: str | None) -> dict[str, int]:
-    """`job=2, month=1` -> {"job": 2, "month": 1}; items that do not parse are left out (never fail a request)."""
-    from urllib.parse import unquote
-
-    counts = {}
-    for item in (header or "").split(","):
-        name, _, rows = item.strip().rpartition("=")
-        if name and rows.isdigit():
-            counts[unquote(name)] = int(rows)
-    return counts
 
 
 def _error(status: int, message: str) -> web.Response:

@@ -11,7 +11,8 @@ import pytest
 
 from capc import serve, serving_cost
 from capc.serve.endpoints import format_log_record
-from capc.serve.proxy import _counts_of, _error, _message_of
+from capc.serve.drift import counts_of as _counts_of
+from capc.serve.proxy import _error, _message_of
 from serve_fixtures import TARGET, bank_frame, bank_records, generated_job_dir, registered_model
 
 HEADERS = {"unknown_columns": "x-capc-unknown-columns", "unseen_categories": "x-capc-unseen-categories"}
@@ -85,7 +86,7 @@ def test_the_front_end_and_score_py_answer_errors_in_one_shape(generated):
         assert set(body_of(score.run(data=[]))) == {"message"}
     assert _message_of(b'{"message": "column \\"age\\", row 0: expected a number"}') == 'column "age", row 0: expected a number'
     assert _message_of(b"<html>oops</html>") == "<html>oops</html>"
-    assert _counts_of("job=2, emp%2Cvar=1, broken, x=y") == {"job": 2, "emp,var": 1} and _counts_of(None) == {}
+    assert _counts_of("job=2, emp%2Cvar=1, broken, x=y, job=1") == {"job": 3, "emp,var": 1} and _counts_of(None) == {}
 
 
 def test_a_log_line_shows_the_drift_per_column_and_the_reason_of_a_400():

@@ -169,6 +169,20 @@ def test_the_output_follows_the_umask_as_any_unix_tool(registered, tmp_path, uma
     assert not list(tmp_path.glob(".out.csv.*"))  # no temp file left beside it
 
 
+def test_rows_with_categories_the_model_never_saw_are_counted_per_column(registered, tmp_path):
+    frame = bank_frame(300).head(40)  # the rows the model trained on: nothing new in them
+    source = tmp_path / "in.csv"
+    frame.to_csv(source, index=False)
+    assert predict(registered, source, tmp_path / "out.csv", chunk_rows=15).unseen_categories == {}
+    frame.loc[[0, 20, 39], "job"] = "astronaut"  # in three chunks
+    frame.loc[5, "month"] = "smarch"
+    frame.to_csv(source, index=False)
+    result = predict(registered, source, tmp_path / "out.csv", chunk_rows=15)
+    assert result.unseen_categories == {"job": 3, "month": 1}
+    assert result.to_dict()["unseen_categories"] == {"job": 3, "month": 1}
+    assert result.summary().endswith("\nrows with a category the model never saw in training: job 3, month 1")
+
+
 def test_extra_and_reordered_columns_pass_through(registered, tmp_path):
     frame = read_rows(registered.rows).head(30)
     frame.insert(0, "customer id", [f"c-{i}" for i in range(30)])
