@@ -19,6 +19,7 @@ from capc.state import tracking
 from capc.state.tracking import COMPLETED, FAILED, INTERRUPTED
 from capc.local.data import image_root_from_mltable, scan_image_folder
 from capc.local.outcome import Outcome
+from capc.local.search_end import SearchEnd, SearchReport, sweep_end
 from capc.trial import trial_command
 
 FAMILY = "keras_cnn"
@@ -63,6 +64,7 @@ class ImageSearch:
     candidates: list[ImageCandidate]
     best: ImageCandidate | None
     stopped_because: str
+    end: SearchEnd | None = None  # the limit that ended it, said as the tabular AutoML says it
 
 
 def automl_sweep_job(job: dict, image_root: Path, cpu_count: int | None = None) -> dict:
@@ -167,8 +169,15 @@ def run_image_automl(job_dir, job, mlflow_client, exp_id, submit_run, work_dir, 
         mlflow_client.log_metric(automl_run, name, value)
     mlflow_client.set_tag(automl_run, "capc.best_estimator", FAMILY)
     mlflow_client.set_tag(automl_run, "capc.best_trial", best.run_id)
+    limits = sweep_job["limits"]
+    report = SearchReport("automl", sweep_end(result.stopped_because, limits["max_total_trials"], limits.get("timeout"), result.counts(),
+                                              settings=("max_trials", "timeout_minutes")))
+    for key, value in report.tags().items():
+        mlflow_client.set_tag(automl_run, key, value)
     tracking.finish_run(mlflow_client, automl_run, COMPLETED)
     if progress:
+        search.end = report.end
         progress.automl_finished(search)
     params = {"estimator": FAMILY, **best.params}
-    return Outcome("automl", best.run_id, float(best.value), Path(best.output_dir) / "model", params, metrics, f"{FAMILY} trial {best.trial_id}")
+    return Outcome("automl", best.run_id, float(best.value), Path(best.output_dir) / "model", params, metrics, f"{FAMILY} trial {best.trial_id}",
+                   search=report)

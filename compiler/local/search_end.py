@@ -71,14 +71,16 @@ class SearchReport:
 
 
 def sweep_end(stopped_because: str, max_total_trials: int, timeout_s: float | None, counts: dict[str, int],
-              grid_size: int | None = None) -> SearchEnd:
-    """A sweep's SearchEnd from capc.local.sweep's `stopped_because` (max_total_trials | timeout | interrupted)."""
+              grid_size: int | None = None, settings: tuple[str, str] = ("max_total_trials", "limits.timeout")) -> SearchEnd:
+    """A sweep's SearchEnd from capc.local.sweep's `stopped_because` (max_total_trials | timeout | interrupted).
+    `settings`: the job's own names of its trial cap and time budget (AutoML for images runs as a sweep)."""
+    trials_setting, time_setting = settings
     if stopped_because == "interrupted":
         return SearchEnd("interrupted", "capc was stopped; finished trials are kept")
     if stopped_because == "timeout":
-        return SearchEnd("time", f"limits.timeout {timeout_s:g} s passed; running trials were cancelled")
+        return SearchEnd("time", f"{time_setting} passed ({timeout_s:g} s); running trials were cancelled")
     stopped = counts.get("early_terminated", 0)
     policy = f", {stopped} of them stopped early by the early-termination policy" if stopped else ""
     if grid_size is not None and grid_size <= max_total_trials:
         return SearchEnd("trials", f"all {grid_size} grid combinations ran{policy}")
-    return SearchEnd("trials", f"max_total_trials {max_total_trials} reached{policy}")
+    return SearchEnd("trials", f"{trials_setting} {max_total_trials} reached{policy}")

@@ -92,11 +92,17 @@ def test_a_search_that_tried_every_allowed_algorithm_skips_nothing():
     ("max_total_trials", None, {"early_terminated": 2}, SearchEnd(
         "trials", "max_total_trials 6 reached, 2 of them stopped early by the early-termination policy")),
     ("max_total_trials", 4, {}, SearchEnd("trials", "all 4 grid combinations ran")),
-    ("timeout", None, {}, SearchEnd("time", "limits.timeout 90 s passed; running trials were cancelled")),
+    ("timeout", None, {}, SearchEnd("time", "limits.timeout passed (90 s); running trials were cancelled")),
     ("interrupted", None, {}, SearchEnd("interrupted", "capc was stopped; finished trials are kept")),
 ])
 def test_each_sweep_limit_is_named(stopped_because, grid, counts, expected):
     assert sweep_end(stopped_because, 6 if grid is None else grid, 90.0, counts, grid) == expected
+
+
+def test_automl_for_images_names_its_own_settings():
+    settings = ("max_trials", "timeout_minutes")
+    assert sweep_end("max_total_trials", 4, 600.0, {}, settings=settings) == SearchEnd("trials", "max_trials 4 reached")
+    assert sweep_end("timeout", 4, 600.0, {}, settings=settings).detail == "timeout_minutes passed (600 s); running trials were cancelled"
 
 
 def test_an_unknown_limit_is_refused():
