@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 # (FLAML's convergence test, enable_early_termination). A sweep: time (limits.timeout), trials (max_total_trials,
 # or its grid covered). Either: interrupted (a stop signal).
 LIMITS = ("time", "trials", "exit_score", "early_termination", "interrupted")
+MAX_TAG_CHARS = 5000  # an MLflow tag value's limit (8000 in MLflow 2; kept well under it)
 
 
 @dataclass(frozen=True)
@@ -61,12 +62,13 @@ class SearchReport:
         run's note (what `mlflow ui` shows as its description)."""
         from capc.state.tracking import NOTE_TAG, SKIPPED_TAG, STOP_LIMIT_TAG, STOP_REASON_TAG
 
-        tags = {NOTE_TAG: "\n".join(self.lines() + self.notes)}
+        note = "\n".join(self.lines() + self.notes)
+        tags = {NOTE_TAG: note if len(note) <= MAX_TAG_CHARS else note[: MAX_TAG_CHARS - 3] + "..."}
         if self.end:
             tags[STOP_LIMIT_TAG] = self.end.limit
             tags[STOP_REASON_TAG] = self.end.detail
         if self.skipped:
-            tags[SKIPPED_TAG] = "; ".join(f"{name}: {why}" for name, why in self.skipped.items())
+            tags[SKIPPED_TAG] = "; ".join(f"{name}: {why}" for name, why in self.skipped.items())[:MAX_TAG_CHARS]
         return tags
 
 
