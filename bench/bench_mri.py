@@ -166,7 +166,7 @@ def main() -> None:
     parser.add_argument("--param", action="append", default=[], help="NAME=VALUE for --mode trial")
     args = parser.parse_args()
 
-    from capc.local.data import scan_image_folder
+    from capc.local.image_folder import scan_image_folder
 
     folder = scan_image_folder(DATA)
     train, test = stratified_holdout(folder, args.holdout, args.seed)

@@ -1,4 +1,4 @@
-"""Azure ML names capc must match, as data: primary metrics per task (with their goal) and AutoML algorithms.
+"""Azure ML names capc must match, as data: primary metrics per task (with their goal; capc.azure_metrics) and AutoML algorithms.
 
 Checked against azure-ai-ml 1.35.2 (`_restclient/arm_ml_service/models/_enums.py`) and ../shared/AZURE_NOTES.md.
 """
@@ -7,25 +7,14 @@ from __future__ import annotations
 
 import re
 
-MAXIMIZE, MINIMIZE = "maximize", "minimize"
+from capc import azure_metrics
 
-# task -> {Azure primary metric -> goal}
-AUTOML_METRICS: dict[str, dict[str, str]] = {
-    "classification": {
-        "accuracy": MAXIMIZE,
-        "AUC_weighted": MAXIMIZE,
-        "average_precision_score_weighted": MAXIMIZE,
-        "norm_macro_recall": MAXIMIZE,
-        "precision_score_weighted": MAXIMIZE,
-    },
-    "regression": {
-        "spearman_correlation": MAXIMIZE,
-        "normalized_root_mean_squared_error": MINIMIZE,
-        "r2_score": MAXIMIZE,
-        "normalized_mean_absolute_error": MINIMIZE,
-    },
-    "image_classification": {"accuracy": MAXIMIZE},
-}
+MAXIMIZE, MINIMIZE = azure_metrics.MAXIMIZE, azure_metrics.MINIMIZE
+
+# task -> {Azure primary metric -> goal}: the metrics' own module holds the table (it is copied into job folders)
+AUTOML_METRICS: dict[str, dict[str, str]] = azure_metrics.PRIMARY_METRICS
+
+IMAGE_TASK = "image_classification"
 
 # task -> Azure AutoML training algorithms (PascalCase as the docs and Studio write them)
 ALGORITHMS: dict[str, list[str]] = {

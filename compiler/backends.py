@@ -20,6 +20,11 @@ from capc.errors import CapcError
 DEFAULT_OUT = Path("generated")
 
 
+def _resume_command(source: Path, overrides: list[str], only: str | None = None) -> str:
+    """The command line that continues an interrupted submit of `source` with the same --only and --set."""
+    return shlex.join(["capc", "submit", str(source), *(["--only", only] if only else []), *(f"--set={o}" for o in overrides), "--resume"])
+
+
 def _exit_interrupted(recorded: str, resume_command: str, kept: str) -> None:
     """A stopped local run: what was kept, the command that continues it, and the signal's exit status (130/143)."""
     click.echo(f"interrupted ({stopping.signal_name()}): {recorded}. To continue: {resume_command} ({kept}).", err=True)
@@ -38,7 +43,7 @@ class LocalBackend:
         if dry_run or no_wait:
             raise CapcError("--dry-run and --no-wait apply to --target azure.", "`capc diff SPEC` shows what a local build would change")
         # What a stopped submit tells its user to run next.
-        resume_command = shlex.join(["capc", "submit", str(source), *(["--only", only] if only else []), *(f"--set={o}" for o in overrides), "--resume"])
+        resume_command = _resume_command(source, overrides, only)
         if folder.job("pipeline"):
             self._submit_pipeline(folder, resume, as_json, resume_command, quiet)
             return
@@ -97,7 +102,7 @@ class LocalBackend:
         else:
             views.print_job_run(result)
         if result.interrupted:
-            resume_command = shlex.join(["capc", "submit", str(path), *(f"--set={o}" for o in overrides), "--resume"])
+            resume_command = _resume_command(path, overrides)
             click.echo(f"interrupted ({stopping.signal_name()}): finished trials are recorded. To continue: {resume_command}", err=True)
             sys.exit(stopping.exit_status())
 

@@ -8,8 +8,6 @@ with a line saying what was kept, never a traceback.
 
 from __future__ import annotations
 
-import errno
-import functools
 import json
 import sys
 from pathlib import Path
@@ -17,44 +15,11 @@ from pathlib import Path
 import click
 
 from capc import __version__, stopping
-from capc.backends import DEFAULT_OUT, AzureBackend, backend_for
+from capc.backends import AzureBackend, backend_for
+from capc.cli_options import (
+    CapcGroup, json_option, out_option, spec_files, stops_cleanly, strict_option, target_option, workspace_option,
+)
 from capc.errors import CapcError, SpecInvalid
-
-
-class CapcGroup(click.Group):
-    """Turns domain errors into exit code 1 with a clear message, in one place."""
-
-    def invoke(self, ctx: click.Context):
-        try:
-            return super().invoke(ctx)
-        except SpecInvalid as exc:
-            click.echo(exc.message, err=True)
-            if ctx.obj and ctx.obj.get("debug"):
-                raise
-            ctx.exit(1)
-        except CapcError as exc:
-            click.echo(f"error: {exc}", err=True)
-            if ctx.obj and ctx.obj.get("debug"):
-                raise
-            ctx.exit(1)
-        except KeyboardInterrupt as exc:
-            click.echo(f"interrupted ({stopping.signal_name()})", err=True)
-            ctx.exit(stopping.exit_status_of(exc))
-        except OSError as exc:
-            if stopping.stop_signal() is None or exc.errno not in (errno.EIO, errno.EPIPE):
-                raise
-            ctx.exit(stopping.exit_status())  # stopped, and the terminal is gone too (SIGHUP): nobody to tell
-
-
-def stops_cleanly(command):
-    """For long commands: SIGTERM and SIGHUP stop them as Ctrl-C does (capc.stopping). Innermost decorator."""
-
-    @functools.wraps(command)
-    def run(*args, **kwargs):
-        with stopping.stopping_on_signals():
-            return command(*args, **kwargs)
-
-    return run
 
 
 @click.group(cls=CapcGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -64,11 +29,6 @@ def stops_cleanly(command):
 def cli(ctx: click.Context, debug: bool) -> None:
     """capc: compile experiment specs into Azure ML artifacts and run them locally or on Azure."""
     ctx.ensure_object(dict)["debug"] = debug
-
-
-spec_files = click.argument("specs", nargs=-1, required=True, type=click.Path(path_type=Path))
-out_option = click.option("--out", "out_dir", type=click.Path(path_type=Path), default=DEFAULT_OUT, show_default=True, help="Folder that holds <name>/ per spec.")
-json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 
 
 def _load_all(paths: list[Path]):
@@ -84,9 +44,6 @@ def _load_all(paths: list[Path]):
     if problems:
         raise SpecInvalid(problems)
     return specs
-
-
-strict_option = click.option("--strict", is_flag=True, help="Treat warnings of Azure's service rules as errors.")
 
 
 @cli.command()
@@ -373,9 +330,6 @@ def cancel(job_id: str, workspace_config: Path | None) -> None:
 
 # ---------------------------------------------------------------- endpoints
 
-target_option = click.option("--target", type=click.Choice(["local", "azure"]), default="local", show_default=True, help="Local endpoint or Azure managed online endpoint.")
-workspace_option = click.option("--workspace", "workspace_config", type=click.Path(path_type=Path), default=None, help="Azure ML config.json (else AZURE_SUBSCRIPTION_ID, AZURE_RESOURCE_GROUP, AZUREML_WORKSPACE_NAME).")
-
 
 @cli.command()
 @click.argument("name")
@@ -479,7 +433,7 @@ def invoke(name: str, data_file: Path | None, target: str, workspace_config: Pat
 def bench_command(name: str, request_count: int, concurrency: int, rows_per_request: int, as_json: bool) -> None:
     """Load-test a local endpoint with real rows of its dataset (like Apache Bench), on loopback only."""
     from capc import serve, views
-    from capc.local.data import request_rows
+    from capc.jobfolder.data import request_rows
 
     info = serve.show(name)
     rows = request_rows(Path(info.job_dir), limit=max(rows_per_request * 50, 1000))

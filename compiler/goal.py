@@ -47,6 +47,11 @@ class Goal(StrEnum):
             return True
         return a > b if self.maximize else a < b
 
+    @property
+    def worst(self) -> float:
+        """A value every score beats (what a failed report counts as)."""
+        return -math.inf if self.maximize else math.inf
+
     def reached(self, value: float, target: float) -> bool:
         """Whether `value` is at least as good as `target` (an exit score)."""
         return value >= target if self.maximize else value <= target

@@ -25,6 +25,7 @@ from pathlib import Path
 import yaml
 
 from capc.jobfolder import ComputeCluster, JobFolder
+from capc.data_location import is_remote
 from capc.errors import CapcError
 
 VERSION_CHARS = 16  # hex digits of the content hash used as an asset version
@@ -145,7 +146,7 @@ def plan_assets(folder: JobFolder) -> AssetPlan:
                 if asset:
                     inputs.setdefault(job.kind, {})[input_name] = asset
             trial = job.data.get("trial") or {}
-            if isinstance(trial.get("code"), str) and not trial["code"].startswith("azureml:"):
+            if isinstance(trial.get("code"), str) and not is_remote(trial["code"]):
                 code[job.kind] = (job.path.parent / trial["code"]).resolve()
             for step, folder_path in _pipeline_code(job.path.parent, job.data.get("jobs") or {}):
                 code[f"{job.kind} step {step}"] = folder_path
@@ -163,7 +164,7 @@ def _pipeline_code(base: Path, steps: Mapping) -> list[tuple[str, Path]]:
         if code is None and isinstance(trial, str) and (base / trial).is_file():
             component = yaml.safe_load((base / trial).read_text(encoding="utf-8")) or {}
             code, where = component.get("code"), (base / trial).parent
-        if isinstance(code, str) and not code.startswith("azureml:"):
+        if isinstance(code, str) and not is_remote(code):
             found.append((step, (where / code).resolve()))
     return found
 
@@ -212,7 +213,7 @@ class _DataPlanner:
         if not isinstance(spec, Mapping):
             return None
         path, kind = spec.get("path"), spec.get("type", "uri_folder")
-        if not isinstance(path, str) or _is_remote(path):
+        if not isinstance(path, str) or is_remote(path):
             return None  # a registered asset or a URL: nothing to upload
         base = self.folder.path  # job YAML paths are relative to the YAML's folder
         source = Path(os.path.normpath(base / path))
@@ -259,7 +260,7 @@ class _DataPlanner:
             if key is None:
                 raise CapcError(f"{mltable_path}: capc can upload `file` and `folder` paths only, not {sorted(entry)}.")
             value = str(entry[key])
-            if _is_remote(value):
+            if is_remote(value):
                 rewritten_paths.append(entry)
                 continue
             local = Path(os.path.normpath(data_dir / value))
@@ -325,7 +326,7 @@ def _image_root(image_lines: dict[str, list[dict]], data_dir: Path, columns: lis
         for row in rows:
             for column in columns:
                 value = row.get(column)
-                if isinstance(value, str) and not _is_remote(value):
+                if isinstance(value, str) and not is_remote(value):
                     path = Path(os.path.normpath(data_dir / value))
                     if not path.is_file():
                         raise CapcError(f"the image table points at {value}, which does not exist ({path}).", "build again where the data lies")
@@ -365,7 +366,7 @@ def _rows_with_urls(rows: list[dict], columns: list[str], data_dir: Path, image_
         row = dict(row)
         for column in columns:
             value = row.get(column)
-            if isinstance(value, str) and not _is_remote(value):
+            if isinstance(value, str) and not is_remote(value):
                 image = Path(os.path.normpath(data_dir / value))
                 row[column] = f"{base}/{image.relative_to(image_root).as_posix()}"
         out.append(row)
@@ -394,10 +395,6 @@ def _unique_name(name: str, taken: Mapping) -> str:
         n += 1
         candidate = f"{n}-{name}"
     return candidate
-
-
-def _is_remote(path: str) -> bool:
-    return path.startswith("azureml:") or "://" in path
 
 
 def content_version(parts: Mapping[str, Path | bytes]) -> str:

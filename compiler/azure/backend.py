@@ -25,7 +25,7 @@ from capc.azure.workspace import PLACEHOLDER, WorkspaceRef, resolve_workspace
 from capc.errors import CapcError
 
 if TYPE_CHECKING:
-    from capc.local.selection import Selection
+    from capc.selection import Selection
 
 DEFAULT_POLL_SECONDS = 15.0  # between looks at running jobs; CAPC_AZURE_POLL_SECONDS overrides it
 
@@ -157,15 +157,15 @@ def _select(ml_client, folder: JobFolder, result: SubmitResult, say) -> Selectio
     from capc.azure.jobs import download_model
     from capc.azure.registry import candidates
     from capc.azure.selection import select
-    from capc.local.selection import IMAGE_TASK, budget_of
+    from capc.selection import budget_of, is_measured
 
-    if not candidates(result.jobs, folder.winner):
+    if not candidates(result.jobs, folder.deployment_model):
         return None
     budget = budget_of(folder.deployment)
-    if folder.task != IMAGE_TASK and budget.any:
+    if is_measured(folder.task) and budget.any:
         say(f"choosing the model to register within the serving budget ({budget.describe()}): each job's best run, best "
             f"first, is downloaded and measured on this machine until one fits")
-    elif folder.task != IMAGE_TASK:
+    elif is_measured(folder.task):
         say("measuring what serving the winner costs: its run's model is downloaded and measured on this machine")
     selection = select(
         result.jobs, folder, lambda job, into: download_model(ml_client, job, into, result.workspace),

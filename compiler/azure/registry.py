@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from capc.jobfolder import JobFolder, is_sweep
+from capc.jobfolder import JobFolder
+from capc.serving_cost import may_serve
 from capc.azure.jobs import SubmittedJob, model_path
 from capc.errors import CapcError
 
@@ -33,14 +34,12 @@ class RegisteredModel:
         return {**asdict(self), "ref": self.ref}
 
 
-def candidates(jobs: list[SubmittedJob], prefer: str = "best") -> list[SubmittedJob]:
-    """The completed jobs whose best child could be registered: those with a value of the primary metric, of the
-    kind `prefer` names (the validated spec's deployment.model: best | automl | sweep, the sweeps per family too).
-    Which of them wins is capc.azure.selection's call."""
-    scored = [j for j in jobs if j.status == "Completed" and j.best_run_id and j.best_value is not None]
-    if prefer != "best":
-        scored = [j for j in scored if (is_sweep(j.kind) if prefer == "sweep" else j.kind == prefer)]
-    return scored
+def candidates(jobs: list[SubmittedJob], deployment_model: str = "best") -> list[SubmittedJob]:
+    """The completed jobs whose best child could be registered: those with a value of the primary metric, of a
+    kind the spec's deployment.model lets win (capc.serving_cost.may_serve). Which of them wins is
+    capc.azure.selection's call."""
+    return [j for j in jobs if j.status == "Completed" and j.best_run_id and j.best_value is not None
+            and may_serve(deployment_model, j.kind)]
 
 
 def register(ml_client, folder: JobFolder, winner: SubmittedJob, workspace, serving: dict[str, float] | None = None) -> RegisteredModel:

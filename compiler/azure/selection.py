@@ -6,7 +6,7 @@ candidates: a sweep's parent records only its best child's score (the others' wo
 metrics), and each would cost a download; a tighter search, or `capc submit` locally (which weighs every kept
 AutoML model), is the way to a smaller model.
 
-The rule is capc.serving_cost's, the one local selection and the pipeline's step run: best first, each candidate's
+The rule is capc.selection's (capc.serving_cost's), the one local selection and the pipeline's step run: best first, each candidate's
 run artifacts downloaded with azure-ai-ml (capc.azure.jobs.download_model) into a temporary folder only when it is
 its turn, measured through the job folder's score.py with rows of the training data on this machine, and the first
 within budget wins. Without a budget the best wins as before and only it is downloaded and measured, so the result
@@ -21,13 +21,11 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from capc import serving_cost
+from capc import selection, serving_cost
 from capc.azure.jobs import SubmittedJob
 from capc.azure.registry import candidates
-from capc.errors import CapcError
 from capc.jobfolder import JobFolder
-from capc.local.selection import IMAGE_TASK, Selection, budget_of
-from capc.serve.inference_server import ENTRY_SCRIPT
+from capc.selection import Selection, budget_of
 
 # (job, folder to download into) -> the folder holding the downloaded MLmodel; raises on failure.
 FetchModel = Callable[[SubmittedJob, Path], Path]
@@ -41,17 +39,11 @@ def select(jobs: list[SubmittedJob], folder: JobFolder, fetch_model: FetchModel,
            on_fetch: Callable[[SubmittedJob], None] | None = None,
            on_measured: Callable[[SubmittedJob, serving_cost.ServingCost], None] | None = None) -> Selection | None:
     """The job whose best run to register (None when no job has one); raises CapcError when none fits the budget."""
-    pool = candidates(jobs, folder.winner)
-    if not pool:
-        return None
-    budget = budget_of(folder.deployment)
-    records, no_records = _request_records(folder)
+    pool = candidates(jobs, folder.deployment_model)
     scratch = Path(tempfile.mkdtemp(prefix="capc-azure-models-"))
     contenders = [serving_cost.Contender(f"{j.kind} run {j.best_run_id}", j.best_value, str(scratch / j.kind), payload=j) for j in pool]
 
-    def measure_one(contender: serving_cost.Contender) -> serving_cost.ServingCost:
-        if records is None:
-            raise serving_cost.MeasureError(no_records)
+    def fetch(contender: serving_cost.Contender) -> None:
         job: SubmittedJob = contender.payload
         if on_fetch is not None:
             on_fetch(job)
@@ -59,34 +51,14 @@ def select(jobs: list[SubmittedJob], folder: JobFolder, fetch_model: FetchModel,
             contender.model_dir = str(fetch_model(job, Path(contender.model_dir)))
         except Exception as exc:  # a model that cannot be fetched cannot be measured: choose() says so and moves on
             raise serving_cost.MeasureError(f"download failed: {getattr(exc, 'message', None) or exc}") from None
-        return serving_cost.measure(str(folder.path / ENTRY_SCRIPT), contender.model_dir, records, app_root=str(folder.path))
-
-    def measured(contender: serving_cost.Contender) -> None:
-        if on_measured is not None:
-            on_measured(contender.payload, contender.cost)
 
     try:
-        choice = serving_cost.choose(contenders, folder.goal, budget, measure_one, on_measured=measured)
-    except serving_cost.NoCandidateFits as exc:
-        raise CapcError(
-            str(exc),
-            "the figures are this machine's (p99 of one row through score.py); `capc submit` locally weighs every "
-            "model AutoML kept, not only each job's best",
-        ) from None
+        return selection.select(
+            contenders, goal=folder.goal, budget=budget_of(folder.deployment), job_dir=folder.path, task=folder.task,
+            describe=_describe, fetch=fetch,
+            on_measured=(lambda c: on_measured(c.payload, c.cost)) if on_measured is not None else None,
+            hint="the figures are this machine's (p99 of one row through score.py); `capc submit` locally weighs every "
+                 "model AutoML kept, not only each job's best",
+        )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    return Selection.of(choice, budget, _describe, measured=folder.task != IMAGE_TASK)
-
-
-def _request_records(folder: JobFolder) -> tuple[list[dict] | None, str]:
-    """Request rows from the job folder's training data, as local selection measures with; or None and why not."""
-    if folder.task == IMAGE_TASK:
-        return None, "image models are not measured"
-    from capc.local.data import request_rows
-
-    try:
-        return request_rows(folder.path, limit=serving_cost.BATCH_ROWS), ""
-    except CapcError as exc:
-        return None, f"no request rows to measure with: {exc.message}"
-    except (OSError, ValueError, KeyError) as exc:  # e.g. a dataset that lives in Azure, not beside the job folder
-        return None, f"no request rows to measure with: {exc}"

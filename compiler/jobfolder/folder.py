@@ -18,6 +18,7 @@ from pathlib import Path
 import yaml
 
 from capc.errors import CapcError
+from capc.serving_cost import DEPLOYMENT_MODELS
 
 MANIFEST = "manifest.json"
 RUN_SETTINGS = "capc.json"
@@ -25,8 +26,11 @@ COMPUTE_FILE = "compute.yml"
 AUTOML_FILE = "automl_job.yml"
 PIPELINE_FILE = "pipeline_job.yml"
 ENDPOINT_FILE = "endpoint.yml"
+ENTRY_SCRIPT = "score.py"  # the scoring script, beside the deployment YAMLs that name it
+# What a sweep job's missing limit means (a hand-written job may leave them out; capc's build writes both): the
+# local engine runs, counts and checks a job by these.
+SWEEP_LIMIT_DEFAULTS = {"max_total_trials": 20, "max_concurrent_trials": 1}
 ONLY_CHOICES = ("automl", "sweep", "pipeline")
-WINNER_CHOICES = ("best", "automl", "sweep")
 
 
 def is_sweep(kind: str) -> bool:
@@ -79,7 +83,8 @@ class JobFolder:
     cluster: ComputeCluster | None
 
     @property
-    def winner(self) -> str:
+    def deployment_model(self) -> str:
+        """deployment.model: which side's winner may be served (capc.serving_cost.may_serve)."""
         return self.deployment["model"]
 
     def job(self, kind: str) -> JobFile | None:
@@ -125,11 +130,11 @@ def read_job_folder(job_dir: Path, only: str | None = None) -> JobFolder:
         name, task, metric, goal = (str(run[k]) for k in ("name", "task", "metric", "goal"))
         automl_enabled, sweep_enabled = bool(run["automl"]["enabled"]), bool(run["sweep"]["enabled"])
         deployment = dict(run["deployment"])
-        winner = str(deployment["model"])
+        deployment_model = str(deployment["model"])
     except (KeyError, TypeError):
         raise CapcError(f"{job_dir / RUN_SETTINGS} lacks one of name, task, metric, goal, automl, sweep, deployment.", rebuild + " again") from None
-    if winner not in WINNER_CHOICES:
-        raise CapcError(f"{job_dir / RUN_SETTINGS}: deployment.model must be one of {', '.join(WINNER_CHOICES)}, not {winner!r}.", rebuild + " again")
+    if deployment_model not in DEPLOYMENT_MODELS:
+        raise CapcError(f"{job_dir / RUN_SETTINGS}: deployment.model must be one of {', '.join(DEPLOYMENT_MODELS)}, not {deployment_model!r}.", rebuild + " again")
     automl = [JobFile("automl", job_dir / AUTOML_FILE, load_yaml_mapping(job_dir / AUTOML_FILE))] if (job_dir / AUTOML_FILE).is_file() else []
     sweeps = sweep_jobs(job_dir)
     pipeline = [JobFile("pipeline", job_dir / PIPELINE_FILE, load_yaml_mapping(job_dir / PIPELINE_FILE))] if (job_dir / PIPELINE_FILE).is_file() else []
@@ -159,17 +164,23 @@ def sweep_jobs(job_dir: Path) -> list[JobFile]:
     return [JobFile(kind, path, load_yaml_mapping(path)) for kind, path in sweep_job_files(job_dir).items()]
 
 
+def sweep_limit(limits: dict | None, key: str) -> int:
+    """A sweep job's `limits.KEY` (max_total_trials or max_concurrent_trials), or what its absence means."""
+    value = (limits or {}).get(key)
+    return int(value) if value else SWEEP_LIMIT_DEFAULTS[key]
+
+
 def _cluster(path: Path) -> ComputeCluster | None:
     if not path.is_file():
         return None
     data = load_yaml_mapping(path)
     try:
         return ComputeCluster(
-            name=str(data["name"]), size=str(data["size"]), min_instances=int(data.get("min_instances", 0)),
-            max_instances=int(data.get("max_instances", 4)), idle_time_before_scale_down=int(data.get("idle_time_before_scale_down", 120)),
+            name=str(data["name"]), size=str(data["size"]), min_instances=int(data["min_instances"]),
+            max_instances=int(data["max_instances"]), idle_time_before_scale_down=int(data["idle_time_before_scale_down"]),
         )
     except (KeyError, TypeError, ValueError):
-        raise CapcError(f"{path} does not describe a compute cluster (name, size, min/max_instances).", "run `capc build` again") from None
+        raise CapcError(f"{path} does not describe a compute cluster (name, size, min/max_instances, idle_time_before_scale_down).", "run `capc build` again") from None
 
 
 def endpoint_name(job_dir: Path) -> str | None:

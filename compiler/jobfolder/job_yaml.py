@@ -84,7 +84,7 @@ def looks_like_job_yaml(path: Path) -> bool:
 
 def load_job_yaml(path: Path, overrides: list[str] | None = None) -> JobYaml:
     """Read a job YAML with its line marks and apply --set overrides; raises SpecInvalid / CapcError."""
-    from capc.spec.validate import apply_overrides
+    from capc.spec.overrides import apply_overrides
 
     path = Path(path)
     loaded = load_spec_file(path)
@@ -100,7 +100,7 @@ def load_job_yaml(path: Path, overrides: list[str] | None = None) -> JobYaml:
 
 def _paths_from_working_directory(data: dict, applied: list) -> None:
     """An input path given with --set is relative to where the user typed it, not to the YAML's folder."""
-    from capc.local.data import is_remote
+    from capc.data_location import is_remote
 
     for key, value in applied:
         parts = key.split(".")

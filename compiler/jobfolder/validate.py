@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from capc.errors import CapcError, SpecInvalid, SpecProblem
+from capc.jobfolder.folder import SWEEP_LIMIT_DEFAULTS, sweep_limit
 from capc.jobfolder.job_yaml import JobYaml, quiet_sdk_experimental_notices
 
 # Keys azure-ai-ml puts in its error paths that are not keys of the file.
@@ -144,20 +145,20 @@ def service_rule_problems(job: JobYaml) -> list[SpecProblem]:
     sweep, then the early-termination settings as the local engine reads them."""
     if job.type != "sweep":
         return []
-    from capc.local import samplers
-    from capc.local.policies import policy_from_mapping
+    from capc.policies import policy_from_mapping
+    from capc.spec.search_space import algorithm_of
     from capc.spec.service_rules import ERROR, SERVICE_RULES
 
     data, problems = job.data, []
     try:
-        algorithm, _ = samplers.algorithm_of(data.get("sampling_algorithm", "random"))
+        algorithm, _ = algorithm_of(data.get("sampling_algorithm", "random"))
     except CapcError as exc:
         return [_at(job, ("sampling_algorithm",), "sampling_algorithm", exc.message, exc.hint)]
     limits = data.get("limits") or {}
     # The job's sweep in the shape the table reads (a spec's `sweep` section).
     view = {"sweep": {
         "sampling": algorithm, "search_space": dict(data.get("search_space") or {}), "early_termination": data.get("early_termination"),
-        "limits": {key: int(limits.get(key) or 1) for key in ("max_total_trials", "max_concurrent_trials")},
+        "limits": {key: sweep_limit(limits, key) for key in SWEEP_LIMIT_DEFAULTS},
     }}
     for rule in SERVICE_RULES:
         if rule.name not in SWEEP_RULES or rule.severity != ERROR:

@@ -5,13 +5,13 @@
     pipeline.py       orchestration of `--only pipeline`: pipeline_job.yml's graph, one process per step
     pipeline_step.py  one engine step of that graph, as its own process
     outcome.py        what an engine hands back to be compared and registered
-    selection.py      the model to register: the best within the spec's serving budget (capc.serving_cost's rule)
+    winner.py         the candidates a submit weighs, handed to capc.selection (the rule both backends share)
     automl/           engine: tabular AutoML on FLAML (settings, training_data, search, ensembles, model, run; names.py: Azure's names -> FLAML's)
     images.py         engine: AutoML for images (a keras_cnn search)
-    sweep.py          engine: a sweep job on Optuna (samplers.py, policies.py); launch.py starts its trials
-    data.py           reading a job's training data: its MLTable or uri_file, and image folders
+    sweep.py          engine: a sweep job on Optuna (sweep_plan.py reads it; samplers.py; capc.policies); launch.py starts its trials
+    image_folder.py   the image folder an image job trains on, scanned and checked
     progress.py       the live display of a submit
 
-Shared state (model registry, MLflow tracking) is capc.state. Outside this folder only capc.backends and the CLI import it;
-the report reads training rows again through data.py.
+Shared state (model registry, MLflow tracking) is capc.state; a job's training data is read by capc.jobfolder.data.
+Outside this folder only capc.backends and the CLI import it (tests/layout checks the other stages do not).
 """

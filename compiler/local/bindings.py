@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from capc.errors import CapcError
-from capc.local.data import is_remote
+from capc.data_location import is_remote
 from capc.local.samplers import format_value
 
 NAMED_OUTPUTS = "named_outputs"  # beside outputs/ (the folder Azure uploads as the run's artifacts)

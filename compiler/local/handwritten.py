@@ -111,7 +111,8 @@ def _start_submit(mlflow_client, exp_id, job: JobYaml, metric: str | None, goal:
 
 
 def _run_sweep(job: JobYaml, mlflow_client, exp_id: str, resume: bool, progress) -> JobRunResult:
-    from capc.local.sweep import plan_sweep, run_sweep_interruptibly
+    from capc.local.sweep import run_sweep_interruptibly
+    from capc.local.sweep_plan import plan_sweep
 
     plan = plan_sweep(job.data, job.job_dir)  # every problem before any run is recorded
     submit_run = _start_submit(mlflow_client, exp_id, job, plan.metric, plan.goal)

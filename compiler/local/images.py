@@ -1,4 +1,4 @@
-"""Backend, local: AutoML for images (the image folder itself is read by capc.local.data).
+"""Backend, local: AutoML for images (the image folder itself is read by capc.local.image_folder).
 
 Azure's AutoML for images fine-tunes pretrained vision models on a GPU cluster; no pretrained weights can be
 had here, so the local engine's AutoML for images is a bounded search over capc's keras_cnn family (a small CNN
@@ -17,7 +17,8 @@ from pathlib import Path
 from capc.errors import CapcError
 from capc.state import tracking
 from capc.state.tracking import COMPLETED, FAILED, INTERRUPTED
-from capc.local.data import image_root_from_mltable, scan_image_folder
+from capc.jobfolder.data import image_root_from_mltable
+from capc.local.image_folder import scan_image_folder
 from capc.local.outcome import Outcome
 from capc.local.search_end import SearchEnd, SearchReport, sweep_end
 from capc.trial import trial_command

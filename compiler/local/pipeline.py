@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
+from capc.data_location import is_remote
 from capc.errors import CapcError
 from capc.jobfolder import JobFolder
 from capc.jobfolder.folder import endpoint_name
@@ -320,7 +321,7 @@ class _GraphRunner:
         if match:
             declared = (self.job.get("inputs") or {}).get(match.group(1)) or {}
             path = declared.get("path", "") if isinstance(declared, dict) else str(declared)
-            return str((self.job_dir / path).resolve()) if path and not str(path).startswith("azureml:") else str(path)
+            return str((self.job_dir / path).resolve()) if path and not is_remote(path) else str(path)
         return text
 
     def _finished(self, step: Step, code: int) -> None:

@@ -8,6 +8,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from capc.goal import Goal
+from capc.jobfolder.folder import sweep_limit
 from capc.local.progress_lines import ProgressLines, field_text, value_text
 
 
@@ -101,12 +102,12 @@ class SubmitProgress:
 
     # Sweeps: a trial budget, so each bar counts trials (a conditional sweep runs one sweep per family).
     def sweep_started(self, job: dict, name: str = "sweep") -> None:
-        limits = job.get("limits", {})
-        total = limits.get("max_total_trials", 1)
+        limits = job.get("limits") or {}
+        total = sweep_limit(limits, "max_total_trials")
         self.sweeps[name] = {"task": self.progress.add_task("starting", total=total, phase=name), "best": None, "best_trial": "",
                              "counts": {"running": 0, "done": 0, "stopped": 0, "failed": 0}, "total": total, "running": True}
         if self.lines:
-            self.lines.line(name, "started", trials=total, concurrent=limits.get("max_concurrent_trials", "-"), metric=self.metric)
+            self.lines.line(name, "started", trials=total, concurrent=sweep_limit(limits, "max_concurrent_trials"), metric=self.metric)
 
     def sweep_event(self, kind: str, trial, name: str = "sweep") -> None:
         sweep = self.sweeps[name]

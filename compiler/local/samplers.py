@@ -30,7 +30,7 @@ from typing import Any
 
 from capc.errors import CapcError
 from capc.spec.search_space import DISTRIBUTIONS as PARAMETER_NAMES
-from capc.spec.search_space import SAMPLING_ALLOWS
+from capc.spec.search_space import SAMPLING_ALLOWS, algorithm_of  # noqa: F401 - the runner reads it here
 
 DEFAULT_SEED = 42  # sweep_job.yml `sampling_algorithm: {type: random, seed: N}` overrides it
 QUANTILE_EPSILON = 1e-12  # normal-family quantiles are drawn from (eps, 1 - eps): Phi^-1 is infinite at 0 and 1
@@ -101,19 +101,6 @@ SAMPLINGS: dict[str, Sampling] = {
     "qnormal": Sampling(lambda p: _quantile(), lambda p, u: _quantise(_normal(p, u), p["q"])),
     "qlognormal": Sampling(lambda p: _quantile(), lambda p, u: _quantise(_exp(_normal(p, u)), p["q"])),
 }
-
-
-def algorithm_of(sampling_algorithm) -> tuple[str, dict]:
-    """`random` or `{type: random, seed: 7, rule: sobol}` -> ("random", {"seed": 7, "rule": "sobol"})."""
-    if isinstance(sampling_algorithm, Mapping):
-        options = {k: v for k, v in sampling_algorithm.items() if k != "type"}
-        name = sampling_algorithm.get("type")
-    else:
-        name, options = sampling_algorithm, {}
-    name = str(name or "random").lower()
-    if name not in SAMPLING_ALLOWS:
-        raise CapcError(f"sampling_algorithm `{name}` is not one of {', '.join(SAMPLING_ALLOWS)}.")
-    return name, options
 
 
 def check_search_space(search_space: Mapping, algorithm: str) -> None:

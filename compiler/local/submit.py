@@ -16,16 +16,19 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from capc.data_location import is_remote
 from capc.errors import CapcError
 from capc.goal import Goal
 from capc.jobfolder import JobFile, JobFolder
 from capc.state import held_out, locks, registry, tracking
 from capc.state.tracking import COMPLETED, FAILED, INTERRUPTED
 from capc.local.cores import CoreBudget
-from capc.local.data import check_target, mltable_source, read_frame
+from capc.jobfolder.data import check_target, mltable_source, read_frame
 from capc.local.outcome import Outcome
 from capc.local.search_end import SearchReport, sweep_end
-from capc.local.selection import Selection, budget_of, select
+from capc.local.winner import select
+from capc.selection import IMAGE_TASK, Selection, budget_of
+from capc.serving_cost import may_serve
 from capc.spec.conditional import COMBINATION_PARAMETER
 
 
@@ -117,47 +120,33 @@ def _submit_locked(folder: JobFolder, resume: bool, progress) -> SubmitResult:
             sweeps.abandon(mlflow_client)
         tracking.finish_run(mlflow_client, submit_run, FAILED)
         raise
-    which = folder.winner
     budget = budget_of(folder.deployment)
     if budget.max_latency_ms is not None:
         mlflow_client.set_tag(submit_run, tracking.MAX_LATENCY_TAG, str(budget.max_latency_ms))
-    selection = None
-    if not interrupted:
-        try:
-            selection = select(
-                [c for o in outcomes for c in (o, *o.alternatives)], name=folder.name, which=which, goal=goal,
-                budget=budget, job_dir=folder.path, task=folder.task, mlflow_client=mlflow_client,
-                on_measured=(lambda o, cost: progress.note(f"serving cost of {o.source} {o.label}: {cost.summary()}")) if progress else None,
-            )
-        except BaseException:
-            tracking.finish_run(mlflow_client, submit_run, FAILED)
-            for line in _search_lines(outcomes, sweeps) if progress else []:  # the result that would say it is not printed
-                progress.note(line)
-            raise
-    winner = selection.winner if selection else _choose(outcomes, which, goal)
-    model = None
-    if winner and not interrupted:
-        model = registry.register(
-            winner.model_dir,
-            name=folder.name,
-            task=folder.task,
-            metric=folder.metric,
-            value=winner.value,
-            goal=goal,
-            source=winner.source,
-            run_id=winner.run_id,
-            spec_sha256=folder.spec_sha256,
-            job_dir=str(folder.path.resolve()),
-            metrics=winner.metrics,
-            params=winner.params,
-            description=folder.description,
-        )
-        mlflow_client.set_tag(submit_run, "capc.registered_model", model.ref)
+    selection = None if interrupted else _selection(folder, outcomes, sweeps, budget, mlflow_client, submit_run, progress)
+    winner = selection.winner if selection else _choose(outcomes, folder.deployment_model, goal)
+    model = _register(folder, winner, mlflow_client, submit_run) if winner and not interrupted else None
     if winner:
         mlflow_client.log_metric(submit_run, folder.metric, winner.value)
     tracking.finish_run(mlflow_client, submit_run, INTERRUPTED if interrupted else COMPLETED)
     searches = _search_reports(outcomes, sweeps)
     return SubmitResult(folder.name, folder.metric, goal, submit_run, outcomes, winner, model, interrupted, selection, searches)
+
+
+def _selection(folder: JobFolder, outcomes: list[Outcome], sweeps, budget, mlflow_client, submit_run: str, progress) -> Selection:
+    """The winner among every model that could be registered, within the serving budget. When none fits, the submit
+    run fails, and why each search ended is still said (the result that would say it is not printed)."""
+    try:
+        return select(
+            [c for o in outcomes for c in (o, *o.alternatives)], name=folder.name, deployment_model=folder.deployment_model,
+            goal=folder.goal, budget=budget, job_dir=folder.path, task=folder.task, mlflow_client=mlflow_client,
+            on_measured=(lambda o, cost: progress.note(f"serving cost of {o.source} {o.label}: {cost.summary()}")) if progress else None,
+        )
+    except BaseException:
+        tracking.finish_run(mlflow_client, submit_run, FAILED)
+        for line in _search_lines(outcomes, sweeps) if progress else []:
+            progress.note(line)
+        raise
 
 
 def _search_reports(outcomes: list[Outcome], sweeps) -> list[SearchReport]:
@@ -169,14 +158,35 @@ def _search_lines(outcomes: list[Outcome], sweeps) -> list[str]:
     return [line for report in _search_reports(outcomes, sweeps) for line in report.lines()]
 
 
-def _choose(outcomes: list[Outcome], which: str, goal: str) -> Outcome | None:
-    pool = [o for o in outcomes if which == "best" or o.source == which] or outcomes
-    return Goal(goal).best(pool, lambda o: o.value)
+def _register(folder: JobFolder, winner: Outcome, mlflow_client, submit_run: str):
+    """The winner in capc's model registry, named on the submit run."""
+    model = registry.register(
+        winner.model_dir,
+        name=folder.name,
+        task=folder.task,
+        metric=folder.metric,
+        value=winner.value,
+        goal=folder.goal,
+        source=winner.source,
+        run_id=winner.run_id,
+        spec_sha256=folder.spec_sha256,
+        job_dir=str(folder.path.resolve()),
+        metrics=winner.metrics,
+        params=winner.params,
+        description=folder.description,
+    )
+    mlflow_client.set_tag(submit_run, "capc.registered_model", model.ref)
+    return model
+
+
+def _choose(outcomes: list[Outcome], deployment_model: str, goal: str) -> Outcome | None:
+    """The best outcome deployment.model lets win, by the metric alone (an interrupted submit measures nothing)."""
+    return Goal(goal).best([o for o in outcomes if may_serve(deployment_model, o.source)], lambda o: o.value)
 
 
 def _automl_takes_threads(automl: JobFile) -> bool:
     """Tabular AutoML runs on the threads the core budget gives it; the image engine does not take a number."""
-    return automl.data.get("task") != "image_classification"
+    return automl.data.get("task") != IMAGE_TASK
 
 
 def run_automl_job(folder: JobFolder, job_file: JobFile, mlflow_client, exp_id, submit_run, work_dir, progress,
@@ -189,7 +199,7 @@ def run_automl_job(folder: JobFolder, job_file: JobFile, mlflow_client, exp_id, 
     from capc.local.automl import AutoMLSettings, run_automl
 
     job, job_dir = job_file.data, folder.path
-    if job.get("task") == "image_classification":
+    if job.get("task") == IMAGE_TASK:
         from capc.local.images import run_image_automl  # noqa: PLC0415 - keras stack only for images
 
         return run_image_automl(job_dir, job, mlflow_client, exp_id, submit_run, work_dir, progress)
@@ -248,7 +258,7 @@ def run_automl_job(folder: JobFolder, job_file: JobFile, mlflow_client, exp_id, 
 def training_table(job_file: JobFile) -> Path:
     """The MLTable folder an AutoML job trains on (its training_data.path, relative to the job file)."""
     path = str((job_file.data.get("training_data") or {}).get("path") or "")
-    if not path or path.startswith("azureml:"):
+    if not path or is_remote(path):
         raise CapcError(
             f"{job_file.path}: the AutoML training data {path or '(none)'} is not a folder on this machine.",
             "build the spec with a local dataset.path to run AutoML here",
@@ -310,7 +320,8 @@ def start_sweep_jobs(folder: JobFolder, sweep_files: list[JobFile], mlflow_clien
                      automl: bool = False) -> RunningSweeps:
     """Sweep jobs of the folder started in worker threads, each a child run of `submit_run`, under one core budget
     that AutoML, when `automl` runs beside them, shares."""
-    from capc.local.sweep import SweepsInBackground, plan_sweep
+    from capc.local.sweep import SweepsInBackground
+    from capc.local.sweep_plan import plan_sweep
 
     if not sweep_files:
         raise CapcError(f"{folder.path} holds no sweep job.", "run `capc build` again")

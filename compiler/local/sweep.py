@@ -51,15 +51,13 @@ from capc.local import bindings, samplers
 from capc.state import tracking
 from capc.state.tracking import COMPLETED, EARLY_TERMINATED, ENDED, FAILED, INTERRUPTED, RUNNING
 from capc.local.cores import THREAD_VARIABLES, CoreBudget
-from capc.local.launch import Launcher, output_tail, under_this_python
-from capc.spec import schema_default
-from capc.local.policies import policy_from_mapping
-from capc.spec.conditional import FAMILY_TAG
+from capc.local.launch import Launcher, output_tail
+from capc.policies import policy_from_mapping
+from capc.local.sweep_plan import plan_sweep, trial_argv
 
 TICK_S = 0.1  # how often process exits are checked
 POLL_S = 0.5  # how often metric histories are read and the policy applied
 KILL_GRACE_S = 5.0  # SIGTERM, then SIGKILL this much later
-DEFAULT_MAX_CONCURRENT_TRIALS = 1
 STUDY_NAME = "capc-sweep"
 STUDY_FILE = "study.journal"
 CODE_SNAPSHOT = "code"
@@ -117,119 +115,6 @@ class SweepResult:
         for trial in self.trials:
             out[trial.status] = out.get(trial.status, 0) + 1
         return out
-
-
-# ---------------------------------------------------------------- reading the job
-
-
-@dataclass(frozen=True)
-class SweepPlan:
-    """Everything run_sweep needs from sweep_job.yml, checked once before anything starts."""
-
-    metric: str
-    goal: str
-    algorithm: str
-    sampling_options: dict
-    search_space: dict
-    policy_mapping: dict | None
-    max_total_trials: int
-    max_concurrent_trials: int
-    timeout_s: float | None
-    trial_timeout_s: float | None
-    command: list[str]  # tokens, placeholders still in them
-    code_dir: Path | None
-    inputs: dict  # input name -> text substituted for ${{inputs.NAME}}
-    family: str | None = None  # a conditional sweep's family (the job's capc_family tag), logged with each trial
-    outputs: tuple[str, ...] = ()  # declared outputs: each trial binds ${{outputs.NAME}} to a folder of its own
-    environment_variables: dict = field(default_factory=dict)  # the trial's environment_variables
-
-
-def _limit_seconds(limits: Mapping, name: str) -> float | None:
-    """`timeout` (Azure's seconds) or `timeout_minutes`; None when neither is set."""
-    if limits.get(name) is not None:
-        return float(limits[name])
-    if limits.get(f"{name}_minutes") is not None:
-        return float(limits[f"{name}_minutes"]) * 60
-    return None
-
-
-def plan_sweep(job: Mapping, job_dir: Path) -> SweepPlan:
-    """Read and check a loaded sweep_job.yml mapping; every problem a user can cause becomes a CapcError."""
-    if job.get("type", "sweep") != "sweep":
-        raise CapcError(f"this job is of type {job.get('type')!r}; run_sweep runs sweep jobs.")
-    objective = job.get("objective") or {}
-    metric, goal = objective.get("primary_metric"), str(objective.get("goal", "")).lower()
-    if not metric or goal not in tuple(Goal):
-        raise CapcError("the sweep job needs objective.primary_metric and objective.goal (maximize or minimize).")
-    algorithm, options = samplers.algorithm_of(job.get("sampling_algorithm", "random"))
-    search_space = dict(job.get("search_space") or {})
-    samplers.check_search_space(search_space, algorithm)
-    policy_from_mapping(job.get("early_termination"))  # checked now, built per run
-    limits = job.get("limits") or {}
-    grid = samplers.grid_size(search_space) if algorithm == "grid" else None
-    max_total = int(limits.get("max_total_trials") or grid or schema_default("sweep.limits.max_total_trials"))
-    if grid is not None:
-        max_total = min(max_total, grid)  # a grid sweep ends when its grid is covered
-    max_concurrent = int(limits.get("max_concurrent_trials") or DEFAULT_MAX_CONCURRENT_TRIALS)
-    if max_total < 1 or max_concurrent < 1:
-        raise CapcError("limits.max_total_trials and limits.max_concurrent_trials must be at least 1.")
-    trial = trial_of(job, job_dir)
-    if not trial.get("command"):
-        raise CapcError("the sweep job has no trial.command.")
-    try:
-        command = shlex.split(str(trial["command"]))
-    except ValueError as exc:
-        raise CapcError(f"trial.command cannot be split into words: {exc}.") from None
-    code_dir = None
-    if trial.get("code"):
-        code_dir = (job_dir / str(trial["code"])).resolve()
-        if not code_dir.is_dir():
-            raise CapcError(f"trial.code {trial['code']} (resolved to {code_dir}) is not a folder.")
-    declared_inputs, declared_outputs = job.get("inputs") or {}, job.get("outputs") or {}
-    inputs, unknown = {}, []
-    for scope, name in bindings.command_references(command):
-        if scope == "inputs" and name in declared_inputs:
-            inputs.setdefault(name, bindings.input_text(name, declared_inputs[name], job_dir))
-        elif not (scope == "search_space" and name in search_space or scope == "outputs" and name in declared_outputs):
-            unknown.append(f"{scope}.{name}")
-    if unknown:
-        raise CapcError(
-            f"trial.command refers to {', '.join('${{' + u + '}}' for u in unknown)}, which the job does not define "
-            "(the local engine fills ${{inputs.NAME}}, ${{outputs.NAME}} and ${{search_space.NAME}})."
-        )
-    variables = {str(k): bindings.format_value(v) for k, v in (trial.get("environment_variables") or {}).items()}
-    return SweepPlan(
-        metric=str(metric), goal=goal, algorithm=algorithm, sampling_options=options, search_space=search_space,
-        policy_mapping=job.get("early_termination"), max_total_trials=max_total, max_concurrent_trials=min(max_concurrent, max_total),
-        timeout_s=_limit_seconds(limits, "timeout"), trial_timeout_s=_limit_seconds(limits, "trial_timeout"),
-        command=command, code_dir=code_dir, inputs=inputs, family=(job.get("tags") or {}).get(FAMILY_TAG),
-        outputs=tuple(declared_outputs), environment_variables=variables,
-    )
-
-
-def trial_of(job: Mapping, job_dir: Path) -> dict:
-    """The sweep's trial: inline, or a command component file (`trial: ./train.yml`) read relative to the job."""
-    trial = job.get("trial") or {}
-    if isinstance(trial, str):
-        path = (Path(job_dir) / trial.removeprefix("file:")).resolve()
-        try:
-            import yaml
-
-            trial = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except (OSError, ValueError) as exc:
-            raise CapcError(f"cannot read the trial component {trial}: {exc}") from None
-        if isinstance(trial, dict) and trial.get("code"):
-            # The component's code is relative to the component file; the plan reads it relative to the job.
-            trial = {**trial, "code": os.path.relpath(path.parent / str(trial["code"]), job_dir)}
-    if not isinstance(trial, Mapping):
-        raise CapcError("the sweep job's trial must be a command (command, code, environment) or a component file.")
-    return dict(trial)
-
-
-def trial_command(plan: SweepPlan, values: Mapping, outputs: Mapping[str, str] | None = None) -> list[str]:
-    """The command's words with placeholders filled; `outputs` maps each declared output to the trial's folder."""
-    parameters = {name: samplers.format_value(value) for name, value in values.items()}
-    return under_this_python(bindings.bind(plan.command, {"inputs": plan.inputs, "search_space": parameters, "outputs": dict(outputs or {})}))
 
 
 # ---------------------------------------------------------------- running it
@@ -410,7 +295,7 @@ class _SweepRunner:
         (trial_dir / "outputs").mkdir(exist_ok=True)
         log_path = trial_dir / "output.log"
         log_path.write_bytes(b"")
-        command = trial_command(self.plan, values, bindings.output_folders(self.plan.outputs, trial_dir))
+        command = trial_argv(self.plan, values, bindings.output_folders(self.plan.outputs, trial_dir))
         run_id = tracking.start_run(
             self.client, self.experiment_id, f"trial_{number}", "trial", parent=self.parent_run_id,
             tags={"capc.trial": str(number), "capc.command": shlex.join(command)[:5000]},

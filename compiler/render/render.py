@@ -1,8 +1,8 @@
 """Stage 3, render: a validated Spec -> {relative posix path: bytes} of every artifact, in memory.
 
 Pure in what it returns: reads the templates, the data file's first rows (through plan), a user trial script and
-capc's serving_cost module (copied for the pipeline's select step),
-and writes no artifact (the writer in capc.artifacts does). Its one write is a cache: Jinja's compiled templates
+capc's self-contained modules it copies into the job folder (azure_metrics beside the generated trial scripts and
+the pipeline's select step, serving_cost beside the select step), and writes no artifact (the writer in capc.artifacts does). Its one write is a cache: Jinja's compiled templates
 under $XDG_CACHE_HOME/capc (else ~/.cache/capc), keyed by each template's source, so it never changes the output;
 without a writable cache folder templates are compiled every time.
 Every value from the spec enters an artifact through one of the quoting filters (`yaml`, `py`, `json`), so
@@ -20,7 +20,7 @@ from pathlib import Path
 import jinja2
 
 from capc.errors import CapcError
-from capc.render.plan import build_context
+from capc.render.context import build_context
 from capc.spec.conditional import COMBINATIONS_FILE
 
 # artifact path -> template. The image task swaps in its own AutoML job shape and a JSONL-backed MLTable; the
@@ -44,8 +44,11 @@ PIPELINE_TEMPLATES: dict[str, str] = {
     "select/select_best.py": "select_best.py.j2",
     "select/conda.yml": "select_conda.yml.j2",
 }
-# Shared rules the pipeline's select step runs as they are: capc's own module, copied (it imports nothing of capc).
-PIPELINE_MODULES: dict[str, str] = {"select/serving_cost.py": "serving_cost.py"}
+# Shared rules the job folder runs as they are: capc's own modules, copied (they import nothing of capc).
+# artifact path -> module. The generated trial scripts score with Azure's metric definitions; the pipeline's
+# select step checks its metric's goal and measures the candidates' serving cost.
+TRIAL_MODULES: dict[str, str] = {"src/azure_metrics.py": "azure_metrics.py"}
+PIPELINE_MODULES: dict[str, str] = {"select/azure_metrics.py": "azure_metrics.py", "select/serving_cost.py": "serving_cost.py"}
 
 
 def render_artifacts(spec, out_dir: Path) -> dict[str, bytes]:
@@ -92,9 +95,11 @@ def render_artifacts(spec, out_dir: Path) -> dict[str, bytes]:
         files[path] = _read_user_script(source)
     if sweep and sweep["combinations"]:
         files["src/" + COMBINATIONS_FILE] = (json.dumps(sweep["combinations"], indent=1, sort_keys=True) + "\n").encode("utf-8")
+    modules = dict(TRIAL_MODULES) if sweep and any(s["train"] is not None for s in sweep["scripts"].values()) else {}
     if context["pipeline"]:
-        package = Path(__file__).resolve().parents[1]
-        files.update({path: (package / module).read_bytes() for path, module in PIPELINE_MODULES.items()})
+        modules.update(PIPELINE_MODULES)
+    package = Path(__file__).resolve().parents[1]
+    files.update({path: (package / module).read_bytes() for path, module in modules.items()})
     return dict(sorted(files.items()))
 
 

@@ -27,8 +27,10 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from capc import azure_metrics
 from capc.errors import CapcError
-from capc.local.data import is_remote, mltable_source, read_frame
+from capc.data_location import is_remote
+from capc.jobfolder.data import mltable_source, read_frame
 from capc.state import held_out as held_out_state
 from capc.state.held_out import HeldOutPredictions
 from capc.state.registry import ModelVersion
@@ -137,21 +139,21 @@ def _stored_rows(model: ModelVersion, stored: HeldOutPredictions) -> tuple[str, 
 
 
 def _primary(metric: str, evaluation: Evaluation, y_range: float | None) -> tuple[str, float] | None:
-    """The primary metric by Azure's definition (the scorers the local AutoML engine uses), on these rows."""
-    from capc.local.automl import names as automl_names
-
-    task = "classification" if evaluation.task != "regression" else "regression"
-    scorer = automl_names.SCORERS[task].get(metric)
-    if scorer is None:
+    """The primary metric by Azure's definition (capc.azure_metrics, as the engine and trial scripts score), on these rows."""
+    kind = azure_metrics.task_kind(evaluation.task)
+    if metric not in azure_metrics.SCORERS[kind]:
         return None
     try:
-        if task == "regression":
+        if kind == "regression":
             y = evaluation.y_true.astype(float)
-            return metric, float(scorer(y, evaluation.y_pred.astype(float), y_range or float(np.ptp(y)) or 1.0))
-        if evaluation.probabilities is None:
+            value = azure_metrics.regression_score(metric, y, evaluation.y_pred.astype(float), y_range or azure_metrics.target_range(y))
+            return metric, float(value)
+        if evaluation.classes is None or (evaluation.probabilities is None and metric in azure_metrics.NEEDS_PROBABILITIES):
             return None
-        codes = np.asarray([evaluation.classes.index(v) for v in evaluation.y_true.tolist()])
-        return metric, float(scorer(codes, evaluation.probabilities))
+        codes = azure_metrics.class_codes(evaluation.y_true, evaluation.classes)
+        predicted = azure_metrics.class_codes(evaluation.y_pred, evaluation.classes)
+        value = azure_metrics.classification_score(metric, codes, predicted, evaluation.probabilities, len(evaluation.classes))
+        return (metric, float(value)) if np.isfinite(value) else None  # AUC with one class present
     except (ValueError, ZeroDivisionError):  # a label outside the classes, AUC with one class present
         return None
 

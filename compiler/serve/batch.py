@@ -31,6 +31,7 @@ from typing import Callable, Iterator
 
 from capc import serving_cost
 from capc.artifacts import output_mode
+from capc.azure_names import IMAGE_TASK
 from capc.errors import CapcError
 from capc.serve.drift import DRIFT_HEADERS, counts_of
 from capc.serve.endpoints import azureml_model_dir
@@ -39,7 +40,6 @@ from capc.serve.inference_server import ENTRY_SCRIPT
 DEFAULT_CHUNK_ROWS = 10_000
 PREDICTION_COLUMN = "prediction"
 PROBABILITY_PREFIX = "probability_"
-IMAGE_TASK = "image_classification"
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")  # as score.py names them
 NUMBER_KINDS = ("integer", "number")  # score.py's FEATURES kinds that JSON carries as numbers
 # score.py names a bad cell by its row in the request; the file's row is the chunk's first row plus that.

@@ -14,9 +14,9 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from capc.jobfolder.folder import ENTRY_SCRIPT
 from capc.serve.processes import LOOPBACK, python_argv
 
-ENTRY_SCRIPT = "score.py"
 # Files of the job folder a deployment's code snapshot takes (`code: ./` in deployment.yml; data and jobs stay).
 CODE_SUFFIXES = (".py", ".json")
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import ast
 import math
+from collections.abc import Mapping
 
+from capc.errors import CapcError
 from capc.spec.hints import did_you_mean as _did_you_mean
 
 # Distribution -> its parameters in Azure's YAML, in the positional order of the compact form.
@@ -39,6 +41,19 @@ POLICY_KEYS: dict[str, tuple[str, ...]] = {
     "median_stopping": ("evaluation_interval", "delay_evaluation"),
     "truncation_selection": ("truncation_percentage", "evaluation_interval", "delay_evaluation"),
 }
+
+
+def algorithm_of(sampling_algorithm) -> tuple[str, dict]:
+    """`random` or `{type: random, seed: 7, rule: sobol}` -> ("random", {"seed": 7, "rule": "sobol"})."""
+    if isinstance(sampling_algorithm, Mapping):
+        options = {k: v for k, v in sampling_algorithm.items() if k != "type"}
+        name = sampling_algorithm.get("type")
+    else:
+        name, options = sampling_algorithm, {}
+    name = str(name or "random").lower()
+    if name not in SAMPLING_ALLOWS:
+        raise CapcError(f"sampling_algorithm `{name}` is not one of {', '.join(SAMPLING_ALLOWS)}.")
+    return name, options
 
 
 class SearchSpaceError(ValueError):

@@ -20,13 +20,15 @@ from importlib import resources
 from pathlib import Path
 
 from capc import azure_names
+from capc.data_location import ASSET_PREFIX, is_remote
 from capc.errors import SpecInvalid, SpecProblem
 from capc.goal import Goal
 from capc.families import FAMILIES
-from capc.image_files import is_image_path
+from capc.image_files import class_images
 from capc.spec.conditional import family_of_parameter, is_conditional
 from capc.spec.hints import did_you_mean
 from capc.spec.loader import LoadedSpec, load_spec_file
+from capc.spec.overrides import apply_overrides
 from capc.spec.search_space import DISTRIBUTIONS, POLICY_KEYS, SAMPLING_ALLOWS, SearchSpaceError, normalise, parse_compact
 from capc.spec.service_rules import ERROR, SERVICE_RULES
 
@@ -62,7 +64,7 @@ class Spec:
     def dataset_path(self) -> Path | None:
         """The dataset on this machine, or None for a registered Azure data asset."""
         path = self.data["dataset"]["path"]
-        return None if path.startswith("azureml:") else (self.path.parent / path)
+        return None if is_remote(path) else (self.path.parent / path)
 
 
 @cache
@@ -139,49 +141,6 @@ def _to_mapping_form(data: dict) -> None:
     for space in spaces:
         for name, raw in space.items():
             space[name] = parse_compact(raw) if isinstance(raw, str) else normalise(raw)
-
-
-# ---------------------------------------------------------------- overrides
-
-
-def apply_overrides(loaded: LoadedSpec, overrides: list[str]) -> list[tuple[str, object]]:
-    """`--set a.b=value` like `az ml job create --set`: value is read as YAML (numbers, booleans, lists)."""
-    import yaml
-
-    applied = []
-    for index, expression in enumerate(overrides, start=1):
-        key, sep, raw = expression.partition("=")
-        key = key.strip()
-        if not sep or not key or any(not part for part in key.split(".")):
-            raise SpecInvalid([SpecProblem("--set", index, 1, key, f"cannot read override `{expression}`", "write --set key.path=value, e.g. --set automl.timeout_minutes=2")])
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
-        except yaml.YAMLError:
-            value = raw
-        node = loaded.data
-        parts = key.split(".")
-        for depth, part in enumerate(parts[:-1]):
-            child = node.get(part) if isinstance(node, dict) else None
-            if child is None:
-                child = node[part] = {}
-            if not isinstance(child, dict):
-                raise SpecInvalid([SpecProblem("--set", index, 1, ".".join(parts[: depth + 1]), f"`{'.'.join(parts[:depth + 1])}` is a value, not a section", "override a key inside a section")])
-            node = child
-        node[parts[-1]] = value
-        path = tuple(parts)
-        # Problems at an overridden path point at the override, not at the file.
-        for mark_key in [k for k in loaded.marks if _marked_path(k)[: len(path)] == path]:
-            del loaded.marks[mark_key]
-        loaded.marks[path] = ("--set", index)
-        applied.append((key, value))
-    return applied
-
-
-def _marked_path(mark_key: tuple) -> tuple:
-    """The key path a marks entry belongs to: `path` for a value mark, `path` of `(path, "key")` for a key mark."""
-    # The root's mark is keyed by the empty path, so test the length before looking at the first element.
-    is_key_mark = len(mark_key) == 2 and isinstance(mark_key[0], tuple) and mark_key[1] == "key"
-    return mark_key[0] if is_key_mark else mark_key
 
 
 # ---------------------------------------------------------------- schema pass
@@ -541,8 +500,8 @@ def deployment_fits_task(ctx: CheckContext) -> None:
 @check
 def dataset_is_readable(ctx: CheckContext) -> None:
     dataset = ctx.data["dataset"]
-    if dataset["path"].startswith("azureml:"):
-        if dataset["path"].count(":") != 2:
+    if is_remote(dataset["path"]):
+        if not dataset["path"].startswith(ASSET_PREFIX) or dataset["path"].count(":") != 2:
             ctx.report(("dataset", "path"), f"`{dataset['path']}` is not a data asset reference", "write azureml:NAME:VERSION")
         return
     path = ctx.spec_dir / dataset["path"]
@@ -581,11 +540,7 @@ def _check_image_folder(ctx: CheckContext, path: Path, where: tuple) -> None:
 
 def image_classes(folder: Path) -> dict[str, int]:
     """Class name -> number of image files (by suffix) in each sub-folder."""
-    return {
-        sub.name: sum(1 for f in sub.iterdir() if f.is_file() and is_image_path(f))
-        for sub in sorted(folder.iterdir())
-        if sub.is_dir() and not sub.name.startswith(".")
-    }
+    return {name: len(files) for name, files in class_images(folder).items()}
 
 
 def read_header(path: Path, fmt: str) -> list[str]:

@@ -35,7 +35,7 @@ def test_folder_holds_what_the_spec_said(name):
     folder = read_job_folder(REPO / "generated" / name)
     assert (folder.name, folder.task, folder.metric, folder.goal) == (spec.name, spec.task, spec.metric, spec.goal)
     assert folder.spec_sha256 == spec.sha256 and folder.description == spec.data["description"]
-    assert folder.winner == spec.data["deployment"]["model"]
+    assert folder.deployment_model == spec.data["deployment"]["model"]
     assert folder.automl_enabled == spec.data["automl"]["enabled"]
     compute = spec.data["compute"]
     cluster = folder.cluster

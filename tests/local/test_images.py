@@ -23,9 +23,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import capc
 from capc.errors import CapcError
 from capc.families import FAMILIES
-from capc.local import data, images
+from capc.jobfolder import data
+from capc.local import image_folder, images
 from capc.image_files import IMAGE_SUFFIXES
 from capc.render.render import environment
 from capc.state import held_out
@@ -37,7 +39,7 @@ from repo import DATA
 MRI = DATA / "mri"
 PARSERS = {"int": "as_int", "float": "float", "str": "str"}
 
-# What the render stage passes train_image.py.j2 and score_image.py.j2 (the contract with capc.render.plan).
+# What the render stage passes train_image.py.j2 and score_image.py.j2 (the contract with capc.render.context).
 TRAIN_CONTEXT = {
     "name": "mri",
     "train": {
@@ -54,8 +56,14 @@ TINY = {"epochs": 2, "image_size": 24, "filters": 4, "depth": 2, "batch_size": 4
 
 
 def render(template: str, context: dict, path: Path) -> Path:
+    """One template rendered to `path`, with the modules the build copies beside a trial script (azure_metrics.py)."""
+    from capc.render.render import TRIAL_MODULES
+
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(environment().get_template(template).render(context), encoding="utf-8")
+    package = Path(capc.__file__).resolve().parent
+    for artifact, module in TRIAL_MODULES.items():
+        shutil.copy(package / module, path.parent / Path(artifact).name)
     return path
 
 
@@ -123,7 +131,7 @@ def messy_folder(root: Path) -> dict[str, list[str]]:
 
 def test_scan_keeps_every_readable_image_and_names_the_unreadable(tmp_path):
     kept = messy_folder(tmp_path / "imgs")
-    folder = data.scan_image_folder(tmp_path / "imgs")
+    folder = image_folder.scan_image_folder(tmp_path / "imgs")
     assert folder.class_names == ["no", "yes"]
     assert {label: sorted(p.name for p in paths) for label, paths in folder.classes.items()} == kept
     assert sorted(s.path.name for s in folder.skipped) == ["broken.jpg", "truncated.jpg"]
@@ -134,7 +142,7 @@ def test_scan_keeps_every_readable_image_and_names_the_unreadable(tmp_path):
 
 def test_scan_without_verify_trusts_suffixes(tmp_path):
     messy_folder(tmp_path / "imgs")
-    folder = data.scan_image_folder(tmp_path / "imgs", verify=False)
+    folder = image_folder.scan_image_folder(tmp_path / "imgs", verify=False)
     assert folder.skipped == [] and folder.image_count == 10
 
 
@@ -142,7 +150,7 @@ def test_empty_class_is_an_error_naming_it(tmp_path):
     save(picture("RGB"), tmp_path / "imgs" / "yes" / "a.jpg", "JPEG")
     (tmp_path / "imgs" / "no").mkdir()
     with pytest.raises(CapcError, match=r"class 'no' in .* has no readable image"):
-        data.scan_image_folder(tmp_path / "imgs")
+        image_folder.scan_image_folder(tmp_path / "imgs")
 
 
 def test_class_of_unreadable_files_only_is_an_error_naming_them(tmp_path):
@@ -150,20 +158,20 @@ def test_class_of_unreadable_files_only_is_an_error_naming_them(tmp_path):
     (tmp_path / "imgs" / "no").mkdir()
     (tmp_path / "imgs" / "no" / "bad scan.png").write_bytes(b"\x89PNG garbage")
     with pytest.raises(CapcError, match="class 'no'") as info:
-        data.scan_image_folder(tmp_path / "imgs")
+        image_folder.scan_image_folder(tmp_path / "imgs")
     assert "bad scan.png" in str(info.value)
 
 
 def test_one_class_and_missing_folder_are_errors(tmp_path):
     save(picture("RGB"), tmp_path / "imgs" / "yes" / "a.jpg", "JPEG")
     with pytest.raises(CapcError, match="at least two; found only 'yes'"):
-        data.scan_image_folder(tmp_path / "imgs")
+        image_folder.scan_image_folder(tmp_path / "imgs")
     with pytest.raises(CapcError, match="does not exist"):
-        data.scan_image_folder(tmp_path / "nowhere")
+        image_folder.scan_image_folder(tmp_path / "nowhere")
 
 
 def test_real_mri_folder_scans_clean():
-    folder = data.scan_image_folder(MRI)
+    folder = image_folder.scan_image_folder(MRI)
     assert folder.class_names == ["no", "yes"]
     assert folder.skipped == []
     assert len(folder.classes["no"]) >= 50 and len(folder.classes["yes"]) >= 50
@@ -172,7 +180,7 @@ def test_real_mri_folder_scans_clean():
 def test_image_root_from_the_generated_mltable(tmp_path):
     messy_folder(tmp_path / "specs" / "data" / "imgs")
     data_dir = tmp_path / "generated" / "imgs" / "data"
-    folder = data.scan_image_folder(tmp_path / "specs" / "data" / "imgs")
+    folder = image_folder.scan_image_folder(tmp_path / "specs" / "data" / "imgs")
     rows = [
         {"image_url": os.path.relpath(p, data_dir).replace(os.sep, "/"), "label": label}
         for label, paths in folder.classes.items()
@@ -205,7 +213,7 @@ AUTOML_JOB = {
 
 
 def test_automl_job_becomes_a_runnable_sweep_job(tmp_path):
-    from capc.local.sweep import plan_sweep
+    from capc.local.sweep_plan import plan_sweep
 
     (tmp_path / "src").mkdir()
     (tmp_path / "imgs").mkdir()
@@ -467,7 +475,7 @@ def test_run_image_automl_end_to_end(tmp_path, monkeypatch):
     folder = training_folder(tmp_path / "specs" / "data" / "mri")
     job_dir = tmp_path / "generated" / "mri"
     render("train_image.py.j2", TRAIN_CONTEXT, job_dir / "src" / "train.py")
-    scan = data.scan_image_folder(folder)
+    scan = image_folder.scan_image_folder(folder)
     rows = [{"image_url": os.path.relpath(p, job_dir / "data").replace(os.sep, "/"), "label": c} for c, ps in scan.classes.items() for p in ps]
     render("MLTable_images.j2", {"name": "mri", "dataset": {"images": rows}}, job_dir / "data" / "MLTable")
     render("images.jsonl.j2", {"name": "mri", "dataset": {"images": rows}}, job_dir / "data" / "images.jsonl")

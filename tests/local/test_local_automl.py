@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from capc import azure_names
+from capc import azure_metrics, azure_names
 from capc.errors import CapcError
 from capc.local.automl import AutoMLSettings, algorithm_name, names, resolve_estimators, run_automl
 
@@ -210,11 +210,11 @@ def test_scorers_agree_with_flaml_builtins(n_classes):
     for metric in ("accuracy", "AUC_weighted"):
         flaml_name = names.flaml_builtin_metric("classification", metric, n_classes)
         prediction = np.argmax(proba, axis=1) if flaml_name == "accuracy" else (proba[:, 1] if n_classes == 2 else proba)
-        ours = names.SCORERS["classification"][metric](y, proba)
+        ours = names.SCORERS["classification"][metric](y, np.argmax(proba, axis=1), proba, n_classes)
         assert ours == pytest.approx(1 - metric_loss_score(flaml_name, prediction, y, labels=list(range(n_classes))))
     y_true = rng.normal(size=200)
     y_pred = y_true + rng.normal(scale=0.5, size=200)
-    assert names.r2_score(y_true, y_pred, 1.0) == pytest.approx(1 - metric_loss_score("r2", y_pred, y_true))
+    assert azure_metrics.r2_score(y_true, y_pred, 1.0) == pytest.approx(1 - metric_loss_score("r2", y_pred, y_true))
 
 
 @pytest.mark.parametrize("n_classes", [2, 3, 10])
@@ -231,11 +231,11 @@ def test_classification_scorers_equal_sklearn_with_ties(n_classes):
         "AUC_weighted": metrics.roc_auc_score(y, proba[:, 1]) if n_classes == 2
         else metrics.roc_auc_score(one_hot, proba, average="weighted"),
         "average_precision_score_weighted": metrics.average_precision_score(one_hot, proba, average="weighted"),
-        "norm_macro_recall": (metrics.recall_score(y, predicted, average="macro") - 1 / n_classes) / (1 - 1 / n_classes),
+        "norm_macro_recall": max(0.0, (metrics.recall_score(y, predicted, average="macro") - 1 / n_classes) / (1 - 1 / n_classes)),
         "precision_score_weighted": metrics.precision_score(y, predicted, average="weighted", zero_division=0),
     }
     for name, scorer in names.SCORERS["classification"].items():
-        assert scorer(y, proba) == pytest.approx(expected[name], abs=1e-12), name
+        assert scorer(y, predicted, proba, n_classes) == pytest.approx(expected[name], abs=1e-12), name
 
 
 def test_regression_scorers_equal_sklearn_and_scipy():
@@ -245,17 +245,19 @@ def test_regression_scorers_equal_sklearn_and_scipy():
     rng = np.random.default_rng(1)
     y = rng.normal(100, 20, 500)
     pred = y + rng.normal(0, 10, 500)
-    assert names.r2_score(y, pred, 1.0) == pytest.approx(metrics.r2_score(y, pred))
-    assert names.spearman_correlation(y, pred, 1.0) == pytest.approx(spearmanr(y, pred).statistic)
-    assert names.mean_absolute_error(y, pred, 1.0) == pytest.approx(metrics.mean_absolute_error(y, pred))
-    assert names.root_mean_squared_error(y, pred, 1.0) == pytest.approx(metrics.root_mean_squared_error(y, pred))
+    assert azure_metrics.r2_score(y, pred, 1.0) == pytest.approx(metrics.r2_score(y, pred))
+    assert azure_metrics.spearman_correlation(y, pred, 1.0) == pytest.approx(spearmanr(y, pred).statistic)
+    assert azure_metrics.mean_absolute_error(y, pred, 1.0) == pytest.approx(metrics.mean_absolute_error(y, pred))
+    assert azure_metrics.root_mean_squared_error(y, pred, 1.0) == pytest.approx(metrics.root_mean_squared_error(y, pred))
 
 
 def test_normalised_errors_divide_by_the_target_range():
     y, pred = np.array([0.0, 10.0, 20.0]), np.array([1.0, 10.0, 23.0])
-    assert names.normalized_mean_absolute_error(y, pred, 20.0) == pytest.approx((1 + 0 + 3) / 3 / 20)
-    assert names.normalized_root_mean_squared_error(y, pred, 20.0) == pytest.approx(np.sqrt((1 + 9) / 3) / 20)
-    assert names.norm_macro_recall(np.array([0, 1, 0, 1]), np.array([[1, 0], [0, 1], [0, 1], [1, 0.0]])) == pytest.approx(0.0)
+    assert azure_metrics.normalized_mean_absolute_error(y, pred, 20.0) == pytest.approx((1 + 0 + 3) / 3 / 20)
+    assert azure_metrics.normalized_root_mean_squared_error(y, pred, 20.0) == pytest.approx(np.sqrt((1 + 9) / 3) / 20)
+    assert azure_metrics.norm_macro_recall(np.array([0, 1, 0, 1]), np.array([0, 1, 1, 0]), None, 2) == pytest.approx(0.0)
+    # Worse than chance is floored at chance (Azure documents the range as [0, 1]).
+    assert azure_metrics.norm_macro_recall(np.array([0, 1, 0, 1]), np.array([1, 0, 1, 0]), None, 2) == 0.0
 
 
 # ------------------------------------------------------------------ searches

@@ -1,11 +1,11 @@
-"""Early-termination policies (capc.local.policies): Azure's rules, the documented example, interval and delay."""
+"""Early-termination policies (capc.policies): Azure's rules, the documented example, interval and delay."""
 
 import math
 
 import pytest
 
 from capc.errors import CapcError
-from capc.local.policies import (
+from capc.policies import (
     BanditPolicy,
     MedianStoppingPolicy,
     TruncationSelectionPolicy,

@@ -18,7 +18,8 @@ import pytest
 
 from capc.errors import CapcError
 from capc.local.launch import Launcher
-from capc.local.sweep import plan_sweep, run_sweep, trial_command
+from capc.local.sweep import run_sweep
+from capc.local.sweep_plan import plan_sweep, trial_argv
 
 TRIAL_SCRIPT = textwrap.dedent(
     """
@@ -266,7 +267,7 @@ def test_random_sampling_with_spawned_processes(store, job_dir, tmp_path):
 def test_command_is_filled_word_by_word(job_dir):
     job = make_job({"C": {"type": "uniform", "min_value": 0.1, "max_value": 10}}, algorithm="random")
     plan = plan_sweep(job, job_dir)
-    words = trial_command(plan, {"C": 0.5})
+    words = trial_argv(plan, {"C": 0.5})
     assert words[0] == sys.executable
     assert words[1:3] == ["train.py", "--data"]
     assert words[3] == str((job_dir / "data" / "train.csv").resolve())  # one word, though the path has a space

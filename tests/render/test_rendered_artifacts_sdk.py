@@ -321,7 +321,7 @@ def test_hostile_values_yield_valid_files_holding_the_literal_values(tmp_path):
     rows = json.loads(files["sample_request.json"])["data"]
     assert list(rows[0]) == ["cons.conf.idx", "two words", 'say "hi"']
     assert rows[1]["two words"] == "b" and rows[0]["cons.conf.idx"] == 1.5
-    namespace: dict = {}
+    namespace: dict = {"__file__": str(job_dir / "src" / "train.py")}  # it imports the azure_metrics.py beside it
     exec(compile(files["src/train.py"], "train.py", "exec"), namespace)  # defines, runs nothing (no __main__)
     assert namespace["DROP_COLUMNS"] == ["it's"]
     score: dict = {}
@@ -405,7 +405,7 @@ def test_output_folder_elsewhere_gets_a_relative_data_path(tmp_path):
 
 
 def test_runtime_pins_are_the_installed_versions():
-    from capc.render.plan import RUNTIME_PINS
+    from capc.render.pins import RUNTIME_PINS
 
     for name, pinned in RUNTIME_PINS.items():
         assert version(name) == pinned, name

@@ -388,8 +388,9 @@ def test_awkward_column_names_train_and_serve(tmp_path, tracking_uri):
     assert set(answer["result"]) <= {"yes", "no"} and set(answer["probabilities"][0]) == {"no", "yes"}
 
 
-def test_select_best_picks_by_goal(tmp_path):
-    """select_best.py compares the recorded scores of the two winners and copies the better model."""
+def test_select_best_picks_by_goal_among_what_deployment_model_allows(tmp_path):
+    """select_best.py compares the recorded scores of the winners deployment.model lets win, by the metric's goal
+    (azure_metrics.py's; a contradicting --goal is refused), and copies the better model."""
     import mlflow.sklearn
     from sklearn.dummy import DummyClassifier
 
@@ -401,18 +402,41 @@ def test_select_best_picks_by_goal(tmp_path):
     for name, value in scores.items():
         model = DummyClassifier().fit([[0], [1]], [0, 1])
         mlflow.sklearn.save_model(model, str(tmp_path / name / "model"), pip_requirements=["scikit-learn"])
-        (tmp_path / name / "metrics.json").write_text(json.dumps({"metric": "accuracy", "value": value}))
+        recorded = [{"metric": metric, "value": value} for metric in ("accuracy", "normalized_root_mean_squared_error")]
+        for metric_dir, record in zip(("", "model"), recorded):  # one metrics.json per metric, where select_best looks
+            (tmp_path / name / metric_dir / "metrics.json").write_text(json.dumps(record))
     candidates = [word for name in scores for word in ("--candidate", f"{name}={tmp_path / name}")]
-    for goal, source, winner in (("maximize", "automl", "automl"), ("minimize", "sweep", "sweep_logistic_regression")):
-        out = tmp_path / f"out-{goal}"
+
+    def select(metric, *options):
+        out = tmp_path / f"out-{metric}-{'-'.join(options)}"
         proc = subprocess.run(
-            [sys.executable, str(script), *candidates,
-             "--metric", "accuracy", "--goal", goal, "--model_name", spec.name, "--output", str(out), "--no_register"],
+            [sys.executable, str(script), *candidates, "--metric", metric, *options, "--model_name", spec.name,
+             "--output", str(out), "--no_register"],
             capture_output=True, text=True, timeout=120,
         )
+        chosen = json.loads((out / "winner.json").read_text()) if proc.returncode == 0 else None
+        assert chosen is None or (out / "model" / "MLmodel").is_file()
+        return proc, chosen
+
+    cases = [
+        (("accuracy", "--goal", "maximize"), ("automl", "automl")),
+        (("normalized_root_mean_squared_error",), ("sweep", "sweep_logistic_regression")),  # the metric's own goal
+        (("accuracy", "--deployment_model", "sweep"), ("sweep", "sweep_svc")),  # the better AutoML model may not win
+        (("accuracy", "--deployment_model", "automl"), ("automl", "automl")),
+    ]
+    for arguments, expected in cases:
+        proc, chosen = select(*arguments)
         assert proc.returncode == 0, proc.stderr
-        chosen = json.loads((out / "winner.json").read_text())
-        assert (chosen["source"], chosen["candidate"]) == (source, winner) and (out / "model" / "MLmodel").is_file()
+        assert (chosen["source"], chosen["candidate"]) == expected, arguments
+    proc, _ = select("accuracy", "--goal", "minimize")
+    assert proc.returncode != 0 and "accuracy is to maximize, not minimize" in proc.stderr
+    proc = subprocess.run(
+        [sys.executable, str(script), "--candidate", f"sweep={tmp_path / 'sweep_svc'}", "--deployment_model", "automl",
+         "--metric", "accuracy", "--model_name", "x", "--output", str(tmp_path / "automl-only"), "--no_register"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode != 0 and "that deployment.model automl lets win" in proc.stderr
+    assert "sweep: not weighed (deployment.model is automl)" in proc.stdout
     proc = subprocess.run(
         [sys.executable, str(script), "--candidate", f"automl={tmp_path / 'missing'}", "--candidate", f"sweep={tmp_path / 'missing2'}",
          "--metric", "accuracy", "--goal", "maximize", "--model_name", "x", "--output", str(tmp_path / "none"), "--no_register"],

@@ -249,7 +249,7 @@ def test_bench_sends_real_rows_and_counts_no_errors(endpoint):
 def test_bench_with_the_rows_capc_bench_sends(endpoint):
     if endpoint.source == "fixture":
         pytest.skip("the fixture job folder has no data/MLTable")
-    from capc.local.data import request_rows
+    from capc.jobfolder.data import request_rows
 
     rows = request_rows(endpoint.job, limit=50)
     assert len(rows) == 50 and list(rows[0]) == COLUMNS

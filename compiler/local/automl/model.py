@@ -2,7 +2,7 @@
 
 This module is pickled by value into the saved model (cloudpickle), and MLflow loads it where capc is not
 installed (a scoring container, another machine): it must import nothing from capc, only what the model's
-own learners need (numpy, pandas, scikit-learn, FLAML). tests/test_local_automl.py loads a saved model in a
+own learners need (numpy, pandas, scikit-learn, FLAML). tests/local/test_local_automl.py loads a saved model in a
 process where capc cannot be imported.
 
 Serving speed: FLAML's own predict featurizes with pandas work per column (~15 ms for one bank row, far more than

@@ -2,15 +2,15 @@
 
 Azure's own names (which metrics and algorithms exist per task, their goals) live in capc.azure_names; this
 module says how each one runs on this machine. Every Azure primary metric is scored by capc itself, with the
-definition Azure documents (sklearn underneath), and handed to FLAML as a custom metric: that way each
+definition Azure documents (capc.azure_metrics, the one the trial scripts use), and handed to FLAML as a custom metric: that way each
 candidate reports every Azure metric of its task, and the values agree with what Azure would show.
 `FLAML_BUILTIN` names the FLAML metric that computes the same number where there is one (a contract test
-checks the two agree); the scorers below are the custom metrics for the rest.
+checks the two agree).
 """
 
 from __future__ import annotations
 
-import numpy as np
+from capc import azure_metrics
 
 # Azure algorithm -> FLAML estimators that run it here (FLAML's, or capc's own from learners.py); None: no learner,
 # so the engine skips it and says so. Where Azure has one algorithm and FLAML two search spaces for it, both are tried.
@@ -92,136 +92,8 @@ def flaml_builtin_metric(task: str, metric: str, n_classes: int = 2) -> str | No
     return name
 
 
-# ------------------------------------------------------------------ scorers (Azure's definitions)
-# Classification scorers take (y: int codes 0..K-1, proba: n x K); regression ones (y, y_pred, y_range).
-# They run on every fold of every trial, so they are plain numpy (sklearn's checks cost ~50 ms per call on
-# 20,000 rows, a tenth of a two-minute search); a test holds each to sklearn's value.
-
-
-def _confusion(y, proba) -> np.ndarray:
-    k = proba.shape[1]
-    return np.bincount(np.asarray(y) * k + np.argmax(proba, axis=1), minlength=k * k).reshape(k, k)
-
-
-def _binary_auc(positive: np.ndarray, score: np.ndarray) -> float:
-    """ROC AUC as the Mann-Whitney statistic (ties count half), equal to sklearn's roc_auc_score."""
-    from scipy.stats import rankdata
-
-    n_pos = int(positive.sum())
-    n_neg = len(positive) - n_pos
-    if n_pos == 0 or n_neg == 0:
-        raise ValueError("AUC needs both classes among the rows")
-    ranks = rankdata(score)
-    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-
-
-def _binary_average_precision(positive: np.ndarray, score: np.ndarray) -> float:
-    """Sum over thresholds of (recall step) x precision, without interpolation, as sklearn computes it."""
-    order = np.argsort(-score, kind="mergesort")
-    score, positive = score[order], positive[order]
-    last_of_each_threshold = np.r_[np.flatnonzero(np.diff(score)), len(score) - 1]
-    true_pos = np.cumsum(positive)[last_of_each_threshold]
-    if true_pos[-1] == 0:
-        return 0.0
-    precision = true_pos / (last_of_each_threshold + 1)
-    recall_steps = np.diff(np.r_[0, true_pos]) / true_pos[-1]
-    return float(np.sum(recall_steps * precision))
-
-
-def _per_class_weighted(y, proba, binary_score) -> float:
-    """One-vs-rest score of each class present, weighted by its number of true rows."""
-    y = np.asarray(y)
-    support = np.bincount(y, minlength=proba.shape[1])
-    present = np.flatnonzero(support)
-    scores = [binary_score(y == c, proba[:, c]) for c in present]
-    return float(np.average(scores, weights=support[present]))
-
-
-def accuracy(y, proba) -> float:
-    return float(np.mean(np.argmax(proba, axis=1) == y))
-
-
-def auc_weighted(y, proba) -> float:
-    """One-vs-rest AUC per class, weighted by class support (binary: the plain AUC)."""
-    if proba.shape[1] == 2:
-        return _binary_auc(np.asarray(y) == 1, proba[:, 1])
-    return _per_class_weighted(y, proba, _binary_auc)
-
-
-def average_precision_score_weighted(y, proba) -> float:
-    """Average precision per class (one-vs-rest, both classes when binary), weighted by class support."""
-    return _per_class_weighted(y, proba, _binary_average_precision)
-
-
-def norm_macro_recall(y, proba) -> float:
-    """Macro recall rescaled so that chance scores 0 and perfect 1: (recall - R) / (1 - R), R = 1 / classes.
-
-    Azure documents the formula, not a floor, so a worse-than-chance model scores below 0 here.
-    """
-    confusion = _confusion(y, proba)
-    support = confusion.sum(axis=1)
-    labels = np.flatnonzero(support + confusion.sum(axis=0))  # classes true or predicted, as sklearn counts them
-    recall = np.divide(np.diag(confusion), support, out=np.zeros(len(support)), where=support > 0)
-    chance = 1.0 / proba.shape[1]
-    return float((recall[labels].mean() - chance) / (1.0 - chance))
-
-
-def precision_score_weighted(y, proba) -> float:
-    confusion = _confusion(y, proba)
-    predicted = confusion.sum(axis=0)
-    precision = np.divide(np.diag(confusion), predicted, out=np.zeros(len(predicted)), where=predicted > 0)
-    return float(np.average(precision, weights=confusion.sum(axis=1)))
-
-
-def normalized_root_mean_squared_error(y, y_pred, y_range) -> float:
-    """RMSE divided by the range of the target (Azure takes the range over the whole training target)."""
-    return float(np.sqrt(np.mean((np.asarray(y) - y_pred) ** 2)) / y_range)
-
-
-def normalized_mean_absolute_error(y, y_pred, y_range) -> float:
-    return float(np.mean(np.abs(np.asarray(y) - y_pred)) / y_range)
-
-
-def root_mean_squared_error(y, y_pred, y_range) -> float:
-    return float(np.sqrt(np.mean((np.asarray(y) - y_pred) ** 2)))
-
-
-def mean_absolute_error(y, y_pred, y_range) -> float:
-    return float(np.mean(np.abs(np.asarray(y) - y_pred)))
-
-
-def r2_score(y, y_pred, y_range) -> float:
-    y = np.asarray(y, dtype=float)
-    total = np.sum((y - y.mean()) ** 2)
-    return float(1.0 - np.sum((y - y_pred) ** 2) / total) if total > 0 else float("nan")
-
-
-def spearman_correlation(y, y_pred, y_range) -> float:
-    from scipy.stats import spearmanr
-
-    rho = spearmanr(y, y_pred).statistic
-    return float(rho) if np.isfinite(rho) else 0.0  # constant predictions: no rank information
-
-
-# task -> Azure metric name -> scorer. Every candidate is scored with all of its task's metrics (as Azure logs
-# them on each child run); the primary one drives the search. The raw errors ride along for regression.
-SCORERS: dict[str, dict] = {
-    "classification": {
-        "accuracy": accuracy,
-        "AUC_weighted": auc_weighted,
-        "average_precision_score_weighted": average_precision_score_weighted,
-        "norm_macro_recall": norm_macro_recall,
-        "precision_score_weighted": precision_score_weighted,
-    },
-    "regression": {
-        "normalized_root_mean_squared_error": normalized_root_mean_squared_error,
-        "normalized_mean_absolute_error": normalized_mean_absolute_error,
-        "r2_score": r2_score,
-        "spearman_correlation": spearman_correlation,
-        "root_mean_squared_error": root_mean_squared_error,
-        "mean_absolute_error": mean_absolute_error,
-    },
-}
+# task -> Azure metric name -> scorer: capc.azure_metrics's, the definitions the trial scripts score with too.
+SCORERS = azure_metrics.SCORERS
 
 # Ensemble candidates, named as Azure names its ensemble iterations.
 VOTING_ENSEMBLE = "VotingEnsemble"

@@ -189,12 +189,18 @@ class TrialScorer:
         return proba
 
     def score(self, y: np.ndarray, output: np.ndarray, only: str | None = None) -> dict[str, float]:
+        """Every metric (or `only` one) of `output`: probabilities (classification; the class predicted is the
+        likeliest) or predictions (regression), against `y` (class codes or values)."""
         metrics = {}
+        predicted = np.argmax(output, axis=1) if self.task == "classification" else None
         for name, scorer in self.scorers.items():
             if only is not None and name != only:
                 continue
             try:
-                value = scorer(y, output) if self.task == "classification" else scorer(y, output, self.y_range)
+                if self.task == "classification":
+                    value = scorer(y, predicted, output, self.n_classes)
+                else:
+                    value = scorer(y, output, self.y_range)
             except ValueError:  # e.g. AUC on a fold with one class, predictions with NaN
                 value = float("nan")
             metrics[name] = value

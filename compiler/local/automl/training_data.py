@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from capc import azure_metrics
 from capc.errors import CapcError
 from capc.local.automl.settings import AutoMLSettings
 from capc.spec.hints import did_you_mean
@@ -29,7 +30,7 @@ class TrainingData:
     @property
     def y_range(self) -> float:
         """What Azure divides the normalized errors by: the range of the whole training target."""
-        return float(self.y.max() - self.y.min()) if self.classes is None else 1.0
+        return azure_metrics.target_range(self.y) if self.classes is None else 1.0
 
     @property
     def numeric_columns(self) -> list[str]:

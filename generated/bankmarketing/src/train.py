@@ -20,6 +20,9 @@ import shutil
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # azure_metrics.py lies beside this script
+import azure_metrics  # noqa: E402
+
 SPEC_NAME = 'bankmarketing'
 TASK = 'classification'
 FAMILY = 'lightgbm'
@@ -33,20 +36,9 @@ INTERVALS = 10  # metric reports of the step-wise families (keras reports once p
 MAX_CATEGORIES = 50  # one-hot columns per categorical feature; rarer values share one column
 SEED = 42
 MODEL_REQUIREMENTS = ['mlflow', 'scikit-learn', 'pandas', 'numpy', 'cloudpickle', 'lightgbm']  # pinned to the installed versions when the model is saved
-# Azure ML primary metrics and whether larger is better.
-METRICS = {
-    "accuracy": True,
-    "AUC_weighted": True,
-    "average_precision_score_weighted": True,
-    "norm_macro_recall": True,
-    "precision_score_weighted": True,
-    "spearman_correlation": True,
-    "normalized_root_mean_squared_error": False,
-    "r2_score": True,
-    "normalized_mean_absolute_error": False,
-}
-CLASSIFICATION_METRICS = ("accuracy", "AUC_weighted", "average_precision_score_weighted", "norm_macro_recall", "precision_score_weighted")
-
+TASK_KIND = azure_metrics.task_kind(TASK)
+# Azure ML primary metrics -> goal (azure_metrics.py: capc's definitions, the ones its AutoML engine scores with)
+METRICS = {**azure_metrics.PRIMARY_METRICS["classification"], **azure_metrics.PRIMARY_METRICS["regression"]}
 
 def as_int(text):
     """Integers as a sweep may send them: `50`, or `50.0` from a quantised distribution."""
@@ -162,40 +154,14 @@ def make_splits(n_rows, labels):
 
 
 def azure_metric(metric, y_true, predicted, probabilities, classes, y_range):
-    """The primary metric as Azure ML defines it (docs: 'Evaluate AutoML experiment results')."""
+    """The primary metric as Azure ML defines it (docs: 'Evaluate AutoML experiment results'), by azure_metrics.py."""
     import numpy as np
-    from sklearn import metrics as m
 
-    if metric == "accuracy":
-        return float(m.accuracy_score(y_true, predicted))
-    if metric == "precision_score_weighted":
-        return float(m.precision_score(y_true, predicted, average="weighted", zero_division=0))
-    if metric == "norm_macro_recall":
-        # Recall macro-averaged and rescaled so that random guessing scores 0: (recall - R) / (1 - R), R = 1/classes.
-        recall = m.recall_score(y_true, predicted, average="macro", zero_division=0)
-        chance = 1.0 / max(len(classes), 2)
-        return float(max(0.0, (recall - chance) / (1.0 - chance)))
-    if metric in ("AUC_weighted", "average_precision_score_weighted"):
-        # One-vs-rest per class, averaged with class frequencies as weights (binary included: both classes).
-        onehot = (np.asarray(y_true)[:, None] == np.asarray(classes)[None, :]).astype(int)
-        scorable = [j for j in range(len(classes)) if 0 < onehot[:, j].sum() < len(onehot)]
-        if not scorable:
-            return float("nan")
-        score = m.roc_auc_score if metric == "AUC_weighted" else m.average_precision_score
-        return float(score(onehot[:, scorable], np.asarray(probabilities)[:, scorable], average="weighted"))
-    y_true = np.asarray(y_true, dtype=float)
-    predicted = np.asarray(predicted, dtype=float).ravel()
-    if metric == "r2_score":
-        return float(m.r2_score(y_true, predicted))
-    if metric == "spearman_correlation":
-        from scipy.stats import spearmanr
-
-        return float(spearmanr(y_true, predicted).statistic)
-    if metric == "normalized_root_mean_squared_error":
-        return float(math.sqrt(m.mean_squared_error(y_true, predicted)) / y_range)
-    if metric == "normalized_mean_absolute_error":
-        return float(m.mean_absolute_error(y_true, predicted) / y_range)
-    raise SystemExit(f"error: unknown metric {metric}")
+    if TASK_KIND == "regression":
+        return azure_metrics.regression_score(metric, np.asarray(y_true, dtype=float), np.asarray(predicted, dtype=float).ravel(), y_range)
+    codes = azure_metrics.class_codes(y_true, classes)
+    predicted_codes = azure_metrics.class_codes(np.asarray(predicted).ravel(), classes)
+    return azure_metrics.classification_score(metric, codes, predicted_codes, probabilities, len(classes))
 
 
 def pinned(*names):
@@ -213,7 +179,7 @@ def pinned(*names):
 
 def evaluate(metric, trainer, y_valid, classes, y_range):
     predicted = trainer.predict_valid()
-    needs_probabilities = metric in ("AUC_weighted", "average_precision_score_weighted")
+    needs_probabilities = metric in azure_metrics.NEEDS_PROBABILITIES
     probabilities = trainer.predict_proba_valid() if needs_probabilities else None
     return azure_metric(metric, y_valid, predicted, probabilities, classes, y_range)
 
@@ -405,7 +371,7 @@ def log_params(mlflow, params):
 def main(argv=None):
     args = parse_args(argv)
     params = {name: getattr(args, name) for name in HYPERPARAMETERS}
-    if (args.metric in CLASSIFICATION_METRICS) != (TASK != "regression"):
+    if args.metric not in azure_metrics.PRIMARY_METRICS[TASK_KIND]:
         raise SystemExit(f"error: metric {args.metric} does not fit task {TASK}")
     started = time.time()
     features, labels = load_training_data(args.data, args.target)
@@ -418,7 +384,7 @@ def main(argv=None):
     y_range = 1.0
     if TASK == "regression":
         y = y.astype(float)
-        y_range = float(y.max() - y.min()) or 1.0  # Azure normalises by the range of the target
+        y_range = azure_metrics.target_range(y)  # Azure normalises by the range of the target
     splits = make_splits(len(y), y)
 
     import mlflow
@@ -455,7 +421,7 @@ def main(argv=None):
         final.save(model_dir, take(features, np.arange(min(len(y), 5))))
         # Beside the model: the score select_best.py compares (a pipeline's sweep output carries no run metrics).
         with open(os.path.join(args.output_dir, "metrics.json"), "w", encoding="utf-8") as f:
-            json.dump({"metric": args.metric, "value": value, "goal": "maximize" if METRICS[args.metric] else "minimize"}, f)
+            json.dump({"metric": args.metric, "value": value, "goal": METRICS[args.metric]}, f)
         mlflow.log_metric("trial_seconds", time.time() - started)
     print(json.dumps({"metric": args.metric, "value": value, "model": model_dir}), flush=True)
 

@@ -45,6 +45,26 @@ TIE_REL_TOL = 1e-4
 _LOADS = itertools.count(1)
 
 
+# The spec's deployment.model: which side's winner may be served. "best": any candidate; "automl": AutoML's;
+# "sweep": any sweep's (one per family in a conditional sweep). Candidates of another side never win, even when
+# the named side left none: then nothing is registered, rather than a model the spec did not ask for.
+DEPLOYMENT_MODELS = ("best", "automl", "sweep")
+
+
+def may_serve(deployment_model: str, source: str) -> bool:
+    """Whether a candidate from `source` (automl, sweep, or sweep_<family>) may win under `deployment_model`."""
+    if deployment_model == "best":
+        return True
+    if deployment_model == "sweep":
+        return source == "sweep" or source.startswith("sweep_")
+    return source == deployment_model
+
+
+def is_measured(task: str) -> bool:
+    """Whether a task's candidates are measured: an image model's score.py takes images, not table rows."""
+    return task != "image_classification"
+
+
 class MeasureError(Exception):
     """A candidate's score.py could not load or answer; the message says what it said."""
 

@@ -35,9 +35,12 @@ os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a tria
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # azure_metrics.py lies beside this script
+import azure_metrics  # noqa: E402
+
 SPEC_NAME = 'mri'
 FAMILY = "keras_cnn"
-METRICS = ("accuracy",)  # the only primary metric Azure ML offers for image classification
+METRICS = tuple(azure_metrics.PRIMARY_METRICS["image_classification"])  # Azure ML offers accuracy only
 VALIDATION_FRACTION = 0.2
 IMAGE_SUFFIXES = ['.bmp', '.gif', '.jpeg', '.jpg', '.png', '.tif', '.tiff', '.webp']
 HELD_OUT_ARTIFACT = 'held_out/predictions.json'  # the run's predictions on its validation images, for `capc report`
@@ -54,7 +57,7 @@ PROBABILITY_PREFIX = "probability_"  # predict's column per class: probability_<
 
 
 def as_int(text):
-    """Integers as a sweep may send them: `32`, or `32.0` from a quantised distribution."""
+    """Integers as a sweep may send them: `50`, or `50.0` from a quantised distribution."""
     value = float(text)
     if not value.is_integer():
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text}")
@@ -290,7 +293,7 @@ def training_batches(images, labels, batch_size):
 def validation_scores(probabilities, labels, num_classes):
     """(accuracy, recall): recall of the positive class (the last) for two classes, macro recall beyond."""
     predicted = np.argmax(probabilities, axis=1)
-    accuracy = float(np.mean(predicted == labels))
+    accuracy = azure_metrics.accuracy(labels, predicted, probabilities, num_classes)
     classes = [num_classes - 1] if num_classes == 2 else range(num_classes)
     recalls = [float(np.mean(predicted[labels == c] == c)) for c in classes if np.any(labels == c)]
     return accuracy, float(np.mean(recalls)) if recalls else float("nan")

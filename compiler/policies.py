@@ -1,4 +1,6 @@
-"""Backend, local: a sweep's early-termination policies, with Azure ML's semantics. Pure: no I/O, no clock.
+"""Shared rule: a sweep's early-termination policies, with Azure ML's semantics. Pure: no I/O, no clock.
+
+The local sweep runner applies them; the job-folder checks read a hand-written job's early_termination with them.
 
 A history is the list of primary-metric values one trial has reported, oldest first; interval k is its k-th
 report (1-based), as Azure counts "each time the training script logs the primary metric".
@@ -36,12 +38,13 @@ from collections.abc import Collection, Mapping
 
 from capc.azure_names import MAXIMIZE, MINIMIZE
 from capc.errors import CapcError
+from capc.goal import Goal
 from capc.spec.search_space import POLICY_KEYS
 
 
 
 def _worst(goal: str) -> float:
-    return -math.inf if goal == MAXIMIZE else math.inf
+    return Goal(goal).worst
 
 
 def _clean(values: list[float], goal: str) -> list[float]:
@@ -57,11 +60,11 @@ def _clean(values: list[float], goal: str) -> list[float]:
 
 
 def _best(values: list[float], goal: str) -> float:
-    return max(values) if goal == MAXIMIZE else min(values)
+    return min(values, key=Goal(goal).sort_key)
 
 
 def _worse(value: float, than: float, goal: str) -> bool:
-    return value < than if goal == MAXIMIZE else value > than
+    return Goal(goal).better(than, value)  # values are cleaned: a number, or the goal's worst (never better)
 
 
 class EarlyTerminationPolicy:

@@ -1,4 +1,6 @@
-"""Stage 3, plan: a validated Spec -> the render context, everything a template needs, computed once in Python.
+"""Stage 3, render: a validated Spec -> the render context, everything a template needs, computed once in Python.
+
+The sweep's and the pipeline's parts of it are capc.render.sweep_context.
 
 Templates only place these values (through the quoting filters); every decision - Azure spellings, the sweep
 command line, relative data paths, package pins, sample rows - is made here.
@@ -10,51 +12,16 @@ import csv
 import math
 import os
 import re
-import shlex
 from pathlib import Path, PurePath
 
 from capc import azure_names
+from capc.data_location import is_remote
 from capc.errors import CapcError
 from capc.families import FAMILIES
-from capc.image_files import IMAGE_SUFFIXES, image_base64, is_image_path
-from capc.spec import schema_default
-from capc.state.held_out import ARTIFACT_PATH as HELD_OUT_ARTIFACT
-from capc.trial import trial_command
-from capc.spec import conditional
+from capc.image_files import class_images, image_base64
+from capc.render.pins import AZURE_MLFLOW_PINS, RUNTIME_PINS
+from capc.render.sweep_context import image_holdout, pipeline_context, sweep_context
 
-
-# The stack every trial and deployment environment pins: the versions capc is tested with (installed here).
-# tests/test_contract_azure.py checks this table against the installed distributions.
-RUNTIME_PINS: dict[str, str] = {
-    "azureml-inference-server-http": "1.5.1",
-    "flaml": "2.7.0",
-    "inference-schema": "1.8",
-    "lightgbm": "4.7.0",
-    "pandas": "3.1.1",
-    "pyarrow": "25.0.1",
-    "scikit-learn": "1.9.1",
-}
-
-# MLflow in an Azure ML job logs to the workspace only through the azureml-mlflow plugin, whose newest release
-# (1.62.0.post6) takes mlflow-skinny <= 3.15.0 (and full mlflow 3.15.0 takes pandas < 3). So the environments pin
-# mlflow-skinny 3.15.0 with it, while capc itself runs mlflow 3.17.2: the same 3.x model format both ways (the
-# generated train.py was run under these pins and its model loaded with 3.17.2).
-AZURE_MLFLOW_PINS: dict[str, str] = {
-    "azureml-mlflow": "1.62.0.post6",
-    "mlflow-skinny": "3.15.0",
-}
-
-# The pipeline's select and deploy steps talk to the workspace: MLflow as above, and the SDK with the submitting
-# user's identity.
-SELECT_STEP_PINS: dict[str, str] = {
-    **AZURE_MLFLOW_PINS,
-    "azure-ai-ml": "1.35.2",
-    "azure-identity": "1.27.0",
-    "pyyaml": "6.0.3",
-}
-
-# The spec's serving budget (deployment.*), passed to select_best.py as --KEY VALUE.
-SERVING_BUDGET_KEYS = ("max_latency_ms", "max_model_mb")
 
 # What pandas.read_csv reads as missing by default: these cells become None in sample rows.
 CSV_MISSING = frozenset({
@@ -63,9 +30,6 @@ CSV_MISSING = frozenset({
 })
 INTEGER = re.compile(r"^[+-]?\d+$")
 NUMBER = re.compile(r"^[+-]?(\d+\.?\d*([eE][+-]?\d+)?|\.\d+([eE][+-]?\d+)?|inf|Inf|INF|infinity|Infinity)$")
-# Distributions a saved trial model needs, pinned by train.py to the versions it ran with.
-MODEL_REQUIREMENTS = ("mlflow", "scikit-learn", "pandas", "numpy", "cloudpickle")
-FAMILY_MODEL_REQUIREMENTS = {"lightgbm": ("lightgbm",), "keras_mlp": ("keras", "torch"), "keras_cnn": ("keras", "torch", "pillow")}
 TYPE_SAMPLE_ROWS = 500  # rows read to decide a column's type
 SAMPLE_REQUEST_ROWS = 2
 DEFAULT_DEPLOYMENT = "blue"
@@ -78,12 +42,12 @@ def build_context(spec, out_dir: Path) -> dict:
     data = spec.data
     job_dir = Path(os.path.abspath(Path(out_dir) / spec.name))
     dataset = _dataset(spec, job_dir)
-    sweep = _sweep(spec, dataset)
+    sweep = sweep_context(spec, dataset)
     environment = _environment(spec, sweep)
     deployment = _deployment(spec)
     automl = _automl(spec, dataset)
     return {
-        "pipeline": _pipeline(spec, dataset, automl, sweep, environment),
+        "pipeline": pipeline_context(spec, dataset, automl, sweep, environment),
         "train": sweep["train"] if sweep else None,  # the one-family form's trial script
         "score": _score(spec, dataset, deployment),
         "name": spec.name,
@@ -128,7 +92,7 @@ def _run_settings(spec, automl: dict, sweep: dict | None) -> dict:
 def _dataset(spec, job_dir: Path) -> dict:
     ds = spec.data["dataset"]
     fmt = ds["format"]
-    remote = ds["path"].startswith("azureml:")
+    remote = is_remote(ds["path"])
     out = {
         "format": fmt,
         "remote": remote,
@@ -255,21 +219,18 @@ def _plain(value):
 
 def _smallest_image_base64(folder: Path) -> str:
     """The smallest image (ties by path) base64-encoded: a real request that keeps sample_request.json small."""
-    images = [p for p in folder.rglob("*") if p.is_file() and is_image_path(p)]
+    images = [p for files in class_images(folder).values() for p in files]
     smallest = min(images, key=lambda p: (p.stat().st_size, p.as_posix()))
     return image_base64(smallest.read_bytes())
 
 
 def _image_listing(folder: Path, data_dir: Path) -> list[dict]:
     """Every image under folder/<class>/, sorted, as the JSONL rows of the image MLTable."""
-    rows = []
-    for sub in sorted(folder.iterdir()):
-        if not sub.is_dir() or sub.name.startswith("."):
-            continue
-        for image in sorted(sub.iterdir()):
-            if image.is_file() and is_image_path(image):
-                rows.append({"image_url": _relative(Path(os.path.abspath(image)), data_dir), "label": sub.name})
-    return rows
+    return [
+        {"image_url": _relative(Path(os.path.abspath(image)), data_dir), "label": label}
+        for label, images in class_images(folder).items()
+        for image in images
+    ]
 
 
 # ---------------------------------------------------------------- AutoML
@@ -340,205 +301,13 @@ def _image_automl(spec, dataset: dict) -> dict:
     return {
         "compute": f"azureml:{image['gpu_compute']}",
         "limits": limits,
-        "split": {"validation_data_size": _image_holdout(dataset)},
+        "split": {"validation_data_size": image_holdout(dataset)},
         "training_parameters": {"early_stopping": image["early_stopping"], "number_of_epochs": image["number_of_epochs"]},
         "image_sweep": sweep,
         "image_search_space": [{
             "model_name": {"type": "choice", "values": list(image["model_names"])},
             "learning_rate": learning_rate,
         }],
-    }
-
-
-# ---------------------------------------------------------------- sweep
-
-
-def _sweep(spec, dataset: dict) -> dict | None:
-    """The sweep's jobs and trial scripts.
-
-    One family: sweep_job.yml running src/train.py. Several (sweep.families): grid sampling gives one
-    sweep_job.yml over the indices of the valid combinations, src/train.py looking its row up in
-    src/combinations.json; random and bayesian give one sweep_<family>.yml per family, the trial budget and
-    concurrency split between them. Either way each family's trial script is src/train_<family>.py.
-    """
-    sweep = spec.data.get("sweep")
-    if not sweep:
-        return None
-    branches = conditional.branches(sweep)
-    input_type = "uri_folder" if dataset["format"] == "image_folder" else "uri_file"
-    limits = sweep["limits"]
-    policy = sweep.get("early_termination")
-    shared = {
-        "input_type": input_type,
-        "sampling_algorithm": sweep["sampling"],
-        "early_termination": dict(policy) if policy else None,
-    }
-
-    def job(node: str, trials: str, script: str, space: dict, total: int, concurrent: int, tags: dict, family: str | None) -> dict:
-        return {
-            **shared,
-            "node": node,  # its step in pipeline_job.yml
-            "trials": trials,
-            "command": trial_command(spec.metric, space, "search_space", target=dataset["target"], script=script),
-            "search_space": {p: dict(d) for p, d in space.items()},
-            "limits": {
-                "max_total_trials": total,
-                "max_concurrent_trials": concurrent,
-                # Azure's sweep limits are in seconds; per-family sweeps run side by side, each with the whole time.
-                "timeout": limits["timeout_minutes"] * 60,
-                "trial_timeout": limits["trial_timeout_minutes"] * 60,
-            },
-            "tags": tags,
-            "component": _trial_component(spec, dataset, node, script, space, family),
-        }
-
-    total, concurrent = limits["max_total_trials"], limits["max_concurrent_trials"]
-    if not conditional.is_conditional(sweep):
-        branch = branches[0]
-        trials = f"{branch.family} trials" if branch.family else "user script trials"
-        jobs = {"sweep_job.yml": job("sweep", trials, "train.py", branch.search_space, total, concurrent, {}, branch.family)}
-        scripts = {"src/train.py": _branch_script(spec, dataset, branch)}
-        combinations = None
-    elif sweep["sampling"] == "grid":
-        combinations = conditional.grid_combinations(branches)
-        space = {conditional.COMBINATION_PARAMETER: {"type": "choice", "values": [c.index for c in combinations]}}
-        trials = "conditional grid over " + ", ".join(b.name for b in branches)
-        jobs = {"sweep_job.yml": job("sweep", trials, "train.py", space, total, concurrent, {}, None)}
-        scripts = {f"src/{b.script_name}": _branch_script(spec, dataset, b) for b in branches}
-    else:
-        combinations = None
-        weights = [b.weight for b in branches]
-        totals, concurrents = conditional.split_limit(total, weights), conditional.split_limit(concurrent, weights)
-        jobs = {
-            f"sweep_{b.name}.yml": job(f"sweep_{b.name}", f"{b.name} trials" if b.family else f"{b.name} trials (user script)", b.script_name,
-                                       b.search_space, t, c, {conditional.FAMILY_TAG: b.name}, b.family)
-            for b, t, c in zip(branches, totals, concurrents)
-        }
-        scripts = {f"src/{b.script_name}": _branch_script(spec, dataset, b) for b in branches}
-    only = next(iter(jobs.values())) if len(jobs) == 1 and not conditional.is_conditional(sweep) else None
-    return {
-        **shared,
-        "enabled": sweep["enabled"],
-        "conditional": conditional.is_conditional(sweep),
-        "families": [b.family for b in branches if b.family],
-        "jobs": jobs,
-        "scripts": scripts,
-        "combinations": None if combinations is None else {
-            "scripts": {b.name: b.script_name for b in branches},
-            "combinations": [c.to_dict() for c in combinations],
-        },
-        # The one-family form, as its templates and the image task read it.
-        "family": branches[0].family if only else None,
-        "train": scripts["src/train.py"]["train"] if only else None,
-    }
-
-
-def _branch_script(spec, dataset: dict, branch) -> dict:
-    """One family's trial script: rendered from its template, or the user's own file copied."""
-    if branch.family:
-        return {"train": _train_script(spec, FAMILIES[branch.family], dataset), "user_script": None}
-    return {"train": None, "user_script": str(spec.path.parent / branch.script)}
-
-
-def _image_holdout(dataset: dict) -> float:
-    """Image training always holds out a share (it has no folds): with cross_validations given, the schema's."""
-    return dataset["validation_fraction"] or schema_default("dataset.validation_fraction")
-
-
-def _train_script(spec, family, dataset: dict) -> dict:
-    kinds = {"int": "as_int", "float": "float", "str": "str"}
-    return {
-        "template": f"train/{family.name}.py.j2",
-        "family": family.name,
-        "hyperparameters": [
-            {"name": h.name, "parser": kinds[h.kind], "default": h.default, "help": h.help} for h in family.hyperparameters
-        ],
-        "drop": dataset["drop"],
-        "cross_validations": dataset["cross_validations"],
-        "validation_fraction": _image_holdout(dataset) if dataset["format"] == "image_folder" else dataset["validation_fraction"],
-        # train.py.j2 reads tables; an image folder's keras_cnn trial is train_image.py.j2, which reads folders itself.
-        "data_format": "parquet" if dataset["format"] == "parquet" else "csv",
-        "model_requirements": list(MODEL_REQUIREMENTS) + list(FAMILY_MODEL_REQUIREMENTS.get(family.name, ())),
-        "image_suffixes": sorted(IMAGE_SUFFIXES),
-        "held_out_artifact": HELD_OUT_ARTIFACT,  # where the trial stores its predictions on its validation rows
-    }
-
-
-# ---------------------------------------------------------------- retraining pipeline
-
-COMPONENT_TYPES = {"int": "integer", "float": "number", "str": "string"}
-
-
-def _trial_component(spec, dataset: dict, node: str, script: str, space: dict, family: str | None) -> dict:
-    """The command component a pipeline's sweep node runs: the trial with its parameters as typed inputs."""
-    hyperparameters = {h.name: h for h in FAMILIES[family].hyperparameters} if family else {}
-    inputs = {}
-    for param, dist in space.items():
-        if param in hyperparameters:
-            kind, default = COMPONENT_TYPES[hyperparameters[param].kind], hyperparameters[param].default
-        else:  # a user script or a grid index: the distribution says what it sends
-            first = dist["values"][0] if dist["type"] == "choice" else dist.get("min_value", dist.get("mu", 0))
-            kind = "integer" if dist["type"] in ("choice", "randint") and isinstance(first, int) else "string" if isinstance(first, str) else "number"
-            default = first if dist["type"] != "randint" else 0
-        inputs[param] = {"type": kind, "default": default}
-    stem = spec.name.replace("-", "_")
-    return {
-        "file": "sweep_trial.yml" if node == "sweep" else f"sweep_trial_{node.removeprefix('sweep_')}.yml",
-        "name": f"{stem}_trial" if node == "sweep" else f"{stem}_{node.removeprefix('sweep_')}_trial",
-        "inputs": inputs,
-        "command": trial_command(
-            spec.metric, space, "inputs", target=dataset["target"], script=script, extra=["--output_dir ${{outputs.model_output}}"]
-        ),
-    }
-
-
-def _pipeline(spec, dataset: dict, automl: dict, sweep: dict | None, environment: dict) -> dict | None:
-    """AutoML and the sweep (one node per sweep job) side by side, then select_best.py registers the best winner
-    within the serving budget, measuring them through score.py (so its step runs in the job folder, with the
-    scoring stack)."""
-    if not sweep or not automl["enabled"] or not sweep["enabled"]:
-        return None
-    deploy = None
-    if spec.data["deployment"]["auto_deploy"]:
-        # Its code is the whole job folder: endpoint.yml and deployment.yml name score.py and conda.yml beside them.
-        deploy = {"command": " ".join([
-            "python select/deploy_winner.py",
-            "--winner ${{inputs.winner}}",
-            "--endpoint_file endpoint.yml",
-            "--deployment_file deployment.yml",
-        ])}
-    # Candidates of the selecting step: input name -> the output it reads; each named on the command line.
-    candidates = {"automl_model": ("automl", "${{parent.jobs.automl.outputs.best_model}}")}
-    for job in sweep["jobs"].values():
-        candidates[f"{job['node']}_model"] = (job["node"], f"${{{{parent.jobs.{job['node']}.outputs.model_output}}}}")
-    select = [
-        "python select/select_best.py",
-        *(f"--candidate {node}=${{{{inputs.{name}}}}}" for name, (node, _) in candidates.items()),
-        f"--metric {shlex.quote(spec.metric)}",
-        f"--goal {spec.goal}",
-        f"--model_name {shlex.quote(spec.name)}",
-    ]
-    if spec.task != "image_classification":  # candidates are measured with rows of the training table
-        select += ["--score score.py", "--training_data ${{inputs.training_data}}", f"--target {shlex.quote(dataset['target'])}"]
-        budget = spec.data["deployment"]
-        select += [f"--{key} {budget[key]!r}" for key in SERVING_BUDGET_KEYS if budget.get(key) is not None]
-    select.append("--output ${{outputs.winner}}")
-    return {
-        "training_table": "${{parent.inputs.training_table}}",
-        "training_file": "${{parent.inputs.training_file}}",
-        "sweep_nodes": list(sweep["jobs"].values()),
-        "candidates": {name: binding for name, (_, binding) in candidates.items()},
-        "select_command": " ".join(select),
-        "select_measures": spec.task != "image_classification",
-        "select_environment": {
-            "name": f"{spec.name}-select-env",
-            "python": spec.data["environment"]["python"],
-            # The scoring stack too: the step loads each candidate through score.py to measure it.
-            "pip": [f"{name}=={version}" for name, version in sorted(SELECT_STEP_PINS.items())]
-            + [p for p in environment["pip"] if p.split("==")[0] not in SELECT_STEP_PINS],
-        },
-        "winner": "${{parent.jobs.select_best.outputs.winner}}",
-        "deploy": deploy,
     }
 
 

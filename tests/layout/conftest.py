@@ -1,0 +1,1 @@
+"""Fixtures of the layout tests: none yet. These tests read capc's source (ast), never run it."""
