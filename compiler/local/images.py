@@ -68,6 +68,16 @@ class ImageSearch:
     end: SearchEnd | None = None  # the limit that ended it, said as the tabular AutoML says it
 
 
+def search_report_tagged(mlflow_client, automl_run: str, limits: dict, result) -> SearchReport:
+    """Why the search ended, in the AutoML job's own terms (max_trials, timeout_minutes), tagged on its run."""
+    end = sweep_end(result.stopped_because, limits["max_total_trials"], limits.get("timeout"), result.counts(),
+                    settings=("max_trials", "timeout_minutes"))
+    report = SearchReport("automl", end)
+    for key, value in report.tags().items():
+        mlflow_client.set_tag(automl_run, key, value)
+    return report
+
+
 def automl_sweep_job(job: dict, image_root: Path, cpu_count: int | None = None) -> dict:
     """The sweep job (sweep_job.yml's shape, in memory) that runs an image AutoML job's search locally."""
     limits = job.get("limits") or {}
@@ -170,14 +180,10 @@ def run_image_automl(job_dir, job, mlflow_client, exp_id, submit_run, work_dir, 
         mlflow_client.log_metric(automl_run, name, value)
     mlflow_client.set_tag(automl_run, "capc.best_estimator", FAMILY)
     mlflow_client.set_tag(automl_run, "capc.best_trial", best.run_id)
-    limits = sweep_job["limits"]
-    report = SearchReport("automl", sweep_end(result.stopped_because, limits["max_total_trials"], limits.get("timeout"), result.counts(),
-                                              settings=("max_trials", "timeout_minutes")))
-    for key, value in report.tags().items():
-        mlflow_client.set_tag(automl_run, key, value)
+    report = search_report_tagged(mlflow_client, automl_run, sweep_job["limits"], result)
     tracking.finish_run(mlflow_client, automl_run, COMPLETED)
+    search.end = report.end
     if progress:
-        search.end = report.end
         progress.automl_finished(search)
     params = {"estimator": FAMILY, **best.params}
     return Outcome("automl", best.run_id, float(best.value), Path(best.output_dir) / "model", params, metrics, f"{FAMILY} trial {best.trial_id}",

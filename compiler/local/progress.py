@@ -134,14 +134,14 @@ class SubmitProgress:
         best = f"{sweep['best']:.4f}" if sweep["best"] is not None else "-"
         return f"done {c['done']} running {c['running']} stopped {c['stopped']} failed {c['failed']}, best {self.metric} {best}"
 
-    def sweep_finished(self, result, name: str = "sweep", report=None) -> None:
+    def sweep_finished(self, result, name: str = "sweep") -> None:
         if name in self.sweeps:
             self.sweeps[name]["running"] = False
             self.progress.update(self.sweeps[name]["task"], total=max(len(result.trials), 1), completed=len(result.trials))
         if self.lines:
-            best = getattr(result, "best", None)
+            best, end = getattr(result, "best", None), getattr(result, "end", None)
             self.lines.line(name, "finished", trials=len(result.trials), best=value_text(best.value if best else None),
-                            best_trial=best.trial_id if best else "-", ended_by=report.end.limit if report and report.end else "-")
+                            best_trial=best.trial_id if best else "-", ended_by=end.limit if end else "-")
 
     def _status(self) -> list[str]:
         """The heartbeat: one line per phase still running."""

@@ -366,7 +366,8 @@ def finish_sweep_jobs(sweeps: RunningSweeps, folder: JobFolder, mlflow_client, p
             mlflow_client.set_tag(runs[name], key, value)
         tracking.finish_run(mlflow_client, runs[name], INTERRUPTED if interrupted else COMPLETED)
         if progress:
-            progress.sweep_finished(result, name, report)
+            result.end = report.end
+            progress.sweep_finished(result, name)
         if result.best is not None:
             mlflow_client.log_metric(runs[name], folder.metric, result.best.value)
     best_name = Goal(folder.goal).best([n for n in results if results[n].best is not None], lambda n: results[n].best.value)

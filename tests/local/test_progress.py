@@ -16,7 +16,7 @@ from capc.cli import cli
 from capc.local import progress_lines
 from capc.local.progress import PipelineProgress, SubmitProgress
 from capc.local.progress_lines import ProgressLines
-from capc.local.search_end import SearchEnd, SearchReport
+from capc.local.search_end import SearchEnd
 from repo import digits_spec
 
 
@@ -85,8 +85,7 @@ def test_off_a_terminal_a_sweep_prints_its_start_each_finished_trial_and_why_it_
         stopped = SimpleNamespace(trial_id="1", status="early_terminated", value=0.5)
         progress.sweep_event("started", stopped)
         progress.sweep_event("stopped", stopped)
-        progress.sweep_finished(SimpleNamespace(trials=[trial, stopped], best=trial), "sweep",
-                                SearchReport("sweep", SearchEnd("trials", "max_total_trials 2 reached")))
+        progress.sweep_finished(SimpleNamespace(trials=[trial, stopped], best=trial, end=SearchEnd("trials", "max_total_trials 2 reached")), "sweep")
     assert [line[8:] for line in out.getvalue().splitlines()] == [
         "sweep started trials=2 concurrent=1 metric=AUC_weighted",
         "sweep trial id=0 status=completed AUC_weighted=0.91 best=0.91 best_trial=0 done=1/2",
