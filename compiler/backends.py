@@ -20,9 +20,10 @@ from capc.errors import CapcError
 DEFAULT_OUT = Path("generated")
 
 
-def _resume_command(source: Path, overrides: list[str], only: str | None = None) -> str:
-    """The command line that continues an interrupted submit of `source` with the same --only and --set."""
-    return shlex.join(["capc", "submit", str(source), *(["--only", only] if only else []), *(f"--set={o}" for o in overrides), "--resume"])
+def _resume_command(source: Path, overrides: list[str], only: str | None = None, extra: list[str] | tuple = ()) -> str:
+    """The command line that continues an interrupted submit of `source` with the same --only, --set and `extra`
+    options (a job YAML's --data-map and --env)."""
+    return shlex.join(["capc", "submit", str(source), *(["--only", only] if only else []), *(f"--set={o}" for o in overrides), *extra, "--resume"])
 
 
 def _exit_interrupted(recorded: str, resume_command: str, kept: str) -> None:
@@ -80,31 +81,66 @@ class LocalBackend:
                 f"the whole log: {failed.log}",
             )
 
-    def submit_job_yaml(self, path: Path, overrides: list[str], *, resume: bool, as_json: bool, quiet: bool = False) -> None:
-        """An Azure ML sweep or command job written by hand, on the local engine (capc.local.handwritten)."""
+    def submit_job_yaml(self, path: Path, overrides: list[str], *, resume: bool, as_json: bool,
+                        data_map: Path | None = None, env_mode: str = "job", register: str | None = None, quiet: bool = False) -> None:
+        """An Azure ML sweep or command job written by hand, on the local engine (capc.local.handwritten);
+        `data_map` a --data-map file (capc.local.data_map), `env_mode` job | current (capc.local.environments)."""
         from capc import views
         from capc.jobfolder.job_yaml import check_runs_locally, load_job_yaml
+        from capc.local.data_map import bind_job_data, read_data_map
         from capc.local.handwritten import run_job_yaml
 
         job = load_job_yaml(path, overrides)
+        if data_map:
+            job = bind_job_data(job, read_data_map(data_map))
         check_runs_locally(job)
+        if job.type == "automl":  # runs in capc's interpreter: the AutoML engine is capc's own
+            self.submit_automl_job_yaml(path, overrides, resume=resume, as_json=as_json, data_map=data_map, register=register, quiet=quiet)
+            return
+        if register:
+            raise CapcError(f"--register names the model of an AutoML job; {path} is a `{job.type}` job.", f"capc submit {path}")
         objective = job.data.get("objective") or {}
         say = (lambda text: click.echo(text, err=True))
         if job.type == "sweep":
             from capc.local.progress import SubmitProgress
 
             with SubmitProgress(str(objective.get("primary_metric", "metric")), str(objective.get("goal", "maximize")).lower(), quiet=quiet) as progress:
-                result = run_job_yaml(job, resume=resume, progress=progress, say=say)
+                result = run_job_yaml(job, resume=resume, progress=progress, say=say, env_mode=env_mode)
         else:
-            result = run_job_yaml(job, resume=resume, say=say)
+            result = run_job_yaml(job, resume=resume, say=say, env_mode=env_mode)
         if as_json:
             views.print_json(result.to_dict())
         else:
             views.print_job_run(result)
         if result.interrupted:
-            resume_command = _resume_command(path, overrides)
+            again = [f"--data-map={data_map}"] if data_map else []
+            again += [f"--env={env_mode}"] if env_mode != "job" else []
+            resume_command = _resume_command(path, overrides, extra=again)
             click.echo(f"interrupted ({stopping.signal_name()}): finished trials are recorded. To continue: {resume_command}", err=True)
             sys.exit(stopping.exit_status())
+
+    def submit_automl_job_yaml(self, path: Path, overrides: list[str], *, resume: bool, as_json: bool, register: str | None = None,
+                               data_map: Path | None = None, quiet: bool = False) -> None:
+        """An Azure ML AutoML job written by hand, on the local AutoML engine (capc.local.automl_job)."""
+        from capc import views
+        from capc.jobfolder.job_yaml import load_job_yaml
+        from capc.local.automl_job import objective, run_automl_job_yaml
+        from capc.local.data_map import bind_job_data, read_data_map
+        from capc.local.progress import SubmitProgress
+
+        job = load_job_yaml(path, overrides)
+        if data_map:
+            job = bind_job_data(job, read_data_map(data_map))
+        say = (lambda text: click.echo(text, err=True))
+        with SubmitProgress(*objective(job), quiet=quiet) as progress:
+            result = run_automl_job_yaml(job, resume=resume, register=register, progress=progress, say=say)
+        if as_json:
+            views.print_json(result.to_dict())
+        else:
+            views.print_automl_job(result)
+        if result.interrupted:
+            _exit_interrupted("finished candidates are recorded", _resume_command(path, overrides),
+                              "the search starts from each learner's best configuration, with the budget left")
 
     def status(self, name_or_job: str) -> None:
         from capc import views
@@ -193,8 +229,10 @@ class AzureBackend:
         return read_quota(self.workspace(required=True))
 
     def job_dir(self, name: str) -> Path:
+        from capc.jobfolder.serving import has_endpoint
+
         job_dir = self.out_dir / name
-        if not (job_dir / "endpoint.yml").is_file():
+        if not has_endpoint(job_dir):
             raise CapcError(f"no generated artifacts for `{name}` in {job_dir}.", f"run `capc build specs/{name}.yaml` first")
         return job_dir
 
@@ -211,7 +249,8 @@ class AzureBackend:
         if as_json:
             views.print_json(result.to_dict())
 
-    def submit_job_yaml(self, path: Path, overrides: list[str], *, resume: bool, as_json: bool, quiet: bool = False) -> None:
+    def submit_job_yaml(self, path: Path, overrides: list[str], *, resume: bool, as_json: bool,
+                        data_map: Path | None = None, env_mode: str = "job", register: str | None = None, quiet: bool = False) -> None:
         raise CapcError(
             f"{path} is an Azure ML job written by hand; capc runs such files on the local engine only.",
             f"run it here with `capc submit {path}`, or submit it to Azure as it is: `az ml job create -f {path}`",

@@ -17,12 +17,14 @@ import click
 from capc import __version__, stopping
 from capc.backends import AzureBackend, backend_for
 from capc.cli_options import (
-    CapcGroup, json_option, out_option, spec_files, stops_cleanly, strict_option, target_option, workspace_option,
+    CapcGroup, data_map_option, env_option, json_option, out_option, quiet_option, spec_files, stops_cleanly, strict_option,
+    target_option, register_option, workspace_option,
 )
-from capc.errors import CapcError, SpecInvalid
+from capc.errors import CapcError, SpecInvalid, SpecProblem
+from capc.family_reference import families_command
 
 
-@click.group(cls=CapcGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=CapcGroup, commands=[families_command], context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="capc")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 @click.pass_context
@@ -33,10 +35,14 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 def _load_all(paths: list[Path]):
     """Validate every spec; report every problem of every file before failing."""
+    from capc.jobfolder.kinds import file_kind
     from capc.spec import load_spec
 
     specs, problems = [], []
     for path in paths:
+        if (kind := file_kind(path)).is_azure:  # from its content: a job or component file is no spec, whatever its name
+            problems.append(SpecProblem(str(path), 1, 1, "", f"an Azure ML {kind.value}, not a capc spec", "`capc validate` and `capc submit` take it as it is"))
+            continue
         try:
             specs.append(load_spec(path))
         except SpecInvalid as exc:
@@ -52,11 +58,11 @@ def _load_all(paths: list[Path]):
 def validate(specs: tuple[Path, ...], strict: bool) -> None:
     """Check specs against the schema, the semantic rules and Azure's submit-time rules; an Azure ML job YAML
     written by hand with azure-ai-ml's own loader and the same submit-time rules."""
-    from capc.jobfolder.job_yaml import looks_like_job_yaml
+    from capc.jobfolder.kinds import is_azure_file
     from capc.jobfolder.validate import validate_job_yamls
     from capc.spec.service_rules import refuse_warnings
 
-    job_paths = [p for p in specs if looks_like_job_yaml(p)]
+    job_paths = [p for p in specs if is_azure_file(p)]
     problems, job_lines = validate_job_yamls(job_paths)
     try:
         loaded = _load_all([p for p in specs if p not in job_paths])
@@ -182,6 +188,7 @@ def _build_for_submit(spec_path: Path, overrides: list[str], out_dir: Path):
     from capc.state.home import capc_home
 
     spec = load_spec(spec_path, overrides)
+    click.echo("".join(f"warning: {w}\n" for w in spec.warnings), err=True, nl=False)  # said before anything runs
     if overrides:
         out_dir = capc_home() / "builds" / hashlib.sha256(spec.sha256.encode()).hexdigest()[:12]
     target, _, _ = build_spec(spec, out_dir)
@@ -194,26 +201,30 @@ def _build_for_submit(spec_path: Path, overrides: list[str], out_dir: Path):
 @click.option("--only", type=click.Choice(["automl", "sweep", "pipeline"]), default=None, help="Run one job only.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE", help="Override a value of the spec (validated like the spec) or of the job YAML (e.g. inputs.NAME.path=LOCAL_FILE).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted sweep without repeating finished trials.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress display or progress lines while it runs (the result still prints).")
+@quiet_option
+@data_map_option
+@env_option
 @click.option("--no-wait", is_flag=True, help="Azure: return once the jobs are submitted.")
 @click.option("--dry-run", is_flag=True, help="Azure: contact nothing; print the REST bodies and assets a submit would send.")
 @click.option("--workspace", "workspace_config", type=click.Path(path_type=Path), default=None, help="Azure ML config.json (else AZURE_SUBSCRIPTION_ID, AZURE_RESOURCE_GROUP, AZUREML_WORKSPACE_NAME).")
+@register_option
 @out_option
 @json_option
 @stops_cleanly
-def submit(source: Path, target: str, only: str | None, overrides: tuple[str, ...], resume: bool, quiet: bool, no_wait: bool, dry_run: bool,
-           workspace_config: Path | None, out_dir: Path, as_json: bool) -> None:
+def submit(source: Path, target: str, only: str | None, overrides: tuple[str, ...], resume: bool, quiet: bool, data_map: Path | None, env_mode: str, no_wait: bool, dry_run: bool, workspace_config: Path | None, out_dir: Path, as_json: bool, register_as: str | None = None) -> None:
     """Run a spec (built first), a job folder built before (generated/<name>/, no spec needed), or an Azure ML sweep
     or command job YAML written by hand (on the local engine): locally by default, or on Azure ML."""
     from capc.jobfolder import is_job_folder, read_job_folder
-    from capc.jobfolder.job_yaml import looks_like_job_yaml
+    from capc.jobfolder.kinds import is_azure_file
 
     backend = backend_for(target, workspace_config)
-    if looks_like_job_yaml(source):
+    if is_azure_file(source):
         if only or no_wait or dry_run:
             raise CapcError("--only, --no-wait and --dry-run apply to a spec or a job folder, not to a job YAML.", f"capc submit {source}")
-        backend.submit_job_yaml(source, list(overrides), resume=resume, as_json=as_json, quiet=quiet)
+        backend.submit_job_yaml(source, list(overrides), resume=resume, as_json=as_json, data_map=data_map, env_mode=env_mode, register=register_as, quiet=quiet)
         return
+    if data_map or env_mode != "job" or register_as:
+        raise CapcError("--data-map, --env and --register apply to an Azure ML job YAML written by hand, not to a spec or a job folder (a spec registers its winner under its own name).", f"capc submit {source}")
     if is_job_folder(source):
         if overrides:
             raise CapcError(
@@ -223,10 +234,8 @@ def submit(source: Path, target: str, only: str | None, overrides: tuple[str, ..
         job_dir = source
     else:
         _, job_dir = _build_for_submit(source, list(overrides), out_dir)
-    backend.submit(
-        read_job_folder(job_dir, only), source, list(overrides), only=only, resume=resume, as_json=as_json, no_wait=no_wait, dry_run=dry_run,
-        quiet=quiet,
-    )
+    folder = read_job_folder(job_dir, only)
+    backend.submit(folder, source, list(overrides), only=only, resume=resume, as_json=as_json, no_wait=no_wait, dry_run=dry_run, quiet=quiet)
 
 
 @cli.command()
@@ -235,7 +244,6 @@ def submit(source: Path, target: str, only: str | None, overrides: tuple[str, ..
 def runs(name: str | None, as_json: bool) -> None:
     """Every run and child run (status, duration, parameters, metrics)."""
     from capc import views
-
     from capc.state.tracking import list_runs
 
     rows = list_runs(name)
@@ -304,11 +312,7 @@ def models_show(ref: str, as_json: bool) -> None:
 
     from capc.state import registry
 
-    model = registry.get(ref)
-    if as_json:
-        views.print_json(model.to_dict())
-        return
-    views.print_fields(model.to_dict(), 12)
+    views.print_model(registry.get(ref), as_json)
 
 
 @cli.command()

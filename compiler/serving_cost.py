@@ -301,6 +301,7 @@ class Contender:
     passed_over: list[str] = field(default_factory=list)  # why the budget let it pass; empty: not passed over
     note: str = ""  # why it has no cost
     payload: object = None  # the caller's own record of it
+    load: object = None  # what it served under concurrent load (serving_load.LoadFigure), when a load budget measured it
 
 
 @dataclass
@@ -317,6 +318,8 @@ class Choice:
             lines.append(f"{self.chosen.name} serves with {self.chosen.cost.summary()}")
         elif self.chosen.note:
             lines.append(f"{self.chosen.name}: {self.chosen.note}")
+        if self.chosen.load is not None:
+            lines.append(f"{self.chosen.name} under load: {self.chosen.load.summary()} ({self.chosen.load.how()})")
         for c in self.passed_over:
             lines.append(f"passed over {c.name} ({c.value:.6g}): {'; '.join(c.passed_over)}")
         return lines + self.tie_notes()
@@ -326,10 +329,11 @@ class Choice:
                 for c in self.ties]
 
 
-def choose(contenders: list[Contender], goal: str, budget: Budget, measure_one, on_measured=None) -> Choice:
+def choose(contenders: list[Contender], goal: str, budget: Budget, measure_one, on_measured=None, also_within=None) -> Choice:
     """The best contender by the primary metric within `budget`; `measure_one(contender) -> ServingCost` (raising
     MeasureError for one that cannot serve). Measures best first and stops at the first that fits, then measures
-    the contenders tied with it (TIE_REL_TOL) and keeps the fastest of those that fit.
+    the contenders tied with it (TIE_REL_TOL) and keeps the fastest of those that fit. `also_within(contender) ->
+    reasons` (serving_load's load budget) is asked only of a contender within `budget`: the costlier check last.
     Raises NoCandidateFits naming the fastest measured contender when none fits."""
     sign = -1.0 if goal == "maximize" else 1.0
     ranked = sorted((c for c in contenders if math.isfinite(c.value)), key=lambda c: sign * c.value)
@@ -352,17 +356,22 @@ def choose(contenders: list[Contender], goal: str, budget: Budget, measure_one, 
             passed.append(contender)
             continue
         measured.append(contender)
+        contender.passed_over = _reasons(contender, budget, also_within)
         if on_measured is not None:
             on_measured(contender)
-        contender.passed_over = budget.reasons(contender.cost)
         if not contender.passed_over:
-            return _fastest_of_ties(contender, ranked, budget, measure_one, on_measured, measured, passed)
+            return _fastest_of_ties(contender, ranked, budget, measure_one, on_measured, measured, passed, also_within)
         passed.append(contender)
     raise NoCandidateFits(_none_fits(budget, measured, passed))
 
 
+def _reasons(contender: Contender, budget: Budget, also_within) -> list[str]:
+    reasons = budget.reasons(contender.cost)
+    return reasons if reasons or also_within is None else also_within(contender)
+
+
 def _fastest_of_ties(first: Contender, ranked: list[Contender], budget: Budget, measure_one, on_measured,
-                     measured: list[Contender], passed: list[Contender]) -> Choice:
+                     measured: list[Contender], passed: list[Contender], also_within=None) -> Choice:
     """`first` fits the budget; of it and the contenders ranked after it with the same value, the fastest that fits."""
     fitting = [first]
     for contender in ranked[ranked.index(first) + 1:]:
@@ -376,9 +385,10 @@ def _fastest_of_ties(first: Contender, ranked: list[Contender], budget: Budget, 
             contender.note = f"could not be measured: {exc}"
             continue
         measured.append(contender)
+        reasons = _reasons(contender, budget, also_within)
         if on_measured is not None:
             on_measured(contender)
-        if not budget.reasons(contender.cost):
+        if not reasons:
             fitting.append(contender)
     chosen = min(fitting, key=lambda c: c.cost.p99_ms)
     return Choice(chosen, budget, measured, passed, ties=[c for c in fitting if c is not chosen])
@@ -386,6 +396,11 @@ def _fastest_of_ties(first: Contender, ranked: list[Contender], budget: Budget, 
 
 def _none_fits(budget: Budget, measured: list[Contender], passed: list[Contender]) -> str:
     message = f"no candidate fits the serving budget ({budget.describe()}) among {len(passed)}"
+    under_load = [c for c in measured if c.load is not None]
+    if under_load:
+        busiest = max(under_load, key=lambda c: c.load.requests_per_s)
+        return (f"{message}; {busiest.name} ({busiest.value:.6g}) served the most under load: {'; '.join(busiest.passed_over)} "
+                f"({busiest.load.how()}). Relax deployment.min_requests_per_s / deployment.load.max_p99_ms, or search smaller models.")
     if measured:
         fastest = min(measured, key=lambda c: c.cost.p99_ms)
         return (f"{message}; the fastest is {fastest.name} ({fastest.value:.6g}) with p99 {fastest.cost.p99_ms:.1f} ms "

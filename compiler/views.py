@@ -11,6 +11,7 @@ from rich.table import Table
 
 from capc.goal import Goal
 from capc.serving_cost import ServingCost
+from capc.winner_explanation import explanation, load_lines
 
 LEAF_KINDS = ("candidate", "trial")
 
@@ -101,6 +102,19 @@ def models_table(models) -> Table:
     return table
 
 
+def family_table(family: dict) -> Table:
+    """One trial family (capc.family_reference.as_dict): its hyperparameters with domains and defaults."""
+    extra = f"; needs capc[{family['extra']}]" if family["extra"] else ""
+    title = f"{family['family']}: {', '.join(family['tasks'])}; reports its metric {family['reports_text']}{extra}"
+    table = Table(title=escape(title), header_style="bold")
+    for col in ("hyperparameter", "domain", "default", "meaning"):
+        table.add_column(col)
+    for h in family["hyperparameters"]:
+        default = f'"{h["default"]}"' if isinstance(h["default"], str) else repr(h["default"])
+        table.add_row(escape(h["name"]), escape(h["domain"]), escape(default), escape(h["help"]))
+    return table
+
+
 def pipeline_table(result) -> Table:
     """One row per pipeline step, in dependency order, with the best metric an engine step reached."""
     table = Table(title=f"{result.name}: pipeline run {result.run_id[:8]}", header_style="bold")
@@ -138,6 +152,8 @@ def print_submit(result) -> None:
         selection = result.selection
         if selection and selection.cost:
             out.print(f"serving ({selection.budget.describe()}): {selection.cost.summary()}")
+        for line in load_lines(selection.to_dict()) if selection else []:
+            out.print(line, markup=False)
         for note in selection.notes if selection else []:
             out.print(f"note: {note}", markup=False)
     for search in result.searches:  # why each search ended, and the allowed algorithms it skipped
@@ -156,8 +172,8 @@ def print_pipeline(result) -> None:
         cost = ServingCost.from_metrics(winner.get("serving") or {})
         if cost:
             out.print(f"serving ({winner.get('budget')}): {cost.summary()}")
-        for passed in winner.get("passed_over") or []:
-            out.print(f"passed over {passed['source']} ({passed['value']:.4f}): {'; '.join(passed['reasons'])}", markup=False)
+        for line in explanation(winner):
+            out.print(line, markup=False)
     for line in result.search_lines():  # why each engine step's search ended, and what it skipped
         out.print(line, markup=False, highlight=False, soft_wrap=True)
 
@@ -220,6 +236,23 @@ def print_deployed(info) -> None:
     print(f"  try it:      capc invoke {info.name}")
 
 
+def print_model(model, as_json: bool = False) -> None:
+    """`capc models show`: the version's fields, then why it won (its figures, each better candidate passed over);
+    with --json the fields and its feature importance (capc.report.importance: the report's figures)."""
+    if as_json:
+        from capc.report.importance import as_json as importance_json
+
+        print_json({**model.to_dict(), "feature_importance": importance_json(model)})
+        return
+    print_fields(model.to_dict(), 12, hidden=("selection",))
+    record = model.selection or {}
+    if record.get("budget") or record.get("load_budget"):
+        budgets = [b for b in (record.get("budget"), record.get("load_budget")) if b and b != "no serving budget"]
+        print(f"{'chosen under':>12}: {'; '.join(budgets) or 'no budget'}")
+    for line in explanation(record):
+        print(f"{'':>12}  {line}")
+
+
 def print_fields(data: dict, width: int, hidden: tuple[str, ...] = (), dicts_as_json: bool = True) -> None:
     """`key: value` lines, keys right-aligned to `width`; `hidden` keys left out."""
     for key, value in data.items():
@@ -236,3 +269,30 @@ def _duration(seconds) -> str:
 def _status(status: str) -> str:
     colour = {"completed": "green", "failed": "red", "early_terminated": "yellow", "interrupted": "yellow", "running": "cyan"}.get(status, "white")
     return f"[{colour}]{status}[/]"
+
+
+def print_automl_job(result) -> None:
+    """`capc submit JOB.yml` of an AutoML job: the best candidate, where its model lies, the test run's metrics."""
+    out = console()
+    if result.value is None:
+        out.print(f"{escape(result.name)}: AutoML {result.status} after {result.candidates} candidate(s); no model was kept")
+        return
+    out.print(f"{escape(result.name)}: best {result.metric} [bold]{result.value:.4f}[/] ({escape(result.best)}, of {result.candidates} "
+              f"candidates, {result.goal}) on its validation rows")
+    out.print(f"  best child's model: {result.model_dir}", markup=False)
+    out.print(f"  output best_model: {result.best_model}", markup=False)
+    if result.test_rows:
+        table = Table(title=f"test run: {result.test_rows:,} rows", header_style="bold")
+        table.add_column("metric")
+        table.add_column("value", justify="right")
+        for name, value in sorted(result.test_metrics.items()):
+            table.add_row(("* " if name == result.metric else "") + name, _fmt(value))
+        out.print(table)
+        out.print(f"  test predictions: {result.test_predictions}", markup=False)
+    for note in result.notes:
+        out.print(f"note: {note}", markup=False)
+    for line in result.search.lines() if result.search else []:  # why the search ended, and what it skipped
+        out.print(line, markup=False, highlight=False, soft_wrap=True)
+    if result.model:
+        out.print(f"registered model [bold]{result.model.ref}[/] ({result.metric} {result.model.value:.4f})")
+        out.print(f"next: capc deploy {result.model.name} | capc predict {result.model.name} FILE.csv | capc report {result.model.name}", markup=False)

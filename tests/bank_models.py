@@ -93,3 +93,45 @@ def save_sleeping_model(target: Path, model: Path, sleep_s: float) -> Path:
     finally:
         cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
     return target
+
+
+class LockingModel(BaseEstimator):
+    """Fast enough alone, slow under concurrency: every call holds one lock that all processes share (a file lock)
+    for `hold_s`, so an inference server's workers take turns however many there are."""
+
+    def __init__(self, inner=None, hold_s=0.05, lock_path=""):
+        self.inner = inner
+        self.hold_s = hold_s
+        self.lock_path = lock_path
+
+    @property
+    def classes_(self):
+        return self.inner.classes_
+
+    def predict(self, X):
+        import fcntl
+
+        with open(self.lock_path, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                time.sleep(self.hold_s)
+                return self.inner.predict(X)
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def save_locking_model(target: Path, model: Path, hold_s: float) -> Path:
+    """The MLflow model at `model` behind a lock held `hold_s` per call (the lock file beside `target`)."""
+    import cloudpickle
+    import mlflow.sklearn
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            inner = mlflow.sklearn.load_model(str(model))
+            locking = LockingModel(inner, hold_s, str(target.parent / f"{target.name}.lock"))
+            mlflow.sklearn.save_model(locking, str(target), serialization_format="cloudpickle", pip_requirements=[])
+    finally:
+        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+    return target

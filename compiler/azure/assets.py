@@ -25,6 +25,9 @@ from pathlib import Path
 import yaml
 
 from capc.jobfolder import ComputeCluster, JobFolder
+from capc.jobfolder.data import MLTABLE, read_mltable
+from capc.jobfolder.folder import load_yaml_mapping
+from capc.jobfolder.serving import environment_files
 from capc.data_location import is_remote
 from capc.errors import CapcError
 
@@ -162,7 +165,7 @@ def _pipeline_code(base: Path, steps: Mapping) -> list[tuple[str, Path]]:
         code, where = spec.get("code"), base
         trial = spec.get("trial")
         if code is None and isinstance(trial, str) and (base / trial).is_file():
-            component = yaml.safe_load((base / trial).read_text(encoding="utf-8")) or {}
+            component = load_yaml_mapping(base / trial)
             code, where = component.get("code"), (base / trial).parent
         if isinstance(code, str) and not is_remote(code):
             found.append((step, (where / code).resolve()))
@@ -184,19 +187,12 @@ def _compute_target(name: str, cluster: ComputeCluster | None) -> ComputeTarget:
 
 def environment_asset(job_dir: Path, spec_name: str) -> EnvironmentAsset | None:
     """The environment of environment.yml (+ its conda file), versioned by their content; None without one."""
-    path = Path(job_dir) / "environment.yml"
-    if not path.is_file():
+    files = environment_files(job_dir)
+    if files is None:
         return None
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    conda = data.get("conda_file")
-    conda_path = (path.parent / conda).resolve() if isinstance(conda, str) else None
-    parts: dict[str, Path | bytes] = {"environment.yml": path}
-    if conda_path is not None:
-        if not conda_path.is_file():
-            raise CapcError(f"{path} names conda file {conda}, which is not there.", "run `capc build` again")
-        parts["conda.yml"] = conda_path
-    name = str(data.get("name") or f"{spec_name}-env")
-    return EnvironmentAsset(name, content_version(parts), path, str(data.get("image") or ""), conda_path)
+    parts: dict[str, Path | bytes] = dict(files.files)
+    name = files.name or f"{spec_name}-env"
+    return EnvironmentAsset(name, content_version(parts), files.path, files.image, files.conda_path)
 
 
 # ---------------------------------------------------------------- data
@@ -247,10 +243,10 @@ class _DataPlanner:
         return self._add(DataAsset(name, "", "uri_folder", source, files, f"Data of {self.folder.name} ({source.name}/), uploaded by capc"))
 
     def _mltable(self, data_dir: Path) -> DataAsset:
-        mltable_path = data_dir / "MLTable"
+        mltable_path = data_dir / MLTABLE
         if not mltable_path.is_file():
             raise CapcError(f"{data_dir} has no MLTable file.", "run `capc build` again")
-        table = yaml.safe_load(mltable_path.read_text(encoding="utf-8")) or {}
+        table = read_mltable(data_dir)
         stream_columns = _stream_columns(table)
         files: dict[str, Path | bytes] = {}
         image_lines: dict[str, list[dict]] = {}
@@ -285,7 +281,7 @@ class _DataPlanner:
             for staged, rows in image_lines.items():  # hash what is uploaded, not where the build lies
                 files[staged] = _json_lines(_rows_with_urls(rows, stream_columns, data_dir, image_root, "."))
         staged_table = {**table, "paths": rewritten_paths}
-        files = {"MLTable": yaml.safe_dump(staged_table, sort_keys=False, allow_unicode=True).encode("utf-8"), **files}
+        files = {MLTABLE: yaml.safe_dump(staged_table, sort_keys=False, allow_unicode=True).encode("utf-8"), **files}
         hashed = dict(files)
         if images is not None:
             hashed[".images-version"] = images.version.encode()

@@ -80,6 +80,7 @@ def submit(
     plan = plan_assets(folder)
     if dry_run:
         return _dry_run(folder, plan, workspace or PLACEHOLDER, console)
+    from capc.azure import schedule as schedules
     from capc.azure.assets import ensure_assets
     from capc.azure.jobs import load_jobs, submit_job
     from capc.azure.progress import JobProgress, follow
@@ -97,6 +98,9 @@ def submit(
         submitted = submit_job(ml_client, kind, job, workspace)
         result.jobs.append(submitted)
         say(f"submitted {kind} job {submitted.name}: {submitted.studio_url or '(no Studio URL)'}")
+    schedule = schedules.load(folder, jobs["pipeline"]) if "pipeline" in jobs else None
+    if schedule is not None:
+        say(f"created or updated the retraining schedule {schedules.create(ml_client, schedule, workspace)} of the pipeline")
     _remember(folder, result)
     if not wait:
         say(f"not waiting: follow them with `capc status {folder.name} --target azure`")
@@ -188,6 +192,7 @@ def _poll_seconds(given: float | None) -> float:
 
 
 def _dry_run(folder: JobFolder, plan: AssetPlan, workspace: WorkspaceRef, console: Console) -> SubmitResult:
+    from capc.azure import schedule as schedules
     from capc.azure.jobs import load_jobs, rest_request
 
     result = SubmitResult(folder.name, workspace, folder.metric, folder.goal, dry_run=True)
@@ -195,6 +200,10 @@ def _dry_run(folder: JobFolder, plan: AssetPlan, workspace: WorkspaceRef, consol
     for kind, job in jobs.items():
         method, path, body = rest_request(kind, job, workspace, plan)
         result.requests.append({"job": kind, "method": method, "path": path, "body": body})
+    schedule = schedules.load(folder, jobs["pipeline"]) if "pipeline" in jobs else None
+    if schedule is not None:  # its job is the pipeline just resolved offline
+        method, path, body = schedules.rest_request(schedule, workspace)
+        result.requests.append({"job": "schedule", "method": method, "path": path, "body": body})
     text = dry_run_text(folder, plan, workspace, result.requests, in_git_work_tree())
     console.print(text, highlight=False, markup=False, soft_wrap=True, end="")
     return result
@@ -236,7 +245,7 @@ def dry_run_text(folder: JobFolder, plan: AssetPlan, workspace: WorkspaceRef, re
                  "# no git repository in the working directory: the jobs carry no git properties.")
     for request in requests:
         lines.append("")
-        lines.append(f"# {request['job']} job")
+        lines.append("# retraining schedule of the pipeline job (schedule.yml)" if request["job"] == "schedule" else f"# {request['job']} job")
         lines.append(f"{request['method']} {request['path']}")
         lines.append(json.dumps(request["body"], indent=2, sort_keys=True))
     return "\n".join(lines) + "\n"

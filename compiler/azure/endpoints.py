@@ -11,11 +11,10 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import yaml
-
 from capc.azure.jobs import status_text
 from capc.errors import CapcError
 from capc.image_files import image_request_body, is_image_path
+from capc.jobfolder.serving import deployment_name, endpoint_files, endpoint_name, sample_request_file
 
 
 @dataclass
@@ -30,22 +29,6 @@ class DeployResult:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def endpoint_files(job_dir: Path) -> tuple[Path, Path]:
-    endpoint_yml, deployment_yml = Path(job_dir) / "endpoint.yml", Path(job_dir) / "deployment.yml"
-    for path in (endpoint_yml, deployment_yml):
-        if not path.is_file():
-            raise CapcError(f"{path} does not exist.", f"run `capc build` for {Path(job_dir).name} first")
-    return endpoint_yml, deployment_yml
-
-
-def endpoint_name(job_dir: Path) -> str:
-    endpoint_yml, _ = endpoint_files(job_dir)
-    data = yaml.safe_load(endpoint_yml.read_text(encoding="utf-8")) or {}
-    if not data.get("name"):
-        raise CapcError(f"{endpoint_yml} names no endpoint.", "run `capc build` again")
-    return str(data["name"])
 
 
 def deploy(ml_client, job_dir: Path, model_name: str, model_version: str, environment, workspace, say) -> DeployResult:
@@ -137,7 +120,7 @@ def logs(ml_client, job_dir: Path, workspace, lines: int = 100) -> str:
     from capc.azure.failures import azure_errors
 
     name = endpoint_name(job_dir)
-    deployment = _deployment_name(job_dir)
+    deployment = deployment_name(job_dir)
     _get_endpoint(ml_client, name, workspace)
     with azure_errors(f"read the logs of deployment {deployment} of {name}", workspace):
         return ml_client.online_deployments.get_logs(deployment, name, lines=lines)
@@ -161,7 +144,7 @@ def invoke(ml_client, job_dir: Path, workspace, request_file: Path | None = None
     from capc.azure.failures import azure_errors
 
     name = endpoint_name(job_dir)
-    request_file = Path(request_file) if request_file else Path(job_dir) / "sample_request.json"
+    request_file = Path(request_file) if request_file else sample_request_file(job_dir)
     if not request_file.is_file():
         raise CapcError(f"the request file {request_file} does not exist.", "pass a JSON file with the request body")
     _get_endpoint(ml_client, name, workspace)
@@ -198,12 +181,6 @@ def _get_endpoint(ml_client, name: str, workspace):
                 f"the online endpoint {name} does not exist in {workspace.describe()}.",
                 "deploy it first: `capc deploy NAME --target azure`",
             ) from None
-
-
-def _deployment_name(job_dir: Path) -> str:
-    _, deployment_yml = endpoint_files(job_dir)
-    data = yaml.safe_load(deployment_yml.read_text(encoding="utf-8")) or {}
-    return str(data.get("name") or "blue")
 
 
 def _logs_tail(ml_client, deployment: str, endpoint: str, lines: int = 20) -> str:

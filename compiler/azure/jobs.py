@@ -16,6 +16,7 @@ from capc.azure.assets import AssetPlan
 from capc.errors import CapcError
 from capc.goal import Goal
 from capc.jobfolder import JobFolder
+from capc.jobfolder.serving import read_trial_conda
 
 # The API version azure-ai-ml 1.35.2 uses to PUT each job type (JobOperations._create_or_update_with_different_version_api).
 API_VERSIONS = {"automl": "2024-01-01-preview", "sweep": "2024-01-01-preview", "pipeline": "2024-01-01-preview"}
@@ -77,7 +78,7 @@ def load_jobs(folder: JobFolder, plan: AssetPlan) -> dict[str, object]:
             for input_name, asset in inputs.items():
                 setattr(job.inputs, input_name, Input(type=asset.type, path=asset.ref))  # pipeline inputs wrap Input
             if plan.environment is not None:
-                trial_conda = _conda_of(folder.path / "conda.yml")
+                trial_conda = read_trial_conda(folder.path)
                 for node in job.jobs.values():
                     # Steps with an environment of their own (select/conda.yml: azureml-mlflow, azure-ai-ml) keep it.
                     if _node_conda(node) in (None, trial_conda):
@@ -90,12 +91,6 @@ def load_jobs(folder: JobFolder, plan: AssetPlan) -> dict[str, object]:
                 _use_environment(job, plan.environment.ref)
         jobs[job_file.kind] = job
     return jobs
-
-
-def _conda_of(path: Path) -> dict | None:
-    import yaml
-
-    return yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
 def _node_conda(node) -> dict | None:

@@ -57,8 +57,9 @@ def select(jobs: list[SubmittedJob], folder: JobFolder, fetch_model: FetchModel,
             contenders, goal=folder.goal, budget=budget_of(folder.deployment), job_dir=folder.path, task=folder.task,
             describe=_describe, fetch=fetch,
             on_measured=(lambda c: on_measured(c.payload, c.cost)) if on_measured is not None else None,
-            hint="the figures are this machine's (p99 of one row through score.py); `capc submit` locally weighs every "
-                 "model AutoML kept, not only each job's best",
+            hint="the figures are this machine's (p99 of one row through score.py; under load, azmlinfsrv on its cores); "
+                 "`capc submit` locally weighs every model AutoML kept, not only each job's best",
+            deployment=folder.deployment,  # the load budget, measured here after the download
         )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

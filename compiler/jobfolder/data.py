@@ -17,10 +17,11 @@ from capc.data_location import is_remote
 from capc.errors import CapcError
 from capc.image_files import image_base64
 
+MLTABLE = "MLTable"  # Azure's name for a table's definition file, in the folder it describes
 
 def read_mltable(data_dir: Path) -> dict:
     """The MLTable file of a job's data folder, as a mapping; CapcError when there is none."""
-    table_file = Path(data_dir) / "MLTable"
+    table_file = Path(data_dir) / MLTABLE
     try:
         return yaml.safe_load(table_file.read_text(encoding="utf-8")) or {}
     except FileNotFoundError:
@@ -39,7 +40,7 @@ def mltable_source(mltable_dir: Path) -> tuple[Path, str, list[str]]:
     entry = paths[0] if paths else {}
     rel = entry.get("file") or entry.get("folder") or entry.get("pattern")
     if not rel:
-        raise CapcError(f"{mltable_dir / 'MLTable'} names no data file.")
+        raise CapcError(f"{mltable_dir / MLTABLE} names no data file.")
     fmt, drop = "csv", []
     for step in table.get("transformations") or []:
         if isinstance(step, dict):
@@ -97,7 +98,7 @@ def image_root_from_mltable(data_dir: Path) -> Path:
 
     Every row's image lies in <root>/<label>/<file>; the rows must agree on <root>.
     """
-    table_file = Path(data_dir) / "MLTable"
+    table_file = Path(data_dir) / MLTABLE
     paths = read_mltable(data_dir).get("paths") or [{}]
     listing = Path(data_dir) / str(paths[0].get("file", "images.jsonl"))
     try:

@@ -25,7 +25,6 @@ RUN_SETTINGS = "capc.json"
 COMPUTE_FILE = "compute.yml"
 AUTOML_FILE = "automl_job.yml"
 PIPELINE_FILE = "pipeline_job.yml"
-ENDPOINT_FILE = "endpoint.yml"
 ENTRY_SCRIPT = "score.py"  # the scoring script, beside the deployment YAMLs that name it
 # What a sweep job's missing limit means (a hand-written job may leave them out; capc's build writes both): the
 # local engine runs, counts and checks a job by these.
@@ -113,6 +112,15 @@ def is_job_folder(path: Path) -> bool:
     return Path(path).is_dir() and (Path(path) / MANIFEST).is_file()
 
 
+def manifest_file(job_dir: Path) -> Path:
+    return Path(job_dir) / MANIFEST
+
+
+def read_manifest(job_dir: Path) -> dict:
+    """manifest.json as written (the report reads what a model was built from); OSError or ValueError as they come."""
+    return json.loads(manifest_file(job_dir).read_text(encoding="utf-8"))
+
+
 def read_job_folder(job_dir: Path, only: str | None = None) -> JobFolder:
     """The compiled jobs of one folder; `only` keeps one of automl | sweep | pipeline (default: AutoML and the
     sweeps, those the spec enabled)."""
@@ -181,15 +189,6 @@ def _cluster(path: Path) -> ComputeCluster | None:
         )
     except (KeyError, TypeError, ValueError):
         raise CapcError(f"{path} does not describe a compute cluster (name, size, min/max_instances, idle_time_before_scale_down).", "run `capc build` again") from None
-
-
-def endpoint_name(job_dir: Path) -> str | None:
-    """The online endpoint's name in the folder's endpoint.yml (the spec's deployment.endpoint); None without one."""
-    path = Path(job_dir) / ENDPOINT_FILE
-    if not path.is_file():
-        return None
-    name = load_yaml_mapping(path).get("name")
-    return str(name) if name else None
 
 
 def compute_name(value: str) -> str:

@@ -4,10 +4,9 @@
 Loaded with the spec loader's line marks (so problems point at FILE:LINE:COL) and with `--set key.path=value`
 applied as `az ml job create --set` applies it. Paths in the file are relative to its folder, as Azure reads them.
 
-What runs locally: `type: sweep` and `type: command`. `type: automl` written by hand and `type: pipeline` are
-refused with the reason and what to do instead: capc's local AutoML runs the automl_job.yml that `capc build`
-compiles with its data (a hand-written one names Azure data and settings capc has not checked), and a pipeline's
-steps are components whose graph capc runs only for the pipelines it compiles.
+What a file is comes from its content (capc.jobfolder.kinds). What runs locally: `type: sweep`, `type: command` and
+`type: automl` (read further by capc.jobfolder.automl_yaml). `type: pipeline` is refused with the reason and what to
+do instead: a pipeline's steps are components whose graph capc runs only for the pipelines it compiles.
 """
 
 from __future__ import annotations
@@ -18,14 +17,11 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from capc.errors import CapcError, SpecInvalid, SpecProblem
+from capc.jobfolder.kinds import FileKind, kind_of_mapping, schema_name
 from capc.spec.loader import LoadedSpec, load_spec_file
 
-JOB_TYPES = ("command", "sweep", "automl", "pipeline", "spark", "parallel")  # Azure ML v2 job types
-RUNS_LOCALLY = ("command", "sweep")
-JOB_SUFFIXES = (".yml", ".yaml")
+RUNS_LOCALLY = (FileKind.COMMAND_JOB, FileKind.SWEEP_JOB, FileKind.AUTOML_JOB)
 # azure-ai-ml logs "Class ...Schema: This is an experimental class" for schema classes its loader touches (a pipeline
 # job's auto-delete and intellectual-property settings): notes to the SDK's own developers, not to capc's user.
 SDK_EXPERIMENTAL_LOGGER = "azure.ai.ml._utils._experimental"
@@ -45,10 +41,16 @@ class JobYaml:
     sha256: str  # of the file's bytes and the overrides: one sweep study per version, as a spec's
     loaded: LoadedSpec  # line marks, for FILE:LINE messages
     overrides: tuple = ()
+    mapped: tuple = ()  # capc.local.data_map.MappedInput: the remote inputs --data-map bound to local paths
 
     @property
     def type(self) -> str:
         return str(self.data.get("type", "command"))
+
+    @property
+    def kind(self) -> FileKind:
+        """Job or component, and of which type (capc.jobfolder.kinds)."""
+        return kind_of_mapping(self.data)
 
     @property
     def job_dir(self) -> Path:
@@ -60,26 +62,6 @@ class JobYaml:
         working folder's name; the file's is more telling when several jobs lie in one folder)."""
         raw = str(self.data.get("experiment_name") or self.path.stem)
         return re.sub(r"[^A-Za-z0-9_.-]+", "-", raw).strip("-") or "job"
-
-    @property
-    def environment(self):
-        trial = self.data.get("trial") if self.type == "sweep" else self.data
-        return (trial or {}).get("environment") if isinstance(trial, dict) else None
-
-
-def looks_like_job_yaml(path: Path) -> bool:
-    """An Azure ML job file rather than a capc spec: a top-level `type` (specs have none) or a job $schema."""
-    path = Path(path)
-    if path.suffix.lower() not in JOB_SUFFIXES or not path.is_file():
-        return False
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, yaml.YAMLError):
-        return False
-    if not isinstance(data, dict):
-        return False
-    schema = str(data.get("$schema", ""))
-    return data.get("type") in JOB_TYPES or ("azuremlschemas" in schema and "Job.schema" in schema)
 
 
 def load_job_yaml(path: Path, overrides: list[str] | None = None) -> JobYaml:
@@ -111,25 +93,42 @@ def _paths_from_working_directory(data: dict, applied: list) -> None:
 
 
 def check_runs_locally(job: JobYaml) -> None:
-    """Refuse, with the reason and the way out, a job type the local engine does not run."""
-    kind = job.type
+    """Refuse, with the reason and the way out, a file the local engine does not run."""
+    kind = job.kind
     if kind in RUNS_LOCALLY:
         return
-    if kind == "automl":
-        raise CapcError(
-            f"{job.path} is an AutoML job written by hand; capc runs AutoML locally only from the automl_job.yml it "
-            "compiles from a spec (whose data and settings it has checked).",
-            "describe the use case in a capc spec (`capc schema` lists the keys) and `capc submit SPEC`, "
-            "or submit this file to Azure with `az ml job create -f`",
-        )
-    if kind == "pipeline":
+    if kind is FileKind.PIPELINE_JOB:
         raise CapcError(
             f"{job.path} is a pipeline job; capc runs locally only the pipelines it compiles (`capc submit SPEC "
             "--only pipeline`), not hand-written component graphs.",
             "run each command step as its own job (`capc submit STEP.yml` with type: command), or submit the "
             "pipeline to Azure with `az ml job create -f`",
         )
+    if kind in (FileKind.SPARK_JOB, FileKind.PARALLEL_JOB, FileKind.SPARK_COMPONENT, FileKind.PARALLEL_COMPONENT):
+        engine = "a Spark cluster" if "SPARK" in kind.name else "Azure's parallel-run agents on a cluster"
+        where = (f"register it with `az ml component create -f {job.path}` and run the pipeline that uses it with "
+                 "`az ml job create -f PIPELINE.yml`") if kind.is_component else f"submit it to Azure ML: `az ml job create -f {job.path}`"
+        raise CapcError(f"{job.path} is a {kind.value}; it runs on {engine}, which the local engine does not have.", where)
+    if kind.is_component:
+        raise CapcError(
+            f"{job.path} is a {kind.value}: a step that a pipeline job runs (`component: ./{job.path.name}`), not a "
+            "job of its own; `capc validate` checks it with azure-ai-ml's component loader.",
+            "submit the pipeline job that uses it, or a command job with the same command, code and inputs",
+        )
+    if kind is FileKind.CONDA_FILE:
+        raise CapcError(f"{job.path} is a conda environment file, not a job.",
+                        "name it in a job's environment (`conda_file:`); capc builds that environment when the job runs")
+    group = AZ_ML_GROUPS.get(schema_name(job.data) or "")
     raise CapcError(
-        f"{job.path} is a job of type `{kind}`; the local engine runs sweep and command jobs.",
-        "submit it to Azure with `az ml job create -f`",
+        f"{job.path} is an Azure ML file of another kind (its $schema: {job.data.get('$schema')}), not a job.",
+        f"create it on Azure: `az ml {group} create -f {job.path}`" if group else "create it on Azure with the `az ml` command for its kind",
     )
+
+
+# The `az ml` command group that creates each asset file, by the name in its $schema.
+AZ_ML_GROUPS = {
+    "amlcompute": "compute", "computeinstance": "compute", "environment": "environment", "data": "data", "model": "model",
+    "managedonlineendpoint": "online-endpoint", "kubernetesonlineendpoint": "online-endpoint",
+    "managedonlinedeployment": "online-deployment", "kubernetesonlinedeployment": "online-deployment",
+    "batchendpoint": "batch-endpoint", "batchdeployment": "batch-deployment", "schedule": "schedule",
+}

@@ -1,5 +1,7 @@
 """Job folder stage: `capc validate JOB.yml` - a hand-written Azure ML job checked with azure-ai-ml's own loader
-and the rules Azure enforces only when the job is submitted, every problem as FILE:LINE:COL.
+and the rules Azure enforces only when the job is submitted, every problem as FILE:LINE:COL. A component file
+(command, pipeline, parallel or Spark; capc.jobfolder.kinds tells which) is checked with azure-ai-ml's component
+loader, as `az ml component create` would.
 
 azure-ai-ml reports schema problems as one nested mapping (key path -> messages; a field that may take several
 shapes lists one mapping per shape); each message is placed at the key it names, or at the nearest key the file
@@ -15,6 +17,7 @@ from pathlib import Path
 from capc.errors import CapcError, SpecInvalid, SpecProblem
 from capc.jobfolder.folder import SWEEP_LIMIT_DEFAULTS, sweep_limit
 from capc.jobfolder.job_yaml import JobYaml, quiet_sdk_experimental_notices
+from capc.jobfolder.kinds import FileKind, schema_name
 
 # Keys azure-ai-ml puts in its error paths that are not keys of the file.
 LOADER_ONLY_KEYS = ("value", "_schema")
@@ -34,7 +37,8 @@ def validate_job_yamls(paths: list[Path]) -> tuple[list[SpecProblem], list[str]]
         found = validate_job_yaml(job)
         problems += found
         if not found:
-            ok.append(f"{path}: ok (Azure ML {job.type} job)")
+            what = {FileKind.OTHER_AZURE: f"Azure ML {schema_name(job.data)} file", FileKind.CONDA_FILE: "conda file"}.get(job.kind, f"Azure ML {job.kind.value}")
+            ok.append(f"{path}: ok ({what})")
     return problems, ok
 
 
@@ -47,14 +51,25 @@ def validate_job_yaml(job: JobYaml) -> list[SpecProblem]:
 
 
 def loader_problems(job: JobYaml) -> list[SpecProblem]:
-    from azure.ai.ml import load_job
+    """azure-ai-ml's loader for what the file is: load_component for a component, load_job for a job, the asset's
+    own loader (load_compute, load_environment, ...) for the other files `capc build` writes."""
+    from azure.ai.ml import load_component, load_job
     from marshmallow import ValidationError
 
     quiet_sdk_experimental_notices()
-
+    if job.kind is FileKind.CONDA_FILE:
+        return _conda_problems(job)
+    if job.kind.is_job or job.kind.is_component:
+        load = load_component if job.kind.is_component else load_job
+    else:
+        load = _asset_loader(job)
+        if load is None:
+            return [SpecProblem(str(job.path), 1, 1, "", f"an {job.kind.value} file ({job.data.get('$schema')}) that capc has no "
+                                "azure-ai-ml loader for: it validates jobs, components, and compute, environment, data, "
+                                "model, endpoint, deployment and schedule files")]
     overrides = [{key: value} for key, value in job.overrides]
     try:
-        load_job(source=job.path, params_override=overrides)
+        load(source=job.path, params_override=overrides)
     except ValidationError as exc:
         return [_problem(job, path, message) for path, message in _loader_messages(exc)]
     except Exception as exc:  # azure-ai-ml's own ValidationException and friends: one message, no key path
@@ -63,19 +78,68 @@ def loader_problems(job: JobYaml) -> list[SpecProblem]:
     return []
 
 
+def _conda_problems(job: JobYaml) -> list[SpecProblem]:
+    """A conda file's shape, as conda reads it: dependencies are strings, and at most one `pip:` list of strings."""
+    problems = []
+    for index, entry in enumerate(job.data["dependencies"]):
+        pip = entry.get("pip") if isinstance(entry, Mapping) else None
+        if isinstance(entry, str) or isinstance(pip, list) and all(isinstance(line, str) for line in pip):
+            continue
+        problems.append(_at(job, ("dependencies",), f"dependencies[{index}]", "a dependency is a package spec (`numpy=1.26`) or `pip:` with a list of requirements"))
+    return problems
+
+
+# azure-ai-ml's loader for each asset file by the name in its $schema (the files `capc build` writes beside the jobs).
+ASSET_LOADERS = {
+    "amlcompute": "load_compute", "computeinstance": "load_compute", "environment": "load_environment", "data": "load_data",
+    "model": "load_model", "managedonlineendpoint": "load_online_endpoint", "kubernetesonlineendpoint": "load_online_endpoint",
+    "managedonlinedeployment": "load_online_deployment", "kubernetesonlinedeployment": "load_online_deployment",
+    "batchendpoint": "load_batch_endpoint", "batchdeployment": "load_batch_deployment", "schedule": "load_schedule",
+}
+
+
+def _asset_loader(job: JobYaml):
+    from azure.ai.ml.entities import _load_functions  # every load_* the package exports, and load_schedule, which it does not
+
+    name = ASSET_LOADERS.get(schema_name(job.data) or "")
+    return getattr(_load_functions, name, None) if name else None
+
+
 def _loader_messages(exc) -> list[tuple[tuple, str]]:
     """(key path, message) pairs out of azure-ai-ml's ValidationError (its text holds the mapping as JSON)."""
     found: list[tuple[tuple, str]] = []
     for entry in exc.messages if isinstance(exc.messages, list) else [exc.messages]:
-        tree = entry
-        if isinstance(entry, str):
-            start = entry.find("{")
-            try:
-                tree = json.JSONDecoder().raw_decode(entry[start:])[0] if start >= 0 else entry
-            except ValueError:
-                tree = entry
-        _walk(tree, (), found)
+        _walk(_unwrapped(_decoded(entry)), (), found)
     return found
+
+
+def _decoded(entry):
+    """The JSON mapping inside one of the loader's message strings (the string itself when it holds none)."""
+    if not isinstance(entry, str):
+        return entry
+    start = entry.find("{")
+    try:
+        return json.JSONDecoder().raw_decode(entry[start:])[0] if start >= 0 else entry
+    except ValueError:
+        return entry
+
+
+def _unwrapped(tree):
+    """A union schema's wrapper ({"result": "Failed", "errors": [{"path", "message"}]}, e.g. a command file
+    without `type:`) opened to the messages of the schema it tried, each under its path."""
+    if not (isinstance(tree, Mapping) and tree.get("result") == "Failed" and isinstance(tree.get("errors"), list)):
+        return tree
+    opened: dict = {}
+    for error in tree["errors"]:
+        if not isinstance(error, Mapping):
+            continue
+        inner = _unwrapped(_decoded(str(error.get("message", ""))))
+        where = str(error.get("path") or "*")
+        if where in ("*", ""):
+            opened.update(inner if isinstance(inner, Mapping) else {"": inner})
+        else:
+            opened[where] = inner
+    return opened
 
 
 def _walk(tree, path: tuple, found: list) -> None:
@@ -143,7 +207,7 @@ SPEC_TO_JOB_PATH = {("sweep", "search_space"): ("search_space",), ("sweep", "ear
 def service_rule_problems(job: JobYaml) -> list[SpecProblem]:
     """What Azure refuses only at submit time: capc's service-rule table (capc.spec.service_rules) on the job's
     sweep, then the early-termination settings as the local engine reads them."""
-    if job.type != "sweep":
+    if job.kind is not FileKind.SWEEP_JOB:
         return []
     from capc.policies import policy_from_mapping
     from capc.spec.search_space import algorithm_of

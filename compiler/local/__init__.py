@@ -8,6 +8,7 @@
     winner.py         the candidates a submit weighs, handed to capc.selection (the rule both backends share)
     automl/           engine: tabular AutoML on FLAML (settings, training_data, search, ensembles, model, run; names.py: Azure's names -> FLAML's)
     images.py         engine: AutoML for images (a keras_cnn search)
+    automl_run.py     the AutoML job's run (start, interrupted, failed), shared by both AutoML kinds
     sweep.py          engine: a sweep job on Optuna (sweep_plan.py reads it; samplers.py; capc.policies); launch.py starts its trials
     image_folder.py   the image folder an image job trains on, scanned and checked
     progress.py       the live display of a submit

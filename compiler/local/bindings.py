@@ -1,4 +1,5 @@
-"""Backend, local: what `${{inputs.X}}`, `${{outputs.X}}` and `${{search_space.X}}` in a job's command become here.
+"""Backend, local: what `${{inputs.X}}`, `${{outputs.X}}` and `${{search_space.X}}` in a job's command become here
+(capc.local.commands puts them into the command text).
 
 Azure ML mounts or downloads an input and puts its local path in the command, and gives each output (each
 trial's, in a sweep) a fresh folder; a literal input (`learning_rate: 0.01`, or `{type: number, default: 0.01}`)
@@ -9,7 +10,6 @@ the override that fixes it. An output is a folder `named_outputs/NAME` in the tr
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -18,8 +18,6 @@ from capc.data_location import is_remote
 from capc.local.samplers import format_value
 
 NAMED_OUTPUTS = "named_outputs"  # beside outputs/ (the folder Azure uploads as the run's artifacts)
-
-PLACEHOLDER = re.compile(r"\$\{\{\s*([A-Za-z_][\w.-]*)\s*\}\}")
 
 
 def input_text(name: str, declared, job_dir: Path) -> str:
@@ -36,7 +34,8 @@ def input_text(name: str, declared, job_dir: Path) -> str:
         raise CapcError(
             f"input {name} points at {path}, which lives on Azure or the web; the local engine reads only files on this "
             "machine and never downloads data.",
-            f"run it with a copy on this machine: --set inputs.{name}.path=LOCAL_FILE (a file or folder, relative to the current directory)",
+            f"run it with a copy on this machine: --set inputs.{name}.path=LOCAL_FILE (a file or folder, relative to the current "
+            f"directory), or --data-map FILE, a YAML of remote URI to local path (`{path}: LOCAL_PATH`) that binds it wherever it is named",
         )
     local = (Path(job_dir) / path.removeprefix("file://")).resolve()
     if not local.exists():
@@ -45,27 +44,6 @@ def input_text(name: str, declared, job_dir: Path) -> str:
             f"fix the path, or --set inputs.{name}.path=LOCAL_FILE",
         )
     return str(local)
-
-
-def command_references(words: list[str]) -> list[tuple[str, str]]:
-    """(scope, name) of every ${{scope.name}} in the command's words, in order."""
-    refs = []
-    for word in words:
-        for ref in PLACEHOLDER.findall(word):
-            scope, _, name = ref.partition(".")
-            refs.append((scope, name))
-    return refs
-
-
-def bind(words: list[str], values: Mapping[str, Mapping[str, str]]) -> list[str]:
-    """The command's words with each ${{scope.name}} replaced by values[scope][name] (word by word, so a path
-    with spaces stays one word)."""
-
-    def fill(match: re.Match) -> str:
-        scope, _, name = match.group(1).partition(".")
-        return values[scope][name]
-
-    return [PLACEHOLDER.sub(fill, word) for word in words]
 
 
 def output_folders(declared: Mapping | None, run_dir: Path) -> dict[str, str]:

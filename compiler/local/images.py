@@ -16,8 +16,9 @@ from pathlib import Path
 
 from capc.errors import CapcError
 from capc.state import tracking
-from capc.state.tracking import COMPLETED, FAILED, INTERRUPTED
+from capc.state.tracking import COMPLETED, FAILED
 from capc.jobfolder.data import image_root_from_mltable
+from capc.local.automl_run import automl_job_run
 from capc.local.image_folder import scan_image_folder
 from capc.local.outcome import Outcome
 from capc.local.search_end import SearchEnd, SearchReport, sweep_end
@@ -120,8 +121,6 @@ def check_trial_script(job_dir: Path) -> Path:
 
 def run_image_automl(job_dir, job, mlflow_client, exp_id, submit_run, work_dir, progress):
     """AutoML for images on this machine: the keras_cnn search; returns the best configuration as an Outcome."""
-    from capc.local.sweep import run_sweep_interruptibly  # noqa: PLC0415
-
     job_dir = Path(job_dir)
     check_trial_script(job_dir)
     folder = scan_image_folder(image_root_from_mltable(job_dir / "data"))
@@ -133,10 +132,15 @@ def run_image_automl(job_dir, job, mlflow_client, exp_id, submit_run, work_dir, 
         else:
             warnings.warn(message, stacklevel=2)
     sweep_job = automl_sweep_job(job, folder.root)
-    automl_run = tracking.start_run(
-        mlflow_client, exp_id, "automl", "automl", parent=submit_run,
-        tags={"capc.family": FAMILY, "capc.task": "image_classification", "capc.images": str(folder.image_count)},
-    )
+    tags = {"capc.family": FAMILY, "capc.task": "image_classification", "capc.images": str(folder.image_count)}
+    with automl_job_run(mlflow_client, exp_id, submit_run, progress, sweep_job["limits"].get("timeout", 0) or 1, tags) as automl_run:
+        return _search_images(job_dir, sweep_job, mlflow_client, exp_id, automl_run, work_dir, progress)
+
+
+def _search_images(job_dir: Path, sweep_job: dict, mlflow_client, exp_id, automl_run, work_dir, progress):
+    """The keras_cnn search as a sweep, recorded under `automl_run` (automl_job_run finishes it on an error)."""
+    from capc.local.sweep import run_sweep_interruptibly  # noqa: PLC0415
+
     candidates: list[ImageCandidate] = []
 
     def on_event(kind: str, trial) -> None:
@@ -147,20 +151,13 @@ def run_image_automl(job_dir, job, mlflow_client, exp_id, submit_run, work_dir, 
         if progress:
             progress.automl_candidate(candidate)
 
-    if progress:
-        progress.automl_started(sweep_job["limits"].get("timeout", 0) or 1)
-    try:
-        result, interrupted = run_sweep_interruptibly(
-            on_interrupt=(lambda: progress.note("stopping: ending the running configuration (finished ones stay recorded)")) if progress else None,
-            job=sweep_job, job_dir=job_dir, trials_dir=Path(work_dir) / "automl", tracking_uri=tracking.tracking_uri(),
-            experiment_id=exp_id, parent_run_id=automl_run, on_event=on_event,
-        )
-    except BaseException:
-        tracking.finish_run(mlflow_client, automl_run, FAILED)
-        raise
+    result, interrupted = run_sweep_interruptibly(
+        on_interrupt=(lambda: progress.note("stopping: ending the running configuration (finished ones stay recorded)")) if progress else None,
+        job=sweep_job, job_dir=job_dir, trials_dir=Path(work_dir) / "automl", tracking_uri=tracking.tracking_uri(),
+        experiment_id=exp_id, parent_run_id=automl_run, on_event=on_event,
+    )
     if interrupted or result.stopped_because == "interrupted":
-        tracking.finish_run(mlflow_client, automl_run, INTERRUPTED)
-        raise KeyboardInterrupt
+        raise KeyboardInterrupt  # automl_job_run records the run as interrupted
     best = result.best
     by_run = {c.run_id: c for c in candidates}
     search = ImageSearch(candidates, by_run.get(best.run_id) if best else None, result.stopped_because)

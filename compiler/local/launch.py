@@ -49,14 +49,6 @@ OUTPUT_TAIL_LINES = 20  # what a failed process's error quotes of its output
 PYTHON_COMMAND = re.compile(r"python(\d+(\.\d+)?)?$")  # python, python3, python3.11, or a path to one
 
 
-def under_this_python(argv: list[str]) -> list[str]:
-    """argv with a leading `python` replaced by this interpreter: the environment capc runs in stands for the job's
-    conda environment (and the fork server forks only this interpreter's commands)."""
-    if argv and PYTHON_COMMAND.fullmatch(os.path.basename(argv[0])):
-        return [sys.executable, *argv[1:]]
-    return list(argv)
-
-
 def output_tail(path: Path, lines: int = OUTPUT_TAIL_LINES) -> str:
     """The last lines a process wrote to its log (read from the end: logs can be large)."""
     try:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shlex
 import signal
 import subprocess
 import sys
@@ -34,18 +33,19 @@ from pathlib import Path
 from capc.data_location import is_remote
 from capc.errors import CapcError
 from capc.jobfolder import JobFolder
-from capc.jobfolder.folder import endpoint_name
+from capc.jobfolder.serving import named_endpoint
 from capc.local.cores import pin_steps, usable_cpus
-from capc.local.launch import output_tail, parent_death_hook, under_this_python
+from capc.local import commands
+from capc.local.launch import output_tail, parent_death_hook
 from capc.state import locks, registry, tracking
 from capc.state.tracking import COMPLETED, FAILED, INTERRUPTED, RUNNING
+from capc.winner_explanation import selection_record
 
 STEP_LOG = "step.log"
 WINNER_FILE = "winner.json"
 STEP_SUMMARY = "metrics.json"  # what an engine step leaves beside its model; select_best.py reads it
 _PARENT_OUTPUT = re.compile(r"^\$\{\{\s*parent\.jobs\.([A-Za-z0-9_-]+)\.outputs\.([A-Za-z0-9_-]+)\s*\}\}$")
 _PARENT_INPUT = re.compile(r"^\$\{\{\s*parent\.inputs\.([A-Za-z0-9_-]+)\s*\}\}$")
-_BINDING = re.compile(r"\$\{\{\s*(inputs|outputs)\.([A-Za-z0-9_-]+)\s*\}\}")
 ENGINE_STEPS = ("automl", "sweep")  # node types the local engine runs itself
 DEPLOY_TAG = ("capc_step", "deploy")  # the node that deploys the winner: locally, to the local endpoint
 WAITING, SKIPPED = "waiting", "skipped"  # a step's statuses beyond tracking's vocabulary
@@ -188,6 +188,7 @@ def _register(folder: JobFolder, job_dir: Path, winner_dir: Path, winner: dict, 
         job_dir=str(job_dir.resolve()), metrics={folder.metric: float(winner["value"]), **(winner.get("serving") or {})},
         params=summary.get("params", {}),
         description=folder.description,
+        selection=selection_record(winner),
     )
 
 
@@ -290,7 +291,7 @@ class _GraphRunner:
             # Azure's step deploys to the workspace's endpoint; here the winner goes to the local endpoint.
             if self.model is None:
                 raise CapcError(f"pipeline step `{step.name}` deploys the registered winner, but no step before it registered one.")
-            step.detail = f"{self.model.ref} to the local endpoint `{endpoint_name(self.job_dir) or self.folder.name}`"
+            step.detail = f"{self.model.ref} to the local endpoint `{named_endpoint(self.job_dir) or self.folder.name}`"
             return [sys.executable, "-m", "capc", "deploy", self.folder.name, "--model", self.model.ref], self.job_dir, env
         if step.type != "command":
             raise CapcError(f"pipeline step `{step.name}` has type `{step.type}`, which the local engine does not run.", "submit the pipeline with --target azure")
@@ -299,13 +300,14 @@ class _GraphRunner:
         for folder in bound["outputs"].values():
             Path(folder).mkdir(parents=True, exist_ok=True)
 
-        def bind(match: re.Match) -> str:
-            kind, key = match.group(1), match.group(2)
-            if key not in bound[kind]:
+        command = str(step.node.get("command", ""))
+        for kind, key in commands.references(command):
+            if key not in bound.get(kind, {}):
                 raise CapcError(f"pipeline step `{step.name}`'s command uses ${{{{{kind}.{key}}}}}, which the step does not declare.")
-            return bound[kind][key]
-
-        argv = under_this_python([_BINDING.sub(bind, word) for word in shlex.split(str(step.node.get("command", "")))])
+        prepared = commands.prepare_command(command, bound, environment_variables=step.node.get("environment_variables"),
+                                            distribution=step.node.get("distribution"))  # as Azure runs it
+        env.update(prepared.env)
+        argv = prepared.argv
         # Azure ML gives each step a run of its own and MLFLOW_RUN_ID; the step's mlflow calls land in it.
         step.run_id = tracking.start_run(self.mlflow_client, self.exp_id, step.name, "step", parent=self.run_id)
         env["MLFLOW_RUN_ID"] = step.run_id

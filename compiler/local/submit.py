@@ -22,11 +22,13 @@ from capc.goal import Goal
 from capc.jobfolder import JobFile, JobFolder
 from capc.state import held_out, locks, registry, tracking
 from capc.state.tracking import COMPLETED, FAILED, INTERRUPTED
+from capc.local.automl_run import automl_job_run
 from capc.local.cores import CoreBudget
 from capc.jobfolder.data import check_target, mltable_source, read_frame
 from capc.local.outcome import Outcome
 from capc.local.search_end import SearchReport, sweep_end
 from capc.local.winner import select
+from capc.load_budget import load_budget_of
 from capc.selection import IMAGE_TASK, Selection, budget_of
 from capc.serving_cost import may_serve
 from capc.spec.conditional import COMBINATION_PARAMETER
@@ -125,7 +127,7 @@ def _submit_locked(folder: JobFolder, resume: bool, progress) -> SubmitResult:
         mlflow_client.set_tag(submit_run, tracking.MAX_LATENCY_TAG, str(budget.max_latency_ms))
     selection = None if interrupted else _selection(folder, outcomes, sweeps, budget, mlflow_client, submit_run, progress)
     winner = selection.winner if selection else _choose(outcomes, folder.deployment_model, goal)
-    model = _register(folder, winner, mlflow_client, submit_run) if winner and not interrupted else None
+    model = _register(folder, winner, mlflow_client, submit_run, selection) if winner and not interrupted else None
     if winner:
         mlflow_client.log_metric(submit_run, folder.metric, winner.value)
     tracking.finish_run(mlflow_client, submit_run, INTERRUPTED if interrupted else COMPLETED)
@@ -139,8 +141,8 @@ def _selection(folder: JobFolder, outcomes: list[Outcome], sweeps, budget, mlflo
     try:
         return select(
             [c for o in outcomes for c in (o, *o.alternatives)], name=folder.name, deployment_model=folder.deployment_model,
-            goal=folder.goal, budget=budget, job_dir=folder.path, task=folder.task, mlflow_client=mlflow_client,
-            on_measured=(lambda o, cost: progress.note(f"serving cost of {o.source} {o.label}: {cost.summary()}")) if progress else None,
+            goal=folder.goal, budget=budget, job_dir=folder.path, task=folder.task, mlflow_client=mlflow_client, deployment=folder.deployment,
+            on_measured=(lambda o, figure: progress.note(f"serving cost of {o.source} {o.label}: {_measured(figure)}")) if progress else None,
         )
     except BaseException:
         tracking.finish_run(mlflow_client, submit_run, FAILED)
@@ -158,8 +160,13 @@ def _search_lines(outcomes: list[Outcome], sweeps) -> list[str]:
     return [line for report in _search_reports(outcomes, sweeps) for line in report.lines()]
 
 
-def _register(folder: JobFolder, winner: Outcome, mlflow_client, submit_run: str):
-    """The winner in capc's model registry, named on the submit run."""
+def _measured(figure) -> str:
+    """A serving cost, or a figure under load with how it was taken (serving_load.LoadFigure.how)."""
+    return f"{figure.summary()} ({figure.how()})" if hasattr(figure, "how") else figure.summary()
+
+
+def _register(folder: JobFolder, winner: Outcome, mlflow_client, submit_run: str, selection: Selection | None = None):
+    """The winner in capc's model registry, named on the submit run, with how it was chosen (`capc models show`)."""
     model = registry.register(
         winner.model_dir,
         name=folder.name,
@@ -174,6 +181,7 @@ def _register(folder: JobFolder, winner: Outcome, mlflow_client, submit_run: str
         metrics=winner.metrics,
         params=winner.params,
         description=folder.description,
+        selection=selection.to_dict() if selection else {},
     )
     mlflow_client.set_tag(submit_run, "capc.registered_model", model.ref)
     return model
@@ -196,7 +204,7 @@ def run_automl_job(folder: JobFolder, job_file: JobFile, mlflow_client, exp_id, 
     `threads`: each trial's thread count (default: AutoML alone on this process's cores)."""
     from dataclasses import replace
 
-    from capc.local.automl import AutoMLSettings, run_automl
+    from capc.local.automl import AutoMLSettings
 
     job, job_dir = job_file.data, folder.path
     if job.get("task") == IMAGE_TASK:
@@ -209,9 +217,13 @@ def run_automl_job(folder: JobFolder, job_file: JobFile, mlflow_client, exp_id, 
     data_file, fmt, drop = mltable_source(training_table(job_file))
     frame = read_frame(data_file, fmt, drop)
     check_target(frame, settings.target_column, folder.task, data_file)
-    automl_run = tracking.start_run(mlflow_client, exp_id, "automl", "automl", parent=submit_run)
-    if progress:
-        progress.automl_started(settings.timeout_minutes * 60)
+    with automl_job_run(mlflow_client, exp_id, submit_run, progress, settings.timeout_minutes * 60) as automl_run:
+        return _run_tabular_automl(folder, frame, settings, mlflow_client, exp_id, automl_run, work_dir, progress, alternatives)
+
+
+def _run_tabular_automl(folder: JobFolder, frame, settings, mlflow_client, exp_id, automl_run, work_dir, progress, alternatives) -> Outcome:
+    """The local AutoML engine on `frame`, recorded under `automl_run` (automl_job_run finishes it on an error)."""
+    from capc.local.automl import run_automl
 
     candidate_runs: dict[int, str] = {}  # candidate index -> its child run
 
@@ -224,14 +236,7 @@ def run_automl_job(folder: JobFolder, job_file: JobFile, mlflow_client, exp_id, 
         if progress:
             progress.automl_candidate(candidate)
 
-    try:
-        result = run_automl(frame, settings, on_candidate=record, log_dir=work_dir / "automl")
-    except KeyboardInterrupt:
-        tracking.finish_run(mlflow_client, automl_run, INTERRUPTED)
-        raise
-    except BaseException:
-        tracking.finish_run(mlflow_client, automl_run, FAILED)
-        raise
+    result = run_automl(frame, settings, on_candidate=record, log_dir=work_dir / "automl")
     model_dir = work_dir / "automl" / "model"
     if model_dir.exists():
         shutil.rmtree(model_dir)
@@ -250,7 +255,7 @@ def run_automl_job(folder: JobFolder, job_file: JobFile, mlflow_client, exp_id, 
         progress.automl_finished(result)
     outcome = Outcome("automl", automl_run, best.value, model_dir, params, {folder.metric: best.value}, f"{best.estimator}-{best.index}",
                       candidate_run_id=candidate_runs.get(best.index, ""), search=search)
-    if alternatives and budget_of(folder.deployment).any:  # without a budget only the best can win
+    if alternatives and (budget_of(folder.deployment).any or load_budget_of(folder.deployment).any):  # else only the best can win
         outcome.alternatives = _automl_alternatives(folder.metric, result, candidate_runs, work_dir / "automl" / "candidates")
     return outcome
 

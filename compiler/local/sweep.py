@@ -12,8 +12,9 @@ Local choices, where Azure has nothing to copy:
 - a trial's folder is trials_dir/trial_NNNN/: a copy of `trial.code` (hard links to one snapshot of it taken
   when the sweep starts; `outputs/` and `__pycache__/` left out), the command's working directory, so the
   script's outputs/ (the model in outputs/model) lands there; its stdout and stderr go to output.log there.
-- the environment is this interpreter's (`python` in the command is sys.executable); `environment:` is Azure's.
-- a `python SCRIPT ...` command is forked from a server that imported mlflow once (capc.local.launch says
+- the command runs as Azure runs it (capc.local.commands: `bash -c` for shell syntax), `python` being capc's
+  interpreter or, for a hand-written job whose environment capc built, that environment's (capc.local.environments).
+- a `python SCRIPT ...` command in capc's interpreter is forked from a server that imported mlflow once (capc.local.launch says
   what the child does to be the same as `python SCRIPT`): ~0.3 s instead of ~4 s of start-up per trial.
 - trials at once and threads per trial follow the submit's core budget (capc.local.cores), shared by all its
   sweeps: never more than max_concurrent_trials, fewer while AutoML runs beside the sweeps; each trial's
@@ -47,13 +48,13 @@ from capc import stopping
 from capc.stopping import signal_name
 from capc.errors import CapcError
 from capc.goal import Goal, is_score
-from capc.local import bindings, samplers
+from capc.local import bindings, commands, samplers
 from capc.state import tracking
 from capc.state.tracking import COMPLETED, EARLY_TERMINATED, ENDED, FAILED, INTERRUPTED, RUNNING
 from capc.local.cores import THREAD_VARIABLES, CoreBudget
 from capc.local.launch import Launcher, output_tail
 from capc.policies import policy_from_mapping
-from capc.local.sweep_plan import plan_sweep, trial_argv
+from capc.local.sweep_plan import plan_sweep, trial_process
 
 TICK_S = 0.1  # how often process exits are checked
 POLL_S = 0.5  # how often metric histories are read and the policy applied
@@ -270,9 +271,10 @@ class _SweepRunner:
     def open_tracking(self) -> None:
         self.client = tracking.client(self.tracking_uri)
 
-    def trial_env(self, run_id: str | None) -> dict:
+    def trial_env(self, run_id: str | None, process: commands.PreparedCommand | None = None) -> dict:
         env = dict(os.environ)
         env.update(self.plan.environment_variables)
+        env.update(process.env if process else {})
         env.update(MLFLOW_TRACKING_URI=self.tracking_uri, MLFLOW_EXPERIMENT_ID=str(self.experiment_id))
         if run_id:
             env["MLFLOW_RUN_ID"] = run_id
@@ -296,10 +298,11 @@ class _SweepRunner:
         (trial_dir / "outputs").mkdir(exist_ok=True)
         log_path = trial_dir / "output.log"
         log_path.write_bytes(b"")
-        command = trial_argv(self.plan, values, bindings.output_folders(self.plan.outputs, trial_dir))
+        prepared = trial_process(self.plan, values, bindings.output_folders(self.plan.outputs, trial_dir))
+        command = prepared.argv
         run_id = tracking.start_run(
             self.client, self.experiment_id, f"trial_{number}", "trial", parent=self.parent_run_id,
-            tags={"capc.trial": str(number), "capc.command": shlex.join(command)[:5000]},
+            tags={"capc.trial": str(number), "capc.command": prepared.text[:5000]},
         )
         family = [Param("family", str(self.plan.family))] if self.plan.family else []
         self.client.log_batch(run_id, params=family + [Param(k, samplers.format_value(v)) for k, v in values.items()])
@@ -312,7 +315,7 @@ class _SweepRunner:
         # Recorded now, not only at its end: should capc die, --resume finds the trial's run and folder from this.
         optuna_trial.set_user_attr(RUN_RECORD_ATTR, trial.to_dict())
         try:
-            process = self.launcher.start(command, trial_dir, self.trial_env(run_id), log_path)
+            process = self.launcher.start(command, trial_dir, self.trial_env(run_id, prepared), log_path)
         except OSError as exc:  # e.g. the command's program does not exist
             trial.exit_code, trial.duration_s = None, 0.0
             trial.error = f"cannot start `{shlex.join(command)}`: {exc}"
@@ -517,17 +520,19 @@ def run_sweep(
     stop_event: threading.Event | None = None,
     launch_mode: str = "auto",
     cores: CoreBudget | None = None,
+    python: str | None = None,
 ) -> SweepResult:
     """Run the sweep job `job` (a loaded sweep_job.yml; `job_dir` its folder) and return every trial and the best.
 
     on_event(kind, trial) is called with kind started | reported | finished | failed | stopped | interrupted.
     Setting `stop_event` ends running trials (status interrupted) and returns what finished. `cores`: the submit's
     core budget, which gives each trial its place and threads (default: this sweep alone on this process's cores).
+    `python`: the interpreter of the job's environment (capc.local.environments; default capc's own).
     launch_mode:
     auto (fork `python ...` commands from a pre-warmed server, spawn others) | fork | spawn (always Popen).
     Raises CapcError for a job that cannot run and when every trial failed.
     """
-    plan = plan_sweep(job, Path(job_dir))
+    plan = plan_sweep(job, Path(job_dir), python)
     runner = _SweepRunner(plan, job_dir, trials_dir, tracking_uri, experiment_id, parent_run_id, on_event, resume, stop_event, launch_mode, cores)
     return runner.run()
 

@@ -5,7 +5,6 @@ sampling, search space, limits (missing ones as capc.jobfolder.sweep_limit says)
 from __future__ import annotations
 
 import os
-import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,8 +12,7 @@ from pathlib import Path
 from capc.errors import CapcError
 from capc.goal import Goal
 from capc.jobfolder.folder import sweep_limit
-from capc.local import bindings, samplers
-from capc.local.launch import under_this_python
+from capc.local import bindings, commands, samplers
 from capc.policies import policy_from_mapping
 from capc.spec.conditional import FAMILY_TAG
 
@@ -33,12 +31,14 @@ class SweepPlan:
     max_concurrent_trials: int
     timeout_s: float | None
     trial_timeout_s: float | None
-    command: list[str]  # tokens, placeholders still in them
+    command: str  # the command text, placeholders still in it (capc.local.commands binds and starts it)
     code_dir: Path | None
     inputs: dict  # input name -> text substituted for ${{inputs.NAME}}
     family: str | None = None  # a conditional sweep's family (the job's capc_family tag), logged with each trial
     outputs: tuple[str, ...] = ()  # declared outputs: each trial binds ${{outputs.NAME}} to a folder of its own
     environment_variables: dict = field(default_factory=dict)  # the trial's environment_variables
+    python: str | None = None  # the job environment's interpreter (None: capc's own)
+    distribution: dict | None = None  # the trial's distribution block: one process with rank variables
 
 
 def _limit_seconds(limits: Mapping, name: str) -> float | None:
@@ -50,7 +50,7 @@ def _limit_seconds(limits: Mapping, name: str) -> float | None:
     return None
 
 
-def plan_sweep(job: Mapping, job_dir: Path) -> SweepPlan:
+def plan_sweep(job: Mapping, job_dir: Path, python: str | None = None) -> SweepPlan:
     """Read and check a loaded sweep_job.yml mapping; every problem a user can cause becomes a CapcError."""
     if job.get("type", "sweep") != "sweep":
         raise CapcError(f"this job is of type {job.get('type')!r}; run_sweep runs sweep jobs.")
@@ -73,10 +73,7 @@ def plan_sweep(job: Mapping, job_dir: Path) -> SweepPlan:
     trial = trial_of(job, job_dir)
     if not trial.get("command"):
         raise CapcError("the sweep job has no trial.command.")
-    try:
-        command = shlex.split(str(trial["command"]))
-    except ValueError as exc:
-        raise CapcError(f"trial.command cannot be split into words: {exc}.") from None
+    command = str(trial["command"])
     code_dir = None
     if trial.get("code"):
         code_dir = (job_dir / str(trial["code"])).resolve()
@@ -84,9 +81,13 @@ def plan_sweep(job: Mapping, job_dir: Path) -> SweepPlan:
             raise CapcError(f"trial.code {trial['code']} (resolved to {code_dir}) is not a folder.")
     declared_inputs, declared_outputs = job.get("inputs") or {}, job.get("outputs") or {}
     inputs, unknown = {}, []
-    for scope, name in bindings.command_references(command):
+    optional = commands.optional_only(command)
+    for scope, name in commands.references(command):
         if scope == "inputs" and name in declared_inputs:
-            inputs.setdefault(name, bindings.input_text(name, declared_inputs[name], job_dir))
+            value = declared_inputs[name]
+            if ("inputs", name) in optional and isinstance(value, dict) and not {"path", "value", "default"} & set(value):
+                continue  # an optional input without a value: its $[[...]] is dropped
+            inputs.setdefault(name, bindings.input_text(name, value, job_dir))
         elif not (scope == "search_space" and name in search_space or scope == "outputs" and name in declared_outputs):
             unknown.append(f"{scope}.{name}")
     if unknown:
@@ -95,12 +96,14 @@ def plan_sweep(job: Mapping, job_dir: Path) -> SweepPlan:
             "(the local engine fills ${{inputs.NAME}}, ${{outputs.NAME}} and ${{search_space.NAME}})."
         )
     variables = {str(k): bindings.format_value(v) for k, v in (trial.get("environment_variables") or {}).items()}
+    distribution = trial.get("distribution")
     return SweepPlan(
         metric=str(metric), goal=goal, algorithm=algorithm, sampling_options=options, search_space=search_space,
         policy_mapping=job.get("early_termination"), max_total_trials=max_total, max_concurrent_trials=min(max_concurrent, max_total),
         timeout_s=_limit_seconds(limits, "timeout"), trial_timeout_s=_limit_seconds(limits, "trial_timeout"),
         command=command, code_dir=code_dir, inputs=inputs, family=(job.get("tags") or {}).get(FAMILY_TAG),
-        outputs=tuple(declared_outputs), environment_variables=variables,
+        outputs=tuple(declared_outputs), environment_variables=variables, python=python,
+        distribution=dict(distribution) if isinstance(distribution, Mapping) else None,
     )
 
 
@@ -123,8 +126,16 @@ def trial_of(job: Mapping, job_dir: Path) -> dict:
     return dict(trial)
 
 
-def trial_argv(plan: SweepPlan, values: Mapping, outputs: Mapping[str, str] | None = None) -> list[str]:
-    """The command's words (an argv list, this interpreter's python) with placeholders filled; `outputs` maps each
-    declared output to the trial's folder. Not capc.trial.trial_command, which writes the Azure command string."""
+def trial_process(plan: SweepPlan, values: Mapping, outputs: Mapping[str, str] | None = None) -> commands.PreparedCommand:
+    """The trial's process: its command with placeholders filled (`outputs` maps each declared output to the
+    trial's folder), as Azure runs a command (capc.local.commands: bash for shell syntax, the environment's python)."""
     parameters = {name: samplers.format_value(value) for name, value in values.items()}
-    return under_this_python(bindings.bind(plan.command, {"inputs": plan.inputs, "search_space": parameters, "outputs": dict(outputs or {})}))
+    return commands.prepare_command(
+        plan.command, {"inputs": plan.inputs, "search_space": parameters, "outputs": dict(outputs or {})},
+        python=plan.python, environment_variables=plan.environment_variables, distribution=plan.distribution,
+    )
+
+
+def trial_argv(plan: SweepPlan, values: Mapping, outputs: Mapping[str, str] | None = None) -> list[str]:
+    """The argv a trial starts (see trial_process). Not capc.trial.trial_command, which writes the Azure command string."""
+    return trial_process(plan, values, outputs).argv

@@ -89,6 +89,7 @@ class SpecPlan:
     warnings: list[str] = field(default_factory=list)
     last_local_run: object = None  # capc.state.history.LocalRun
     quota: list = field(default_factory=list)  # capc.plan.quota.FamilyQuota, with --target azure
+    load: object = None  # capc.plan.load.LoadPlan: the load budget, the cores that measure it, the instance's estimate
 
     @property
     def wall_minutes(self) -> float:
@@ -161,6 +162,7 @@ class SpecPlan:
             "warnings": self.warnings,
             "last_local_run": self.last_local_run.to_dict() if self.last_local_run else None,
             "quota": [q.to_dict() for q in self.quota],
+            "serving_load": self.load.to_dict() if self.load else None,
         }
 
 
@@ -174,8 +176,10 @@ def clusters_of(spec) -> dict[str, Cluster]:
     return {"automl": automl, "sweep": main}
 
 
-def plan_spec(spec, prices: PriceList, last_run=None) -> SpecPlan:
-    """The bounds of one validated spec's submit under `prices`."""
+def plan_spec(spec, prices: PriceList, last_run=None, last_model=None) -> SpecPlan:
+    """The bounds of one validated spec's submit under `prices`; `last_model`: the spec's latest registered version."""
+    from capc.plan.load import plan_load
+
     sweep, automl = sweep_trials(spec), automl_trials(spec)
     clusters = clusters_of(spec)
     jobs = []
@@ -198,4 +202,5 @@ def plan_spec(spec, prices: PriceList, last_run=None) -> SpecPlan:
     return SpecPlan(
         name=spec.name, path=str(spec.path), sha256=spec.sha256, sweep=sweep, automl=automl, jobs=jobs, costs=costs,
         currency=prices.currency, warnings=[str(w) for w in spec.warnings], last_local_run=last_run,
+        load=plan_load(spec, last_model=last_model),
     )

@@ -29,7 +29,9 @@ def make_plans(paths: list[Path], overrides: list[str], prices_file: Path | None
     if strict:
         refuse_warnings(specs)
     prices = load_prices(prices_file)
-    return [plan_spec(spec, prices, last_local_run(spec.sha256)) for spec in specs], prices
+    from capc.plan.load import latest_registered
+
+    return [plan_spec(spec, prices, last_local_run(spec.sha256), latest_registered(spec.name)) for spec in specs], prices
 
 
 def over_budget(plans: list[SpecPlan], max_cost: float | None) -> CapcError | None:

@@ -37,6 +37,9 @@ def render(plan: SpecPlan, prices: PriceList, list_trials: bool = False) -> Grou
         jobs = ", ".join(f"{kind} {minutes(seconds / 60)}" for kind, seconds in sorted(run.jobs.items()))
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(run.started))
         parts.append(Text(f"last local run of this spec: {minutes(run.duration_s / 60)} ({run.status}, {when}{'; ' + jobs if jobs else ''})"))
+    if plan.load:
+        parts.append(Text("serving under load", style="bold"))
+        parts += [Text(f"  {line}") for line in plan.load.lines()]
     if plan.quota:
         parts.append(_quota_table(plan))
     return Group(*parts, Text(""))

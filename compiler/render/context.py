@@ -23,6 +23,9 @@ from capc.render.pins import AZURE_MLFLOW_PINS, RUNTIME_PINS
 from capc.render.sweep_context import image_holdout, pipeline_context, sweep_context
 
 
+# capc.json's deployment section: what a backend's selection needs of the spec's deployment.
+RUN_DEPLOYMENT_KEYS = ("model", "max_latency_ms", "max_model_mb", "min_requests_per_s", "load", "instance_type")
+
 # What pandas.read_csv reads as missing by default: these cells become None in sample rows.
 CSV_MISSING = frozenset({
     "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>", "N/A",
@@ -81,8 +84,9 @@ def _run_settings(spec, automl: dict, sweep: dict | None) -> dict:
         "goal": azure_names.AUTOML_METRICS[spec.task][spec.metric],
         "automl": {"enabled": automl["enabled"]},
         "sweep": {"enabled": bool(sweep and sweep["enabled"])},
-        # deployment.model and the serving budget the local selection applies (capc.local.selection.budget_of).
-        "deployment": {key: spec.data["deployment"].get(key) for key in ("model", "max_latency_ms", "max_model_mb")},
+        # deployment.model, the serving and load budgets the local selection applies (capc.selection.budget_of,
+        # capc.load_budget) and the instance its estimate is for.
+        "deployment": {key: spec.data["deployment"].get(key) for key in RUN_DEPLOYMENT_KEYS},
     }
 
 

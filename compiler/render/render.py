@@ -48,7 +48,8 @@ PIPELINE_TEMPLATES: dict[str, str] = {
 # artifact path -> module. The generated trial scripts score with Azure's metric definitions; the pipeline's
 # select step checks its metric's goal and measures the candidates' serving cost.
 TRIAL_MODULES: dict[str, str] = {"src/azure_metrics.py": "azure_metrics.py"}
-PIPELINE_MODULES: dict[str, str] = {"select/azure_metrics.py": "azure_metrics.py", "select/serving_cost.py": "serving_cost.py"}
+PIPELINE_MODULES: dict[str, str] = {"select/azure_metrics.py": "azure_metrics.py", "select/serving_cost.py": "serving_cost.py",
+                                     "select/serving_load.py": "serving_load.py"}
 
 
 def render_artifacts(spec, out_dir: Path) -> dict[str, bytes]:

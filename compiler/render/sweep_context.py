@@ -8,7 +8,7 @@ from __future__ import annotations
 import shlex
 
 from capc import serving_cost
-from capc.families import FAMILIES
+from capc.families import FAMILIES, INTERVALS
 from capc.image_files import IMAGE_SUFFIXES
 from capc.render.pins import SELECT_STEP_PINS
 from capc.spec import conditional, schema_default
@@ -128,7 +128,8 @@ def _train_script(spec, family, dataset: dict) -> dict:
         "template": f"train/{family.name}.py.j2",
         "family": family.name,
         "hyperparameters": [
-            {"name": h.name, "parser": kinds[h.kind], "default": h.default, "help": h.help} for h in family.hyperparameters
+            {"name": h.name, "parser": kinds[h.kind], "default": h.default, "help": h.help, "domain": domain_of(h)}
+            for h in family.hyperparameters
         ],
         "drop": dataset["drop"],
         "cross_validations": dataset["cross_validations"],
@@ -138,7 +139,13 @@ def _train_script(spec, family, dataset: dict) -> dict:
         "model_requirements": list(MODEL_REQUIREMENTS) + list(FAMILY_MODEL_REQUIREMENTS.get(family.name, ())),
         "image_suffixes": sorted(IMAGE_SUFFIXES),
         "held_out_artifact": HELD_OUT_ARTIFACT,  # where the trial stores its predictions on its validation rows
+        "intervals": INTERVALS,
     }
+
+
+def domain_of(h) -> dict:
+    """A hyperparameter's domain as the trial script checks it (capc.families holds it)."""
+    return {"low": h.low, "high": h.high, "open_low": h.open_low, "open_high": h.open_high, "allowed": list(h.allowed), "words": h.domain}
 
 
 # ---------------------------------------------------------------- retraining pipeline
@@ -200,6 +207,7 @@ def pipeline_context(spec, dataset: dict, automl: dict, sweep: dict | None, envi
         select += ["--score score.py", "--training_data ${{inputs.training_data}}", f"--target {shlex.quote(dataset['target'])}"]
         budget = spec.data["deployment"]
         select += [f"--{key} {budget[key]!r}" for key in SERVING_BUDGET_KEYS if budget.get(key) is not None]
+        select += _load_budget_arguments(budget)
     select.append("--output ${{outputs.winner}}")
     return {
         "training_table": "${{parent.inputs.training_table}}",
@@ -218,3 +226,19 @@ def pipeline_context(spec, dataset: dict, automl: dict, sweep: dict | None, envi
         "winner": "${{parent.jobs.select_best.outputs.winner}}",
         "deploy": deploy,
     }
+
+
+def _load_budget_arguments(deployment: dict) -> list[str]:
+    """select_best.py's load budget (deployment.min_requests_per_s, deployment.load), with the deployment's server
+    settings (deployment.yml, beside it in the step's code) and the instance's vCPUs for the estimate."""
+    from capc.load_budget import instance_vcpus
+
+    load = deployment["load"]
+    if deployment.get("min_requests_per_s") is None and load.get("max_p99_ms") is None:
+        return []
+    out = [f"--min_requests_per_s {deployment['min_requests_per_s']!r}"] if deployment.get("min_requests_per_s") is not None else []
+    out += [f"--max_load_p99_ms {load['max_p99_ms']!r}"] if load.get("max_p99_ms") is not None else []
+    out += [f"--load_concurrency {int(load['concurrency'])}", "--deployment_file deployment.yml",
+            f"--instance_type {shlex.quote(deployment['instance_type'])}"]
+    vcpus = instance_vcpus(deployment["instance_type"])
+    return out + ([f"--instance_vcpus {vcpus}"] if vcpus else [])

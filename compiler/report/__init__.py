@@ -49,6 +49,12 @@ def write_report(ref: str, out: Path | None = None) -> WrittenReport:
     except CapcError as exc:
         problem = str(exc)
     evaluation_figures = _evaluation_figures(evaluation) if evaluation and evaluation.held_out else []
+    importance_problem = None
+    if evaluation and evaluation.held_out and model.task != "image_classification":
+        try:
+            evaluation_figures.append(_importance_figure(model))
+        except CapcError as exc:
+            importance_problem = str(exc)
     html = render_page(data, run_figures, evaluation, evaluation_figures, problem)
     path = out or default_report_path(ref)
     try:
@@ -56,6 +62,7 @@ def write_report(ref: str, out: Path | None = None) -> WrittenReport:
     except OSError as exc:
         raise CapcError(f"cannot write the report to {path}: {exc.strerror or exc}.") from None
     notes = data.notes + ([f"validation figures not drawn: {problem}"] if problem else [])
+    notes += [f"feature importance not drawn: {importance_problem}"] if importance_problem else []
     return WrittenReport(path, model.ref, len(run_figures) + len(evaluation_figures),
                          evaluation.held_out if evaluation else None, notes)
 
@@ -98,6 +105,20 @@ def _run_figures(data) -> list:
 
 def _count(n: int, noun: str) -> str:
     return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
+def _importance_figure(model):
+    from capc.report import figures, importance
+
+    found = importance.of_model(model)
+    return figures.Figure(
+        "feature importance",
+        figures.feature_importance(found.features, found.metric, found.rows, importance.TOP),
+        f"Permutation importance: how much the primary metric ({found.metric}, {found.baseline:.4f} on these rows) "
+        f"worsens when one feature column is shuffled, the mean of {found.repeats} shuffles with its spread; nothing "
+        f"is refitted. {found.how}",
+        found.uses,
+    )
 
 
 def _evaluation_figures(evaluation) -> list:

@@ -8,14 +8,13 @@ jobs), and looks for the spec file whose sha256 the model carries. Writes nothin
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from capc.errors import CapcError
 from capc.goal import Goal
-from capc.jobfolder.folder import AUTOML_FILE, sweep_jobs
+from capc.jobfolder.folder import AUTOML_FILE, manifest_file, read_manifest, sweep_jobs
 from capc.state import registry, tracking
 from capc.state.registry import ModelVersion
 from capc.report.figures import RunCurve, ServingPoint, TrialPoint
@@ -65,7 +64,7 @@ class ReportData:
 def collect(model: ModelVersion) -> ReportData:
     """Everything the report shows except the validation figures; a CapcError when no run is recorded."""
     store = registry.capc_home() / "mlflow.db"
-    rows = tracking.list_runs(model.name) if store.is_file() else []  # a report creates no store
+    rows = tracking.list_runs(_experiment_of(model)) if store.is_file() else []  # a report creates no store
     if not rows:
         raise CapcError(
             f"no runs recorded for `{model.name}` in {tracking.tracking_uri()}, so there is nothing to report on.",
@@ -131,6 +130,18 @@ def _serving_points(scope, model: ModelVersion, winner_id: str | None) -> list[S
 
 
 # ---------------------------------------------------------------- runs
+
+
+def _experiment_of(model: ModelVersion) -> str:
+    """The experiment of the run that registered `model`: a spec's is its name; a hand-written job's, its
+    experiment_name (`capc submit JOB.yml --register NAME`)."""
+    from mlflow.exceptions import MlflowException
+
+    mlflow_client = tracking.client()
+    try:
+        return mlflow_client.get_experiment(mlflow_client.get_run(model.run_id).info.experiment_id).name
+    except MlflowException:  # the run is gone from the store: the spec's experiment, by its name
+        return model.name
 
 
 def _runs_of_registration(rows, run_id: str):
@@ -212,11 +223,11 @@ def _build_record(job_dir: Path, model: ModelVersion, notes: list[str]):
     """(manifest.json of the job folder, spec file, spec text); what is missing becomes a note."""
     manifest = None
     try:
-        manifest = json.loads((job_dir / "manifest.json").read_text(encoding="utf-8"))
+        manifest = read_manifest(job_dir)
     except FileNotFoundError:
-        notes.append(f"{job_dir / 'manifest.json'} is gone: the build the model came from is not on disk any more.")
+        notes.append(f"{manifest_file(job_dir)} is gone: the build the model came from is not on disk any more.")
     except (OSError, ValueError) as exc:
-        notes.append(f"{job_dir / 'manifest.json'} cannot be read: {exc}")
+        notes.append(f"{manifest_file(job_dir)} cannot be read: {exc}")
     if manifest and manifest.get("spec_sha256") != model.spec_sha256:
         notes.append(
             f"{job_dir} was rebuilt from another version of the spec since {model.ref} was registered "

@@ -124,6 +124,10 @@ def _stored_rows(model: ModelVersion, stored: HeldOutPredictions) -> tuple[str, 
                "The registered model was then refitted on every row; these figures judge the configuration it was "
                "refitted from.")
         uses = f"{rows:,} held-out {noun}: out-of-fold predictions of {stored.folds}-fold cross-validation"
+    elif stored.split == "validation_data":
+        how = (f"Held-out rows: the {rows:,} rows of the job's validation_data table, which {who} judged every "
+               f"candidate on and the registered model never trained on (it trained on the {total:,} training rows).")
+        uses = f"{rows:,} rows of the validation_data table"
     else:
         share = f"{stored.fraction:.0%} " if stored.fraction else ""
         seed = f" (seed {stored.seed})" if stored.seed is not None else ""
@@ -327,6 +331,9 @@ def _load(model_dir: Path) -> _Predictor:
     except Exception:  # not a python_function model with a PythonModel inside
         pass
     return _Predictor(pyfunc.predict, getattr(inner, "predict_proba", None), _classes_of(inner))
+
+
+load_predictor = _load  # the feature importance (capc.report.importance) scores the same model the same way
 
 
 def _classes_of(model):

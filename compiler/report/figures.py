@@ -348,6 +348,25 @@ def residuals(y_true, y_pred) -> str:
         return _svg(figure, "residuals")
 
 
+def feature_importance(features: list[dict], metric: str, rows: int, top: int = 15) -> str:
+    """The `top` features by permutation importance (capc.report.importance), most important at the top, each with
+    the spread over repeats as an error bar."""
+    shown = features[:top]
+    names = [_short(f["feature"], 28) for f in shown][::-1]
+    means = [f["importance"] for f in shown][::-1]
+    spreads = [f["std"] for f in shown][::-1]
+    with _style():
+        figure, axes = _figure(6.4, 0.5 + 0.28 * max(len(shown), 1))
+        colours = [AUTOML_COLOUR if m > 0 else STOPPED_COLOUR for m in means]
+        axes.barh(range(len(shown)), means, xerr=spreads, color=colours, error_kw={"elinewidth": 0.8, "capsize": 2})
+        axes.set_yticks(range(len(shown)), names)
+        axes.axvline(0.0, color="#444444", linewidth=0.8)
+        axes.set_xlabel(f"loss of {metric} when the feature is shuffled")
+        axes.set_title(f"feature importance (top {len(shown)} of {len(features)}, {rows:,} rows)")
+        axes.grid(axis="y", visible=False)
+        return _svg(figure, "importance")
+
+
 # ---------------------------------------------------------------- drawing and SVG clean-up
 
 

@@ -17,6 +17,7 @@ from capc import __version__
 from capc.report.collect import BoardRow, ReportData
 from capc.report.evaluation import Evaluation
 from capc.report.figures import Figure
+from capc.winner_explanation import load_lines, passed_over_lines
 
 TEMPLATE = "report.html.j2"
 PARAMS_WIDTH = 110  # characters of a run's parameters shown in a leaderboard cell (all of them on hover)
@@ -79,6 +80,7 @@ def _summary(data: ReportData, winner_row: BoardRow | None, source_name: dict, e
     lines = [
         _fact("winner", winner, badge=(model.source, source_name.get(model.source, model.source))),
         _fact(f"{model.metric}, logged", f"{_number(model.value)} ({model.goal}): the winner's score on its validation rows during training"),
+        *_selection_facts(data, winner_row),
     ]
     if evaluation is None:
         lines.append(_fact("held-out rows", f"no figures: {problem}" if problem else "no figures"))
@@ -94,6 +96,21 @@ def _summary(data: ReportData, winner_row: BoardRow | None, source_name: dict, e
     lines.append(_fact("other measures", "; ".join(f"{k} {_number(v)}" for k, v in _other_scores(evaluation).items())))
     lines.append(_fact("rows", evaluation.uses))
     return lines
+
+
+def _selection_facts(data: ReportData, winner_row: BoardRow | None) -> list[dict]:
+    """Why the winner won over better-scoring candidates (each with its figure against the budget), and its load; a
+    winner ranked below runs that were not candidates says so too."""
+    record = data.model.selection or {}
+    facts = [_fact("passed over", line.removeprefix("passed over ")) for line in passed_over_lines(record)]
+    better = sum(1 for r in data.automl_board + data.sweep_board if winner_row and r.rank is not None and r.rank < winner_row.rank)
+    unexplained = better - len(record.get("passed_over") or [])
+    if unexplained > 0:
+        facts.append(_fact("not candidates", f"{unexplained} better-ranked run{'s' if unexplained != 1 else ''} on the boards below "
+                           f"{'were' if unexplained != 1 else 'was'} not weighed: selection compares the models the engines keep "
+                           "(AutoML's best per learner and its ensembles, each completed trial; a pipeline's select step only "
+                           "each engine's best), and without a budget only the best"))
+    return facts + [_fact("serving under load", line) for line in load_lines(record)]
 
 
 def _facts(data: ReportData, winner_row: BoardRow | None, source_name: dict) -> list[dict]:

@@ -18,14 +18,11 @@ import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterator
-
-import yaml
 
 from capc.errors import CapcError
-from capc.spec import schema_default  # deployment.yml without request settings: the spec's default, Azure's too
+from capc.jobfolder.serving import SAMPLE_REQUEST, deployment_settings, sample_request_file
+from capc.serving_load import local_worker_count
 from capc.serve import inference_server
-from capc.serve.bench import BenchResult, build_bodies, check_bounds, run_load
 from capc.serve.processes import (
     LOOPBACK, free_port, http_get, http_post, is_ours, port_is_free, python_argv, raised_errors, start_detached, stop, tail,
     wait_until_healthy,
@@ -37,7 +34,6 @@ from capc.serve.state import (
 
 DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024  # Azure documents no payload limit; capc answers 413 above this
 READY_TIMEOUT_S = 180.0
-SAMPLE_REQUEST = "sample_request.json"
 
 
 @dataclass
@@ -68,26 +64,6 @@ class EndpointInfo:
         return asdict(self)
 
 
-@dataclass
-class InvokeResult:
-    status: int
-    body: bytes
-    headers: dict
-    request_id: str | None
-    latency_ms: float
-
-    @property
-    def ok(self) -> bool:
-        return 200 <= self.status < 300
-
-    @property
-    def text(self) -> str:
-        return self.body.decode("utf-8", errors="replace")
-
-    def json(self):
-        return json.loads(self.body)
-
-
 # ---------------------------------------------------------------------------------------------- deploy
 
 
@@ -111,10 +87,10 @@ def deploy(
         raise CapcError(f"no {inference_server.ENTRY_SCRIPT} in {job_dir}.", "run `capc build SPEC` to generate it")
     if port is not None and not 1 <= port <= 65535:
         raise CapcError(f"--port must be between 1 and 65535, got {port}.")
-    settings_file = _deployment_settings(job_dir)
+    settings_file = deployment_settings(job_dir)
     settings = inference_server.ServerSettings(
         worker_count=worker_count or _local_worker_count(settings_file["environment"]),
-        request_timeout_ms=request_timeout_ms or settings_file["request_timeout_ms"] or schema_default("deployment.request_timeout_ms"),
+        request_timeout_ms=request_timeout_ms or settings_file["request_timeout_ms"],
         environment=settings_file["environment"],
     )
     if settings.worker_count < 1:
@@ -163,7 +139,7 @@ def _local_worker_count(environment: dict) -> int:
         asked = int(environment.get("WORKER_COUNT") or 1)
     except ValueError:
         raise CapcError(f"deployment.yml: WORKER_COUNT must be a whole number, got {environment['WORKER_COUNT']!r}.") from None
-    return max(asked, os.cpu_count() or 1)
+    return local_worker_count(asked, os.cpu_count() or 1)  # the rule the load budget measures with
 
 
 def _check_model_dir(model_dir: Path) -> None:
@@ -186,20 +162,6 @@ def azureml_model_dir(model_dir: Path) -> Path:
     a registry entry it is the version folder, with the MLflow folder inside, as score.py will find it on Azure."""
     version_dir = model_dir.parent
     return version_dir if (version_dir / "registration.json").is_file() else model_dir
-
-
-def _deployment_settings(job_dir: Path) -> dict:
-    """request_timeout_ms and environment_variables from the generated deployment.yml, when there is one."""
-    path = job_dir / "deployment.yml"
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except FileNotFoundError:
-        data = {}
-    except yaml.YAMLError as exc:
-        raise CapcError(f"{path} is not valid YAML: {exc}", "rebuild it with `capc build SPEC`") from None
-    request = data.get("request_settings") or {}
-    environment = {str(k): str(v) for k, v in (data.get("environment_variables") or {}).items()}
-    return {"request_timeout_ms": request.get("request_timeout_ms"), "environment": environment}
 
 
 def _next_generation(previous: EndpointState | None) -> int:
@@ -226,7 +188,7 @@ def _start_server(folder, name, model_dir, job_dir, generation, settings, ready_
     process = start_detached(argv, log_file, env, cwd=code_dir)
     problem = wait_until_healthy(process, port, "/", ready_timeout_s, expect=b"Healthy")
     if problem is None:
-        problem = _warm_up(port, code_dir / SAMPLE_REQUEST, settings)
+        problem = _warm_up(port, sample_request_file(code_dir), settings)
     if problem:
         stop(process.pid, _marker(folder), grace_s=5)
         raised = raised_errors(log_file)
@@ -353,13 +315,13 @@ def list_endpoints(home: Path | None = None) -> list[EndpointInfo]:
 
 
 def show(name: str, home: Path | None = None) -> EndpointInfo:
-    folder, state = _existing(name, home)
+    folder, state = existing_endpoint(name, home)
     return _info(folder, state, with_key=True)
 
 
 def keys(name: str, home: Path | None = None) -> dict:
     """{"primaryKey": ..., "secondaryKey": ...}, the shape `az ml online-endpoint get-credentials` prints."""
-    folder, _ = _existing(name, home)
+    folder, _ = existing_endpoint(name, home)
     return read_keys(folder)
 
 
@@ -367,7 +329,7 @@ def regenerate_key(name: str, key_type: str = "primary", home: Path | None = Non
     """A new primary or secondary key; the front end takes it at once, the other key keeps working."""
     if key_type not in ("primary", "secondary"):
         raise CapcError(f"key type must be primary or secondary, got `{key_type}`.")
-    folder, state = _existing(name, home)
+    folder, state = existing_endpoint(name, home)
     with locked(folder):
         current = read_keys(folder)
         current[f"{key_type}Key"] = new_key()
@@ -378,125 +340,12 @@ def regenerate_key(name: str, key_type: str = "primary", home: Path | None = Non
     return current
 
 
-def logs(name: str, home: Path | None = None, follow: bool = False, tail_lines: int | None = None,
-         poll_s: float = 0.2) -> Iterator[dict]:
-    """Request log records (oldest first); with `follow`, keeps yielding new ones until the endpoint is deleted."""
-    folder, _ = _existing(name, home)
-    path = folder / REQUEST_LOG
-    for line in _follow_lines(path, follow, tail_lines, poll_s):
-        try:
-            yield json.loads(line)
-        except ValueError:
-            continue  # a line cut by a crash
-
-
-def server_logs(name: str, home: Path | None = None, follow: bool = False, tail_lines: int | None = None,
-                poll_s: float = 0.2) -> Iterator[str]:
-    """azmlinfsrv's own output (startup, score.py's prints and tracebacks) for the live generation."""
-    folder, state = _existing(name, home)
-    generation = state.server.generation if state.server else 1
-    yield from _follow_lines(folder / f"gen-{generation}" / SERVER_LOG, follow, tail_lines, poll_s)
-
-
-def format_log_record(record: dict) -> str:
-    """One request as a line: time status latency method path request-id model [drift] [error]; drift as
-    `unknown_columns=id:3 unseen_categories=job:2,month:1` (rows per column), so it greps per column."""
-    text = (f"{record.get('time', '-')} {record.get('status', '-')} {record.get('latency_ms', 0):8.2f} ms "
-            f"{record.get('method', '-')} {record.get('path', '-')} {record.get('request_id', '-')} {record.get('model', '-')}")
-    for kind, counts in sorted((record.get("drift") or {}).items()):
-        if isinstance(counts, dict):
-            text += f" {kind}=" + ",".join(f"{column}:{rows}" for column, rows in sorted(counts.items()))
-    return f"{text} {record['error']}" if record.get("error") else text
-
-
-def _follow_lines(path: Path, follow: bool, tail_lines: int | None, poll_s: float) -> Iterator[str]:
-    lines = path.read_text(errors="replace").splitlines() if path.exists() else []
-    if tail_lines is not None:
-        lines = lines[-tail_lines:] if tail_lines else []
-    yield from lines
-    if not follow:
-        return
-    position = path.stat().st_size if path.exists() else 0
-    inode = path.stat().st_ino if path.exists() else None
-    pending = b""
-    while path.parent.exists():
-        try:
-            stat = path.stat()
-        except FileNotFoundError:
-            time.sleep(poll_s)
-            continue
-        if stat.st_ino != inode or stat.st_size < position:  # rotated or truncated: start the new file
-            inode, position, pending = stat.st_ino, 0, b""
-        if stat.st_size > position:
-            with open(path, "rb") as handle:
-                handle.seek(position)
-                chunk = handle.read()
-            position += len(chunk)
-            pending += chunk
-            *complete, pending = pending.split(b"\n")
-            for line in complete:
-                yield line.decode("utf-8", errors="replace")
-        else:
-            time.sleep(poll_s)
-
-
-# ---------------------------------------------------------------------------------------------- use
-
-
-def invoke(name: str, payload: bytes | None = None, home: Path | None = None, timeout_s: float | None = None) -> InvokeResult:
-    """POST `payload` (default: the deployment's sample_request.json) to the scoring URI with the primary key."""
-    folder, state = _running(name, home)
-    if payload is None:
-        payload = _sample_request(folder, state)
-    key = read_keys(folder)["primaryKey"]
-    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {key}"}
-    started = time.perf_counter()
-    try:
-        status, reply_headers, body = http_post(
-            state.proxy.port, "/score", payload, headers, timeout=timeout_s or state.request_timeout_ms / 1000 + 10
-        )
-    except OSError as exc:
-        raise CapcError(f"endpoint `{name}` did not answer: {exc}", f"see `capc endpoints logs {name}`") from None
-    return InvokeResult(status, body, reply_headers, reply_headers.get("x-request-id"), (time.perf_counter() - started) * 1000)
-
-
-def bench(
-    name: str,
-    rows: list[dict],
-    requests: int = 1000,
-    concurrency: int = 4,
-    rows_per_request: int = 1,
-    home: Path | None = None,
-    *,
-    max_duration_s: float = 600.0,
-    keep_timeline: bool = False,
-) -> BenchResult:
-    """Load-test endpoint `name` with real rows, `rows_per_request` per POST, like `ab -n requests -c concurrency`."""
-    check_bounds(requests, concurrency, rows_per_request)
-    folder, state = _running(name, home)
-    key = read_keys(folder)["primaryKey"]
-    bodies = build_bodies(rows, requests, rows_per_request)
-    return run_load(
-        state.proxy.port, "/score", {"Authorization": f"Bearer {key}"}, bodies, requests, concurrency,
-        label=_scoring_uri(state.proxy.port), rows_per_request=rows_per_request,
-        request_timeout_s=state.request_timeout_ms / 1000 + 10, max_duration_s=max_duration_s, keep_timeline=keep_timeline,
-    )
-
-
-def _sample_request(folder: Path, state: EndpointState) -> bytes:
-    candidates = [folder / f"gen-{state.server.generation}" / "code" / SAMPLE_REQUEST, Path(state.job_dir) / SAMPLE_REQUEST]
-    for path in candidates:
-        if path.is_file():
-            return path.read_bytes()
-    raise CapcError(f"endpoint `{state.name}` has no {SAMPLE_REQUEST}.", "pass the request body with --data FILE")
-
-
 # ---------------------------------------------------------------------------------------------- delete
 
 
 def delete(name: str, home: Path | None = None) -> str:
     """Stop the endpoint's processes and remove its folder (keys, logs, code snapshots); returns its name."""
-    folder, state = _existing(name, home)
+    folder, state = existing_endpoint(name, home)
     with locked(folder):
         _stop_all(folder, state, grace_s=10)
         marker = _marker(folder)
@@ -509,8 +358,9 @@ def delete(name: str, home: Path | None = None) -> str:
 # ---------------------------------------------------------------------------------------------- helpers
 
 
-def _existing(name: str, home: Path | None) -> tuple[Path, EndpointState]:
-    """The endpoint `name` means (capc.serve.naming: its own name, or its model's where that is unambiguous)."""
+def existing_endpoint(name: str, home: Path | None) -> tuple[Path, EndpointState]:
+    """The folder and state of the endpoint `name` means (capc.serve.naming: its own name, or its model's where that
+    is unambiguous); CapcError naming the known ones when there is none."""
     from capc.serve.naming import resolve
 
     name = resolve(name, home)
@@ -523,8 +373,9 @@ def _existing(name: str, home: Path | None) -> tuple[Path, EndpointState]:
     return folder, state
 
 
-def _running(name: str, home: Path | None) -> tuple[Path, EndpointState]:
-    folder, state = _existing(name, home)
+def running_endpoint(name: str, home: Path | None) -> tuple[Path, EndpointState]:
+    """existing_endpoint, and its front end answers (CapcError when it does not)."""
+    folder, state = existing_endpoint(name, home)
     if not _front_end_answers(folder, state):
         raise CapcError(f"endpoint `{name}` is not running.", f"start it again with `capc deploy {name}`")
     return folder, state
@@ -543,7 +394,7 @@ def _health(folder: Path, state: EndpointState) -> str:
     return "running" if status == 200 and b"Healthy" in body else "unhealthy"
 
 
-def _scoring_uri(port: int | None) -> str:
+def scoring_uri(port: int | None) -> str:
     return f"http://{LOOPBACK}:{port}/score" if port else ""
 
 
@@ -553,7 +404,7 @@ def _info(folder: Path, state: EndpointState, with_key: bool) -> EndpointInfo:
     base = f"http://{LOOPBACK}:{port}" if port else ""
     return EndpointInfo(
         name=state.name,
-        scoring_uri=_scoring_uri(port),
+        scoring_uri=scoring_uri(port),
         swagger_uri=f"{base}/swagger.json" if port else "",
         docs_uri=f"{base}/docs/" if port else "",
         model=state.model,

@@ -12,13 +12,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from capc.errors import CapcError
-from capc.jobfolder.folder import endpoint_name
+from capc.jobfolder.serving import named_endpoint
 from capc.serve.state import EndpointState, endpoint_dir, endpoints_root, read_state
 
 
 def deploy_target(model_name: str, job_dir: Path, home: Path | None = None) -> str:
     """The endpoint a deploy of model `model_name` (compiled into `job_dir`) goes to."""
-    wanted = endpoint_name(job_dir) or model_name
+    wanted = named_endpoint(job_dir) or model_name
     if read_state(endpoint_dir(wanted, home)) is not None:
         return wanted
     earlier = read_state(endpoint_dir(model_name, home))
@@ -40,7 +40,7 @@ def resolve(name: str, home: Path | None = None) -> str:
                         "name the endpoint")
     if serving:
         return serving[0]
-    renamed = [s.name for s in states if s.name == _model_name(s) and endpoint_name(Path(s.job_dir)) == name]
+    renamed = [s.name for s in states if s.name == _model_name(s) and named_endpoint(Path(s.job_dir)) == name]
     return renamed[0] if len(renamed) == 1 else name
 
 

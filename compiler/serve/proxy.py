@@ -25,6 +25,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from capc.jobfolder.serving import sample_request_file
 from capc.serve import http1, swagger_ui
 from capc.serve.drift import DRIFT_HEADERS, counts_of
 from capc.serve.processes import LOOPBACK
@@ -280,7 +281,7 @@ class FrontEnd:
             return _error(502, f"the model server gave no OpenAPI document: {type(exc).__name__}: {exc}")
         if reply.status != 200:
             return web.Response(status=reply.status, body=reply.body, content_type="application/json")
-        sample = self.folder / f"gen-{self.upstream.generation}" / "code" / "sample_request.json"
+        sample = sample_request_file(self.folder / f"gen-{self.upstream.generation}" / "code")
         return web.json_response(swagger_ui.with_example(document, sample))
 
     async def docs_file(self, request: web.Request) -> web.StreamResponse:

@@ -8,6 +8,7 @@ Azure's sweep YAML is the canonical form inside capc; the compact form is parsed
 from __future__ import annotations
 
 import ast
+import json
 import math
 from collections.abc import Mapping
 
@@ -76,7 +77,7 @@ def parse_compact(text: str) -> dict:
     try:
         args = ast.literal_eval(f"[{rest[:-1]}]")
     except (ValueError, SyntaxError):
-        raise SearchSpaceError(f"cannot read the arguments of `{text}`", "arguments must be numbers or quoted strings") from None
+        raise SearchSpaceError(f"cannot read the arguments of `{text}`", _quoting_hint(kind, rest[:-1])) from None
     names = DISTRIBUTIONS[kind]
     if kind == "choice":
         values = args[0] if len(args) == 1 and isinstance(args[0], (list, tuple)) else args
@@ -84,6 +85,23 @@ def parse_compact(text: str) -> dict:
     if len(args) != len(names):
         raise SearchSpaceError(f"`{kind}` takes {len(names)} argument(s) ({', '.join(names)}), got {len(args)}")
     return normalise({"type": kind, **dict(zip(names, args))})
+
+
+def _quoting_hint(kind: str, arguments: str) -> str:
+    """Unquoted words in a choice are the usual reason: show the expression with each word quoted."""
+    if kind != "choice":
+        return "arguments must be numbers or quoted strings"
+    words = [a.strip() for a in arguments.split(",")]
+    quoted = [w if _is_number_text(w) or w[:1] in "\"'" else json.dumps(w) for w in words]
+    return f"quote each string: choice({', '.join(quoted)})"
+
+
+def _is_number_text(word: str) -> bool:
+    try:
+        float(word)
+    except ValueError:
+        return False
+    return True
 
 
 def normalise(mapping: dict) -> dict:

@@ -12,7 +12,7 @@ import csv
 import hashlib
 import json
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 import re
 from dataclasses import dataclass, field
 from functools import cache
@@ -21,14 +21,17 @@ from pathlib import Path
 
 from capc import azure_names
 from capc.data_location import ASSET_PREFIX, is_remote
-from capc.errors import SpecInvalid, SpecProblem
+from capc.errors import SpecInvalid
 from capc.goal import Goal
 from capc.families import FAMILIES
 from capc.image_files import class_images
+from capc.spec import domains
+from capc.spec import limits as limit_rules
 from capc.spec.conditional import family_of_parameter, is_conditional
 from capc.spec.hints import did_you_mean
 from capc.spec.loader import LoadedSpec, load_spec_file
 from capc.spec.overrides import apply_overrides
+from capc.spec.schema_errors import explain_schema_errors, problem_at
 from capc.spec.search_space import DISTRIBUTIONS, POLICY_KEYS, SAMPLING_ALLOWS, SearchSpaceError, normalise, parse_compact
 from capc.spec.service_rules import ERROR, SERVICE_RULES
 
@@ -59,12 +62,6 @@ class Spec:
     @property
     def goal(self) -> Goal:
         return Goal.of(self.task, self.metric)
-
-    @property
-    def dataset_path(self) -> Path | None:
-        """The dataset on this machine, or None for a registered Azure data asset."""
-        path = self.data["dataset"]["path"]
-        return None if is_remote(path) else (self.path.parent / path)
 
 
 @cache
@@ -109,7 +106,7 @@ def load_spec(path: Path | str, overrides: list[str] | None = None) -> Spec:
     """Load, apply `--set key.path=value` overrides, validate; raises SpecInvalid with every problem."""
     loaded = load_spec_file(Path(path))
     applied = apply_overrides(loaded, overrides or [])
-    schema_problems = list(_schema_problems(loaded))
+    schema_problems = list(explain_schema_errors(loaded, schema()))
     data = copy.deepcopy(loaded.data)
     fill_defaults(data, schema(), schema())
     if isinstance(data.get("dataset"), dict) and "cross_validations" in data["dataset"]:
@@ -141,127 +138,6 @@ def _to_mapping_form(data: dict) -> None:
     for space in spaces:
         for name, raw in space.items():
             space[name] = parse_compact(raw) if isinstance(raw, str) else normalise(raw)
-
-
-# ---------------------------------------------------------------- schema pass
-
-
-def _schema_problems(loaded: LoadedSpec) -> Iterator[SpecProblem]:
-    from jsonschema import Draft202012Validator
-
-    validator = Draft202012Validator(schema())
-    for error in validator.iter_errors(loaded.data):
-        if not _left_to_search_space_check(loaded, tuple(error.absolute_path)):
-            yield from _explain(loaded, error)
-
-
-def _left_to_search_space_check(loaded: LoadedSpec, path: tuple) -> bool:
-    """A distribution written as text or a mapping is checked by `search_space_is_valid`, whose messages are sharper."""
-    # Without this, `unifrom(0.1, 1)` would be reported twice: once as a pattern mismatch, once as a typo.
-    if len(path) >= 3 and path[:2] == ("sweep", "search_space"):
-        return isinstance(loaded.data["sweep"]["search_space"].get(path[2]), (str, dict))
-    if len(path) >= 5 and path[:2] == ("sweep", "families") and path[3] == "search_space":
-        return isinstance(loaded.data["sweep"]["families"][path[2]]["search_space"].get(path[4]), (str, dict))
-    return False
-
-
-def _explain(loaded: LoadedSpec, error) -> Iterator[SpecProblem]:
-    path = tuple(error.absolute_path)
-    if error.validator == "additionalProperties":
-        allowed = list(error.schema.get("properties", {}))
-        extras = sorted(set(error.instance) - set(allowed))
-        for key in extras:
-            where = path + (key,)
-            yield problem_at(loaded, where, f"unknown key `{key}`", did_you_mean(key, allowed) if allowed else None, key_mark=True)
-        return
-    if error.validator == "oneOf" and not error.context:
-        # Valid under several branches: alternatives given together. A non-mapping also lands here; its type error says why.
-        if isinstance(error.instance, dict):
-            options = [b["required"][0] for b in error.validator_value if set(b.get("required", ["-"])) <= set(error.instance)]
-            yield problem_at(loaded, path, f"give only one of {', '.join(f'`{o}`' for o in options)}, not {'both' if len(options) == 2 else 'several'}")
-        return
-    if error.validator == "oneOf" and error.context:
-        # Pick the branch the user most likely meant: the one whose errors go deepest into the value.
-        if isinstance(error.instance, dict) and {"required"} >= {e.validator for e in error.context}:
-            # A branch is named by its first required key; given that key, the branch's other keys are what is missing.
-            branches = [b["required"] for b in error.validator_value if "required" in b]
-            meant = next((keys for keys in branches if keys[0] in error.instance), None)
-            if meant:
-                for key in (k for k in meant if k not in error.instance):
-                    yield problem_at(loaded, path, f"missing required key `{key}`", _describe(path + (key,)))
-                return
-            yield problem_at(loaded, path, f"needs one of {', '.join(f'`{keys[0]}`' for keys in branches)}")
-            return
-        best = max(error.context, key=lambda e: (len(e.absolute_path), e.validator != "type"))
-        yield from _explain(loaded, best)
-        return
-    if error.validator == "required":
-        missing = [k for k in error.validator_value if isinstance(error.instance, dict) and k not in error.instance]
-        for key in missing:
-            yield problem_at(loaded, path, f"missing required key `{key}`", _describe(path + (key,)))
-        return
-    if error.validator == "enum":
-        choices = [str(c) for c in error.validator_value]
-        yield problem_at(loaded, path, f"`{error.instance}` is not allowed", did_you_mean(str(error.instance), choices))
-        return
-    if error.validator == "type":
-        expected = error.validator_value if isinstance(error.validator_value, str) else " or ".join(error.validator_value)
-        got = "null" if error.instance is None else f"{_json_type(error.instance)} `{error.instance!r}`"
-        yield problem_at(loaded, path, f"expected {_article(expected)}, got {got}")
-        return
-    if error.validator == "uniqueItems" and isinstance(error.instance, list):
-        seen, twice = [], []
-        for item in error.instance:
-            (twice if item in seen and item not in twice else seen).append(item)
-        yield problem_at(loaded, path, f"lists {', '.join(f'`{t}`' for t in twice)} more than once", "each entry may appear once")
-        return
-    if error.validator == "pattern" and "propertyNames" in error.schema_path:  # a key, not a value, has the wrong form
-        where = path + (error.instance,)
-        yield problem_at(loaded, where, f"`{error.instance}` cannot name an entry here", f"names must match {error.validator_value}", key_mark=True)
-        return
-    if error.validator == "pattern":
-        yield problem_at(loaded, path, f"`{error.instance}` has the wrong form", _describe(path) or f"must match {error.validator_value}")
-        return
-    yield problem_at(loaded, path, error.message)
-
-
-def _describe(path: tuple) -> str | None:
-    """The schema's description of a key path, used as the hint for a missing or malformed value."""
-    node = schema()
-    for part in path:
-        if isinstance(part, int):
-            node = node.get("items", {})
-            continue
-        props = node.get("properties", {})
-        if part in props:
-            node = props[part]
-        elif isinstance(node.get("additionalProperties"), dict):
-            node = node["additionalProperties"]
-        else:
-            return None
-        if "$ref" in node:
-            node = schema()["$defs"][node["$ref"].rsplit("/", 1)[-1]]
-    return node.get("description")
-
-
-def _article(word: str) -> str:
-    return {"integer": "a whole number", "number": "a number", "string": "a string", "boolean": "true or false", "object": "a mapping", "array": "a list", "null": "null"}.get(word, word)
-
-
-def _json_type(value) -> str:
-    return {bool: "boolean", int: "integer", float: "number", str: "string", dict: "mapping", list: "list", type(None): "null"}.get(type(value), type(value).__name__)
-
-
-def problem_at(loaded: LoadedSpec, path: tuple, message: str, hint: str | None = None, key_mark: bool = False) -> SpecProblem:
-    key_path = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in path).replace(".[", "[")
-    mark = loaded.marks.get(path) if not key_mark else loaded.marks.get((path, "key"), loaded.marks.get(path))
-    if isinstance(mark, tuple):  # came from --set
-        return SpecProblem("--set", mark[1], 1, key_path, message, hint)
-    if mark is None:
-        mark = loaded.mark_of(path)
-        if isinstance(mark, tuple):
-            return SpecProblem("--set", mark[1], 1, key_path, message, hint)
-    return SpecProblem(str(loaded.path), mark.line, mark.column, key_path, message, hint)
 
 
 # ---------------------------------------------------------------- defaults
@@ -437,10 +313,13 @@ def _check_space(ctx: CheckContext, family, space: dict, where: tuple) -> None:
             continue  # the schema reports the type
         at = where + (name,)
         try:
-            parse_compact(raw) if isinstance(raw, str) else normalise(raw)
+            dist = parse_compact(raw) if isinstance(raw, str) else normalise(raw)
         except SearchSpaceError as exc:
             ctx.report(at, str(exc), exc.hint)
             continue
+        outside = domains.check(family.hyperparameter(name), dist) if family and name in family.parameter_names else None
+        if outside:
+            ctx.report(at, *outside)
         if family and name not in family.parameter_names:
             owners = family_of_parameter(name, exclude=family.name)
             if owners and where[1] == "families":
@@ -495,6 +374,23 @@ def deployment_fits_task(ctx: CheckContext) -> None:
     compute = ctx.data["compute"]
     if compute["min_instances"] > compute["max_instances"]:
         ctx.report(("compute", "min_instances"), f"min_instances {compute['min_instances']} is above max_instances {compute['max_instances']}")
+
+
+@check
+def load_budget_is_measurable(ctx: CheckContext) -> None:
+    """The load budget is measured with one-row requests of the training table, within the request timeout."""
+    deployment = ctx.data["deployment"]
+    keys = [(("deployment", "min_requests_per_s"), "min_requests_per_s" in deployment),
+            (("deployment", "load", "max_p99_ms"), "max_p99_ms" in deployment["load"])]
+    if ctx.data["task"] == "image_classification":
+        for path, present in keys:
+            if present:
+                ctx.report(path, "a load budget is measured with rows of a table; image_classification has none", f"remove {path[-1]}")
+        return
+    max_p99 = deployment["load"].get("max_p99_ms")
+    if max_p99 is not None and max_p99 >= deployment["request_timeout_ms"]:
+        ctx.report(("deployment", "load", "max_p99_ms"), f"{max_p99:g} ms is not below request_timeout_ms {deployment['request_timeout_ms']}",
+                   "requests time out before that latency; lower max_p99_ms or raise request_timeout_ms")
 
 
 @check
@@ -553,6 +449,13 @@ def read_header(path: Path, fmt: str) -> list[str]:
     if not header:
         raise ValueError("the file is empty")
     return header
+
+
+@check
+def limits_can_bind(ctx: CheckContext) -> None:
+    """Limits that can never take effect (capc.spec.limits): warnings, errors under --strict."""
+    for finding in limit_rules.findings(ctx.data):
+        ctx.warnings.append(problem_at(ctx.loaded, finding.path, finding.message, finding.hint))
 
 
 # Registered last, after every check of the spec's own shape and data.

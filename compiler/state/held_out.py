@@ -7,10 +7,12 @@ scripts (tabular and image) for their validation split or folds (they import not
 same JSON themselves, at the path the render stage gives them from here). `capc report` reads them back and
 needs no refit.
 
-The JSON (one object): task, split ("cross_validation" | "holdout"), folds, fraction, seed, training_rows (the
+The JSON (one object): task, split ("cross_validation" | "holdout" | "validation_data"), folds, fraction, seed, training_rows (the
 labelled rows the split was drawn from), recomputed (true: predicted again after the search with the same
 folds and seed), y_true, y_pred, classes and probabilities (classification: one column per class, in `classes`
-order), y_range (regression: the range of the target the normalised metrics divide by).
+order), y_range (regression: the range of the target the normalised metrics divide by), row_index (optional: each
+prediction's position among the labelled rows, in the table's order; the report's feature importance finds a
+holdout split's rows by it).
 """
 
 from __future__ import annotations
@@ -26,13 +28,13 @@ import numpy as np
 from capc.errors import CapcError
 
 ARTIFACT_PATH = "held_out/predictions.json"
-SPLITS = ("cross_validation", "holdout")
+SPLITS = ("cross_validation", "holdout", "validation_data")  # validation_data: a table of its own (a hand-written AutoML job's)
 
 
 @dataclass(frozen=True)
 class HeldOutPredictions:
     task: str  # classification | regression | image_classification
-    split: str  # cross_validation | holdout
+    split: str  # cross_validation | holdout | validation_data
     folds: int | None
     fraction: float | None  # the holdout's share of the rows
     seed: int | None
@@ -43,6 +45,7 @@ class HeldOutPredictions:
     probabilities: list | None = None
     y_range: float | None = None
     recomputed: bool = False  # predicted again after the search, outside its time budget
+    row_index: list | None = None  # each prediction's row among the labelled training rows (trial scripts write it)
 
     @property
     def rows(self) -> int:
@@ -65,6 +68,8 @@ class HeldOutPredictions:
             held_out.classes is None or np.shape(held_out.probabilities) != (held_out.rows, len(held_out.classes))
         ):
             raise ValueError("probabilities need one row per prediction and one column per class")
+        if held_out.row_index is not None and len(held_out.row_index) != held_out.rows:
+            raise ValueError(f"{len(held_out.row_index)} row indices for {held_out.rows} predictions")
         return held_out
 
 

@@ -36,6 +36,7 @@ class ModelVersion:
     metrics: dict = field(default_factory=dict)
     params: dict = field(default_factory=dict)
     description: str = ""
+    selection: dict = field(default_factory=dict)  # how it was chosen: budgets, its figures, each better candidate passed over
 
     @property
     def model_dir(self) -> Path:

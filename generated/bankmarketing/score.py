@@ -54,7 +54,10 @@ class BadRequest(ValueError):
 def init():
     """Load the MLflow model found under $AZUREML_MODEL_DIR (the folder holding MLmodel)."""
     global _predict, _predict_proba, _classes, _fast, _known
-    model_dir = _find_model_dir(os.environ.get("AZUREML_MODEL_DIR", "."))
+    root = os.environ.get("AZUREML_MODEL_DIR", ".")
+    model_dir = find_model_dir(root)
+    if model_dir is None:
+        raise FileNotFoundError(f"no MLflow model (a folder with an MLmodel file) under {root}")
     flavors = _flavors(model_dir)
     if "sklearn" in flavors:
         import mlflow.sklearn
@@ -88,12 +91,15 @@ def init():
     logger.info("loaded model from %s (flavors: %s; fast path: %s)", model_dir, ", ".join(sorted(flavors)), _fast is not None)
 
 
-def _find_model_dir(root):
+def find_model_dir(root):
+    """The folder holding MLmodel under root (root itself included), or None."""
+    if not root or not os.path.isdir(root):
+        return None
     for folder, subfolders, files in os.walk(root):
         subfolders.sort()
         if "MLmodel" in files:
             return folder
-    raise FileNotFoundError(f"no MLflow model (a folder with an MLmodel file) under {root}")
+    return None
 
 
 def _flavors(model_dir):
@@ -120,11 +126,11 @@ def run(data=None, input_data=None):
     drift = _drift(data, input_data, columns)
     if drift.get("unknown_columns"):
         unknown = ", ".join(json.dumps(c) for c in drift["unknown_columns"])
-        return _error(400, f"the model takes no column {unknown}{_column_hint()}", drift)
+        return _error(400, f"the model takes no column {unknown}{_column_hint()}", _drift_headers(drift))
     try:
         frame = _fast.matrix(columns) if _fast else _frame(columns)
     except BadRequest as exc:
-        return _error(400, str(exc), drift)
+        return _error(400, str(exc), _drift_headers(drift))
     try:
         if PROBABILITIES and _predict_proba is not None and _classes is not None:
             # One pass through the model: the label is the most probable class, as the classifiers' predict does.
@@ -137,16 +143,11 @@ def run(data=None, input_data=None):
         else:
             answer = {"result": _plain(_predict(frame), TASK == "regression")}
     except (ValueError, TypeError, KeyError) as exc:  # what pandas/sklearn say about values they cannot take
-        return _error(400, f"the model cannot score this input: {exc}", drift)
+        return _error(400, f"the model cannot score this input: {exc}", _drift_headers(drift))
     except Exception as exc:
         logger.exception("scoring failed")
-        return _error(500, f"scoring failed: {type(exc).__name__}: {exc}", drift)
+        return _error(500, f"scoring failed: {type(exc).__name__}: {exc}", _drift_headers(drift))
     return AMLResponse(answer, 200, _drift_headers(drift), json_str=True) if drift else answer
-
-
-def _error(status, message, drift=None):
-    # The inference server's own error shape (its ErrorResponse), so every error of the endpoint reads alike.
-    return AMLResponse({"message": message}, status, _drift_headers(drift), json_str=True)
 
 
 def _drift_headers(drift):
@@ -214,6 +215,16 @@ def _known_categories(model):
         logger.info("training categories not found: %s", exc)
         return {}
     return {column: frozenset(values) for column, values in known.items()}
+
+
+def _error(status, message, headers=None):
+    # The inference server's own error shape (its ErrorResponse), so every error of the endpoint reads alike;
+    # `headers`: score.py's input-drift headers, also on an error reply.
+    return AMLResponse({"message": message}, status, headers or {}, json_str=True)
+
+
+def _json_type(value):
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "a number", float: "a number"}.get(type(value), "null" if value is None else type(value).__name__)
 
 
 # ---------------------------------------------------------------- request -> DataFrame
@@ -325,10 +336,6 @@ def _column_hint():
     names = [c for c, _ in FEATURES]
     shown = ", ".join(json.dumps(n) for n in names[:30])
     return f" (the model takes {len(names)} columns: {shown}{', ...' if len(names) > 30 else ''})"
-
-
-def _json_type(value):
-    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "a number", float: "a number"}.get(type(value), "null" if value is None else type(value).__name__)
 
 
 # ---------------------------------------------------------------- fast path for capc's trial pipelines

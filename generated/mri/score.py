@@ -49,7 +49,10 @@ def init():
     global _model, _scorer
     import mlflow.pyfunc
 
-    model_dir = _find_model_dir(os.environ.get("AZUREML_MODEL_DIR", "."))
+    root = os.environ.get("AZUREML_MODEL_DIR", ".")
+    model_dir = find_model_dir(root)
+    if model_dir is None:
+        raise FileNotFoundError(f"no MLflow model (a folder with an MLmodel file) under {root}")
     _model = mlflow.pyfunc.load_model(model_dir)
     try:
         inner = _model.unwrap_python_model()
@@ -59,12 +62,15 @@ def init():
     logger.info("loaded image model from %s (classes: %s)", model_dir, getattr(_scorer, "classes_", "unknown"))
 
 
-def _find_model_dir(root):
+def find_model_dir(root):
+    """The folder holding MLmodel under root (root itself included), or None."""
+    if not root or not os.path.isdir(root):
+        return None
     for folder, subfolders, files in os.walk(root):
         subfolders.sort()
         if "MLmodel" in files:
             return folder
-    raise FileNotFoundError(f"no MLflow model (a folder with an MLmodel file) under {root}")
+    return None
 
 
 @input_schema("data", StandardPythonParameterType([SAMPLE_IMAGE]), convert_to_provided_type=False, optional=True)
@@ -94,9 +100,14 @@ def run(data=None, input_data=None):
     return answer
 
 
-def _error(status, message):
-    # The inference server's own error shape (its ErrorResponse), so every error of the endpoint reads alike.
-    return AMLResponse({"message": message}, status, json_str=True)
+def _error(status, message, headers=None):
+    # The inference server's own error shape (its ErrorResponse), so every error of the endpoint reads alike;
+    # `headers`: score.py's input-drift headers, also on an error reply.
+    return AMLResponse({"message": message}, status, headers or {}, json_str=True)
+
+
+def _json_type(value):
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "a number", float: "a number"}.get(type(value), "null" if value is None else type(value).__name__)
 
 
 # ---------------------------------------------------------------- request -> images
@@ -187,7 +198,3 @@ def _classify(images):
 
 def _plain(value):
     return value.item() if hasattr(value, "item") else value
-
-
-def _json_type(value):
-    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "a number", float: "a number"}.get(type(value), "null" if value is None else type(value).__name__)

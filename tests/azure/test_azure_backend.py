@@ -45,7 +45,9 @@ def run(fake_azure, job_dirs, workspace, capc_home, bank_models):
         folder = read_job_folder(job_dir or job_dirs(name), kwargs.pop("only", None))
         if name == NAME:
             fake_azure.runs_leave(bank_models.fast)
-            folder = dataclasses.replace(folder, deployment={**folder.deployment, "max_latency_ms": LENIENT_BUDGET_MS})
+            # No load budget here (each check would start azmlinfsrv): test_azure_serving_budget.py tests it.
+            lenient = {"max_latency_ms": LENIENT_BUDGET_MS, "min_requests_per_s": None, "load": {"concurrency": 4}}
+            folder = dataclasses.replace(folder, deployment={**folder.deployment, **lenient})
         result = backend.submit(folder, kwargs.pop("workspace", workspace), console=console, **kwargs)
         result.output = console.file.getvalue()
         return result
@@ -146,28 +148,39 @@ def test_dry_run_bodies_are_what_a_submit_sends(name, only, run, fake_azure, wor
     sent = run(name, only=only)
     # Jobs by display name (<spec>-<kind>): mnist's conditional sweep submits a sweep job per family.
     puts = {r.json["properties"]["displayName"]: r for r in fake_azure.find("PUT", r"/jobs/[^/]+$")}
-    assert len(puts) == len(dry.requests) == (1 if only else 3 if name == "mnist" else 2)
+    jobs = [r for r in dry.requests if r["job"] != "schedule"]
+    assert len(puts) == len(jobs) == (1 if only else 3 if name == "mnist" else 2)
     for request in dry.requests:
-        actual = puts[f"{name}-{request['job']}"]
-        body = json.loads(json.dumps(actual.json))
-        # What only exists at submission: git facts of the working copy and the uploaded code's asset id.
-        for key in list(body["properties"]["properties"]):
-            if key.startswith(("azureml.git", "mlflow.source.git")):
-                del body["properties"]["properties"][key]
-        if "trial" in body["properties"]:
-            assert request["body"]["properties"]["trial"]["codeId"] == "<code asset: src/ uploaded by azure-ai-ml at submission>"
-            assert re.fullmatch(rf"{re.escape(fake_azure.workspace_id)}/codes/[0-9a-f-]+/versions/1", body["properties"]["trial"]["codeId"])
-            body["properties"]["trial"]["codeId"] = request["body"]["properties"]["trial"]["codeId"]
-        for step, node in body["properties"].get("jobs", {}).items():  # pipeline steps: anonymous components
-            holder = node.get("trial", node)
-            if "componentId" in holder:
-                assert re.fullmatch(rf"{re.escape(fake_azure.workspace_id)}/components/azureml_anonymous/versions/[0-9a-f-]+", holder["componentId"])
-                holder["componentId"] = f"<anonymous component of step {step}, registered by azure-ai-ml at submission>"
+        if request["job"] == "schedule":  # the pipeline's retraining schedule, whose job is the pipeline as sent
+            [actual] = fake_azure.find("PUT", r"/schedules/[^/]+$")
+            body = json.loads(json.dumps(actual.json))
+            _as_in_a_dry_run(body["properties"]["action"]["jobDefinition"], request["body"]["properties"]["action"]["jobDefinition"], fake_azure)
+        else:
+            actual = puts[f"{name}-{request['job']}"]
+            body = json.loads(json.dumps(actual.json))
+            _as_in_a_dry_run(body["properties"], request["body"]["properties"], fake_azure)
         assert request["body"] == body
         method, path_and_query = request["method"], request["path"]
         assert method == actual.method
         assert path_and_query.split("?")[1] == f"api-version={actual.query['api-version'][0]}"
     assert sent.jobs
+
+
+def _as_in_a_dry_run(sent: dict, dry: dict, fake_azure) -> None:
+    """A job's properties as sent, less what only exists at submission: git facts of the working copy, the uploaded
+    code's asset id and the anonymous components' ids (the dry run shows placeholders)."""
+    for key in list(sent.get("properties") or {}):
+        if key.startswith(("azureml.git", "mlflow.source.git")):
+            del sent["properties"][key]
+    if "trial" in sent:
+        assert dry["trial"]["codeId"] == "<code asset: src/ uploaded by azure-ai-ml at submission>"
+        assert re.fullmatch(rf"{re.escape(fake_azure.workspace_id)}/codes/[0-9a-f-]+/versions/1", sent["trial"]["codeId"])
+        sent["trial"]["codeId"] = dry["trial"]["codeId"]
+    for step, node in sent.get("jobs", {}).items():  # pipeline steps: anonymous components
+        holder = node.get("trial", node)
+        if "componentId" in holder:
+            assert re.fullmatch(rf"{re.escape(fake_azure.workspace_id)}/components/azureml_anonymous/versions/[0-9a-f-]+", holder["componentId"])
+            holder["componentId"] = f"<anonymous component of step {step}, registered by azure-ai-ml at submission>"
 
 
 def test_pipeline_runs_both_and_its_step_registers_the_model(run, fake_azure):
@@ -191,6 +204,11 @@ def test_pipeline_runs_both_and_its_step_registers_the_model(run, fake_azure):
     assert [(j.kind, j.status) for j in result.jobs] == [("pipeline", "Completed")]
     assert not fake_azure.find("PUT", r"/models/"), "capc registers nothing itself: the pipeline's step did"
     assert (result.model.ref, result.model.source, result.model.job) == ("bankmarketing:1", "pipeline", result.jobs[0].name)
+    # the spec's schedule: created beside the pipeline, running the pipeline as it was sent
+    [schedule] = fake_azure.find("PUT", r"/schedules/bankmarketing-retrain$")
+    scheduled = schedule.json["properties"]
+    assert scheduled["trigger"] == {"expression": "0 3 1 */6 *", "timeZone": "UTC", "triggerType": "Cron"}
+    assert scheduled["action"]["jobDefinition"]["inputs"] == body["inputs"]
 
 
 def test_image_table_points_at_the_uploaded_images(run, fake_azure, job_dirs):

@@ -42,7 +42,8 @@ def azure_cli(fake_azure, capc_home, tmp_path, monkeypatch):
 def test_submit_status_deploy_invoke(azure_cli, fake_azure, bank_models):
     spec = str(REPO / "specs" / "bankmarketing.yaml")
     fake_azure.runs_leave(bank_models.fast)  # measured against a budget no test machine misses (see test_azure_backend)
-    result = azure_cli("submit", spec, "--target", "azure", "--workspace", azure_cli.config, "--set", "deployment.max_latency_ms=10000")
+    result = azure_cli("submit", spec, "--target", "azure", "--workspace", azure_cli.config, "--set", "deployment.max_latency_ms=10000",
+                       "--set", "deployment.min_requests_per_s=1", "--set", "deployment.load.max_p99_ms=4000")
     assert result.exit_code == 0, result.output
     assert "submitted automl job" in result.output and "submitted sweep job" in result.output
     assert "https://ml.azure.com/runs/" in result.output

@@ -116,5 +116,5 @@ def test_job_folder_runs_without_its_spec_with_the_same_result_on_both_targets(w
         by_submit.setdefault(parents[trial["parent"]], []).append((trial["params"]["C"], trial["metrics"]["accuracy"]))
     assert sorted(by_submit[first["run_id"]]) == sorted(by_submit[second["run_id"]]) and len(by_submit[first["run_id"]]) == 2
 
-    assert azure_with_spec.output == azure_without_spec.output  # the same assets and REST bodies
+    assert azure_with_spec.stdout == azure_without_spec.stdout  # the same assets and REST bodies (the spec's warnings go to stderr)
     assert "AmlCompute Standard_DS2_v2, 0-2 nodes" in azure_without_spec.output

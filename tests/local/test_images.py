@@ -29,6 +29,7 @@ from capc.families import FAMILIES
 from capc.jobfolder import data
 from capc.local import image_folder, images
 from capc.image_files import IMAGE_SUFFIXES
+from capc.render import sweep_context
 from capc.render.render import environment
 from capc.state import held_out
 
@@ -44,7 +45,8 @@ TRAIN_CONTEXT = {
     "name": "mri",
     "train": {
         "hyperparameters": [
-            {"name": h.name, "parser": PARSERS[h.kind], "default": h.default, "help": h.help} for h in FAMILIES["keras_cnn"].hyperparameters
+            {"name": h.name, "parser": PARSERS[h.kind], "default": h.default, "help": h.help, "domain": sweep_context.domain_of(h)}
+            for h in FAMILIES["keras_cnn"].hyperparameters
         ],
         "validation_fraction": 0.25,
         "image_suffixes": sorted(IMAGE_SUFFIXES),

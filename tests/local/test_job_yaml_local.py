@@ -115,7 +115,8 @@ def test_azureml_input_is_refused_before_any_run(jobs, capc_home):
 
 @pytest.mark.parametrize(
     ("job_type", "says"),
-    [("pipeline", "runs locally only the pipelines it compiles"), ("automl", "AutoML job written by hand"), ("spark", "runs sweep and command jobs")],
+    [("pipeline", "runs locally only the pipelines it compiles"), ("spark", r"is a Spark job; it runs on a Spark cluster.*az ml job create -f"),
+     ("parallel", r"is a parallel job; it runs on Azure's parallel-run agents.*az ml job create -f")],
 )
 def test_job_types_that_do_not_run_locally_are_refused(jobs, job_type, says):
     path = jobs / f"{job_type}.yml"

@@ -185,3 +185,28 @@ def test_local_pipelines_select_step_applies_the_serving_budget(tmp_path):
     assert payload["model"]["metrics"]["serving_p99_ms"] == payload["winner"]["serving"]["serving_p99_ms"]
     board = json.loads(CliRunner().invoke(cli, ["leaderboard", "digits-pipe", "--json"]).stdout)["runs"]
     assert any("serving_p99_ms" in r["metrics"] for r in board)
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("workdir")
+def test_local_pipelines_select_step_applies_the_load_budget(tmp_path):
+    """With a load budget, select_best.py serves the winner through azmlinfsrv under 4 clients in the pipeline run;
+    its figure, how it was taken and the estimate on the instance reach the result, the registry, `capc models show`
+    and the report."""
+    spec = _digits_spec(tmp_path, extra="deployment: {min_requests_per_s: 1, load: {concurrency: 4, max_p99_ms: 4000}}\n")
+    result = CliRunner().invoke(cli, ["submit", str(spec), "--only", "pipeline", "--json", "--out", str(tmp_path / "generated")])
+    assert result.exit_code == 0, result.output
+    winner = json.loads(result.stdout[result.stdout.index("{"):])["winner"]
+    assert winner["load_budget"] == ">= 1 requests/s and p99 <= 4000 ms at concurrency 4"
+    load = winner["load"]
+    assert load["concurrency"] == 4 and load["requests"] > 0 and load["errors"] == 0 and load["requests_per_s"] >= 1
+    assert load["cores"] == len(os.sched_getaffinity(0)) and load["workers"] >= load["cores"]
+    assert winner["instance_estimate"]["instance_type"] == "Standard_DS3_v2" and winner["instance_estimate"]["vcpus"] == 4
+
+    model = json.loads(CliRunner().invoke(cli, ["models", "show", "digits-pipe", "--json"]).stdout)
+    assert model["selection"]["load"] == load
+    shown = CliRunner().invoke(cli, ["models", "show", "digits-pipe"]).output
+    assert "under load (>= 1 requests/s and p99 <= 4000 ms at concurrency 4)" in shown and "expected on Standard_DS3_v2" in shown
+    report = CliRunner().invoke(cli, ["report", "digits-pipe", "--out", str(tmp_path / "report.html")])
+    assert report.exit_code == 0, report.output
+    assert "<dt>serving under load</dt>" in (tmp_path / "report.html").read_text()

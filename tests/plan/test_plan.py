@@ -86,7 +86,7 @@ def plan(*args: str):
 def plan_json(*args: str) -> dict:
     result = plan(*args, "--json")
     assert result.exit_code == 0, result.output
-    return json.loads(result.output)
+    return json.loads(result.stdout)  # warnings go to stderr
 
 
 # ---------------------------------------------------------------- trials
@@ -264,14 +264,14 @@ def test_json_shape(workdir):
     assert set(data["prices"]) == {"currency", "region", "as_of", "source"}
     found = data["specs"][0]
     assert set(found) == {"name", "spec", "spec_sha256", "trials", "jobs", "wall_minutes", "node_hours", "cost", "warnings",
-                          "last_local_run", "quota"}
+                          "last_local_run", "quota", "serving_load"}
     assert set(found["trials"]["sweep"]) == {"sampling", "conditional", "count", "max_total_trials", "grid_size", "families", "jobs"}
     assert set(found["trials"]["automl"]) == {"max_trials", "max_concurrent_trials", "timeout_minutes", "trial_timeout_minutes",
                                               "cross_validations", "fits_per_trial"}
     assert set(found["jobs"][0]) == {"job", "cluster", "size", "max_instances", "trials", "concurrency", "timeout_minutes",
                                      "trial_timeout_minutes", "wall_minutes", "node_hours"}
     assert found["spec_sha256"] == load_spec(spec).sha256
-    assert found["last_local_run"] is None and found["quota"] == []
+    assert found["last_local_run"] is None and found["quota"] == [] and found["serving_load"] is None  # no load budget
 
 
 def test_cross_validation_folds_and_image_automl(workdir):

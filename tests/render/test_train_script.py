@@ -203,6 +203,8 @@ def check_held_out_predictions(tracking_uri: str, run_id: str, task: str, metric
         assert stored.split == "cross_validation" and stored.folds == folds and stored.rows == stored.training_rows
     else:
         assert stored.split == "holdout" and stored.rows == math.ceil(split["validation_fraction"] * stored.training_rows)
+    # each prediction's row among the labelled rows: every row once under cross-validation, distinct rows otherwise
+    assert len(set(stored.row_index)) == stored.rows and 0 <= min(stored.row_index) and max(stored.row_index) < stored.training_rows
     model = ModelVersion(name="trial", version=1, task=task, metric=metric, value=final, goal="maximize", source="sweep",
                          run_id=run_id, spec_sha256="0" * 64, job_dir="", created="")
     name, value = from_stored(model, stored).primary
@@ -250,19 +252,26 @@ def test_keras_trial(tmp_path, tracking_uri, which, family, metric, split):
     check_case(tmp_path, tracking_uri, which, family, metric, split)
 
 
-def test_quantised_integer_arguments_are_accepted(tmp_path):
-    """A quantised distribution sends `50.0` for an integer hyperparameter; a fraction is refused."""
+def test_trial_arguments_are_cast_and_checked_as_the_domain_says(tmp_path, capsys):
+    """Integers as ints (`50.0` from a quantised distribution, `49.6` from a continuous one, rounded); a value
+    outside the family table's domain is refused by the script itself, naming the legal range."""
     spec = spec_for(tmp_path, "digits", "logistic_regression", "accuracy", {"validation_fraction": 0.2})
     render_to(spec, tmp_path / "generated")
     script = tmp_path / "generated" / spec.name / "src" / "train.py"
     module_spec = importlib.util.spec_from_file_location("trial_script", script)
     module = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(module)
-    args = module.parse_args(["--data", "x.csv", "--target", "label", "--max_iter", "50.0"])
+    base = ["--data", "x.csv", "--target", "label"]
+    args = module.parse_args(base + ["--max_iter", "50.0"])
     assert args.max_iter == 50 and isinstance(args.max_iter, int)
     assert args.C == 1.0 and args.penalty == "l2"  # the family defaults
-    with pytest.raises(SystemExit):
-        module.parse_args(["--data", "x.csv", "--target", "label", "--max_iter", "50.5"])
+    rounded = module.parse_args(base + ["--max_iter", "49.6"])
+    assert rounded.max_iter == 50 and isinstance(rounded.max_iter, int)
+    for argument, value, words in [("--max_iter", "0", "integer >= 1"), ("--C", "0", "real > 0"),
+                                   ("--penalty", "L3", 'one of "l2", "l1", "elasticnet", "none"'), ("--l1_ratio", "1.5", "real in [0, 1]")]:
+        with pytest.raises(SystemExit):
+            module.parse_args(base + [argument, value])
+        assert f"outside the domain of {argument[2:]}: {words}" in capsys.readouterr().err
 
 
 def load_trial_module(tmp_path: Path, which: str, family: str, metric: str, split: dict):

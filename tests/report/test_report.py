@@ -164,7 +164,7 @@ def submitted(tmp_path_factory):
         for name in ("digits-report", "housing-report"):
             result = _invoke("report", name)
             assert result.exit_code == 0, result.output
-            assert f"wrote {name}-report.html ({name}:1, 5 figures)" in result.stdout
+            assert f"wrote {name}-report.html ({name}:1, 6 figures)" in result.stdout
             reports[name] = root / f"{name}-report.html"
         yield root, reports
 
@@ -188,7 +188,10 @@ def test_classification_report_of_a_sweep_winner(submitted):
     html = reports["digits-report"].read_text(encoding="utf-8")
     assert "Model report: digits-report:1" in html
     assert 'class="badge sweep">sweep</span>' in html
-    assert html.count("<svg ") == 5 and 'id="confusion"' in html and 'id="roc"' in html
+    assert html.count("<svg ") == 6 and 'id="confusion"' in html and 'id="roc"' in html
+    # What drives it: permutation importance on the trial's own holdout rows, which the model never trained on.
+    assert 'id="importance"' in html and "80 held-out rows, each feature shuffled 3 times" in html
+    assert "feature importance (top 15 of 64, 80 rows)" in html
     # The serving trade-off: the measured winner starred, the spec's budget drawn.
     assert 'id="serving"' in html and "budget: p99 5000 ms" in html
     assert 'class="badge held-out">held-out rows</span>' in html and "80 held-out rows: the 20% holdout split of 400" in html
@@ -241,6 +244,8 @@ def test_regression_report_of_an_automl_winner(submitted):
     assert model.source == "automl"
     assert 'class="badge automl">AutoML</span>' in html
     assert 'id="predicted"' in html and 'id="residuals"' in html and 'id="confusion"' not in html
+    # AutoML's holdout is FLAML's own split, and the model was refitted on every row: importance over all 800 rows.
+    assert 'id="importance"' in html and "800 validation rows the refitted model trained on, each feature shuffled 3 times" in html
     assert 'id="serving"' in html and "budget: p99" not in html  # no budget: the registered model's latency only
     # Judged on the AutoML search's holdout rows (its validation_data_size), not on rows it trained on.
     assert 'class="badge held-out">held-out rows</span>' in html and 'class="badge trained-on"' not in html

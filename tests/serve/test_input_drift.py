@@ -10,7 +10,7 @@ import json
 import pytest
 
 from capc import serve, serving_cost
-from capc.serve.endpoints import format_log_record
+from capc.serve.endpoint_logs import format_log_record
 from capc.serve.drift import counts_of as _counts_of
 from capc.serve.proxy import _error, _message_of
 from serve_fixtures import TARGET, bank_frame, bank_records, generated_job_dir, registered_model

@@ -16,9 +16,11 @@ import pytest
 
 from capc import serve
 from capc.errors import CapcError
-from capc.serve import endpoints, state, swagger_ui
+from capc.jobfolder.serving import AZURE_REQUEST_TIMEOUT_MS, deployment_settings
+from capc.serve import endpoint_logs, endpoints, state, swagger_ui
 from capc.serve.bench import build_bodies, check_bounds, run_load
 from capc.serve.processes import is_ours, stop
+from capc.spec import schema_default
 
 
 # ------------------------------------------------------------------------------------------ state
@@ -81,17 +83,23 @@ def test_azureml_model_dir_is_the_version_folder_of_a_registered_model(tmp_path)
 
 
 def test_deployment_settings_are_read_from_deployment_yml(tmp_path):
-    assert endpoints._deployment_settings(tmp_path) == {"request_timeout_ms": None, "environment": {}}
+    # No deployment.yml (or none of its request settings): what Azure does without them; capc's build writes them.
+    assert deployment_settings(tmp_path) == {"request_timeout_ms": AZURE_REQUEST_TIMEOUT_MS, "environment": {}}
     (tmp_path / "deployment.yml").write_text(
         "request_settings:\n  request_timeout_ms: 9000\n  max_concurrent_requests_per_instance: 2\n"
         "environment_variables:\n  WORKER_COUNT: 3\n  AZUREML_LOG_LEVEL: WARNING\n"
     )
-    assert endpoints._deployment_settings(tmp_path) == {
+    assert deployment_settings(tmp_path) == {
         "request_timeout_ms": 9000, "environment": {"WORKER_COUNT": "3", "AZUREML_LOG_LEVEL": "WARNING"},
     }
     (tmp_path / "deployment.yml").write_text("request_settings: [unclosed\n")
     with pytest.raises(CapcError, match="not valid YAML"):
-        endpoints._deployment_settings(tmp_path)
+        deployment_settings(tmp_path)
+
+
+def test_a_spec_without_a_request_timeout_compiles_to_what_azure_would_apply():
+    # The spec's default is written into deployment.yml at build time; a local endpoint reads only that file.
+    assert schema_default("deployment.request_timeout_ms") == AZURE_REQUEST_TIMEOUT_MS
 
 
 def test_deploy_refuses_what_cannot_be_served(tmp_path):
@@ -244,7 +252,7 @@ def test_follow_yields_appended_and_rotated_lines(tmp_path):
     log = tmp_path / "requests.log"
     log.write_text('{"n": 1}\n')
     seen = []
-    lines = endpoints._follow_lines(log, follow=True, tail_lines=None, poll_s=0.02)
+    lines = endpoint_logs._follow_lines(log, follow=True, tail_lines=None, poll_s=0.02)
 
     def reader():
         for line in lines:
@@ -265,7 +273,7 @@ def test_follow_yields_appended_and_rotated_lines(tmp_path):
     log.write_text('{"n": 4}\n')
     thread.join(timeout=5)
     assert seen == [1, 2, 3, 4]
-    assert list(endpoints._follow_lines(log, follow=False, tail_lines=0, poll_s=0.02)) == []
+    assert list(endpoint_logs._follow_lines(log, follow=False, tail_lines=0, poll_s=0.02)) == []
 
 
 def test_log_record_format():

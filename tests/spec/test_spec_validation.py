@@ -82,7 +82,7 @@ def test_reference_spec_values() -> None:
     assert housing.data["sweep"]["search_space"]["learning_rate"] == {"type": "loguniform", "min_value": -7, "max_value": -4}
     mri = load_spec(REPO / "specs" / "mri.yaml")
     assert "target" not in mri.data["dataset"]
-    assert mri.dataset_path == REPO / "specs" / "data" / "mri"
+    assert mri.path.parent / mri.data["dataset"]["path"] == REPO / "specs" / "data" / "mri"
 
 
 # ---------------------------------------------------------------- loading (YAML level)
@@ -539,7 +539,7 @@ def test_data_asset_reference_form(workdir: Path) -> None:
         f"{path}:3:9: dataset.path: `azureml:bank` is not a data asset reference (write azureml:NAME:VERSION)"
     )
     ok = write(workdir, BASE.replace("data/bank.csv", "azureml:bank:3"), name="asset.yaml")
-    assert load_spec(ok).dataset_path is None
+    assert load_spec(ok).data["dataset"]["path"] == "azureml:bank:3"
 
 
 def test_both_cross_validations_and_validation_fraction(workdir: Path) -> None:
@@ -583,7 +583,7 @@ def test_image_folder_with_two_classes_is_valid(workdir: Path) -> None:
     make_images(workdir / "scans", {"yes": 2, "no": 1})
     spec = load_spec(write(workdir, image_spec("scans")))
     assert spec.task == "image_classification"
-    assert spec.dataset_path == workdir / "scans"
+    assert spec.path.parent / spec.data["dataset"]["path"] == workdir / "scans"
 
 
 def test_image_folder_not_found(workdir: Path) -> None:
@@ -746,7 +746,7 @@ def test_spec_is_a_value(workdir: Path) -> None:
     spec = load_spec(write(workdir, BASE))
     assert isinstance(spec, Spec)
     assert (spec.name, spec.task, spec.metric, spec.goal) == ("bank-demo", "classification", "accuracy", "maximize")
-    assert spec.dataset_path == workdir / "data" / "bank.csv"
+    assert spec.path.parent / spec.data["dataset"]["path"] == workdir / "data" / "bank.csv"
 
 
 def test_spec_invalid_is_a_capc_error_with_sorted_problems() -> None:

@@ -61,6 +61,11 @@ class AutoMLModel(BaseEstimator):
                 continue
             elif not pd.api.types.is_string_dtype(values := X[column]):  # object cells: are they all text?
                 X[column] = values.map(lambda v: v if v is None or isinstance(v, str) or v != v else str(v)).astype(object)
+        # A job's own imputer values (Azure's featurization.transformer_params.imputer), fixed when it trained; a model
+        # pickled before them has none.
+        fills = self.__dict__.get("fill_values")
+        if fills:
+            X = X.fillna({c: v for c, v in fills.items() if c in X.columns})
         return X
 
     def __getstate__(self):

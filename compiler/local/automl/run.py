@@ -22,13 +22,17 @@ from capc.state.held_out import HeldOutPredictions, plain
 
 
 def run_automl(frame: pd.DataFrame, settings: AutoMLSettings, on_candidate: Callable[[Candidate], None] | None = None,
-               log_dir: Path | None = None) -> AutoMLResult:
-    """Search for the best model of `settings.task` on `frame` (features and target), as the Azure job would."""
+               log_dir: Path | None = None, validation: pd.DataFrame | None = None,
+               warm_start: dict | None = None) -> AutoMLResult:
+    """Search for the best model of `settings.task` on `frame` (features and target), as the Azure job would;
+    `validation`: a table of its own that every candidate is judged on (Azure's validation_data); `warm_start`:
+    FLAML estimator -> the configuration its search starts from (a resumed job's best so far)."""
     started = time.monotonic()
     notes: list[str] = []
-    data = training_data(frame, settings, notes)
+    data = training_data(frame, settings, notes, validation)
     estimators, skipped = _runnable_estimators(settings, len(data.X), notes)
-    search = run_search(settings, data, estimators, on_candidate, log_dir, notes, started)
+    warm = {e: c for e, c in (warm_start or {}).items() if e in estimators} or None
+    search = run_search(settings, data, estimators, on_candidate, log_dir, notes, started, warm)
     skipped.update(_untried_algorithms(settings, estimators, search))
 
     candidates = search.candidates
@@ -75,8 +79,9 @@ def _held_out(settings: AutoMLSettings, search: Search, data: TrainingData, labe
     """The best candidate's predictions on its validation rows (out of fold under cross-validation), labels as
     the data spells them, in the form `capc report` reads (capc.state.held_out)."""
     cross_validation = search.plan.get("eval_method") == "cv"
+    split = "cross_validation" if cross_validation else "validation_data" if data.X_val is not None else "holdout"
     common = dict(
-        task=settings.task, split="cross_validation" if cross_validation else "holdout",
+        task=settings.task, split=split,
         folds=search.listener.folds if cross_validation else None,
         fraction=None if cross_validation else search.plan.get("split_ratio"),
         seed=split_seed(), training_rows=len(data.X), recomputed=recomputed,

@@ -68,11 +68,13 @@ class Search:
 
 def run_search(settings: AutoMLSettings, data: TrainingData, estimators: list[str],
                on_candidate: Callable[[Candidate], None] | None, log_dir: Path | None, notes: list[str],
-               started: float) -> Search:
+               started: float, warm_start: dict | None = None) -> Search:
     """FLAML's search over `estimators` within the job's limits; notes say how validation ran and why it stopped."""
-    plan, folds, plan_text = _validation_plan(settings, len(data.X))
+    plan, folds, plan_text = _validation_plan(settings, len(data.X), data)
     notes.append(f"validation: {plan_text}")
-    starting_points = _starting_points(settings, len(data.X), folds, notes)
+    starting_points = warm_start or _starting_points(settings, len(data.X), folds, notes)
+    if warm_start:
+        notes.append(f"search starts from the best configuration of {', '.join(sorted(warm_start))} so far (FLAML's warm start)")
     scorer = TrialScorer(settings.task, settings.primary_metric, data.n_classes, data.y_range)
     listener = TrialListener(settings, scorer, folds, on_candidate)
     ensembles = settings.enable_vote_ensemble or settings.enable_stack_ensemble
@@ -478,8 +480,11 @@ def _objective_choices(metric: str, estimators: list[str]) -> dict | None:
     return space or None
 
 
-def _validation_plan(settings: AutoMLSettings, rows: int) -> tuple[dict, int, str]:
+def _validation_plan(settings: AutoMLSettings, rows: int, data: TrainingData | None = None) -> tuple[dict, int, str]:
     """(FLAML fit arguments, folds the metric is called per trial, description)."""
+    if data is not None and data.X_val is not None:  # Azure's validation_data: every trial is judged on that table
+        return ({"eval_method": "holdout", "X_val": data.X_val, "y_val": data.y_val_fit}, 1,
+                f"the validation_data table ({len(data.X_val):,} rows)")
     if settings.n_cross_validations:
         folds = settings.n_cross_validations
     elif settings.validation_data_size:

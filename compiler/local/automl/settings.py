@@ -102,7 +102,9 @@ class AutoMLSettings:
             raise CapcError("automl_job.yml has no target_column_name.")
         limits = job.get("limits") or {}
         training = job.get("training") or {}
-        mode = str((job.get("featurization") or {}).get("mode") or "auto").lower()
+        raw_mode = (job.get("featurization") or {}).get("mode")
+        # YAML 1.1 reads a bare `mode: off` (as Azure's examples write it) as false.
+        mode = "off" if raw_mode is False else str(raw_mode or "auto").lower()
         folds = job.get("n_cross_validations")
         return cls(
             task=task,

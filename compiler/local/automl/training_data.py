@@ -22,6 +22,9 @@ class TrainingData:
     y: pd.Series  # the target (regression: as floats)
     y_fit: pd.Series  # what FLAML fits: classification labels as codes 0..K-1 (the model maps them back)
     classes: np.ndarray | None  # classification: the sorted labels
+    # A validation table of its own (Azure's validation_data): its features and target codes, else None.
+    X_val: pd.DataFrame | None = None
+    y_val_fit: pd.Series | None = None
 
     @property
     def n_classes(self) -> int:
@@ -43,8 +46,9 @@ class TrainingData:
         return X.loc[list(dict.fromkeys(list(X.index[:20]) + gaps))].reset_index(drop=True)
 
 
-def training_data(frame, settings: AutoMLSettings, notes: list[str]) -> TrainingData:
-    """The rows the search trains on; what no model can get past is a CapcError, and what is dropped a note."""
+def training_data(frame, settings: AutoMLSettings, notes: list[str], validation=None) -> TrainingData:
+    """The rows the search trains on (and, with `validation`, the table it validates on); what no model can get
+    past is a CapcError, and what is dropped a note."""
     if not isinstance(frame, pd.DataFrame) or frame.empty:
         raise CapcError("the AutoML training data has no rows; check the dataset path and any filters in the spec.")
     target = settings.target_column
@@ -92,8 +96,39 @@ def training_data(frame, settings: AutoMLSettings, notes: list[str]) -> Training
             problem = f"non-numeric columns ({', '.join(text)})" if text else f"missing values (in {', '.join(gaps)})"
             raise CapcError(
                 f"featurization is off, so AutoML uses the columns as they are, but the data has {problem}.",
-                "set automl.featurization to auto, or clean the data first",
+                "set featurization to auto (automl.featurization in a spec, featurization.mode in a job YAML), or clean the data first",
             )
     X, y = features.reset_index(drop=True), y.reset_index(drop=True)
     y_fit = pd.Series(np.searchsorted(classes, y.to_numpy()), name=y.name) if classes is not None else y
-    return TrainingData(X, y, y_fit, classes)
+    if validation is None:
+        return TrainingData(X, y, y_fit, classes)
+    X_val, y_val_fit = _validation_table(validation, settings, X, classes, notes)
+    return TrainingData(X, y, y_fit, classes, X_val, y_val_fit)
+
+
+def _validation_table(frame, settings: AutoMLSettings, X: pd.DataFrame, classes, notes: list[str]):
+    """(features, target codes) of a validation table: the training features' columns, labels the training has."""
+    target = settings.target_column
+    if not isinstance(frame, pd.DataFrame) or target not in frame.columns:
+        raise CapcError(f"target column `{target}` is not in the AutoML validation data.")
+    missing = [str(c) for c in X.columns if c not in frame.columns]
+    if missing:
+        raise CapcError(f"the AutoML validation data lacks the training data's column(s) {', '.join(missing)}.")
+    unlabeled = int(frame[target].isna().sum())
+    if unlabeled:
+        frame = frame[frame[target].notna()]
+        notes.append(f"dropped {unlabeled} validation rows whose target `{target}` is missing")
+    if len(frame) < 2:
+        raise CapcError(f"the AutoML validation data has {len(frame)} labelled rows; it needs at least 2.")
+    X_val, y_val = frame[list(X.columns)].reset_index(drop=True), frame[target].reset_index(drop=True)
+    if classes is None:
+        numeric = pd.to_numeric(y_val, errors="coerce")
+        if numeric.isna().any():
+            raise CapcError(f"regression target `{target}` in the validation data holds non-numbers such as `{y_val[numeric.isna()].iloc[0]}`.")
+        return X_val, numeric.astype(float)
+    labels = y_val.astype(str).to_numpy() if classes.dtype.kind in "OUS" else y_val.to_numpy()
+    unseen = sorted({str(v) for v in labels if v not in set(classes)})
+    if unseen:
+        raise CapcError(f"the AutoML validation data has label(s) the training data lacks: {', '.join(unseen[:5])}.",
+                        "a model cannot learn a class it never trained on; move some of those rows into training_data")
+    return X_val, pd.Series(np.searchsorted(classes, labels), name=y_val.name)

@@ -32,7 +32,7 @@ DROP_COLUMNS = []
 CROSS_VALIDATIONS = 5  # k folds; None: one holdout split
 VALIDATION_FRACTION = None
 HELD_OUT_ARTIFACT = 'held_out/predictions.json'  # the run's predictions on its validation rows, for `capc report`
-INTERVALS = 10  # metric reports of the step-wise families (keras reports once per epoch)
+INTERVALS = 10  # metric reports of the step-wise families (capc.families; keras reports once per epoch)
 MAX_CATEGORIES = 50  # one-hot columns per categorical feature; rarer values share one column
 SEED = 42
 MODEL_REQUIREMENTS = ['mlflow', 'scikit-learn', 'pandas', 'numpy', 'cloudpickle', 'lightgbm']  # pinned to the installed versions when the model is saved
@@ -40,12 +40,32 @@ TASK_KIND = azure_metrics.task_kind(TASK)
 # Azure ML primary metrics -> goal (azure_metrics.py: capc's definitions, the ones its AutoML engine scores with)
 METRICS = {**azure_metrics.PRIMARY_METRICS["classification"], **azure_metrics.PRIMARY_METRICS["regression"]}
 
+
 def as_int(text):
-    """Integers as a sweep may send them: `50`, or `50.0` from a quantised distribution."""
-    value = float(text)
-    if not value.is_integer():
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text}")
-    return int(value)
+    """Integers as a sweep may send them: `50`, `50.0` from a quantised distribution, or `49.6` from a continuous
+    one, rounded to the nearest whole number (the values capc's validation checked against the domain)."""
+    return int(round(float(text)))
+
+
+def in_domain(name, cast, domain):
+    """An argparse type: the value cast as the hyperparameter's domain says, refused outside it (capc's family table)."""
+
+    def parse(text):
+        try:
+            value = cast(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {domain['words']}") from None
+        if domain["allowed"]:
+            legal = value in domain["allowed"]
+        else:
+            low, high = domain["low"], domain["high"]
+            legal = (low is None or (value > low if domain["open_low"] else value >= low)) and (
+                high is None or (value < high if domain["open_high"] else value <= high))
+        if not legal:
+            raise argparse.ArgumentTypeError(f"{value!r} is outside the domain of {name}: {domain['words']}")
+        return value
+
+    return parse
 
 
 def parse_args(argv=None):
@@ -54,15 +74,15 @@ def parse_args(argv=None):
     parser.add_argument("--target", required=True, help="label column")
     parser.add_argument("--metric", default=DEFAULT_METRIC, choices=sorted(METRICS), help="Azure ML primary metric to log")
     parser.add_argument("--output_dir", default="outputs", help="where the MLflow model is saved (outputs/model)")
-    parser.add_argument('--n_estimators', type=as_int, default=400, help='boosting rounds')
-    parser.add_argument('--learning_rate', type=float, default=0.05, help='shrinkage')
-    parser.add_argument('--num_leaves', type=as_int, default=31, help='leaves per tree')
-    parser.add_argument('--max_depth', type=as_int, default=-1, help='tree depth (-1: unlimited)')
-    parser.add_argument('--min_child_samples', type=as_int, default=20, help='samples in a leaf')
-    parser.add_argument('--subsample', type=float, default=1.0, help='row sampling')
-    parser.add_argument('--colsample_bytree', type=float, default=1.0, help='column sampling')
-    parser.add_argument('--reg_alpha', type=float, default=0.0, help='L1 regularisation')
-    parser.add_argument('--reg_lambda', type=float, default=0.0, help='L2 regularisation')
+    parser.add_argument('--n_estimators', type=in_domain('n_estimators', as_int, {'low': 1, 'high': None, 'open_low': False, 'open_high': False, 'allowed': [], 'words': 'integer >= 1'}), default=400, help='boosting rounds')
+    parser.add_argument('--learning_rate', type=in_domain('learning_rate', float, {'low': 0.0, 'high': None, 'open_low': True, 'open_high': False, 'allowed': [], 'words': 'real > 0'}), default=0.05, help='shrinkage')
+    parser.add_argument('--num_leaves', type=in_domain('num_leaves', as_int, {'low': 2, 'high': 131072, 'open_low': False, 'open_high': False, 'allowed': [], 'words': 'integer in [2, 131072]'}), default=31, help='leaves per tree')
+    parser.add_argument('--max_depth', type=in_domain('max_depth', as_int, {'low': -1, 'high': None, 'open_low': False, 'open_high': False, 'allowed': [], 'words': 'integer >= -1'}), default=-1, help='tree depth (-1: unlimited)')
+    parser.add_argument('--min_child_samples', type=in_domain('min_child_samples', as_int, {'low': 1, 'high': None, 'open_low': False, 'open_high': False, 'allowed': [], 'words': 'integer >= 1'}), default=20, help='samples in a leaf')
+    parser.add_argument('--subsample', type=in_domain('subsample', float, {'low': 0.0, 'high': 1.0, 'open_low': True, 'open_high': False, 'allowed': [], 'words': 'real in (0, 1]'}), default=1.0, help='row sampling')
+    parser.add_argument('--colsample_bytree', type=in_domain('colsample_bytree', float, {'low': 0.0, 'high': 1.0, 'open_low': True, 'open_high': False, 'allowed': [], 'words': 'real in (0, 1]'}), default=1.0, help='column sampling')
+    parser.add_argument('--reg_alpha', type=in_domain('reg_alpha', float, {'low': 0.0, 'high': None, 'open_low': False, 'open_high': False, 'allowed': [], 'words': 'real >= 0'}), default=0.0, help='L1 regularisation')
+    parser.add_argument('--reg_lambda', type=in_domain('reg_lambda', float, {'low': 0.0, 'high': None, 'open_low': False, 'open_high': False, 'allowed': [], 'words': 'real >= 0'}), default=0.0, help='L2 regularisation')
     return parser.parse_args(argv)
 
 
@@ -440,6 +460,7 @@ def held_out_predictions(trainers, splits, y, classes, y_range):
         "seed": SEED,
         "training_rows": int(len(y)),
         "y_true": y[rows].tolist(),
+        "row_index": rows.tolist(),  # where each row lies among the labelled rows: the report permutes these rows
         "y_pred": np.concatenate([np.asarray(t.predict_valid()).ravel() for t in trainers]).tolist(),
         "recomputed": False,
     }

@@ -32,7 +32,7 @@ DROP_COLUMNS = []
 CROSS_VALIDATIONS = None  # k folds; None: one holdout split
 VALIDATION_FRACTION = 0.2
 HELD_OUT_ARTIFACT = 'held_out/predictions.json'  # the run's predictions on its validation rows, for `capc report`
-INTERVALS = 10  # metric reports of the step-wise families (keras reports once per epoch)
+INTERVALS = 10  # metric reports of the step-wise families (capc.families; keras reports once per epoch)
 MAX_CATEGORIES = 50  # one-hot columns per categorical feature; rarer values share one column
 SEED = 42
 MODEL_REQUIREMENTS = ['mlflow', 'scikit-learn', 'pandas', 'numpy', 'cloudpickle', 'keras', 'torch']  # pinned to the installed versions when the model is saved
@@ -40,12 +40,32 @@ TASK_KIND = azure_metrics.task_kind(TASK)
 # Azure ML primary metrics -> goal (azure_metrics.py: capc's definitions, the ones its AutoML engine scores with)
 METRICS = {**azure_metrics.PRIMARY_METRICS["classification"], **azure_metrics.PRIMARY_METRICS["regression"]}
 
+
 def as_int(text):
-    """Integers as a sweep may send them: `50`, or `50.0` from a quantised distribution."""
-    value = float(text)
-    if not value.is_integer():
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text}")
-    return int(value)
+    """Integers as a sweep may send them: `50`, `50.0` from a quantised distribution, or `49.6` from a continuous
+    one, rounded to the nearest whole number (the values capc's validation checked against the domain)."""
+    return int(round(float(text)))
+
+
+def in_domain(name, cast, domain):
+    """An argparse type: the value cast as the hyperparameter's domain says, refused outside it (capc's family table)."""
+
+    def parse(text):
+        try:
+            value = cast(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {domain['words']}") from None
+        if domain["allowed"]:
+            legal = value in domain["allowed"]
+        else:
+            low, high = domain["low"], domain["high"]
+            legal = (low is None or (value > low if domain["open_low"] else value >= low)) and (
+                high is None or (value < high if domain["open_high"] else value <= high))
+        if not legal:
+            raise argparse.ArgumentTypeError(f"{value!r} is outside the domain of {name}: {domain['words']}")
+        return value
+
+    return parse
 
 
 def parse_args(argv=None):
@@ -54,12 +74,12 @@ def parse_args(argv=None):
     parser.add_argument("--target", required=True, help="label column")
     parser.add_argument("--metric", default=DEFAULT_METRIC, choices=sorted(METRICS), help="Azure ML primary metric to log")
     parser.add_argument("--output_dir", default="outputs", help="where the MLflow model is saved (outputs/model)")
-    parser.add_argument('--batch_size', type=as_int, default=64, help='minibatch size')
-    parser.add_argument('--epochs', type=as_int, default=20, help='training epochs')
-    parser.add_argument('--first_layer_neurons', type=as_int, default=64, help='width of the first hidden layer')
-    parser.add_argument('--second_layer_neurons', type=as_int, default=32, help='width of the second hidden layer')
-    parser.add_argument('--learning_rate', type=float, default=0.001, help='Adam learning rate')
-    parser.add_argument('--dropout', type=float, default=0.0, help='dropout after each hidden layer')
+    parser.add_argument('--batch_size', type=in_domain('batch_size', as_int, {'low': 1, 'high': None, 'open_low': False, 'open_high': False, 'allowed': [], 'words': 'integer >= 1'}), default=64, help='minibatch size')
+    parser.add_argument('--epochs', type=in_domain('epochs', as_int, {'low': 1, 'high': None, 'open_low': False, 'open_high': False, 'allowed': [], 'words': 'integer >= 1'}), default=20, help='training epochs')
+    parser.add_argument('--first_layer_neurons', type=in_domain('first_layer_neurons', as_int, {'low': 1, 'high': None, 'open_low': False, 'open_high': False, 'allowed': [], 'words': 'integer >= 1'}), default=64, help='width of the first hidden layer')
+    parser.add_argument('--second_layer_neurons', type=in_domain('second_layer_neurons', as_int, {'low': 1, 'high': None, 'open_low': False, 'open_high': False, 'allowed': [], 'words': 'integer >= 1'}), default=32, help='width of the second hidden layer')
+    parser.add_argument('--learning_rate', type=in_domain('learning_rate', float, {'low': 0.0, 'high': None, 'open_low': True, 'open_high': False, 'allowed': [], 'words': 'real > 0'}), default=0.001, help='Adam learning rate')
+    parser.add_argument('--dropout', type=in_domain('dropout', float, {'low': 0.0, 'high': 0.9, 'open_low': False, 'open_high': False, 'allowed': [], 'words': 'real in [0, 0.9]'}), default=0.0, help='dropout after each hidden layer')
     return parser.parse_args(argv)
 
 
@@ -413,6 +433,7 @@ def held_out_predictions(trainers, splits, y, classes, y_range):
         "seed": SEED,
         "training_rows": int(len(y)),
         "y_true": y[rows].tolist(),
+        "row_index": rows.tolist(),  # where each row lies among the labelled rows: the report permutes these rows
         "y_pred": np.concatenate([np.asarray(t.predict_valid()).ravel() for t in trainers]).tolist(),
         "recomputed": False,
     }

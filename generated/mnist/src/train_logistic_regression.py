@@ -32,7 +32,7 @@ DROP_COLUMNS = []
 CROSS_VALIDATIONS = 5  # k folds; None: one holdout split
 VALIDATION_FRACTION = None
 HELD_OUT_ARTIFACT = 'held_out/predictions.json'  # the run's predictions on its validation rows, for `capc report`
-INTERVALS = 10  # metric reports of the step-wise families (keras reports once per epoch)
+INTERVALS = 10  # metric reports of the step-wise families (capc.families; keras reports once per epoch)
 MAX_CATEGORIES = 50  # one-hot columns per categorical feature; rarer values share one column
 SEED = 42
 MODEL_REQUIREMENTS = ['mlflow', 'scikit-learn', 'pandas', 'numpy', 'cloudpickle']  # pinned to the installed versions when the model is saved
@@ -40,12 +40,32 @@ TASK_KIND = azure_metrics.task_kind(TASK)
 # Azure ML primary metrics -> goal (azure_metrics.py: capc's definitions, the ones its AutoML engine scores with)
 METRICS = {**azure_metrics.PRIMARY_METRICS["classification"], **azure_metrics.PRIMARY_METRICS["regression"]}
 
+
 def as_int(text):
-    """Integers as a sweep may send them: `50`, or `50.0` from a quantised distribution."""
-    value = float(text)
-    if not value.is_integer():
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text}")
-    return int(value)
+    """Integers as a sweep may send them: `50`, `50.0` from a quantised distribution, or `49.6` from a continuous
+    one, rounded to the nearest whole number (the values capc's validation checked against the domain)."""
+    return int(round(float(text)))
+
+
+def in_domain(name, cast, domain):
+    """An argparse type: the value cast as the hyperparameter's domain says, refused outside it (capc's family table)."""
+
+    def parse(text):
+        try:
+            value = cast(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {domain['words']}") from None
+        if domain["allowed"]:
+            legal = value in domain["allowed"]
+        else:
+            low, high = domain["low"], domain["high"]
+            legal = (low is None or (value > low if domain["open_low"] else value >= low)) and (
+                high is None or (value < high if domain["open_high"] else value <= high))
+        if not legal:
+            raise argparse.ArgumentTypeError(f"{value!r} is outside the domain of {name}: {domain['words']}")
+        return value
+
+    return parse
 
 
 def parse_args(argv=None):
@@ -54,11 +74,11 @@ def parse_args(argv=None):
     parser.add_argument("--target", required=True, help="label column")
     parser.add_argument("--metric", default=DEFAULT_METRIC, choices=sorted(METRICS), help="Azure ML primary metric to log")
     parser.add_argument("--output_dir", default="outputs", help="where the MLflow model is saved (outputs/model)")
-    parser.add_argument('--C', type=float, default=1.0, help='inverse regularisation strength')
-    parser.add_argument('--max_iter', type=as_int, default=100, help='solver iterations')
-    parser.add_argument('--penalty', type=str, default='l2', help='l2 | l1 | elasticnet | none')
-    parser.add_argument('--l1_ratio', type=float, default=0.5, help='elastic-net mixing (penalty=elasticnet)')
-    parser.add_argument('--tol', type=float, default=0.0001, help='stopping tolerance')
+    parser.add_argument('--C', type=in_domain('C', float, {'low': 0.0, 'high': None, 'open_low': True, 'open_high': False, 'allowed': [], 'words': 'real > 0'}), default=1.0, help='inverse regularisation strength')
+    parser.add_argument('--max_iter', type=in_domain('max_iter', as_int, {'low': 1, 'high': None, 'open_low': False, 'open_high': False, 'allowed': [], 'words': 'integer >= 1'}), default=100, help='solver iterations')
+    parser.add_argument('--penalty', type=in_domain('penalty', str, {'low': None, 'high': None, 'open_low': False, 'open_high': False, 'allowed': ['l2', 'l1', 'elasticnet', 'none'], 'words': 'one of "l2", "l1", "elasticnet", "none"'}), default='l2', help='regularisation (none: C is ignored)')
+    parser.add_argument('--l1_ratio', type=in_domain('l1_ratio', float, {'low': 0.0, 'high': 1.0, 'open_low': False, 'open_high': False, 'allowed': [], 'words': 'real in [0, 1]'}), default=0.5, help='elastic-net mixing (penalty=elasticnet)')
+    parser.add_argument('--tol', type=in_domain('tol', float, {'low': 0.0, 'high': None, 'open_low': True, 'open_high': False, 'allowed': [], 'words': 'real > 0'}), default=0.0001, help='stopping tolerance')
     return parser.parse_args(argv)
 
 
@@ -348,6 +368,7 @@ def held_out_predictions(trainers, splits, y, classes, y_range):
         "seed": SEED,
         "training_rows": int(len(y)),
         "y_true": y[rows].tolist(),
+        "row_index": rows.tolist(),  # where each row lies among the labelled rows: the report permutes these rows
         "y_pred": np.concatenate([np.asarray(t.predict_valid()).ravel() for t in trainers]).tolist(),
         "recomputed": False,
     }

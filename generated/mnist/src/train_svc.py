@@ -32,7 +32,7 @@ DROP_COLUMNS = []
 CROSS_VALIDATIONS = 5  # k folds; None: one holdout split
 VALIDATION_FRACTION = None
 HELD_OUT_ARTIFACT = 'held_out/predictions.json'  # the run's predictions on its validation rows, for `capc report`
-INTERVALS = 10  # metric reports of the step-wise families (keras reports once per epoch)
+INTERVALS = 10  # metric reports of the step-wise families (capc.families; keras reports once per epoch)
 MAX_CATEGORIES = 50  # one-hot columns per categorical feature; rarer values share one column
 SEED = 42
 MODEL_REQUIREMENTS = ['mlflow', 'scikit-learn', 'pandas', 'numpy', 'cloudpickle']  # pinned to the installed versions when the model is saved
@@ -40,12 +40,32 @@ TASK_KIND = azure_metrics.task_kind(TASK)
 # Azure ML primary metrics -> goal (azure_metrics.py: capc's definitions, the ones its AutoML engine scores with)
 METRICS = {**azure_metrics.PRIMARY_METRICS["classification"], **azure_metrics.PRIMARY_METRICS["regression"]}
 
+
 def as_int(text):
-    """Integers as a sweep may send them: `50`, or `50.0` from a quantised distribution."""
-    value = float(text)
-    if not value.is_integer():
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text}")
-    return int(value)
+    """Integers as a sweep may send them: `50`, `50.0` from a quantised distribution, or `49.6` from a continuous
+    one, rounded to the nearest whole number (the values capc's validation checked against the domain)."""
+    return int(round(float(text)))
+
+
+def in_domain(name, cast, domain):
+    """An argparse type: the value cast as the hyperparameter's domain says, refused outside it (capc's family table)."""
+
+    def parse(text):
+        try:
+            value = cast(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {domain['words']}") from None
+        if domain["allowed"]:
+            legal = value in domain["allowed"]
+        else:
+            low, high = domain["low"], domain["high"]
+            legal = (low is None or (value > low if domain["open_low"] else value >= low)) and (
+                high is None or (value < high if domain["open_high"] else value <= high))
+        if not legal:
+            raise argparse.ArgumentTypeError(f"{value!r} is outside the domain of {name}: {domain['words']}")
+        return value
+
+    return parse
 
 
 def parse_args(argv=None):
@@ -54,12 +74,12 @@ def parse_args(argv=None):
     parser.add_argument("--target", required=True, help="label column")
     parser.add_argument("--metric", default=DEFAULT_METRIC, choices=sorted(METRICS), help="Azure ML primary metric to log")
     parser.add_argument("--output_dir", default="outputs", help="where the MLflow model is saved (outputs/model)")
-    parser.add_argument('--C', type=float, default=1.0, help='penalty of misclassified training points')
-    parser.add_argument('--gamma', type=float, default=0.0, help='kernel coefficient of rbf, poly and sigmoid (0: scale, 1 / (features x variance))')
-    parser.add_argument('--kernel', type=str, default='rbf', help='rbf | poly | sigmoid | linear')
-    parser.add_argument('--degree', type=as_int, default=3, help='degree of the poly kernel')
-    parser.add_argument('--tol', type=float, default=0.001, help='stopping tolerance')
-    parser.add_argument('--scaling', type=str, default='standard', help='standard: each numeric column on its own | global: one scale for all (pixels)')
+    parser.add_argument('--C', type=in_domain('C', float, {'low': 0.0, 'high': None, 'open_low': True, 'open_high': False, 'allowed': [], 'words': 'real > 0'}), default=1.0, help='penalty of misclassified training points')
+    parser.add_argument('--gamma', type=in_domain('gamma', float, {'low': 0.0, 'high': None, 'open_low': False, 'open_high': False, 'allowed': [], 'words': 'real >= 0'}), default=0.0, help='kernel coefficient of rbf, poly and sigmoid (0: scale, 1 / (features x variance))')
+    parser.add_argument('--kernel', type=in_domain('kernel', str, {'low': None, 'high': None, 'open_low': False, 'open_high': False, 'allowed': ['rbf', 'poly', 'sigmoid', 'linear'], 'words': 'one of "rbf", "poly", "sigmoid", "linear"'}), default='rbf', help='kernel function')
+    parser.add_argument('--degree', type=in_domain('degree', as_int, {'low': 1, 'high': None, 'open_low': False, 'open_high': False, 'allowed': [], 'words': 'integer >= 1'}), default=3, help='degree of the poly kernel')
+    parser.add_argument('--tol', type=in_domain('tol', float, {'low': 0.0, 'high': None, 'open_low': True, 'open_high': False, 'allowed': [], 'words': 'real > 0'}), default=0.001, help='stopping tolerance')
+    parser.add_argument('--scaling', type=in_domain('scaling', str, {'low': None, 'high': None, 'open_low': False, 'open_high': False, 'allowed': ['standard', 'global'], 'words': 'one of "standard", "global"'}), default='standard', help='standard: each numeric column on its own; global: one scale for all (pixels)')
     return parser.parse_args(argv)
 
 
@@ -367,6 +387,7 @@ def held_out_predictions(trainers, splits, y, classes, y_range):
         "seed": SEED,
         "training_rows": int(len(y)),
         "y_true": y[rows].tolist(),
+        "row_index": rows.tolist(),  # where each row lies among the labelled rows: the report permutes these rows
         "y_pred": np.concatenate([np.asarray(t.predict_valid()).ravel() for t in trainers]).tolist(),
         "recomputed": False,
     }

@@ -57,11 +57,30 @@ PROBABILITY_PREFIX = "probability_"  # predict's column per class: probability_<
 
 
 def as_int(text):
-    """Integers as a sweep may send them: `50`, or `50.0` from a quantised distribution."""
-    value = float(text)
-    if not value.is_integer():
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text}")
-    return int(value)
+    """Integers as a sweep may send them: `50`, `50.0` from a quantised distribution, or `49.6` from a continuous
+    one, rounded to the nearest whole number (the values capc's validation checked against the domain)."""
+    return int(round(float(text)))
+
+
+def in_domain(name, cast, domain):
+    """An argparse type: the value cast as the hyperparameter's domain says, refused outside it (capc's family table)."""
+
+    def parse(text):
+        try:
+            value = cast(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {domain['words']}") from None
+        if domain["allowed"]:
+            legal = value in domain["allowed"]
+        else:
+            low, high = domain["low"], domain["high"]
+            legal = (low is None or (value > low if domain["open_low"] else value >= low)) and (
+                high is None or (value < high if domain["open_high"] else value <= high))
+        if not legal:
+            raise argparse.ArgumentTypeError(f"{value!r} is outside the domain of {name}: {domain['words']}")
+        return value
+
+    return parse
 
 
 PARSERS = {"as_int": as_int, "float": float, "str": str}  # how each hyperparameter's value is read
@@ -73,13 +92,13 @@ def parse_args(argv=None):
     parser.add_argument("--target", default=None, help="ignored: the label of an image is its sub-folder's name")
     parser.add_argument("--metric", default="accuracy", choices=METRICS, help="Azure ML primary metric to log")
     parser.add_argument("--output_dir", default="outputs", help="where the MLflow model is saved (outputs/model)")
-    parser.add_argument('--filters', type=PARSERS['as_int'], default=32, help='filters of the first convolution (doubles per block)')
-    parser.add_argument('--depth', type=PARSERS['as_int'], default=3, help='convolution blocks')
-    parser.add_argument('--dropout', type=PARSERS['float'], default=0.3, help='dropout before the classifier')
-    parser.add_argument('--learning_rate', type=PARSERS['float'], default=0.001, help='Adam learning rate')
-    parser.add_argument('--image_size', type=PARSERS['as_int'], default=128, help='side of the square input, pixels')
-    parser.add_argument('--epochs', type=PARSERS['as_int'], default=15, help='training epochs')
-    parser.add_argument('--batch_size', type=PARSERS['as_int'], default=16, help='minibatch size')
+    parser.add_argument('--filters', type=in_domain('filters', PARSERS['as_int'], {'low': 1, 'high': None, 'open_low': False, 'open_high': False, 'allowed': [], 'words': 'integer >= 1'}), default=32, help='filters of the first convolution (doubles per block)')
+    parser.add_argument('--depth', type=in_domain('depth', PARSERS['as_int'], {'low': 1, 'high': None, 'open_low': False, 'open_high': False, 'allowed': [], 'words': 'integer >= 1'}), default=3, help='convolution blocks')
+    parser.add_argument('--dropout', type=in_domain('dropout', PARSERS['float'], {'low': 0.0, 'high': 1.0, 'open_low': False, 'open_high': True, 'allowed': [], 'words': 'real in [0, 1)'}), default=0.3, help='dropout before the classifier')
+    parser.add_argument('--learning_rate', type=in_domain('learning_rate', PARSERS['float'], {'low': 0.0, 'high': None, 'open_low': True, 'open_high': False, 'allowed': [], 'words': 'real > 0'}), default=0.001, help='Adam learning rate')
+    parser.add_argument('--image_size', type=in_domain('image_size', PARSERS['as_int'], {'low': 16, 'high': None, 'open_low': False, 'open_high': False, 'allowed': [], 'words': 'integer >= 16'}), default=128, help='side of the square input, pixels')
+    parser.add_argument('--epochs', type=in_domain('epochs', PARSERS['as_int'], {'low': 1, 'high': None, 'open_low': False, 'open_high': False, 'allowed': [], 'words': 'integer >= 1'}), default=15, help='training epochs')
+    parser.add_argument('--batch_size', type=in_domain('batch_size', PARSERS['as_int'], {'low': 1, 'high': None, 'open_low': False, 'open_high': False, 'allowed': [], 'words': 'integer >= 1'}), default=16, help='minibatch size')
     return parser.parse_args(argv)
 
 
@@ -427,8 +446,6 @@ def save_model(model, model_dir, classes, image_size):
 def main(argv=None):
     args = parse_args(argv)
     params = {name: getattr(args, name) for name in HYPERPARAMETERS}
-    if params["image_size"] < 16 or params["depth"] < 1 or params["filters"] < 1 or params["epochs"] < 1:
-        raise SystemExit(f"error: image_size >= 16, depth, filters and epochs >= 1 expected, got {params}")
     started = time.time()
     seed_everything()
     images, labels, classes = load_images(args.data, params["image_size"])
