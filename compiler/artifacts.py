@@ -143,6 +143,21 @@ def _swap_in(target: Path, files: dict[str, bytes]) -> None:
         raise
 
 
+def output_mode() -> int:
+    """The mode of a file the user asked for (a predict output, a report): 0666 less the umask, as any Unix tool
+    creates one. A temp file is made 0600 and a rename keeps that, so the writer sets this one before renaming;
+    secrets (endpoint keys) keep 0600."""
+    try:  # Linux says the umask without changing it; os.umask can only read it by setting it
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def atomic_write_bytes(path: Path, content: bytes, mode: int | None = None) -> None:
     """Write one file by temp file + rename so readers never see half of it."""
     path.parent.mkdir(parents=True, exist_ok=True)

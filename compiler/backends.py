@@ -56,7 +56,8 @@ class LocalBackend:
     """The embedded engine, the local model registry and local endpoints."""
 
     def submit(self, folder, source: Path, overrides: list[str], *, only: str | None, resume: bool, as_json: bool,
-               no_wait: bool = False, dry_run: bool = False, reproducible: bool = False, seed: int | None = None) -> None:
+               no_wait: bool = False, dry_run: bool = False, reproducible: bool = False, seed: int | None = None,
+               quiet: bool = False) -> None:
         """Run a job folder (read by capc.jobfolder with --only applied): AutoML and sweeps, or its pipeline.
         `source` and `overrides` are what the user gave (a spec and its --set, or the folder), for the resume hint
         and the run's record; `reproducible` and `seed` (a job folder's --like): capc.local.reproducible."""
@@ -69,7 +70,7 @@ class LocalBackend:
         if folder.job("pipeline"):
             if reproducible:
                 raise CapcError("--reproducible runs AutoML and the sweeps of a submit, not the pipeline's steps.", "leave out --only pipeline")
-            self._submit_pipeline(folder, resume, as_json, resume_command)
+            self._submit_pipeline(folder, resume, as_json, resume_command, quiet)
             return
         from capc.local.progress import SubmitProgress
         from capc.local.reproducible import prepare_submit
@@ -77,7 +78,7 @@ class LocalBackend:
 
         say = (lambda text: click.echo(f"note: {text}", err=True))
         record = prepare_submit(folder, source, overrides, reproducible, say, seed=seed)
-        with SubmitProgress(folder.metric, folder.goal) as progress:
+        with SubmitProgress(folder.metric, folder.goal, quiet=quiet) as progress:
             result = submit_local(folder, resume=resume, progress=progress, record=record)
         if as_json:
             views.print_json(result.to_dict())
@@ -86,16 +87,16 @@ class LocalBackend:
         if result.interrupted:
             _exit_interrupted("finished work is recorded", resume_command, "finished sweep trials are kept, the others run; AutoML starts over")
 
-    def _submit_pipeline(self, folder, resume: bool, as_json: bool, resume_command: str) -> None:
+    def _submit_pipeline(self, folder, resume: bool, as_json: bool, resume_command: str, quiet: bool = False) -> None:
         from capc.local.pipeline import run_pipeline
         from capc.local.progress import PipelineProgress
 
-        with PipelineProgress() as display:
+        with PipelineProgress(quiet=quiet) as display:
             result = run_pipeline(folder, resume=resume, display=display)
         _show_pipeline_result(result, as_json, resume_command)
 
     def submit_job_yaml(self, path: Path, overrides: list[str], *, resume: bool, as_json: bool,
-                        data_map: Path | None = None, env_mode: str = "job", register: str | None = None) -> None:
+                        data_map: Path | None = None, env_mode: str = "job", register: str | None = None, quiet: bool = False) -> None:
         """An Azure ML sweep, command, AutoML or pipeline job written by hand, on the local engine (capc.local.handwritten,
         capc.local.automl_job, capc.local.pipeline);
         `data_map` a --data-map file (capc.local.data_map), `env_mode` job | current (capc.local.environments)."""
@@ -109,7 +110,7 @@ class LocalBackend:
             job = bind_job_data(job, read_data_map(data_map))
         check_runs_locally(job)
         if job.type == "automl":  # runs in capc's interpreter: the AutoML engine is capc's own
-            self.submit_automl_job_yaml(path, overrides, resume=resume, as_json=as_json, data_map=data_map, register=register)
+            self.submit_automl_job_yaml(path, overrides, resume=resume, as_json=as_json, data_map=data_map, register=register, quiet=quiet)
             return
         if register:
             raise CapcError(f"--register names the model of an AutoML job; {path} is a `{job.type}` job.", f"capc submit {path}")
@@ -120,7 +121,7 @@ class LocalBackend:
             from capc.local.pipeline import run_pipeline_yaml
             from capc.local.progress import PipelineProgress
 
-            with PipelineProgress() as display:
+            with PipelineProgress(quiet=quiet) as display:
                 result = run_pipeline_yaml(job, resume=resume, display=display)
             _show_pipeline_result(result, as_json, resume_command)
             return
@@ -129,7 +130,7 @@ class LocalBackend:
         if job.type == "sweep":
             from capc.local.progress import SubmitProgress
 
-            with SubmitProgress(str(objective.get("primary_metric", "metric")), str(objective.get("goal", "maximize")).lower()) as progress:
+            with SubmitProgress(str(objective.get("primary_metric", "metric")), str(objective.get("goal", "maximize")).lower(), quiet=quiet) as progress:
                 result = run_job_yaml(job, resume=resume, progress=progress, say=say, env_mode=env_mode)
         else:
             result = run_job_yaml(job, resume=resume, say=say, env_mode=env_mode)
@@ -142,7 +143,7 @@ class LocalBackend:
             sys.exit(stopping.exit_status())
 
     def submit_automl_job_yaml(self, path: Path, overrides: list[str], *, resume: bool, as_json: bool, register: str | None = None,
-                               data_map: Path | None = None) -> None:
+                               data_map: Path | None = None, quiet: bool = False) -> None:
         """An Azure ML AutoML job written by hand, on the local AutoML engine (capc.local.automl_job)."""
         from capc import views
         from capc.jobfolder.job_yaml import load_job_yaml
@@ -154,7 +155,7 @@ class LocalBackend:
         if data_map:
             job = bind_job_data(job, read_data_map(data_map))
         say = (lambda text: click.echo(text, err=True))
-        with SubmitProgress(*objective(job)) as progress:
+        with SubmitProgress(*objective(job), quiet=quiet) as progress:
             result = run_automl_job_yaml(job, resume=resume, register=register, progress=progress, say=say)
         if as_json:
             views.print_json(result.to_dict())
@@ -176,10 +177,12 @@ class LocalBackend:
 
     def deploy(self, name: str, model_ref: str | None, port: int | None, as_json: bool) -> None:
         from capc import serve, views
+        from capc.serve.naming import deploy_target
         from capc.state import registry
 
         model = registry.get(model_ref or name)
-        info = serve.deploy(name, model.model_dir, Path(model.job_dir), port=port, model_ref=model.ref)
+        endpoint = deploy_target(model.name, Path(model.job_dir))  # as Azure names it: the spec's deployment.endpoint
+        info = serve.deploy(endpoint, model.model_dir, Path(model.job_dir), port=port, model_ref=model.ref)
         if as_json:
             views.print_json(info.to_dict())
             return
@@ -210,8 +213,7 @@ class LocalBackend:
     def endpoint_delete(self, name: str) -> None:
         from capc import serve
 
-        serve.delete(name)
-        click.echo(f"deleted endpoint {name}")
+        click.echo(f"deleted endpoint {serve.delete(name)}")  # the model's name finds its endpoint too
 
     def invoke(self, name: str, data_file: Path | None) -> None:
         from capc import serve
@@ -258,7 +260,8 @@ class AzureBackend:
         return job_dir
 
     def submit(self, folder, source: Path, overrides: list[str], *, only: str | None, resume: bool, as_json: bool,
-               no_wait: bool = False, dry_run: bool = False, reproducible: bool = False, seed: int | None = None) -> None:
+               no_wait: bool = False, dry_run: bool = False, reproducible: bool = False, seed: int | None = None,
+               quiet: bool = False) -> None:
         from rich.console import Console
 
         if reproducible:
@@ -273,12 +276,12 @@ class AzureBackend:
 
         # --json: the result (jobs, the registered model, how it was chosen) on stdout, the progress on stderr.
         console = Console(stderr=True) if as_json else None
-        result = azure_submit(folder, self.workspace(required=not dry_run), wait=not no_wait, dry_run=dry_run, console=console)
+        result = azure_submit(folder, self.workspace(required=not dry_run), wait=not no_wait, dry_run=dry_run, console=console, quiet=quiet)
         if as_json:
             views.print_json(result.to_dict())
 
     def submit_job_yaml(self, path: Path, overrides: list[str], *, resume: bool, as_json: bool,
-                        data_map: Path | None = None, env_mode: str = "job", register: str | None = None) -> None:
+                        data_map: Path | None = None, env_mode: str = "job", register: str | None = None, quiet: bool = False) -> None:
         raise CapcError(
             f"{path} is an Azure ML job written by hand; capc runs such files on the local engine only.",
             f"run it here with `capc submit {path}`, or submit it to Azure as it is: `az ml job create -f {path}`",

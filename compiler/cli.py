@@ -17,8 +17,8 @@ import click
 from capc import __version__, stopping
 from capc.backends import AzureBackend, backend_for
 from capc.cli_options import (
-    CapcGroup, data_map_option, env_option, json_option, out_option, spec_files, stops_cleanly, strict_option, target_option,
-    register_option, workspace_option,
+    CapcGroup, data_map_option, env_option, json_option, out_option, quiet_option, spec_files, stops_cleanly, strict_option,
+    target_option, register_option, workspace_option,
 )
 from capc.errors import CapcError, SpecInvalid, SpecProblem
 from capc.family_reference import families_command
@@ -185,6 +185,7 @@ def schema_command(markdown: bool) -> None:
 @click.option("--only", type=click.Choice(["automl", "sweep", "pipeline"]), default=None, help="Run one job only.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE", help="Override a value of the spec (validated like the spec) or of the job YAML (e.g. inputs.NAME.path=LOCAL_FILE).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted sweep without repeating finished trials.")
+@quiet_option
 @data_map_option
 @env_option
 @click.option("--reproducible", is_flag=True, help="With a seed: budgets count trials, not time, so two runs on the same data give the same leaderboard and model.")
@@ -196,7 +197,7 @@ def schema_command(markdown: bool) -> None:
 @out_option
 @json_option
 @stops_cleanly
-def submit(source: Path | None, target: str, only: str | None, overrides: tuple[str, ...], resume: bool, data_map: Path | None, env_mode: str,
+def submit(source: Path | None, target: str, only: str | None, overrides: tuple[str, ...], resume: bool, quiet: bool, data_map: Path | None, env_mode: str,
            reproducible: bool, like_run: str | None, no_wait: bool, dry_run: bool, workspace_config: Path | None, out_dir: Path, as_json: bool,
            register_as: str | None = None) -> None:
     """Run a spec (built first), a job folder built before (generated/<name>/, no spec needed), or an Azure ML sweep
@@ -211,7 +212,7 @@ def submit(source: Path | None, target: str, only: str | None, overrides: tuple[
     if is_azure_file(source):
         if only or no_wait or dry_run or reproducible:
             raise CapcError("--only, --no-wait, --dry-run and --reproducible apply to a spec or a job folder, not to a job YAML.", f"capc submit {source}")
-        backend.submit_job_yaml(source, list(overrides), resume=resume, as_json=as_json, data_map=data_map, env_mode=env_mode, register=register_as)
+        backend.submit_job_yaml(source, list(overrides), resume=resume, as_json=as_json, data_map=data_map, env_mode=env_mode, register=register_as, quiet=quiet)
         return
     if data_map or env_mode != "job" or register_as:
         raise CapcError("--data-map, --env and --register apply to an Azure ML job YAML written by hand, not to a spec or a job folder (a spec registers its winner under its own name).", f"capc submit {source}")
@@ -227,7 +228,7 @@ def submit(source: Path | None, target: str, only: str | None, overrides: tuple[
         click.echo("".join(f"warning: {w}\n" for w in spec.warnings), err=True, nl=False)
     backend.submit(
         read_job_folder(job_dir, only), source, list(overrides), only=only, resume=resume, as_json=as_json, no_wait=no_wait, dry_run=dry_run,
-        reproducible=reproducible, seed=seed,
+        reproducible=reproducible, seed=seed, quiet=quiet,
     )
 
 
@@ -237,7 +238,6 @@ def submit(source: Path | None, target: str, only: str | None, overrides: tuple[
 def runs(name: str | None, as_json: bool) -> None:
     """Every run and child run (status, duration, parameters, metrics)."""
     from capc import views
-
     from capc.state.tracking import list_runs
 
     rows = list_runs(name)
@@ -247,7 +247,10 @@ def runs(name: str | None, as_json: bool) -> None:
     if not rows:
         click.echo("no runs yet: `capc submit SPEC` starts one.")
         return
-    views.console().print(views.runs_table(rows, f"runs{' of ' + name if name else ''}"))
+    out = views.console()
+    out.print(views.runs_table(rows, f"runs{' of ' + name if name else ''}"))
+    for line in views.search_notes(rows):
+        out.print(line, markup=False, highlight=False, soft_wrap=True)
     click.echo("\n".join(views.record_lines(rows)))
 
 

@@ -61,3 +61,4 @@ workspace_option = click.option("--workspace", "workspace_config", type=click.Pa
 data_map_option = click.option("--data-map", type=click.Path(path_type=Path, dir_okay=False), default=None, metavar="FILE", help="Job YAML: a YAML of remote URI -> local path; binds every input, at any depth, that names a mapped URI.")
 register_option = click.option("--register", "register_as", metavar="NAME", default=None, help="An AutoML job YAML: register its best model as NAME, with a scoring script (for deploy, predict, report).")
 env_option = click.option("--env", "env_mode", type=click.Choice(["job", "current"]), default="job", show_default=True, help="Job YAML: job builds the environment its conda file asks for (cached under $CAPC_HOME/envs); current runs in capc's interpreter.")
+quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress display or progress lines while it runs (the result still prints).")

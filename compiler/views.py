@@ -68,6 +68,11 @@ def runs_table(rows, title: str) -> Table:
     return table
 
 
+def search_notes(rows) -> list[str]:
+    """Why each AutoML and sweep run ended and what it skipped, newest first: printed under `capc runs`."""
+    return [f"{run.run_id[:8]} {line}" for run in rows for line in run.search_lines()]
+
+
 # Serving cost columns of the leaderboard (capc.serving_cost's run metrics): header -> (metric, format).
 SERVING_COLUMNS = {"p99 ms": ("serving_p99_ms", "{:.1f}"), "rows/s": ("serving_rows_per_s", "{:,.0f}"), "MB": ("serving_size_mb", "{:.3g}")}
 
@@ -151,6 +156,10 @@ def print_submit(result) -> None:
             out.print(line, markup=False)
         for note in selection.notes if selection else []:
             out.print(f"note: {note}", markup=False)
+    for search in result.searches:  # why each search ended, and the allowed algorithms it skipped
+        for line in search.lines():
+            out.print(line, markup=False, highlight=False, soft_wrap=True)
+    if result.model:
         out.print(f"next: capc leaderboard {result.name} | capc deploy {result.name}")
 
 
@@ -167,6 +176,8 @@ def print_pipeline(result) -> None:
             out.print(f"serving ({winner.get('budget')}): {cost.summary()}")
         for line in explanation(winner):
             out.print(line, markup=False)
+    for line in result.search_lines():  # why each engine step's search ended, and what it skipped
+        out.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 def print_job_run(result) -> None:
@@ -310,6 +321,8 @@ def print_automl_job(result) -> None:
         out.print(f"  test predictions: {result.test_predictions}", markup=False)
     for note in result.notes:
         out.print(f"note: {note}", markup=False)
+    for line in result.search.lines() if result.search else []:  # why the search ended, and what it skipped
+        out.print(line, markup=False, highlight=False, soft_wrap=True)
     if result.model:
         out.print(f"registered model [bold]{result.model.ref}[/] ({result.metric} {result.model.value:.4f})")
         out.print(f"next: capc deploy {result.model.name} | capc predict {result.model.name} FILE.csv | capc report {result.model.name}", markup=False)

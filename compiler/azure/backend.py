@@ -70,6 +70,7 @@ def submit(
     credential=None,
     console: Console | None = None,
     poll_seconds: float | None = None,
+    quiet: bool = False,
 ) -> SubmitResult:
     """Submit the jobs of a job folder (read by capc.jobfolder, --only applied) to Azure ML (see the module
     docstring). The cluster of its compute.yml is created or updated; other computes the jobs use must exist; the
@@ -105,7 +106,7 @@ def submit(
         say(f"not waiting: follow them with `capc status {folder.name} --target azure`")
         return result
     try:
-        with JobProgress(console, folder.metric, folder.goal) as progress:
+        with JobProgress(console, folder.metric, folder.goal, quiet=quiet) as progress:
             follow(ml_client, result.jobs, folder.goal, workspace, progress, _poll_seconds(poll_seconds))
     except KeyboardInterrupt:
         say(f"stopped following; the jobs keep running in Azure ML: `capc status {folder.name} --target azure`, "
@@ -203,12 +204,28 @@ def _dry_run(folder: JobFolder, plan: AssetPlan, workspace: WorkspaceRef, consol
     if schedule is not None:  # its job is the pipeline just resolved offline
         method, path, body = schedules.rest_request(schedule, workspace)
         result.requests.append({"job": "schedule", "method": method, "path": path, "body": body})
-    console.print(dry_run_text(folder, plan, workspace, result.requests), highlight=False, markup=False, soft_wrap=True, end="")
+    text = dry_run_text(folder, plan, workspace, result.requests, in_git_work_tree())
+    console.print(text, highlight=False, markup=False, soft_wrap=True, end="")
     return result
 
 
-def dry_run_text(folder: JobFolder, plan: AssetPlan, workspace: WorkspaceRef, requests: list[dict]) -> str:
-    """What `submit --dry-run` prints: the assets it would create and each job's REST request (deterministic)."""
+def in_git_work_tree(cwd: Path | None = None) -> bool:
+    """Whether azure-ai-ml would add git properties to a job submitted from `cwd` (it asks git about the working
+    directory, `git rev-parse --is-inside-work-tree`; its AZUREML_GIT_* variables stand in for a repository)."""
+    import subprocess
+
+    if any(os.environ.get(f"AZUREML_GIT_{part}") for part in ("REPOSITORY_URI", "BRANCH", "COMMIT")):
+        return True
+    try:
+        answer = subprocess.run(["git", "rev-parse", "--is-inside-work-tree"], cwd=cwd, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return answer.returncode == 0 and answer.stdout.strip() == "true"
+
+
+def dry_run_text(folder: JobFolder, plan: AssetPlan, workspace: WorkspaceRef, requests: list[dict], in_git: bool = False) -> str:
+    """What `submit --dry-run` prints: the assets it would create and each job's REST request (deterministic for a
+    given `in_git`: whether the working directory is in a git work tree, whose properties the SDK then adds)."""
     from capc.azure.jobs import code_files
 
     lines = [
@@ -224,7 +241,8 @@ def dry_run_text(folder: JobFolder, plan: AssetPlan, workspace: WorkspaceRef, re
         rows.append(("code", f"{code_dir.name}/ ({kind})", f"uploaded by azure-ai-ml at submission: {', '.join(code_files(code_dir))}"))
     width = max(len(r[1]) for r in rows) if rows else 0
     lines += [f"#   {kind:<12} {name:<{width}}  {what}" for kind, name, what in rows]
-    lines.append("# git properties of the working copy (azureml.git.*, mlflow.source.git.*) are added at submission.")
+    lines.append("# git properties of the working copy (azureml.git.*, mlflow.source.git.*) are added at submission." if in_git else
+                 "# no git repository in the working directory: the jobs carry no git properties.")
     for request in requests:
         lines.append("")
         lines.append("# retraining schedule of the pipeline job (schedule.yml)" if request["job"] == "schedule" else f"# {request['job']} job")

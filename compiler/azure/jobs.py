@@ -60,7 +60,9 @@ def load_jobs(folder: JobFolder, plan: AssetPlan) -> dict[str, object]:
     from azure.ai.ml import Input, load_job
 
     from capc.azure.failures import azure_errors
+    from capc.jobfolder.job_yaml import quiet_sdk_experimental_notices
 
+    quiet_sdk_experimental_notices()
     jobs = {}
     for job_file in folder.jobs:
         with azure_errors(f"load {job_file.path}"):

@@ -1,6 +1,7 @@
 """Backend, Azure: follow submitted jobs until they end - status, child runs, best primary metric so far.
 
-On a terminal it is one live table; elsewhere (CI logs, tests) one line per change, so logs stay readable.
+On a terminal it is one live table; elsewhere (CI logs, tests) one line per change, so logs stay readable, and the
+unfinished jobs' lines again every 30 s (a heartbeat) while nothing changes.
 """
 
 from __future__ import annotations
@@ -19,15 +20,20 @@ STATUS_COLOURS = {"Completed": "green", "Failed": "red", "Canceled": "yellow", "
 class JobProgress:
     """Shows the jobs of one submission while they run."""
 
-    def __init__(self, console: Console, metric: str, goal: str):
+    def __init__(self, console: Console, metric: str, goal: str, quiet: bool = False, heartbeat_s: float = 30.0,
+                 clock: Callable[[], float] = time.monotonic):
         self.console = console
         self.metric = metric
         self.goal = goal
+        self.quiet = quiet  # `capc submit --quiet`: neither the live table nor the lines
+        self.heartbeat_s = heartbeat_s  # off a terminal, every unfinished job's line again at least this often
+        self.clock = clock
         self._live = None
         self._last: dict[str, tuple] = {}
+        self._printed = clock()
 
     def __enter__(self) -> "JobProgress":
-        if self.console.is_terminal:
+        if self.console.is_terminal and not self.quiet:
             from rich.live import Live
 
             self._live = Live(console=self.console, refresh_per_second=2, transient=False)
@@ -43,11 +49,16 @@ class JobProgress:
         if self._live is not None:
             self._live.update(self.table(jobs))
             return
+        if self.quiet:
+            return
+        beat = self.clock() - self._printed >= self.heartbeat_s
         for job in jobs:
             state = (job.status, job.children, job.best_value)
-            if self._last.get(job.name) != state:
+            if self._last.get(job.name) != state or (beat and not job.finished):
+                prefix = "heartbeat " if self._last.get(job.name) == state else ""
                 self._last[job.name] = state
-                self.console.print(f"{job.kind} {job.name}: {job.status}, {self._children(job)}, {self._best(job)}", highlight=False)
+                self._printed = self.clock()
+                self.console.print(f"{prefix}{job.kind} {job.name}: {job.status}, {self._children(job)}, {self._best(job)}", highlight=False)
 
     def table(self, jobs: list[SubmittedJob]) -> Table:
         table = Table(title=f"Azure ML jobs - best {self.metric} ({self.goal})", header_style="bold")

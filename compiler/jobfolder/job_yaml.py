@@ -22,6 +22,16 @@ from capc.jobfolder.kinds import FileKind, kind_of_mapping, schema_name
 from capc.spec.loader import LoadedSpec, load_spec_file
 
 RUNS_LOCALLY = (FileKind.COMMAND_JOB, FileKind.SWEEP_JOB, FileKind.AUTOML_JOB, FileKind.PIPELINE_JOB)
+# azure-ai-ml logs "Class ...Schema: This is an experimental class" for schema classes its loader touches (a pipeline
+# job's auto-delete and intellectual-property settings): notes to the SDK's own developers, not to capc's user.
+SDK_EXPERIMENTAL_LOGGER = "azure.ai.ml._utils._experimental"
+
+
+def quiet_sdk_experimental_notices() -> None:
+    """Before capc loads a job YAML with azure-ai-ml (its loader, or to_rest for a dry run): no experimental notice."""
+    import logging
+
+    logging.getLogger(SDK_EXPERIMENTAL_LOGGER).setLevel(logging.ERROR)
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,14 @@ def endpoint_name(job_dir: Path) -> str:
     return str(data["name"])
 
 
+def named_endpoint(job_dir: Path) -> str | None:
+    """The online endpoint's name in the folder's endpoint.yml (the spec's deployment.endpoint); None without one
+    (a hand-written AutoML job's model has no endpoint.yml: its local endpoint takes the model's name)."""
+    path = Path(job_dir) / ENDPOINT_FILE
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else None
+    return str(data["name"]) if isinstance(data, dict) and data.get("name") else None
+
+
 def deployment_name(job_dir: Path) -> str:
     _, deployment_yml = endpoint_files(job_dir)
     data = yaml.safe_load(deployment_yml.read_text(encoding="utf-8")) or {}

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from capc.errors import CapcError, SpecInvalid, SpecProblem
 from capc.jobfolder.folder import SWEEP_LIMIT_DEFAULTS, sweep_limit
-from capc.jobfolder.job_yaml import JobYaml
+from capc.jobfolder.job_yaml import JobYaml, quiet_sdk_experimental_notices
 from capc.jobfolder.kinds import FileKind, schema_name
 
 # Keys azure-ai-ml puts in its error paths that are not keys of the file.
@@ -56,6 +56,7 @@ def loader_problems(job: JobYaml) -> list[SpecProblem]:
     from azure.ai.ml import load_component, load_job
     from marshmallow import ValidationError
 
+    quiet_sdk_experimental_notices()
     if job.kind is FileKind.CONDA_FILE:
         return _conda_problems(job)
     if job.kind.is_job or job.kind.is_component:

@@ -27,6 +27,7 @@ from capc.errors import CapcError
 from capc.jobfolder.automl_yaml import IMAGE_TASKS, AutoMLJob, read_automl_job
 from capc.jobfolder.folder import AUTOML_FILE
 from capc.jobfolder.job_yaml import JobYaml
+from capc.local.search_end import SearchReport
 from capc.state import held_out, registry, tracking
 from capc.state.tracking import COMPLETED, FAILED, INTERRUPTED
 
@@ -57,6 +58,7 @@ class AutoMLJobResult:
     test_predictions: str = ""
     model: registry.ModelVersion | None = None
     notes: list[str] = field(default_factory=list)
+    search: SearchReport | None = None  # why the search ended, and the allowed algorithms it skipped
 
     @property
     def interrupted(self) -> bool:
@@ -69,6 +71,7 @@ class AutoMLJobResult:
             "best": self.best, "best_run_id": self.best_run_id, "candidates": self.candidates, "model_dir": self.model_dir,
             "best_model": self.best_model, "test": {"rows": self.test_rows, "metrics": self.test_metrics, "predictions": self.test_predictions}
             if self.test_rows else None, "model": self.model.to_dict() if self.model else None, "notes": self.notes,
+            "searches": {"automl": self.search.to_dict()} if self.search else {},
         }
 
 
@@ -308,6 +311,10 @@ def _train(automl: AutoMLJob, settings, tables: _Tables, mlflow_client, exp_id, 
     write_best_model(saved, out, mlflow_client, work_dir, best_model_dir)
     mlflow_client.log_metric(automl_run, settings.primary_metric, best.value)
     mlflow_client.set_tag(automl_run, "capc.best_estimator", best.estimator)
+    search = result.search_report()  # why the search ended and what it skipped: for `capc runs` and the report
+    for key, value in search.tags().items():
+        mlflow_client.set_tag(automl_run, key, value)
+    out.search = search
     if result.held_out is not None:  # what `capc report` judges a registered model by
         held_out.log(mlflow_client, automl_run, result.held_out)
     if tables.test_data is not None:

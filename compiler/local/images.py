@@ -21,6 +21,7 @@ from capc.jobfolder.data import image_root_from_mltable
 from capc.local.automl_run import automl_job_run
 from capc.local.image_folder import scan_image_folder
 from capc.local.outcome import Outcome
+from capc.local.search_end import SearchEnd, SearchReport, sweep_end
 from capc.trial import trial_command
 
 FAMILY = "keras_cnn"
@@ -65,6 +66,17 @@ class ImageSearch:
     candidates: list[ImageCandidate]
     best: ImageCandidate | None
     stopped_because: str
+    end: SearchEnd | None = None  # the limit that ended it, said as the tabular AutoML says it
+
+
+def search_report_tagged(mlflow_client, automl_run: str, limits: dict, result) -> SearchReport:
+    """Why the search ended, in the AutoML job's own terms (max_trials, timeout_minutes), tagged on its run."""
+    end = sweep_end(result.stopped_because, limits["max_total_trials"], limits.get("timeout"), result.counts(),
+                    settings=("max_trials", "timeout_minutes"))
+    report = SearchReport("automl", end)
+    for key, value in report.tags().items():
+        mlflow_client.set_tag(automl_run, key, value)
+    return report
 
 
 def automl_sweep_job(job: dict, image_root: Path, cpu_count: int | None = None) -> dict:
@@ -165,8 +177,11 @@ def _search_images(job_dir: Path, sweep_job: dict, mlflow_client, exp_id, automl
         mlflow_client.log_metric(automl_run, name, value)
     mlflow_client.set_tag(automl_run, "capc.best_estimator", FAMILY)
     mlflow_client.set_tag(automl_run, "capc.best_trial", best.run_id)
+    report = search_report_tagged(mlflow_client, automl_run, sweep_job["limits"], result)
     tracking.finish_run(mlflow_client, automl_run, COMPLETED)
+    search.end = report.end
     if progress:
         progress.automl_finished(search)
     params = {"estimator": FAMILY, **best.params}
-    return Outcome("automl", best.run_id, float(best.value), Path(best.output_dir) / "model", params, metrics, f"{FAMILY} trial {best.trial_id}")
+    return Outcome("automl", best.run_id, float(best.value), Path(best.output_dir) / "model", params, metrics, f"{FAMILY} trial {best.trial_id}",
+                   search=report)

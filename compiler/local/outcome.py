@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from capc.local.search_end import SearchReport
+
 
 @dataclass
 class Outcome:
@@ -21,3 +23,4 @@ class Outcome:
     # The engine's other models that could be registered (AutoML's other learners and ensembles, the sweep's
     # other completed trials): the selection weighs them too when the best does not fit the serving budget.
     alternatives: list[Outcome] = field(default_factory=list)
+    search: SearchReport | None = None  # AutoML's: why its search ended, what it skipped

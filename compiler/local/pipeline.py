@@ -100,6 +100,7 @@ class PipelineResult:
     interrupted: bool = False
     summaries: dict = field(default_factory=dict)  # engine step -> its metrics.json
     notes: list[str] = field(default_factory=list)
+    searches: list = field(default_factory=list)  # the engine steps' AutoML and sweep runs (tracking.RunRow)
 
     @property
     def failed(self) -> list[Step]:
@@ -111,7 +112,12 @@ class PipelineResult:
             "interrupted": self.interrupted, "steps": [s.to_dict() for s in self.steps],
             "results": [{"source": k, **v} for k, v in sorted(self.summaries.items())],
             "winner": self.winner, "model": self.model.to_dict() if self.model else None, "notes": self.notes,
+            "searches": {run.name: run.search for run in self.searches},
         }
+
+    def search_lines(self) -> list[str]:
+        """Why each engine's search ended and what it skipped (its run's tags, set by the step's process)."""
+        return [line for run in self.searches for line in run.search_lines()]
 
 
 @dataclass(frozen=True)
@@ -196,6 +202,8 @@ def _run_locked(source: PipelineSource, steps: list[Step], resume: bool, display
         result.summaries, result.winner, result.model = runner.summaries, runner.winner_rules.winner, runner.winner_rules.model
     else:
         result.summaries = runner.summaries
+    result.searches = sorted((r for r in tracking.list_runs(source.name) if r.parent == run_id and r.kind in ("automl", "sweep")),
+                             key=lambda r: r.start)
     status = INTERRUPTED if result.interrupted else (FAILED if result.failed else COMPLETED)
     tracking.finish_run(mlflow_client, run_id, status)
     return result

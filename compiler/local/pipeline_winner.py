@@ -15,6 +15,7 @@ from pathlib import Path
 
 from capc.errors import CapcError
 from capc.jobfolder import JobFolder
+from capc.jobfolder.serving import named_endpoint
 from capc.state import registry, tracking
 from capc.winner_explanation import selection_record
 
@@ -77,5 +78,5 @@ class WinnerRules:
     def deploy_argv(self, step) -> list[str]:
         if self.model is None:
             raise CapcError(f"pipeline step `{step.name}` deploys the registered winner, but no step before it registered one.")
-        step.detail = f"{self.model.ref} to the local endpoint `{self.folder.name}`"
+        step.detail = f"{self.model.ref} to the local endpoint `{named_endpoint(self.folder.path) or self.folder.name}`"
         return [sys.executable, "-m", "capc", "deploy", self.folder.name, "--model", self.model.ref]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from capc.data_location import is_remote
@@ -28,11 +28,11 @@ from capc.jobfolder.data import check_target, mltable_source, read_frame
 from capc.local import reproducible
 from capc.local.outcome import Outcome
 from capc.local.reproducible import RunSeed, SubmitRecord
+from capc.local.search_end import SearchReport, sweep_end
 from capc.local.winner import select
 from capc.load_budget import load_budget_of
 from capc.selection import IMAGE_TASK, Selection, budget_of
 from capc.serving_cost import may_serve
-from capc.state.run_record import NOTES_TAG
 from capc.spec.conditional import COMBINATION_PARAMETER
 
 
@@ -47,6 +47,7 @@ class SubmitResult:
     model: registry.ModelVersion | None
     interrupted: bool = False
     selection: Selection | None = None  # the winner's serving cost, and the better candidates the budget passed over
+    searches: list[SearchReport] = field(default_factory=list)  # each engine's: why it ended, what it skipped
 
     def to_dict(self) -> dict:
         return {
@@ -63,6 +64,7 @@ class SubmitResult:
             "winner_run_id": self.winner.run_id if self.winner else None,
             "selection": self.selection.to_dict() if self.selection else None,
             "model": self.model.to_dict() if self.model else None,
+            "searches": {report.engine: report.to_dict() for report in self.searches},
         }
 
 
@@ -127,23 +129,39 @@ def _submit_locked(folder: JobFolder, resume: bool, progress, record: SubmitReco
     budget = budget_of(folder.deployment)
     if budget.max_latency_ms is not None:
         mlflow_client.set_tag(submit_run, tracking.MAX_LATENCY_TAG, str(budget.max_latency_ms))
-    selection = None
-    if not interrupted:
-        try:
-            selection = select(
-                [c for o in outcomes for c in (o, *o.alternatives)], name=folder.name, deployment_model=folder.deployment_model, goal=goal,
-                budget=budget, job_dir=folder.path, task=folder.task, mlflow_client=mlflow_client, deployment=folder.deployment,
-                on_measured=(lambda o, figure: progress.note(f"serving cost of {o.source} {o.label}: {_measured(figure)}")) if progress else None,
-            )
-        except BaseException:
-            tracking.finish_run(mlflow_client, submit_run, FAILED)
-            raise
+    selection = None if interrupted else _selection(folder, outcomes, sweeps, budget, mlflow_client, submit_run, progress)
     winner = selection.winner if selection else _choose(outcomes, folder.deployment_model, goal)
     model = _register(folder, winner, mlflow_client, submit_run, selection, record) if winner and not interrupted else None
     if winner:
         mlflow_client.log_metric(submit_run, folder.metric, winner.value)
     tracking.finish_run(mlflow_client, submit_run, INTERRUPTED if interrupted else COMPLETED)
-    return SubmitResult(folder.name, folder.metric, goal, submit_run, outcomes, winner, model, interrupted, selection)
+    searches = _search_reports(outcomes, sweeps)
+    return SubmitResult(folder.name, folder.metric, goal, submit_run, outcomes, winner, model, interrupted, selection, searches)
+
+
+def _selection(folder: JobFolder, outcomes: list[Outcome], sweeps, budget, mlflow_client, submit_run: str, progress) -> Selection:
+    """The winner among every model that could be registered, within the serving budget. When none fits, the submit
+    run fails, and why each search ended is still said (the result that would say it is not printed)."""
+    try:
+        return select(
+            [c for o in outcomes for c in (o, *o.alternatives)], name=folder.name, deployment_model=folder.deployment_model,
+            goal=folder.goal, budget=budget, job_dir=folder.path, task=folder.task, mlflow_client=mlflow_client, deployment=folder.deployment,
+            on_measured=(lambda o, figure: progress.note(f"serving cost of {o.source} {o.label}: {_measured(figure)}")) if progress else None,
+        )
+    except BaseException:
+        tracking.finish_run(mlflow_client, submit_run, FAILED)
+        for line in _search_lines(outcomes, sweeps) if progress else []:
+            progress.note(line)
+        raise
+
+
+def _search_reports(outcomes: list[Outcome], sweeps) -> list[SearchReport]:
+    """Each engine's SearchReport: AutoML's rides on its outcome, the sweeps' on their RunningSweeps."""
+    return [o.search for o in outcomes if o.search] + (sweeps.reports if sweeps else [])
+
+
+def _search_lines(outcomes: list[Outcome], sweeps) -> list[str]:
+    return [line for report in _search_reports(outcomes, sweeps) for line in report.lines()]
 
 
 def _measured(figure) -> str:
@@ -236,14 +254,16 @@ def _run_tabular_automl(folder: JobFolder, frame, settings, mlflow_client, exp_i
     params = {"estimator": best.estimator, **best.params}
     mlflow_client.log_metric(automl_run, folder.metric, best.value)
     mlflow_client.set_tag(automl_run, "capc.best_estimator", best.estimator)
-    mlflow_client.set_tag(automl_run, NOTES_TAG, "\n".join(result.notes)[:7500])
+    search = result.search_report()
+    for key, value in search.tags().items():
+        mlflow_client.set_tag(automl_run, key, value)
     if result.held_out is not None:  # what `capc report` judges the registered model by
         held_out.log(mlflow_client, automl_run, result.held_out)
     tracking.finish_run(mlflow_client, automl_run, COMPLETED)
     if progress:
         progress.automl_finished(result)
     outcome = Outcome("automl", automl_run, best.value, model_dir, params, {folder.metric: best.value}, f"{best.estimator}-{best.index}",
-                      candidate_run_id=candidate_runs.get(best.index, ""))
+                      candidate_run_id=candidate_runs.get(best.index, ""), search=search)
     if alternatives and (budget_of(folder.deployment).any or load_budget_of(folder.deployment).any):  # else only the best can win
         outcome.alternatives = _automl_alternatives(folder.metric, result, candidate_runs, work_dir / "automl" / "candidates")
     return outcome
@@ -296,6 +316,8 @@ class RunningSweeps:
     runs: dict  # sweep name -> its MLflow run
     worker: object  # capc.local.sweep.SweepsInBackground
     cores: CoreBudget
+    plans: dict = field(default_factory=dict)  # sweep name -> its SweepPlan (its limits)
+    reports: list[SearchReport] = field(default_factory=list)  # filled by finish_sweep_jobs: why each ended
 
     def abandon(self, mlflow_client) -> None:
         """Another part of the submit failed: end the trials, record the sweeps as failed."""
@@ -319,7 +341,8 @@ def start_sweep_jobs(folder: JobFolder, sweep_files: list[JobFile], mlflow_clien
         raise CapcError(f"{folder.path} holds no sweep job.", "run `capc build` again")
     job_dir = folder.path
     jobs = {sweep.kind: reproducible.sweep_job(sweep.data, run) for sweep in sweep_files}  # the run's seed (and mode)
-    limit = sum(plan_sweep(job, job_dir).max_concurrent_trials for job in jobs.values())  # checks each job too
+    plans = {name: plan_sweep(job, job_dir) for name, job in jobs.items()}  # checks each job too
+    limit = sum(plan.max_concurrent_trials for plan in plans.values())
     cores = CoreBudget(automl=automl, sweep_limit=limit)
     # One study folder per spec version (and per family), so --resume finds the trials of an interrupted submit.
     spec_dir = registry.capc_home() / "sweeps" / folder.name / folder.spec_sha256[:16]
@@ -336,7 +359,7 @@ def start_sweep_jobs(folder: JobFolder, sweep_files: list[JobFile], mlflow_clien
             parent_run_id=runs[name], resume=resume, cores=cores,
             on_event=(lambda event, trial, name=name: progress.sweep_event(event, trial, name)) if progress else None,
         )
-    return RunningSweeps(runs, SweepsInBackground(sweeps), cores)
+    return RunningSweeps(runs, SweepsInBackground(sweeps), cores, plans)
 
 
 def finish_sweep_jobs(sweeps: RunningSweeps, folder: JobFolder, mlflow_client, progress) -> tuple[Outcome | None, bool]:
@@ -351,8 +374,13 @@ def finish_sweep_jobs(sweeps: RunningSweeps, folder: JobFolder, mlflow_client, p
             tracking.finish_run(mlflow_client, run, FAILED)
         raise
     for name, result in results.items():
+        report = _sweep_report(name, result, sweeps.plans.get(name))
+        sweeps.reports.append(report)
+        for key, value in report.tags().items():
+            mlflow_client.set_tag(runs[name], key, value)
         tracking.finish_run(mlflow_client, runs[name], INTERRUPTED if interrupted else COMPLETED)
         if progress:
+            result.end = report.end
             progress.sweep_finished(result, name)
         if result.best is not None:
             mlflow_client.log_metric(runs[name], folder.metric, result.best.value)
@@ -366,6 +394,16 @@ def finish_sweep_jobs(sweeps: RunningSweeps, folder: JobFolder, mlflow_client, p
     chosen = next((o for o in outcomes if o.run_id == best.run_id), None) or _trial_outcome(folder.metric, mlflow_client, best_name, best)
     chosen.alternatives = [o for o in outcomes if o is not chosen]  # weighed when the best exceeds a serving budget
     return chosen, interrupted
+
+
+def _sweep_report(name: str, result, plan) -> SearchReport:
+    """Why sweep `name` ended, from its result and the limits it ran under."""
+    from capc.local import samplers
+
+    if plan is None:
+        return SearchReport(name)
+    grid = samplers.grid_size(plan.search_space) if plan.algorithm == "grid" else None
+    return SearchReport(name, sweep_end(result.stopped_because, plan.max_total_trials, plan.timeout_s, result.counts(), grid))
 
 
 def _trial_outcome(metric: str, mlflow_client, name: str, trial) -> Outcome:

@@ -106,6 +106,7 @@ class SweepResult:
     best: SweepTrial | None
     stopped_because: str  # max_total_trials | timeout | interrupted
     study_path: str = ""
+    end: object = None  # capc.local.search_end.SearchEnd: the limit that ended it, set by the submit that ran it
 
     @property
     def interrupted(self) -> bool:

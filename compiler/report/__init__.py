@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from capc.artifacts import atomic_write_bytes
+from capc.artifacts import atomic_write_bytes, output_mode
 from capc.errors import CapcError
 
 
@@ -58,7 +58,7 @@ def write_report(ref: str, out: Path | None = None) -> WrittenReport:
     html = render_page(data, run_figures, evaluation, evaluation_figures, problem)
     path = out or default_report_path(ref)
     try:
-        atomic_write_bytes(path, html, mode=0o644)  # a page to share, not a secret
+        atomic_write_bytes(path, html, mode=output_mode())  # a page to share, not a secret: the umask decides
     except OSError as exc:
         raise CapcError(f"cannot write the report to {path}: {exc.strerror or exc}.") from None
     notes = data.notes + ([f"validation figures not drawn: {problem}"] if problem else [])

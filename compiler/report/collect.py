@@ -56,6 +56,7 @@ class ReportData:
     parameters: list[str]  # swept parameters, in sweep_job.yml's order
     trial_points: list[TrialPoint]
     notes: list[str] = field(default_factory=list)
+    searches: list[str] = field(default_factory=list)  # why AutoML and each sweep ended, what they skipped
     serving_points: list[ServingPoint] = field(default_factory=list)  # candidates whose serving cost was measured
     max_latency_ms: float | None = None  # the serving budget the selection applied
 
@@ -111,6 +112,7 @@ def collect(model: ModelVersion) -> ReportData:
             for r in trials
         ],
         notes=notes,
+        searches=[line for r in sorted(scope, key=lambda r: r.start) if r.kind in ("automl", "sweep") for line in r.search_lines()],
         serving_points=_serving_points(scope, model, winner_id),
         max_latency_ms=float(budget) if budget else None,
     )
@@ -232,14 +234,8 @@ def _build_record(job_dir: Path, model: ModelVersion, notes: list[str]):
             "(its manifest's spec sha256 differs); the compiled jobs shown are the current ones."
         )
     spec_path = find_spec_file(model.spec_sha256, [Path.cwd() / "specs", Path.cwd(), job_dir.parent.parent / "specs", job_dir.parent.parent])
-    spec_text = None
-    if spec_path is None:
-        notes.append(
-            "no spec file with the model's spec sha256 was found in specs/ or the working directory "
-            "(a submit with --set hashes its overrides too); the compiled job settings stand in for it."
-        )
-    else:
-        spec_text = spec_path.read_bytes().decode("utf-8", errors="replace")
+    # Without the spec file the job folder's compiled jobs are the record; the Spec section says so, once.
+    spec_text = spec_path.read_bytes().decode("utf-8", errors="replace") if spec_path is not None else None
     return manifest, spec_path, spec_text
 
 

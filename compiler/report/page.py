@@ -53,6 +53,7 @@ def page_context(data: ReportData, run_figures: list[Figure], evaluation: Evalua
         "summary": _summary(data, winner_row, source_name, evaluation, evaluation_problem),
         "facts": _facts(data, winner_row, source_name),
         "notes": data.notes + ([f"validation figures not drawn: {evaluation_problem}"] if evaluation_problem else []),
+        "searches": data.searches,
         "scope": f"submit {data.submit_name}" if data.submit_name else f"every submit of {model.name}",
         "metric": model.metric,
         "metric_header": Markup("_<wbr>").join(model.metric.split("_")),  # long metric names wrap at underscores
@@ -254,8 +255,8 @@ def _figure(f: Figure) -> dict:
 def _spec_label(data: ReportData) -> str:
     if data.spec_path is not None:
         return f"{data.spec_path}: its sha256 is the model's spec sha256, so this is the spec the model was trained from."
-    return ("The spec file was not found (no file in specs/ or the working directory has the model's spec sha256); "
-            "the compiled job settings below are what ran.")
+    return ("The compiled jobs below, from the job folder, are the record of what ran (no spec file in specs/ or the "
+            "working directory has the model's spec sha256, as after a submit with --set).")
 
 
 def _params(params: dict) -> str:

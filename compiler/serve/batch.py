@@ -25,13 +25,15 @@ import re
 import tempfile
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
 from capc import serving_cost
+from capc.artifacts import output_mode
 from capc.azure_names import IMAGE_TASK
 from capc.errors import CapcError
+from capc.serve.drift import DRIFT_HEADERS, counts_of
 from capc.serve.endpoints import azureml_model_dir
 from capc.serve.inference_server import ENTRY_SCRIPT
 
@@ -56,15 +58,21 @@ class BatchResult:
     chunk_rows: int
     added_columns: list[str]
     seconds: float
+    # Rows per text column holding a value the model never saw in training (score.py's x-capc-unseen-categories).
+    unseen_categories: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     def summary(self) -> str:
-        return (
+        text = (
             f"scored {self.rows} rows of {self.input} with {self.model} in {self.chunks} chunk(s) of up to "
             f"{self.chunk_rows} rows ({self.seconds:.1f}s): {self.output} (added: {', '.join(self.added_columns)})"
         )
+        if self.unseen_categories:
+            counts = ", ".join(f"{column} {rows:,}" for column, rows in sorted(self.unseen_categories.items()))
+            text += f"\nrows with a category the model never saw in training: {counts}"
+        return text
 
 
 def score_csv(
@@ -122,6 +130,7 @@ def score_csv(
     return BatchResult(
         model=model_ref, input=str(input_path), output=str(output_path), rows=rows, chunks=chunks,
         chunk_rows=chunk_rows, added_columns=added, seconds=round(time.perf_counter() - started, 3),
+        unseen_categories=dict(script.unseen_categories),
     )
 
 
@@ -263,6 +272,7 @@ def _replaced_atomically(output_path: Path):
         with handle:
             yield handle
             handle.flush()
+            os.fchmod(handle.fileno(), output_mode())  # the temp file's 0600 would survive the rename
             os.fsync(handle.fileno())
         os.replace(temp, output_path)
     except BaseException:
@@ -313,6 +323,7 @@ class ScoringScript:
         kinds = getattr(module, "FEATURES", None)
         self.kinds = dict((name, kind) for name, kind in kinds) if kinds is not None else None
         self.probability_classes: list[str] | None = None
+        self.unseen_categories: dict[str, int] = {}  # summed over the chunks' answers
 
     @property
     def features(self) -> list[str] | None:
@@ -339,6 +350,10 @@ class ScoringScript:
         return self._columns(reply, len(chunk), where)
 
     def _columns(self, reply, rows: int, where: str) -> dict[str, list]:
+        if hasattr(reply, "get_data"):  # an answer with headers (score.py's input-drift counts): its JSON body
+            for column, count in counts_of(", ".join(reply.headers.getlist(DRIFT_HEADERS["unseen_categories"]))).items():
+                self.unseen_categories[column] = self.unseen_categories.get(column, 0) + count
+            reply = reply.get_data(as_text=True)
         if isinstance(reply, str):  # a score.py that answers JSON text, as the server would send it
             reply = json.loads(reply)
         result = reply.get("result") if isinstance(reply, dict) else None
@@ -409,7 +424,7 @@ def _error_text(reply) -> str:
         body = json.loads(data)
     except ValueError:
         return data
-    return str(body.get("error") or body.get("message") or data) if isinstance(body, dict) else data
+    return str(body.get("message") or body.get("error") or data) if isinstance(body, dict) else data
 
 
 def _renumbered(message: str, first_row: int) -> str:

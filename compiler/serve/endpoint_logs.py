@@ -33,9 +33,13 @@ def server_logs(name: str, home: Path | None = None, follow: bool = False, tail_
 
 
 def format_log_record(record: dict) -> str:
-    """One request as a line: time status latency method path request-id model [error]."""
+    """One request as a line: time status latency method path request-id model [drift] [error]; drift as
+    `unknown_columns=id:3 unseen_categories=job:2,month:1` (rows per column), so it greps per column."""
     text = (f"{record.get('time', '-')} {record.get('status', '-')} {record.get('latency_ms', 0):8.2f} ms "
             f"{record.get('method', '-')} {record.get('path', '-')} {record.get('request_id', '-')} {record.get('model', '-')}")
+    for kind, counts in sorted((record.get("drift") or {}).items()):
+        if isinstance(counts, dict):
+            text += f" {kind}=" + ",".join(f"{column}:{rows}" for column, rows in sorted(counts.items()))
     return f"{text} {record['error']}" if record.get("error") else text
 
 

@@ -343,8 +343,8 @@ def regenerate_key(name: str, key_type: str = "primary", home: Path | None = Non
 # ---------------------------------------------------------------------------------------------- delete
 
 
-def delete(name: str, home: Path | None = None) -> None:
-    """Stop the endpoint's processes and remove its folder (keys, logs, code snapshots)."""
+def delete(name: str, home: Path | None = None) -> str:
+    """Stop the endpoint's processes and remove its folder (keys, logs, code snapshots); returns its name."""
     folder, state = existing_endpoint(name, home)
     with locked(folder):
         _stop_all(folder, state, grace_s=10)
@@ -352,13 +352,18 @@ def delete(name: str, home: Path | None = None) -> None:
         for entry in state.history:  # a server a crashed deploy could not stop
             stop(entry.get("pid"), marker, grace_s=5)
         shutil.rmtree(folder, ignore_errors=True)
+    return state.name
 
 
 # ---------------------------------------------------------------------------------------------- helpers
 
 
 def existing_endpoint(name: str, home: Path | None) -> tuple[Path, EndpointState]:
-    """The folder and state of endpoint `name`; CapcError naming the known ones when there is none."""
+    """The folder and state of the endpoint `name` means (capc.serve.naming: its own name, or its model's where that
+    is unambiguous); CapcError naming the known ones when there is none."""
+    from capc.serve.naming import resolve
+
+    name = resolve(name, home)
     folder = endpoint_dir(name, home)
     state = read_state(folder)
     if state is None:

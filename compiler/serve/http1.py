@@ -43,7 +43,8 @@ async def read_response(reader: asyncio.StreamReader, head_request: bool = False
     for line in lines[1:]:
         name, sep, value = line.partition(":")
         if sep:
-            headers[name.strip().lower()] = value.strip()
+            name, value = name.strip().lower(), value.strip()
+            headers[name] = f"{headers[name]}, {value}" if name in headers else value  # a repeated header: one list
     keep_alive = headers.get("connection", "").lower() != "close" and parts[0] == "HTTP/1.1"
     if head_request or status in (204, 304) or 100 <= status < 200:
         body = b""

@@ -27,13 +27,14 @@ from aiohttp import web
 
 from capc.jobfolder.serving import sample_request_file
 from capc.serve import http1, swagger_ui
+from capc.serve.drift import DRIFT_HEADERS, counts_of
 from capc.serve.processes import LOOPBACK
 from capc.serve.state import REQUEST_LOG, read_control_token, read_keys, read_state
 
 FORWARDED_REQUEST_HEADERS = ("content-type", "accept", "x-request-id", "x-ms-client-request-id", "x-ms-request-id", "traceid")
 RETURNED_HEADERS = (
     "content-type", "x-request-id", "x-ms-request-id", "x-ms-client-request-id", "x-ms-run-fn-exec-ms",
-    "x-ms-server-version", "x-ms-run-function-failed", "traceid",
+    "x-ms-server-version", "x-ms-run-function-failed", "traceid", *DRIFT_HEADERS.values(),
 )
 LOG_ROTATE_BYTES = 50 * 1024 * 1024
 MAX_IDLE_CONNECTIONS = 16
@@ -237,6 +238,12 @@ class FrontEnd:
         }
         if "capc_error" in response:
             record["error"] = response["capc_error"]
+        elif response.status >= 400:  # the scoring script's own refusal: its reason, as for the front end's
+            record["error"] = _message_of(response.body)
+        # score.py's input drift, rows per column: logged with the request as {kind: {column: rows}}
+        drift = {kind: counts for kind, header in DRIFT_HEADERS.items() if (counts := counts_of(response.headers.get(header)))}
+        if drift:
+            record["drift"] = drift
         self.log.write(record)
 
     # ------------------------------------------------------------------ open routes
@@ -320,7 +327,20 @@ class FrontEnd:
         return web.json_response({"keys": len(self.keys)})
 
 
+def _message_of(body) -> str:
+    """The reason in an error answer: its "message" (the inference server's shape), else its text, cut short."""
+    text = bytes(body or b"").decode("utf-8", errors="replace")
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = None
+    message = data.get("message") if isinstance(data, dict) else None
+    text = str(message) if message is not None else text
+    return text if len(text) <= 500 else text[:497] + "..."
+
+
 def _error(status: int, message: str) -> web.Response:
+    # The inference server's error shape ({"message": ...}, its ErrorResponse): one shape for every error.
     response = web.json_response({"message": message}, status=status)
     response["capc_error"] = message  # for the request log; a response's mapping is never sent
     return response

@@ -18,6 +18,13 @@ KIND_TAG = "capc.kind"  # submit | automl | candidate | sweep | trial | step
 STATUS_TAG = "capc.status"  # one of STATUSES: finer than MLflow's
 PARENT_TAG = "mlflow.parentRunId"
 MAX_LATENCY_TAG = "capc.max_latency_ms"  # on a submit or pipeline run: the serving budget its selection applied
+# On an AutoML or sweep run (capc.local.search_end): the limit that ended its search (time, trials, exit_score,
+# early_termination, interrupted) and the same in words, the allowed algorithms it skipped and why, and every
+# such line as MLflow's own run note (the description `mlflow ui` shows).
+STOP_LIMIT_TAG = "capc.stop_limit"
+STOP_REASON_TAG = "capc.stop_reason"
+SKIPPED_TAG = "capc.skipped_algorithms"
+NOTE_TAG = "mlflow.note.content"
 
 # The one status vocabulary of every run, trial, candidate and step: in MLflow tags, `capc runs`, the leaderboard,
 # --json output, the sweep's study records and the pipeline table. (Pipeline steps add waiting and skipped.)
@@ -167,9 +174,23 @@ class RunRow:
     metrics: dict = field(default_factory=dict)
     experiment: str = ""
     record: dict = field(default_factory=dict)  # a submit run's record (capc.state.run_record): hashes, data, seed, versions
+    # An AutoML or sweep run's search: stop_limit, stop_reason, skipped_algorithms (its tags, where recorded).
+    search: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return self.__dict__.copy()
+
+    def search_lines(self) -> list[str]:
+        """Why this run's search ended and what it skipped, one line each (`capc runs`, the report)."""
+        lines = []
+        if "stop_limit" in self.search:
+            lines.append(f"{self.name}: ended by {self.search['stop_limit']}: {self.search.get('stop_reason', '')}")
+        if self.search.get("skipped_algorithms"):
+            lines.append(f"{self.name}: skipped {self.search['skipped_algorithms']}")
+        return lines
+
+
+_SEARCH_TAGS = {STOP_LIMIT_TAG: "stop_limit", STOP_REASON_TAG: "stop_reason", SKIPPED_TAG: "skipped_algorithms"}
 
 
 def list_runs(experiment: str | None = None) -> list[RunRow]:
@@ -199,6 +220,7 @@ def list_runs(experiment: str | None = None) -> list[RunRow]:
                 metrics=dict(run.data.metrics),
                 experiment=names[run.info.experiment_id],
                 record=record_of(tags),
+                search={key: tags[tag] for tag, key in _SEARCH_TAGS.items() if tag in tags},
             )
         )
     return rows

@@ -4,7 +4,13 @@ Served by azmlinfsrv (`azmlinfsrv --entry_script score.py --model_dir DIR`) on A
   {"data": [{"column": value, ...}, ...]}                       records, one per row
   {"input_data": {"columns": [...], "data": [[...], ...]}}      Azure's split form
 Answer: {"result": [...]} (labels for classification, numbers for regression), plus "probabilities"
-[{class: p}, ...] when the deployment asks for them. Bad input answers 400 with a message naming the problem.
+[{class: p}, ...] when the deployment asks for them. Bad input answers 400 with a message naming the problem, in
+the inference server's own error shape: {"message": "..."}.
+
+Input drift: a column the model does not take is refused (400 naming it), as Azure AutoML's own scoring script
+refuses it (its input sample's shape check, there a 500); a text value the model never saw in training is scored
+(as the unseen category its featurization has) and counted. Either way the answer says so per column, in rows, in
+the headers x-capc-unknown-columns and x-capc-unseen-categories: `job=2, month=1` (names percent-encoded).
 """
 
 import json
@@ -37,6 +43,8 @@ _predict = None  # frame -> labels or values
 _predict_proba = None  # frame -> (rows x classes) probabilities, or None
 _classes = None
 _fast = None  # _FastPipeline when the model is capc's own trial pipeline and the shortcut proved identical
+_known = {}  # text column -> the values the model saw in training (empty when the model does not tell)
+DRIFT_HEADERS = {"unknown_columns": "x-capc-unknown-columns", "unseen_categories": "x-capc-unseen-categories"}
 
 
 class BadRequest(ValueError):
@@ -45,7 +53,7 @@ class BadRequest(ValueError):
 
 def init():
     """Load the MLflow model found under $AZUREML_MODEL_DIR (the folder holding MLmodel)."""
-    global _predict, _predict_proba, _classes, _fast
+    global _predict, _predict_proba, _classes, _fast, _known
     root = os.environ.get("AZUREML_MODEL_DIR", ".")
     model_dir = find_model_dir(root)
     if model_dir is None:
@@ -60,6 +68,7 @@ def init():
         _predict_proba = getattr(model, "predict_proba", None)
         _classes = getattr(model, "classes_", None)
         _fast = _FastPipeline.verified(model)
+        _known = _known_categories(model)
         if _fast is not None:  # the shortcut builds the estimator's input matrix itself
             _predict = _fast.estimator.predict
             _predict_proba = getattr(_fast.estimator, "predict_proba", None)
@@ -76,6 +85,7 @@ def init():
             _predict = inner.predict_labels
             _predict_proba = getattr(inner, "predict_proba", None)
             _classes = getattr(inner, "classes_", None)
+            _known = _known_categories(getattr(inner, "model", inner))
     if PROBABILITIES and (_predict_proba is None or _classes is None):
         logger.warning("this model gives no class probabilities: answers carry labels only")
     logger.info("loaded model from %s (flavors: %s; fast path: %s)", model_dir, ", ".join(sorted(flavors)), _fast is not None)
@@ -110,28 +120,107 @@ def _flavors(model_dir):
 def run(data=None, input_data=None):
     """One request -> {"result": [...]}; never raises: bad input is a 400, a failing model a 500, each with a message."""
     try:
-        frame = _fast.matrix(_columns(data, input_data)) if _fast else _frame(data, input_data)
+        columns = _columns(data, input_data)
     except BadRequest as exc:
         return _error(400, str(exc))
+    drift = _drift(data, input_data, columns)
+    if drift.get("unknown_columns"):
+        unknown = ", ".join(json.dumps(c) for c in drift["unknown_columns"])
+        return _error(400, f"the model takes no column {unknown}{_column_hint()}", _drift_headers(drift))
+    try:
+        frame = _fast.matrix(columns) if _fast else _frame(columns)
+    except BadRequest as exc:
+        return _error(400, str(exc), _drift_headers(drift))
     try:
         if PROBABILITIES and _predict_proba is not None and _classes is not None:
             # One pass through the model: the label is the most probable class, as the classifiers' predict does.
             probabilities = _predict_proba(frame)
             names = [_key(c) for c in _classes]
-            return {
+            answer = {
                 "result": _plain([_classes[i] for i in probabilities.argmax(axis=1)], False),
                 "probabilities": [dict(zip(names, map(float, row))) for row in probabilities],
             }
-        return {"result": _plain(_predict(frame), TASK == "regression")}
+        else:
+            answer = {"result": _plain(_predict(frame), TASK == "regression")}
     except (ValueError, TypeError, KeyError) as exc:  # what pandas/sklearn say about values they cannot take
-        return _error(400, f"the model cannot score this input: {exc}")
+        return _error(400, f"the model cannot score this input: {exc}", _drift_headers(drift))
     except Exception as exc:
         logger.exception("scoring failed")
-        return _error(500, f"scoring failed: {type(exc).__name__}: {exc}")
+        return _error(500, f"scoring failed: {type(exc).__name__}: {exc}", _drift_headers(drift))
+    return AMLResponse(answer, 200, _drift_headers(drift), json_str=True) if drift else answer
 
 
-def _error(status, message):
-    return AMLResponse({"error": message}, status, json_str=True)
+def _drift_headers(drift):
+    """`column=rows, ...` per kind: a list header (the server sends each comma-separated item as a header line)."""
+    from urllib.parse import quote
+
+    return {DRIFT_HEADERS[kind]: ", ".join(f"{quote(str(c), safe='')}={n}" for c, n in sorted(counts.items()))
+            for kind, counts in (drift or {}).items()}
+
+
+# ---------------------------------------------------------------- input drift
+
+
+def _drift(data, input_data, columns):
+    """{"unknown_columns": {column: rows}, "unseen_categories": {column: rows}}, the parts that are not empty."""
+    drift = {}
+    if FEATURES is not None:
+        taken = {c for c, _ in FEATURES}
+        if data is not None:
+            rows = [data] if isinstance(data, dict) else data
+            if set().union(*rows) - taken:  # the common case, no extra key, without a loop in Python
+                counts = {}
+                for row in rows:
+                    for name in row:
+                        if name not in taken:
+                            counts[name] = counts.get(name, 0) + 1
+                drift["unknown_columns"] = counts
+        else:
+            extra = [n for n in input_data["columns"] if n not in taken]
+            if extra:
+                drift["unknown_columns"] = {name: len(input_data["data"]) for name in extra}
+    unseen = {}
+    for name, known in _known.items():
+        values = columns.get(name)
+        if values is None:
+            continue
+        try:
+            new = {v for v in set(values) if v is not None and v == v and str(v) not in known}
+        except TypeError:  # an unhashable cell: the type check names it
+            continue
+        if new:
+            unseen[name] = sum(1 for v in values if v in new)
+    if unseen:
+        drift["unseen_categories"] = unseen
+    return drift
+
+
+def _known_categories(model):
+    """Per text column, the values the model saw in training: capc's AutoML model (FLAML's saved categories of each
+    member) or capc's trial pipeline (its one-hot encoder's); {} for a model that tells none."""
+    known = {}
+    try:
+        for member in getattr(model, "members", None) or []:
+            saved = getattr(getattr(member, "_transformer", None), "_cat_categories", None) or {}
+            for column, values in saved.items():
+                known.setdefault(str(column), set()).update(str(v) for v in values if v != "__NAN__")
+        steps = getattr(model, "steps", None) or []
+        transformers = getattr(steps[0][1], "transformers_", None) if steps else None
+        for _, transformer, columns in transformers or []:
+            parts = [transformer] + [step for _, step in getattr(transformer, "steps", [])]
+            encoder = next((part for part in parts if hasattr(part, "categories_")), None)  # a one-hot or ordinal encoder
+            for column, values in zip(columns if encoder is not None else [], getattr(encoder, "categories_", [])):
+                known.setdefault(str(column), set()).update(str(v) for v in values if str(v) != "<missing>")
+    except Exception as exc:  # a model of a shape not foreseen: scored as ever, its drift not counted
+        logger.info("training categories not found: %s", exc)
+        return {}
+    return {column: frozenset(values) for column, values in known.items()}
+
+
+def _error(status, message, headers=None):
+    # The inference server's own error shape (its ErrorResponse), so every error of the endpoint reads alike;
+    # `headers`: score.py's input-drift headers, also on an error reply.
+    return AMLResponse({"message": message}, status, headers or {}, json_str=True)
 
 
 def _json_type(value):
@@ -141,10 +230,9 @@ def _json_type(value):
 # ---------------------------------------------------------------- request -> DataFrame
 
 
-def _frame(data, input_data):
+def _frame(columns):
     import pandas as pd
 
-    columns = _columns(data, input_data)
     if FEATURES is None:
         return pd.DataFrame(columns)
     # Object (not arrow-string) columns: pandas 3 would convert every string column, twice as slow to transform.

@@ -100,8 +100,10 @@ def run(data=None, input_data=None):
     return answer
 
 
-def _error(status, message):
-    return AMLResponse({"error": message}, status, json_str=True)
+def _error(status, message, headers=None):
+    # The inference server's own error shape (its ErrorResponse), so every error of the endpoint reads alike;
+    # `headers`: score.py's input-drift headers, also on an error reply.
+    return AMLResponse({"message": message}, status, headers or {}, json_str=True)
 
 
 def _json_type(value):

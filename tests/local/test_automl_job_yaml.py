@@ -288,6 +288,8 @@ def test_classification_job_with_validation_and_test_data_registers_and_predicts
     assert [a.path for a in client.list_artifacts(result.best_run_id, "outputs")] == ["outputs/mlflow-model"]
     test_runs = client.search_runs([client.get_run(result.automl_run_id).info.experiment_id], "tags.`capc.kind` = 'test'")
     assert test_runs[0].data.metrics["accuracy"] == pytest.approx(result.test_metrics["accuracy"])
+    ended = result.to_dict()["searches"]["automl"]["stop_reason"]  # why the search ended: the result and the run's tags
+    assert ended["limit"] == client.get_run(result.automl_run_id).data.tags[tracking.STOP_LIMIT_TAG] and ended["detail"]
     model = registry.get("bank-automl")
     assert (model.task, model.metric, model.source) == ("classification", "accuracy", "automl")
     assert (Path(model.job_dir) / "score.py").is_file() and (Path(model.job_dir) / "sample_request.json").is_file()

@@ -428,7 +428,7 @@ def test_score_answers_both_request_forms(score, trained):
 
 
 def status_and_message(response):
-    return response.status_code, json.loads(response.get_data(as_text=True))["error"]
+    return response.status_code, json.loads(response.get_data(as_text=True))["message"]
 
 
 @needs_keras
@@ -498,3 +498,5 @@ def test_run_image_automl_end_to_end(tmp_path, monkeypatch):
     automl = next(r for r in tracking.list_runs("mri") if r.kind == "automl")
     assert automl.status == "completed" and automl.metrics["accuracy"] == outcome.value
     assert {r.parent for r in children} == {automl.run_id}
+    assert automl.search == {"stop_limit": "trials", "stop_reason": "max_trials 2 reached"}
+    assert outcome.search.lines() == ["automl: ended by trials: max_trials 2 reached"]

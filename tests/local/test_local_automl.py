@@ -497,10 +497,12 @@ def test_max_trials_and_exit_score_end_the_search():
     frame = sample("digits/digits_train.csv", 300)
     job = settings(task="classification", primary_metric="accuracy", target_column="label", max_trials=3,
                    allowed_algorithms=("LogisticRegression",), enable_vote_ensemble=False, enable_stack_ensemble=False)
-    assert len(run_automl(frame, job).candidates) == 3
+    capped = run_automl(frame, job)
+    assert len(capped.candidates) == 3
+    assert (capped.end.limit, capped.end.detail) == ("trials", "max_trials 3 reached")
     result = run_automl(frame, replace(job, exit_score=0.0))
     assert len(result.candidates) == 1
-    assert any("exit_score 0.0 reached" in note for note in result.notes)
+    assert result.end.limit == "exit_score" and result.end.detail.startswith("exit_score 0 reached by candidate 0 (LogisticRegression, ")
 
 
 def test_featurization_off_uses_numeric_columns_as_they_are():

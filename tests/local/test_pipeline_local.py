@@ -116,6 +116,7 @@ def test_local_pipeline_runs_both_engines_then_registers_the_selected_winner(tmp
         assert shown.exit_code == 0, shown.output
         endpoint = json.loads(shown.stdout)
         assert endpoint["model"] == "digits-pipe:1" and endpoint["state"] in ("running", "healthy", "ready"), endpoint
+        assert endpoint["name"] == "digits-pipe-endpoint"  # as Azure names it; the model's name is an alias
     finally:
         CliRunner().invoke(cli, ["endpoints", "delete", "digits-pipe"])
     payload = json.loads(result.stdout[result.stdout.index("{"):])
@@ -129,6 +130,9 @@ def test_local_pipeline_runs_both_engines_then_registers_the_selected_winner(tmp
     winner = payload["winner"]
     assert winner["value"] == max(results.values()) and results[winner["source"]] == winner["value"]
     assert payload["model"]["version"] == 1 and payload["model"]["source"] == winner["source"]
+    # Why each engine step's search ended, read back from the runs its process tagged; also in the printed table.
+    assert payload["searches"]["automl"]["stop_limit"] in ("trials", "early_termination", "time")
+    assert payload["searches"]["sweep"] == {"stop_limit": "trials", "stop_reason": "all 2 grid combinations ran"}
 
     runs = json.loads(CliRunner().invoke(cli, ["runs", "digits-pipe", "--json"]).stdout)
     kinds = {r["kind"] for r in runs}

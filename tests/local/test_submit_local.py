@@ -60,6 +60,7 @@ def test_no_candidate_within_the_serving_budget_is_exit_1_naming_the_fastest(wor
     result = _invoke("submit", spec, "--only", "sweep", "--out", workdir / "generated")
     assert result.exit_code == 1, result.output
     assert "no candidate fits the serving budget (p99 latency <= 0.0001 ms) among 2; the fastest is trial" in result.output
+    assert "sweep: ended by trials: all 2 grid combinations ran" in result.output  # said though no result is printed
     assert "Traceback" not in result.output
     assert json.loads(_invoke("models", "list", "--json").stdout) == []
     board = json.loads(_invoke("leaderboard", "digits-small", "--json").stdout)["runs"]

@@ -230,7 +230,7 @@ def check_bad_requests(score, row: dict) -> None:
     for label, (kwargs, expected) in cases.items():
         response = score.run(**kwargs)
         assert getattr(response, "status_code", None) == 400, (label, response)
-        message = json.loads(response.get_data(as_text=True))["error"]
+        message = json.loads(response.get_data(as_text=True))["message"]
         assert expected in message, (label, message)
     # Missing values are fine: they are imputed inside the model.
     assert isinstance(score.run(data=[{**row, numeric_column: None}]), dict)

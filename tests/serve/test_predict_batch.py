@@ -89,6 +89,8 @@ def answers(score, frame: pd.DataFrame, rows_per_request: int) -> dict:
     out = {"result": [], "probabilities": []}
     for start in range(0, len(frame), rows_per_request):
         reply = score.run(data=records(frame.iloc[start : start + rows_per_request]))
+        if hasattr(reply, "get_data"):  # an answer with headers: rows with categories the model never saw
+            reply = json.loads(reply.get_data(as_text=True))
         out["result"] += reply["result"]
         out["probabilities"] += reply["probabilities"]
     return out
@@ -151,6 +153,34 @@ def test_answers_are_the_models_own(registered, tmp_path):
     assert written["prediction"].tolist() == pipeline.predict(features).tolist()
     yes = list(pipeline.classes_).index("yes")
     assert written["probability_yes"].to_numpy() == pytest.approx(pipeline.predict_proba(features)[:, yes], abs=1e-12)
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_the_output_follows_the_umask_as_any_unix_tool(registered, tmp_path, umask, mode):
+    out = tmp_path / "out.csv"
+    previous = os.umask(umask)
+    try:
+        predict(registered, registered.rows, out, chunk_rows=700)
+        out.chmod(0o600)
+        predict(registered, registered.rows, out, chunk_rows=700)  # a rerun replaces it, with the umask's mode again
+    finally:
+        os.umask(previous)
+    assert out.stat().st_mode & 0o777 == mode
+    assert not list(tmp_path.glob(".out.csv.*"))  # no temp file left beside it
+
+
+def test_rows_with_categories_the_model_never_saw_are_counted_per_column(registered, tmp_path):
+    frame = bank_frame(300).head(40)  # the rows the model trained on: nothing new in them
+    source = tmp_path / "in.csv"
+    frame.to_csv(source, index=False)
+    assert predict(registered, source, tmp_path / "out.csv", chunk_rows=15).unseen_categories == {}
+    frame.loc[[0, 20, 39], "job"] = "astronaut"  # in three chunks
+    frame.loc[5, "month"] = "smarch"
+    frame.to_csv(source, index=False)
+    result = predict(registered, source, tmp_path / "out.csv", chunk_rows=15)
+    assert result.unseen_categories == {"job": 3, "month": 1}
+    assert result.to_dict()["unseen_categories"] == {"job": 3, "month": 1}
+    assert result.summary().endswith("\nrows with a category the model never saw in training: job 3, month 1")
 
 
 def test_extra_and_reordered_columns_pass_through(registered, tmp_path):

@@ -9,6 +9,7 @@ import pandas as pd
 
 from capc.local.automl.model import AutoMLModel, save_mlflow_model
 from capc.local.automl.settings import AutoMLSettings
+from capc.local.search_end import SearchEnd, SearchReport
 from capc.state.held_out import HeldOutPredictions
 
 
@@ -38,6 +39,11 @@ class AutoMLResult:
     models: dict[int, AutoMLModel] = field(default_factory=dict)  # candidate index -> fitted model, where one is kept
     feature_sample: pd.DataFrame | None = None  # a few raw training rows: signature and smoke checks
     held_out: HeldOutPredictions | None = None  # the best's predictions on rows it did not train on (see search)
+    end: SearchEnd | None = None  # the limit that ended the search
+    skipped: dict[str, str] = field(default_factory=dict)  # allowed Azure algorithm that got no trial -> why
+
+    def search_report(self) -> SearchReport:
+        return SearchReport("automl", self.end, dict(self.skipped), list(self.notes))
 
     def save_mlflow_model(self, path: Path | str) -> Path:
         """Write the best model as an MLflow model directory (sklearn flavour, cloudpickle, no capc import needed)."""

@@ -33,6 +33,7 @@ def run_automl(frame: pd.DataFrame, settings: AutoMLSettings, on_candidate: Call
     estimators, skipped = _runnable_estimators(settings, len(data.X), notes)
     warm = {e: c for e, c in (warm_start or {}).items() if e in estimators} or None
     search = run_search(settings, data, estimators, on_candidate, log_dir, notes, started, warm)
+    skipped.update(_untried_algorithms(settings, estimators, search))
 
     candidates = search.candidates
     single = AutoMLModel(task=settings.task, feature_columns=[str(c) for c in data.X.columns],
@@ -70,8 +71,8 @@ def run_automl(frame: pd.DataFrame, settings: AutoMLSettings, on_candidate: Call
             notes.append("the best model's validation predictions were computed again after the search "
                          "(same folds and seed, outside the time budget)")
     held_out = _held_out(settings, search, data, *validated[best.index], recomputed) if best.index in validated else None
-    return AutoMLResult(settings, best, candidates, model, skipped, list(dict.fromkeys(notes)), models,
-                        data.feature_sample(), held_out)
+    return AutoMLResult(settings, best, candidates, model, list(skipped), list(dict.fromkeys(notes)), models,
+                        data.feature_sample(), held_out, end=search.end, skipped=skipped)
 
 
 def _held_out(settings: AutoMLSettings, search: Search, data: TrainingData, labels: np.ndarray, output: np.ndarray,
@@ -95,20 +96,19 @@ def _held_out(settings: AutoMLSettings, search: Search, data: TrainingData, labe
     )
 
 
-def _runnable_estimators(settings: AutoMLSettings, rows: int, notes: list[str]) -> tuple[list[str], list[str]]:
-    """(FLAML estimators to search, Azure algorithms skipped); a CapcError when nothing the job allows can run."""
-    estimators, skipped = resolve_estimators(settings)
-    if skipped:
-        notes.append(f"skipped {', '.join(skipped)}: the local engine has no learner for it")
+def _runnable_estimators(settings: AutoMLSettings, rows: int, notes: list[str]) -> tuple[list[str], dict[str, str]]:
+    """(FLAML estimators to search, Azure algorithms skipped -> why); a CapcError when nothing the job allows can run."""
+    estimators, skipped_names = resolve_estimators(settings)
+    skipped = {name: "the local engine has no learner for it (Azure would train it)" for name in skipped_names}
     for estimator in list(estimators):
         limit, why = names.ROW_LIMITS.get(estimator, (rows, ""))
         if rows > limit:
             estimators.remove(estimator)
             algorithm = azure_algorithm(settings.task, estimator)
             if not any(azure_algorithm(settings.task, e) == algorithm for e in estimators):
-                skipped.append(algorithm)
-            notes.append(f"skipped {algorithm}: the local engine runs it on at most {limit:,} training rows "
-                         f"({why}); this job has {rows:,}")
+                skipped[algorithm] = (f"the local engine runs it on at most {limit:,} training rows ({why}); "
+                                      f"this job has {rows:,}")
+    notes.extend(f"skipped {name}: {why}" for name, why in skipped.items())
     if not estimators:
         raise CapcError(
             f"none of the algorithms this job allows can run locally ({', '.join(skipped) or 'all blocked'}).",
@@ -118,3 +118,17 @@ def _runnable_estimators(settings: AutoMLSettings, rows: int, notes: list[str]) 
         notes.append(f"max_concurrent_trials {settings.max_concurrent_trials}: trials run one at a time here, "
                      f"each on {settings.threads} thread(s)")
     return estimators, skipped
+
+
+def _untried_algorithms(settings: AutoMLSettings, estimators: list[str], search: Search) -> dict[str, str]:
+    """Allowed algorithms with a local learner that the search ended before trying (FLAML spreads its budget by
+    expected gain, so a cheap-to-beat learner may never get a trial), with the limit that ended it."""
+    tried = {c.engine_estimator for c in search.candidates}
+    untried = {}
+    for estimator in estimators:
+        algorithm = azure_algorithm(settings.task, estimator)
+        learners = [e for e in estimators if azure_algorithm(settings.task, e) == algorithm]
+        if algorithm not in untried and not tried.intersection(learners):
+            ended = f" ({search.end.limit}: {search.end.detail})" if search.end else ""
+            untried[algorithm] = f"no trial: the search ended{ended} before FLAML tried it"
+    return untried

@@ -32,6 +32,7 @@ from capc.local.automl import names
 from capc.local.automl.results import Candidate
 from capc.local.automl.settings import AutoMLSettings, azure_algorithm
 from capc.local.automl.training_data import TrainingData
+from capc.local.search_end import SearchEnd
 from capc.state.tracking import COMPLETED, FAILED
 
 # Share of the timeout the search gets when ensembles are on; the rest refits ensemble members.
@@ -62,6 +63,7 @@ class Search:
     custom_hp: dict | None  # the training objectives searched, which ensemble refits search the same way
     best: Candidate  # the candidate `automl` is the refit of
     plan: dict  # FLAML's validation arguments (eval_method, n_splits or split_ratio)
+    end: SearchEnd | None = None  # the limit that ended the search
 
     @property
     def candidates(self) -> list[Candidate]:
@@ -126,10 +128,7 @@ def run_search(settings: AutoMLSettings, data: TrainingData, estimators: list[st
     budget_text = f"no time budget, max_trials {settings.max_trials}" if settings.reproducible else f"search budget {search_budget:.0f}s"
     notes.append(f"search: {len(listener.records)} trials in {time.monotonic() - started:.0f}s "
                  f"({budget_text}, best model refitted on all rows)")
-    if listener.stop_reason:
-        notes.append(f"search stopped: {listener.stop_reason}")
-    elif settings.enable_early_termination and time.monotonic() - started < 0.9 * search_budget:
-        notes.append("search ended early: FLAML judged it converged (enable_early_termination)")
+    end = _search_end(settings, listener, time.monotonic() - started, search_budget)
     candidates = [r.candidate for r in listener.records]
     if not any(c.status == COMPLETED for c in candidates) or automl.best_estimator is None:
         raise CapcError(
@@ -137,7 +136,23 @@ def run_search(settings: AutoMLSettings, data: TrainingData, estimators: list[st
             f"({len(candidates)} tried); raise automl.timeout_minutes or trial_timeout_minutes.",
         )
     notes.extend(_featurization_notes(automl, data.X))
-    return Search(automl, listener, scorer, custom_hp, _flaml_best(listener, automl, settings.goal), plan)
+    return Search(automl, listener, scorer, custom_hp, _flaml_best(listener, automl, settings.goal), plan, end)
+
+
+def _search_end(settings: AutoMLSettings, listener: TrialListener, elapsed_s: float, search_budget: float) -> SearchEnd:
+    """The limit that ended FLAML's search: the listener's (exit_score, max_trials), else FLAML's convergence test
+    when it ended well before its budget, else the time budget."""
+    if listener.stop_reason:
+        return listener.stop_reason
+    if settings.reproducible:  # no time budget: FLAML ran its max_trials
+        return SearchEnd("trials", f"max_trials {settings.max_trials}: reproducible mode counts trials, not time "
+                         f"({len(listener.records)} trials)")
+    if settings.enable_early_termination and elapsed_s < 0.9 * search_budget:
+        return SearchEnd("early_termination", f"FLAML judged the search converged after {len(listener.records)} "
+                         f"trials and {elapsed_s:.0f} s of its {search_budget:.0f} s (enable_early_termination)")
+    share = "" if search_budget >= settings.timeout_minutes * 60 else " (the rest of timeout_minutes builds the ensembles)"
+    return SearchEnd("time", f"timeout_minutes {settings.timeout_minutes:g}: the search used its {search_budget:.0f} s "
+                     f"after {len(listener.records)} trials{share}")
 
 
 class TrialScorer:
@@ -236,7 +251,7 @@ class TrialListener:
         self.records: list[TrialRecord] = []
         self.validation_rows: np.ndarray | None = None
         self.validation_y: np.ndarray | None = None
-        self.stop_reason: str | None = None
+        self.stop_reason: SearchEnd | None = None
         # (candidate index, labels, predictions) on the validation rows of the best trial so far, whatever its
         # training sample size: what the report judges the winner by.
         self.best_held_out: tuple[int, np.ndarray, np.ndarray] | None = None
@@ -303,10 +318,11 @@ class TrialListener:
         exit_score = self.settings.exit_score
         if exit_score is not None and candidate.status == COMPLETED:
             if self.settings.goal.reached(candidate.value, exit_score):
-                self.stop_reason = f"exit_score {exit_score} reached by candidate {candidate.index} ({candidate.value:.6g})"
+                self.stop_reason = SearchEnd("exit_score", f"exit_score {exit_score:g} reached by candidate "
+                                             f"{candidate.index} ({candidate.estimator}, {candidate.value:.6g})")
                 return True
         if len(self.records) >= self.settings.max_trials:
-            self.stop_reason = f"max_trials {self.settings.max_trials} reached"
+            self.stop_reason = SearchEnd("trials", f"max_trials {self.settings.max_trials} reached")
             return True
         return False
 
