@@ -26,7 +26,9 @@ from repo import DATA, SPECS
 ARGS = ["--reproducible", "--set", "seed=7", "--set", "automl.max_trials=6", "--set", "sweep.limits.max_total_trials=4",
         # The spec's 15 ms p99 budget measures time, which no seed repeats: on a loaded 2-core machine every candidate
         # missed it (p99 21-56 ms) and the submit failed. Determinism is this test's subject, not latency.
-        "--set", "deployment.max_latency_ms=1000"]
+        "--set", "deployment.max_latency_ms=1000",
+        # likewise the load budget (requests/s and p99 under 4 clients): lenient, so both runs register their best
+        "--set", "deployment.min_requests_per_s=1", "--set", "deployment.load.max_p99_ms=4000"]
 
 
 def _capc(home: Path, *args: str) -> str:
