@@ -42,7 +42,7 @@ def test_the_submit_result_names_the_pass_over_and_the_winners_load(capsys, tmp_
                           lambda o: {"source": o.source, "label": o.label, "value": o.value}, load=figure)
     selection.with_load(serving_load.LoadBudget(300, 25, 4), serving_load.instance_estimate(508, 2, "Standard_DS3_v2", 4, 4))
     model = SimpleNamespace(ref="bank:1", source="automl", value=0.9142)
-    result = SimpleNamespace(name="bank", metric="accuracy", goal="maximize", outcomes=[ensemble, lightgbm], winner=lightgbm,
+    result = SimpleNamespace(name="bank", searches=[], metric="accuracy", goal="maximize", outcomes=[ensemble, lightgbm], winner=lightgbm,
                              model=model, selection=selection)
     views.print_submit(result)
     out = " ".join(capsys.readouterr().out.split())
