@@ -135,7 +135,7 @@ class _InterruptAfterFirstTrial:
 
 def test_resume_of_an_interrupted_multi_family_sweep_repeats_no_finished_trial(workdir, monkeypatch):
     monkeypatch.setenv("CALLS_FILE", str(workdir / "calls.jsonl"))
-    monkeypatch.setenv("TRIAL_SLEEP", "1")
+    monkeypatch.setenv("TRIAL_SLEEP", "3")  # long enough that a loaded machine still sees the stop before the last trials end
     spec, job_dir = _spec(workdir, "random", USER_FAMILIES, "{max_total_trials: 6, max_concurrent_trials: 2}")
     client, submit, _, interrupted = _run(spec, job_dir, progress=_InterruptAfterFirstTrial())
     assert interrupted
