@@ -309,6 +309,8 @@ def test_report_renders_in_chromium_without_errors(submitted, name, tmp_path):
     # The page itself, and data: URLs inside it (matplotlib embeds an imshow raster as one): nothing else.
     assert seen["requested"][0] == reports[name].as_uri()
     assert all(url.startswith("data:") for url in seen["requested"][1:]), seen["requested"]
-    # Validation (2), metric per trial, parameters, and the serving trade-off (metric against p99 latency).
-    assert len(seen["boxes"]) == 5 and seen["boxes"][-1]["id"] == "serving", seen["boxes"]
+    # Validation (2), feature importance, metric per trial, parameters, and the serving trade-off (metric
+    # against p99 latency).
+    ids = [box["id"] for box in seen["boxes"]]
+    assert len(ids) == 6 and "importance" in ids and ids[-1] == "serving", seen["boxes"]
     assert all(box["width"] > 100 and box["height"] > 100 for box in seen["boxes"]), seen["boxes"]
