@@ -43,6 +43,9 @@ _predict = None  # frame -> labels or values
 _predict_proba = None  # frame -> (rows x classes) probabilities, or None
 _classes = None
 _fast = None  # _FastPipeline when the model is capc's own trial pipeline and the shortcut proved identical
+# capc's AutoML model (its predict_columns / predict_proba_columns): typed columns in, no DataFrame; None when not
+_predict_columns = None
+_predict_proba_columns = None
 _known = {}  # text column -> the values the model saw in training (empty when the model does not tell)
 DRIFT_HEADERS = {"unknown_columns": "x-capc-unknown-columns", "unseen_categories": "x-capc-unseen-categories"}
 
@@ -53,7 +56,7 @@ class BadRequest(ValueError):
 
 def init():
     """Load the MLflow model found under $AZUREML_MODEL_DIR (the folder holding MLmodel)."""
-    global _predict, _predict_proba, _classes, _fast, _known
+    global _predict, _predict_proba, _classes, _fast, _known, _predict_columns, _predict_proba_columns
     root = os.environ.get("AZUREML_MODEL_DIR", ".")
     model_dir = find_model_dir(root)
     if model_dir is None:
@@ -69,6 +72,9 @@ def init():
         _classes = getattr(model, "classes_", None)
         _fast = _FastPipeline.verified(model)
         _known = _known_categories(model)
+        if _columns_path_agrees(model):
+            _predict_columns = model.predict_columns
+            _predict_proba_columns = model.predict_proba_columns if _answers_probabilities() else None
         if _fast is not None:  # the shortcut builds the estimator's input matrix itself
             _predict = _fast.estimator.predict
             _predict_proba = getattr(_fast.estimator, "predict_proba", None)
@@ -88,7 +94,8 @@ def init():
             _known = _known_categories(getattr(inner, "model", inner))
     if PROBABILITIES and (_predict_proba is None or _classes is None):
         logger.warning("this model gives no class probabilities: answers carry labels only")
-    logger.info("loaded model from %s (flavors: %s; fast path: %s)", model_dir, ", ".join(sorted(flavors)), _fast is not None)
+    logger.info("loaded model from %s (flavors: %s; fast path: %s)", model_dir, ", ".join(sorted(flavors)),
+                _fast is not None or _predict_columns is not None)
 
 
 def find_model_dir(root):
@@ -128,26 +135,28 @@ def run(data=None, input_data=None):
         unknown = ", ".join(json.dumps(c) for c in drift["unknown_columns"])
         return _error(400, f"the model takes no column {unknown}{_column_hint()}", _drift_headers(drift))
     try:
-        frame = _fast.matrix(columns) if _fast else _frame(columns)
-    except BadRequest as exc:
-        return _error(400, str(exc), _drift_headers(drift))
-    try:
-        if PROBABILITIES and _predict_proba is not None and _classes is not None:
+        if _answers_probabilities():
             # One pass through the model: the label is the most probable class, as the classifiers' predict does.
-            probabilities = _predict_proba(frame)
+            probabilities = _model_output(columns, True)
             names = [_key(c) for c in _classes]
             answer = {
                 "result": _plain([_classes[i] for i in probabilities.argmax(axis=1)], False),
                 "probabilities": [dict(zip(names, map(float, row))) for row in probabilities],
             }
         else:
-            answer = {"result": _plain(_predict(frame), TASK == "regression")}
+            answer = {"result": _plain(_model_output(columns, False), TASK == "regression")}
+    except BadRequest as exc:  # a value of the wrong type, found while typing the columns
+        return _error(400, str(exc), _drift_headers(drift))
     except (ValueError, TypeError, KeyError) as exc:  # what pandas/sklearn say about values they cannot take
         return _error(400, f"the model cannot score this input: {exc}", _drift_headers(drift))
     except Exception as exc:
         logger.exception("scoring failed")
         return _error(500, f"scoring failed: {type(exc).__name__}: {exc}", _drift_headers(drift))
     return AMLResponse(answer, 200, _drift_headers(drift), json_str=True) if drift else answer
+
+
+def _answers_probabilities():
+    return PROBABILITIES and _predict_proba is not None and _classes is not None
 
 
 def _drift_headers(drift):
@@ -227,18 +236,67 @@ def _json_type(value):
     return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "a number", float: "a number"}.get(type(value), "null" if value is None else type(value).__name__)
 
 
-# ---------------------------------------------------------------- request -> DataFrame
+# ---------------------------------------------------------------- request -> model input
 
 
-def _frame(columns):
+def _model_output(columns, probabilities):
+    """Class probabilities (`probabilities`) or predictions for the request's columns, by the cheapest input the
+    model takes: the trial pipeline's matrix, capc's AutoML model's typed columns, else a DataFrame."""
+    if _fast is not None:
+        matrix = _fast.matrix(columns)
+        return _predict_proba(matrix) if probabilities else _predict(matrix)
+    typed = _typed_columns(columns)
+    by_columns = _predict_proba_columns if probabilities else _predict_columns
+    if by_columns is not None:
+        output = by_columns(typed)
+        if output is not None:  # None: a case only the DataFrame path is sure of
+            return output
+    frame = _frame(typed)
+    return _predict_proba(frame) if probabilities else _predict(frame)
+
+
+def _typed_columns(columns):
+    """Each column as a numpy array of the dtype training saw (see _typed); as sent when the columns are unknown."""
+    if FEATURES is None:
+        return columns
+    return {name: _typed(name, kind, columns[name]) for name, kind in FEATURES}
+
+
+def _frame(typed):
     import pandas as pd
 
     if FEATURES is None:
-        return pd.DataFrame(columns)
+        return pd.DataFrame(typed)
     # Object (not arrow-string) columns: pandas 3 would convert every string column, twice as slow to transform.
-    return pd.DataFrame(
-        {name: pd.Series(_typed(name, kind, columns[name]), copy=False) for name, kind in FEATURES}, copy=False
-    )
+    return pd.DataFrame({name: pd.Series(values, copy=False) for name, values in typed.items()}, copy=False)
+
+
+def _columns_path_agrees(model):
+    """Whether `model` scores typed columns itself (capc's AutoML model) and, on the sample rows and a row of gaps,
+    exactly as through the DataFrame; a model saved before that method, or one that disagrees, keeps the frame."""
+    import warnings
+
+    import numpy as np
+
+    if FEATURES is None or not callable(getattr(model, "predict_columns", None)):
+        return False
+    probes = list(SAMPLE_RECORDS or []) + [{c: None for c, _ in FEATURES}]
+    try:
+        typed = _typed_columns({c: [row.get(c) for row in probes] for c, _ in FEATURES})
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            pairs = [(model.predict_columns(typed), model.predict(_frame(typed)))]
+            if _answers_probabilities():
+                pairs.append((model.predict_proba_columns(typed), _predict_proba(_frame(typed))))
+        for by_columns, by_frame in pairs:
+            if by_columns is not None and not np.array_equal(np.asarray(by_columns), np.asarray(by_frame),
+                                                             equal_nan=np.asarray(by_frame).dtype.kind == "f"):
+                logger.info("the model's column path differs from its DataFrame path: not used")
+                return False
+    except Exception as exc:  # any shape it does not know: the DataFrame path serves
+        logger.info("column path not used: %s", exc)
+        return False
+    return True
 
 
 def _columns(data, input_data):

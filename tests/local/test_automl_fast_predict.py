@@ -3,11 +3,15 @@
 AutoMLModel featurizes plain tabular members itself (model.FastTabularMember) instead of through FLAML's per-call
 pandas work; every case here compares it with the member's own flaml predict / predict_proba, on the whole bank
 training file and on hand-made rows (gaps, unseen categories, numbers as text, columns reordered, an extra column).
+score.py's column path (AutoMLModel.predict_columns / predict_proba_columns: a request's typed columns, no DataFrame)
+is compared the same way, on columns typed by the generated score.py itself from JSON records, and through its run().
 Members are fitted with a couple of FLAML iterations on a sample, so the module takes seconds.
 """
 
 from __future__ import annotations
 
+import functools
+import json
 import pickle
 import subprocess
 import sys
@@ -21,9 +25,10 @@ import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression
 
+from capc import serving_cost
 from capc.local.automl.model import AutoMLModel, FastTabularMember, save_mlflow_model, stack_features, with_ensemble
 from capc.local.automl.search import new_automl
-from repo import DATA
+from repo import DATA, REPO
 
 BANK = DATA / "bankmarketing" / "bankmarketing_train.csv"
 HOUSING = DATA / "housing" / "housing.csv"
@@ -54,6 +59,8 @@ def flaml_path(model: AutoMLModel) -> AutoMLModel:
     slow = with_ensemble(model, dict(members=model.members, weights=model.weights, stacker=model.stacker,
                                      kind=model.kind))
     slow._fast_members = [None] * len(model.members)
+    if "fill_values" in model.__dict__:  # the job's imputer values travel with the model
+        slow.fill_values = model.fill_values
     return slow
 
 
@@ -97,6 +104,70 @@ def awkward_bank_rows(X: pd.DataFrame) -> pd.DataFrame:
     return rows[list(reversed(rows.columns))]
 
 
+# ------------------------------------------------------------------ score.py's column path
+
+
+@functools.cache  # once per process: inference-schema registers run()'s schema under the module's name
+def generated_score_py(job: str):
+    """generated/<job>/score.py imported, not init()-ed: its own request parsing and typing, for the column path."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"score_of_{job}", REPO / "generated" / job / "score.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def json_records(rows: pd.DataFrame) -> list[dict]:
+    """Rows as a client sends them (plain JSON values, gaps null), as sample_request.json holds them."""
+    return serving_cost.request_records(rows, limit=len(rows))
+
+
+def typed_by_score_py(score, records: list[dict]) -> dict:
+    """The typed columns score.py's run() gives the model for a request of `records`."""
+    return score._typed_columns(score._columns(records, None))
+
+
+def assert_columns_path_same(model: AutoMLModel, score, records: list[dict]) -> None:
+    """The column path answers what the DataFrame path does (bit for bit) and what FLAML's own path does."""
+    typed = typed_by_score_py(score, records)
+    frame = score._frame(typed)  # what score.py gave the model before the column path
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        flaml = flaml_path(model)
+        if model.task == "classification":
+            got = model.predict_proba_columns(typed)
+            assert got is not None, "the column path declined"
+            assert np.array_equal(got, model.predict_proba(frame))
+            np.testing.assert_allclose(got, flaml.predict_proba(frame), **EXACT)
+            assert list(model.predict_columns(typed)) == list(flaml.predict(frame))
+        else:
+            got = model.predict_columns(typed)
+            assert got is not None, "the column path declined"
+            assert np.array_equal(got, model.predict(frame))
+            np.testing.assert_allclose(got, flaml.predict(frame), **EXACT)
+
+
+def awkward_bank_records(X: pd.DataFrame) -> list[dict]:
+    records = json_records(X.head(12))
+    records[0]["job"] = None  # missing text
+    records[1]["job"] = "astronaut"  # unseen: FLAML's "__NAN__"
+    records[2]["marital"] = "__NAN__"  # the sentinel itself
+    records[3]["age"] = None  # numeric gaps: the training medians
+    records[4]["euribor3m"] = None
+    records[5]["day_of_week"] = 5  # a number in a text column: score.py sends its text, an unseen category
+    records[6]["age"] = 41.5  # a fraction in an integer column: the column arrives as float64
+    records[7] = {name: None for name in records[7]}  # every cell missing
+    records[8]["education"] = ""  # empty text: unseen
+    records[9].update(job=None, education=None, euribor3m=None, pdays=None)
+    return records
+
+
+@pytest.fixture(scope="module")
+def bank_score():
+    return generated_score_py("bankmarketing")
+
+
 @pytest.fixture(scope="module")
 def bank():
     frame = pd.read_csv(BANK)
@@ -128,6 +199,15 @@ def test_classifier_equals_flaml_on_the_bank_file_and_awkward_rows(bank, learner
     assert_same(model, X.iloc[[3]])
 
 
+@pytest.mark.parametrize("learner", [*CLASSIFIERS, "lgbm_gaps"])
+def test_columns_path_equals_flaml_on_bank_records_with_gaps_and_unseen_text(bank, bank_score, learner):
+    X, members = bank
+    model = single(members[learner], X, "classification", np.array(["no", "yes"]))
+    assert_columns_path_same(model, bank_score, json_records(X.head(2000)))
+    assert_columns_path_same(model, bank_score, awkward_bank_records(X))
+    assert_columns_path_same(model, bank_score, json_records(X.iloc[[3]]))  # one row, as most requests are
+
+
 @pytest.mark.parametrize("learner", list(REGRESSORS))
 def test_regressor_equals_flaml_on_housing_with_its_gaps_and_text(housing, learner):
     X, members = housing
@@ -141,6 +221,12 @@ def test_regressor_equals_flaml_on_housing_with_its_gaps_and_text(housing, learn
     rows.loc[2, ["total_bedrooms", "median_income"]] = [np.nan, np.nan]
     rows["median_income"] = rows["median_income"].astype(str)
     assert_same(model, rows[list(reversed(rows.columns))])
+    records = json_records(X.head(300))
+    records[0]["ocean_proximity"] = None
+    records[1]["ocean_proximity"] = "ON THE MOON"
+    records[2].update(total_bedrooms=None, median_income=None)
+    records[3]["housing_median_age"] = 30  # a whole number in a number column
+    assert_columns_path_same(model, generated_score_py("housing"), records)
 
 
 @pytest.mark.parametrize("learner", ["lgbm", "xgboost", "extra_tree"])
@@ -151,6 +237,9 @@ def test_multiclass_on_numbers_only_equals_flaml_with_numbers_as_text(learner):
     assert model._fast_paths()[0].cat_columns == []
     assert_same(model, X)
     assert_same(model, X.head(30).astype(str))  # JSON clients send strings sometimes
+    records = json_records(X.head(200))
+    records[0]["pixel5"] = None
+    assert_columns_path_same(model, generated_score_py("mnist"), records)  # numbers only: no text column
 
 
 def test_vote_and_stack_ensembles_equal_flaml(bank):
@@ -166,6 +255,11 @@ def test_vote_and_stack_ensembles_equal_flaml(bank):
     stack = with_ensemble(base, dict(members=picked, weights=None, stacker=stacker, kind="stack"))
     assert_same(stack, X)
     assert_same(stack, awkward_bank_rows(X))
+    score = generated_score_py("bankmarketing")
+    for model in (vote, stack):
+        assert_columns_path_same(model, score, json_records(X.head(1000)))
+        assert_columns_path_same(model, score, awkward_bank_records(X))
+        assert_columns_path_same(model, score, json_records(X.tail(1)))
 
 
 def test_unseen_categories_warn_as_flaml_does(bank):
@@ -276,3 +370,105 @@ def test_model_saved_by_the_code_before_the_fast_path_still_loads_and_predicts(b
     assert has_fast == "False"  # its own, older code
     new = single(members["xgboost"], X, "classification", np.array(["no", "yes"]))
     np.testing.assert_allclose(np.array(eval(values)), new.predict_proba(X.head(200)), **EXACT)
+
+
+def test_columns_path_declines_what_only_the_frame_path_reproduces(bank, bank_score):
+    X, members = bank
+    model = single(members["xgboost"], X, "classification", np.array(["no", "yes"]))
+    typed = typed_by_score_py(bank_score, json_records(X.head(5)))
+    assert model.predict_proba_columns(typed) is not None
+
+    def changed(**columns):
+        return {**typed, **columns}
+
+    declined = {
+        "numbers as text": changed(campaign=np.array(["1", "2", "3", "x", None], dtype=object)),  # _features parses them
+        "float32 numbers": changed(age=typed["age"].astype(np.float32)),
+        "an infinite number": changed(euribor3m=np.array([np.inf, 1.0, 1.0, 1.0, 1.0])),
+        "a bool in a text column": changed(job=np.array([True, "admin.", "admin.", None, "admin."], dtype=object)),
+        "a number in a text column": changed(job=np.array([5, "admin.", "admin.", None, "admin."], dtype=object)),
+        "text as numpy str": changed(job=typed["job"].astype(str)),
+        "a list, not an array": changed(job=list(typed["job"])),
+        "columns of different lengths": changed(age=typed["age"][:3]),
+        "a missing column": {k: v for k, v in typed.items() if k != "month"},
+    }
+    for case, columns in declined.items():
+        assert model.predict_proba_columns(columns) is None, case
+        assert model.predict_columns(columns) is None, case
+    on_flaml = flaml_path(model)  # a member FLAML's own path serves: the frame decides
+    assert on_flaml.predict_proba_columns(typed) is None
+
+
+def test_columns_path_fills_the_jobs_imputer_values_as_the_frame_does(bank, bank_score):
+    X, members = bank
+    model = single(members["lgbm"], X, "classification", np.array(["no", "yes"]))
+    model.fill_values = {"age": 40, "euribor3m": 1.25, "job": "unemployed", "month": "unseen-month"}
+    records = awkward_bank_records(X)
+    assert_columns_path_same(model, bank_score, records)
+    typed = typed_by_score_py(bank_score, records)
+    filled = typed["job"].copy()
+    filled[[0, 7, 9]] = "unemployed"
+    assert list(model._column_features(typed)["job"]) == list(filled)
+    assert all(v != v for v in typed["job"][[0, 7, 9]])  # the caller's arrays keep their gaps (score.py: NaN)
+    for odd in ({"age": "forty"}, {"age": True}, {"age": 2**60 + 1}, {"job": 3}):
+        model.fill_values = odd  # pandas' own casting decides these: the frame
+        assert model.predict_proba_columns(typed) is None, odd
+
+
+def _reply(reply) -> tuple[int, dict]:
+    if hasattr(reply, "get_data"):
+        return reply.status_code, json.loads(reply.get_data(as_text=True))
+    return 200, reply
+
+
+def test_score_py_answers_through_the_column_path_as_flaml_does(bank, bank_score, tmp_path):
+    X, members = bank
+    base = single(members["lgbm"], X, "classification", np.array(["no", "yes"]))
+    vote = with_ensemble(base, dict(members=[members["lgbm"], members["xgboost"]], weights=[0.6, 0.4], stacker=None,
+                                    kind="vote"))
+    save_mlflow_model(vote, tmp_path / "model", X.head(20))
+    records = awkward_bank_records(X)
+    typed = typed_by_score_py(bank_score, records)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected = flaml_path(vote).predict_proba(bank_score._frame(typed))
+    score_py = str(REPO / "generated" / "bankmarketing" / "score.py")
+    with serving_cost.loaded_score_module(score_py, str(tmp_path / "model")) as (score, _):
+        assert score._predict_proba_columns is not None  # init() checked it against the frame and kept it
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            status, answer = _reply(score.run(data=records))
+            assert status == 200
+            got = np.array([[row["no"], row["yes"]] for row in answer["probabilities"]])
+            np.testing.assert_allclose(got, expected, **EXACT)
+            assert answer["result"] == list(np.array(["no", "yes"])[expected.argmax(axis=1)])
+            status, answer = _reply(score.run(data=[{**records[0], "campaign": "3"}]))  # text for a number: 400 as ever
+            assert status == 400 and "expected a number" in answer["message"]
+
+
+def test_score_py_keeps_the_frame_for_a_model_saved_before_the_column_path(bank, tmp_path):
+    import importlib.util
+
+    path = Path(__file__).parent / "saved_code" / "model_before_fast_path.py"
+    spec = importlib.util.spec_from_file_location("model_before_fast_path", path)
+    before = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = before
+    try:
+        spec.loader.exec_module(before)
+        X, members = bank
+        numeric = [c for c in X.columns if pd.api.types.is_numeric_dtype(X[c])]
+        old = before.AutoMLModel(task="classification", feature_columns=list(X.columns), numeric_columns=numeric,
+                                 members=[members["xgboost"]], weights=[1.0], classes=np.array(["no", "yes"]))
+        before.save_mlflow_model(old, tmp_path / "model", X.head(20))
+    finally:
+        del sys.modules[spec.name]
+    records = json_records(X.head(3))
+    score_py = str(REPO / "generated" / "bankmarketing" / "score.py")
+    with serving_cost.loaded_score_module(score_py, str(tmp_path / "model")) as (score, _):
+        assert score._predict_columns is None and score._predict_proba_columns is None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            status, answer = _reply(score.run(data=records))
+    new = single(members["xgboost"], X, "classification", np.array(["no", "yes"]))
+    got = np.array([[row["no"], row["yes"]] for row in answer["probabilities"]])
+    np.testing.assert_allclose(got, new.predict_proba(X.head(3)), **EXACT)

@@ -7,7 +7,9 @@ process where capc cannot be imported.
 
 Serving speed: FLAML's own predict featurizes with pandas work per column (~15 ms for one bank row, far more than
 the model itself), so members of the plain tabular kind go through `FastTabularMember`, which gives the trained
-estimator exactly the frame FLAML's featurization would, built from lookups made once per loaded model.
+estimator exactly the frame FLAML's featurization would, built from lookups made once per loaded model. score.py
+goes further with `predict_columns` / `predict_proba_columns`: a request's typed columns straight to that input,
+no DataFrame at all (a one-row call in well under a millisecond), falling back to the frame for anything else.
 """
 
 from __future__ import annotations
@@ -86,12 +88,68 @@ class AutoMLModel(BaseEstimator):
             output = fast.output(X, classification) if fast is not None else None
             if output is None:  # not a case the fast path takes: FLAML's own
                 output = member.predict_proba(X) if classification else member.predict(X)
-            output = np.asarray(output, dtype=float)
-            outputs.append(output if classification else output.ravel())
+            outputs.append(_member_output(output, classification))
         return outputs
 
     def _combined(self, X) -> np.ndarray:
-        outputs = self._member_outputs(self._features(X))
+        return self._combine(self._member_outputs(self._features(X)))
+
+    # A request's columns straight to the members' float input, no DataFrame: what score.py calls per request.
+
+    def predict_proba_columns(self, columns: dict) -> np.ndarray | None:
+        """`predict_proba` of the rows `columns` holds (column -> 1-D numpy array, as score.py types a request), or
+        None where only the DataFrame path is sure to give FLAML's answer (the caller then builds the frame)."""
+        if self.task != "classification":
+            raise AttributeError("predict_proba is for classification models")
+        return self._combined_columns(columns)
+
+    def predict_columns(self, columns: dict) -> np.ndarray | None:
+        """`predict` of the rows `columns` holds, or None (see predict_proba_columns)."""
+        combined = self._combined_columns(columns)
+        if combined is None or self.task != "classification":
+            return combined
+        return np.asarray(self.classes)[np.argmax(combined, axis=1)]
+
+    def _combined_columns(self, columns: dict) -> np.ndarray | None:
+        fast = self._fast_paths()
+        if any(f is None for f in fast):
+            return None
+        features = self._column_features(columns)
+        if features is None:
+            return None
+        classification = self.task == "classification"
+        outputs = []
+        for member in fast:
+            output = member.output_of_columns(features, classification)
+            if output is None:
+                return None
+            outputs.append(_member_output(output, classification))
+        return self._combine(outputs)
+
+    def _column_features(self, columns: dict) -> dict | None:
+        """What `_features` makes of `columns`, for the inputs it leaves as they are: numbers as int64 / float64
+        arrays, text as object arrays of text and gaps (None, NaN); the job's fill values put in the gaps. None for
+        anything else (a number column in text, a bool, an odd fill value): `_features`' own conversions decide."""
+        numeric = set(self.numeric_columns)
+        fills = self.__dict__.get("fill_values") or {}
+        rows = None
+        out = {}
+        for name in self.feature_columns:
+            values = columns.get(name)
+            if not isinstance(values, np.ndarray) or values.ndim != 1 or (rows is not None and len(values) != rows):
+                return None
+            rows = len(values)
+            fill = fills.get(name)
+            if name in numeric:
+                values = _filled_numbers(values, fill)
+            else:
+                values = _filled_text(values, fill)
+            if values is None:
+                return None
+            out[name] = values
+        return out
+
+    def _combine(self, outputs: list[np.ndarray]) -> np.ndarray:
         if self.kind == "stack":
             if self.task == "classification":
                 return self.stacker.predict_proba(stack_features(outputs))
@@ -109,6 +167,49 @@ class AutoMLModel(BaseEstimator):
         if self.task == "classification":
             return np.asarray(self.classes)[np.argmax(combined, axis=1)]
         return combined
+
+
+def _member_output(output, classification: bool) -> np.ndarray:
+    output = np.asarray(output, dtype=float)
+    return output if classification else output.ravel()
+
+
+def _filled_numbers(values: np.ndarray, fill) -> np.ndarray | None:
+    """A numeric column as `_features` leaves it (DataFrame.fillna for the fill value), or None (not int / float64)."""
+    if values.dtype.kind not in "iu" and values.dtype != np.float64:
+        return None
+    if fill is None or values.dtype.kind in "iu":
+        return values
+    # fillna keeps float64 only for a fill value it holds exactly; other values are left to pandas
+    if isinstance(fill, bool) or not isinstance(fill, (int, float)) or float(fill) != fill:
+        return None
+    gaps = np.isnan(values)
+    if gaps.any():
+        values = values.copy()
+        values[gaps] = fill
+    return values
+
+
+def _filled_text(values: np.ndarray, fill) -> np.ndarray | None:
+    """A text column as `_features` leaves it: only text and gaps, gaps filled, else None (its str() and pandas).
+    Without a fill value the cells are not looked at here: _text_codes refuses any that is not text or a gap, in
+    every column a member reads (the others cannot change an answer)."""
+    if values.dtype != object or (fill is not None and not isinstance(fill, str)):
+        return None
+    if fill is None:
+        return values
+    gaps = []
+    for i, value in enumerate(values):
+        if isinstance(value, str):
+            continue
+        if value is None or (type(value) is float and value != value):
+            gaps.append(i)
+            continue
+        return None  # fillna's own way with it (np.float64 NaN, pd.NA, a number) is left to pandas
+    if gaps:
+        values = values.copy()
+        values[gaps] = fill
+    return values
 
 
 NAN_CATEGORY = "__NAN__"  # FLAML's category for missing and unseen text values
@@ -200,8 +301,14 @@ class FastTabularMember:
     def output(self, X: pd.DataFrame, classification: bool) -> np.ndarray | None:
         """The member's class probabilities (regression: predictions) for `X`, or None to use FLAML's path."""
         features = self._model_input(X)
-        if features is None:
-            return None
+        return None if features is None else self._predicted(features, classification)
+
+    def output_of_columns(self, columns: dict, classification: bool) -> np.ndarray | None:
+        """As `output`, for AutoMLModel._column_features' arrays (column -> 1-D array) instead of a frame."""
+        features = self._columns_input(columns)
+        return None if features is None else self._predicted(features, classification)
+
+    def _predicted(self, features, classification: bool) -> np.ndarray:
         if self.call == "lightgbm":
             # lightgbm's LGBMModel.predict / LGBMClassifier.predict_proba, past their frame handling
             result = self.model._Booster.predict(features, **self.lightgbm_params)
@@ -223,18 +330,51 @@ class FastTabularMember:
             if any(isinstance(dtypes[c], pd.CategoricalDtype) for c in self.cat_columns):
                 return None
             text = X[self.cat_columns].to_numpy(dtype=object)
-            for i, (column, lookup, nan_code) in enumerate(zip(self.cat_columns, self.codes, self.nan_codes)):
-                codes = _text_codes(column, text[:, i], lookup, nan_code)
-                if codes is None:
-                    return None
-                columns[column] = codes
+            columns = self._coded([text[:, i] for i in range(len(self.cat_columns))])
+            if columns is None:
+                return None
         numbers = None
         if self.num_columns:
             numbers = self._imputed_numbers(X, dtypes)
             if numbers is None:
                 return None
+        return self._assembled(columns, numbers, len(X), X.index)
+
+    def _columns_input(self, arrays: dict):
+        """`_model_input` for column -> 1-D array (as a frame of those columns would hold them), or None."""
+        if not (self.cat_columns or self.num_columns) or any(c not in arrays for c in self.cat_columns + self.num_columns):
+            return None
+        columns = self._coded([arrays[c] for c in self.cat_columns]) if self.cat_columns else {}
+        if columns is None:
+            return None
+        numbers = None
+        rows = len(arrays[(self.cat_columns or self.num_columns)[0]])
+        if self.num_columns:
+            numbers = np.empty((rows, len(self.num_columns)), dtype=np.float64)
+            for i, column in enumerate(self.num_columns):
+                values = arrays[column]
+                if values.dtype.kind not in "iu" and values.dtype != np.float64:  # as _imputed_numbers
+                    return None
+                numbers[:, i] = values
+            numbers = self._imputed(numbers)
+            if numbers is None:
+                return None
+        return self._assembled(columns, numbers, rows, None)
+
+    def _coded(self, texts: list) -> dict | None:
+        """Per text column (its values, in cat_columns' order), FLAML's category codes; None for a non-text cell."""
+        columns = {}
+        for values, column, lookup, nan_code in zip(texts, self.cat_columns, self.codes, self.nan_codes):
+            codes = _text_codes(column, values, lookup, nan_code)
+            if codes is None:
+                return None
+            columns[column] = codes
+        return columns
+
+    def _assembled(self, columns: dict, numbers: np.ndarray | None, rows: int, index):
+        """The model's input from the text columns' codes and the imputed numbers (index: the frame's, or None)."""
         if self.call in ("xgboost", "lightgbm"):
-            array = np.empty((len(X), len(self.cat_columns) + len(self.num_columns)), dtype=np.float64)
+            array = np.empty((rows, len(self.cat_columns) + len(self.num_columns)), dtype=np.float64)
             for i, codes in enumerate(columns.values()):
                 array[:, i] = codes
                 if self.call == "lightgbm":  # a category lightgbm never saw in training: missing
@@ -247,14 +387,17 @@ class FastTabularMember:
             columns[column] = categorical.codes if self.call == "codes" else categorical
         for i, column in enumerate(self.num_columns):
             columns[column] = numbers[:, i]
-        return pd.DataFrame(columns, index=X.index, copy=False)
+        return pd.DataFrame(columns, index=pd.RangeIndex(rows) if index is None else index, copy=False)
 
     def _imputed_numbers(self, X: pd.DataFrame, dtypes: dict) -> np.ndarray | None:
         # SimpleImputer makes float64 of these dtypes (float32 alone would stay float32; booleans: left to FLAML).
         if not all(isinstance(dtypes[c], np.dtype) and (dtypes[c].kind in "iu" or dtypes[c] == np.float64)
                    for c in self.num_columns):
             return None
-        numbers = X[self.num_columns].to_numpy(dtype=np.float64, copy=True)
+        return self._imputed(X[self.num_columns].to_numpy(dtype=np.float64, copy=True))
+
+    def _imputed(self, numbers: np.ndarray) -> np.ndarray | None:
+        """A float64 copy of the numeric columns with the training medians in its gaps, or None (an infinity)."""
         if np.isinf(numbers).any():  # scikit-learn refuses them, with its own message
             return None
         gaps = np.isnan(numbers)
