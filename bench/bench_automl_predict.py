@@ -1,11 +1,13 @@
 """Benchmark: one-row latency and 1,000-row throughput of AutoML models, FLAML's predict path against capc's fast
-path (prints figures, asserts nothing).
+paths (prints figures, asserts nothing).
 
     python bench/bench_automl_predict.py [--model-dir DIR ...] [--json]
 
 Each model is measured as the selection measures it (capc.serving_cost.measure: generated/bankmarketing/score.py
-in-process, one training row per call for p50/p99, then one 1,000-row request), twice: as saved (the fast path,
-model.FastTabularMember) and with every member sent through FLAML's own predict (the path before it). Without
+in-process, one training row per call for p50/p99, then one 1,000-row request), three times: with every member sent
+through FLAML's own predict (the first path), through the fast path from score.py's DataFrame (model.FastTabularMember,
+as before the column path), and as saved: score.py's typed columns straight to the members' input
+(AutoMLModel.predict_columns; a model saved before it has none, so its last two figures agree). Without
 --model-dir (an AutoML MLflow model, e.g. $CAPC_HOME/registry/bankmarketing/<v>/model), three are trained on 2,000
 bank rows with a couple of FLAML iterations each: a LightGBM, an XGBoost, and a VotingEnsemble of those two and an
 ExtraTrees. The machine may be shared: the load average is printed beside the figures.
@@ -74,6 +76,25 @@ def flaml_path_only():
         mlflow.sklearn.load_model = original
 
 
+@contextmanager
+def frame_path_only():
+    """score.py's mlflow.sklearn.load_model, returning the model without its column path (score.py builds a frame)."""
+    import mlflow.sklearn
+
+    original = mlflow.sklearn.load_model
+
+    def load(*args, **kwargs):
+        model = original(*args, **kwargs)
+        model.predict_columns = model.predict_proba_columns = None  # not callable: score.py's init() keeps the frame
+        return model
+
+    mlflow.sklearn.load_model = load
+    try:
+        yield
+    finally:
+        mlflow.sklearn.load_model = original
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model-dir", type=Path, action="append", help="an AutoML MLflow model (repeatable)")
@@ -92,20 +113,25 @@ def main() -> None:
         dirs = {str(d): d for d in args.model_dir} if args.model_dir else train_models(Path(folder))
         for name, model_dir in dirs.items():
             with flaml_path_only():
-                before = measure(str(JOB / "score.py"), str(model_dir), records)
-            after = measure(str(JOB / "score.py"), str(model_dir), records)
-            figures.append({"model": name, "flaml_path": before.__dict__, "fast_path": after.__dict__})
+                flaml = measure(str(JOB / "score.py"), str(model_dir), records)
+            with frame_path_only():
+                frame = measure(str(JOB / "score.py"), str(model_dir), records)
+            columns = measure(str(JOB / "score.py"), str(model_dir), records)
+            figures.append({"model": name, "flaml_path": flaml.__dict__, "frame_fast_path": frame.__dict__,
+                            "column_path": columns.__dict__})
     load = os.getloadavg()[0]
     if args.json:
         print(json.dumps({"figures": figures, "cpus": os.cpu_count(), "load_average_1m": round(load, 2)}, indent=2))
         return
-    table = Table(title=f"AutoML model through score.py: FLAML path -> fast path ({os.cpu_count()} CPUs, load {load:.1f})")
-    for column in ("model", "p50 ms", "p99 ms", "rows/s (1,000 rows)"):
-        table.add_column(column, justify="left" if column == "model" else "right")
+    table = Table(title=f"AutoML models through score.py run() ({os.cpu_count()} CPUs, load {load:.1f})")
+    for column in ("model", "path", "p50 ms", "p99 ms", "rows/s (1,000 rows)"):
+        table.add_column(column, justify="left" if column in ("model", "path") else "right")
     for f in figures:
-        b, a = f["flaml_path"], f["fast_path"]
-        table.add_row(f["model"], f"{b['p50_ms']:.2f} -> {a['p50_ms']:.2f}", f"{b['p99_ms']:.2f} -> {a['p99_ms']:.2f}",
-                      f"{b['rows_per_s']:,.0f} -> {a['rows_per_s']:,.0f}")
+        for key, path in (("flaml_path", "FLAML's predict"), ("frame_fast_path", "fast path, DataFrame"),
+                          ("column_path", "column path")):
+            row = f[key]
+            table.add_row(f["model"] if key == "flaml_path" else "", path, f"{row['p50_ms']:.2f}", f"{row['p99_ms']:.2f}",
+                          f"{row['rows_per_s']:,.0f}")
     Console().print(table)
 
 

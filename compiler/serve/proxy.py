@@ -18,6 +18,7 @@ import asyncio
 import hmac
 import json
 import os
+import socket
 import sys
 import time
 import uuid
@@ -51,7 +52,7 @@ class Upstream:
         self.in_flight = 0
         self.idle = asyncio.Event()
         self.idle.set()
-        self.idle_connections: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        self.idle_connections: list[socket.socket] = []  # kept-alive, idle, most recent last
 
     def enter(self) -> None:
         self.in_flight += 1
@@ -66,31 +67,53 @@ class Upstream:
         return {"port": self.port, "generation": self.generation, "model": self.model, "in_flight": self.in_flight}
 
     async def exchange(self, method: str, path: str, headers: dict, body: bytes) -> http1.Response:
-        """One request on a pooled connection (gunicorn's sync workers close theirs; others may keep them)."""
+        """One request on a pooled connection (gunicorn's sync workers close theirs; others may keep them).
+
+        Plain non-blocking socket calls, no asyncio streams: azmlinfsrv closes every connection, so a stream's
+        transport, protocol, reader and writer were built and torn down per request (a sixth of the front end's CPU).
+        """
+        loop = asyncio.get_running_loop()
         reused = bool(self.idle_connections)
-        reader, writer = self.idle_connections.pop() if reused else await asyncio.open_connection(LOOPBACK, self.port)
+        sock = self.idle_connections.pop() if reused else None
         try:
-            writer.write(http1.request_bytes(method, LOOPBACK, self.port, path, headers, body))
-            reply = await http1.read_response(reader, head_request=method == "HEAD")
+            if sock is None:
+                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                sock.setblocking(False)
+                await loop.sock_connect(sock, (LOOPBACK, self.port))
+            await loop.sock_sendall(sock, http1.request_bytes(method, LOOPBACK, self.port, path, headers, body))
+            reply = await _receive(loop, sock, head_request=method == "HEAD")
         except (OSError, asyncio.IncompleteReadError):
-            writer.close()
+            if sock is not None:
+                sock.close()
             if not reused:
                 raise
             # A kept-alive connection the server had closed meanwhile. Sending again is safe: scoring is a pure
             # function of the request, and a fresh connection that fails is not retried.
             return await self.exchange(method, path, headers, body)
         except BaseException:
-            writer.close()
+            if sock is not None:
+                sock.close()
             raise
         if reply.keep_alive and len(self.idle_connections) < MAX_IDLE_CONNECTIONS:
-            self.idle_connections.append((reader, writer))
+            self.idle_connections.append(sock)
         else:
-            writer.close()
+            sock.close()
         return reply
 
     def close(self) -> None:
         while self.idle_connections:
-            self.idle_connections.pop()[1].close()
+            self.idle_connections.pop().close()
+
+
+async def _receive(loop: asyncio.AbstractEventLoop, sock: socket.socket, head_request: bool) -> http1.Response:
+    """The server's response, read as it comes (http1.parse_response says when it is whole)."""
+    buffer = bytearray()
+    while True:
+        chunk = await loop.sock_recv(sock, 65536)
+        buffer += chunk
+        reply = http1.parse_response(buffer, eof=not chunk, head_request=head_request)
+        if reply is not None:
+            return reply
 
 
 class RequestLog:
@@ -183,6 +206,11 @@ class FrontEnd:
 
     async def _read_limited(self, request: web.Request) -> bytes | None:
         """The body, or None once it grows past the limit (a chunked body has no Content-Length to check first)."""
+        if request.content_length is not None:  # within the limit (score() checked): one read
+            try:
+                return await request.content.readexactly(request.content_length)
+            except asyncio.IncompleteReadError as exc:  # the client stopped sending: what came, as before
+                return exc.partial
         chunks, size = [], 0
         async for chunk in request.content.iter_any():
             size += len(chunk)
@@ -205,9 +233,8 @@ class FrontEnd:
         headers = {k: v for k in FORWARDED_REQUEST_HEADERS if (v := request.headers.get(k)) is not None}
         headers["x-request-id"] = request_id
         try:
-            reply = await asyncio.wait_for(
-                upstream.exchange(request.method, request.path_qs, headers, body), self.timeout_s
-            )
+            async with asyncio.timeout(self.timeout_s):  # not wait_for: no task of its own per request
+                reply = await upstream.exchange(request.method, request.path_qs, headers, body)
             response = web.Response(status=reply.status, body=reply.body)
             for name in RETURNED_HEADERS:
                 if name in reply.headers:

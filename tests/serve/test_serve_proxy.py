@@ -180,3 +180,69 @@ def test_health_and_unknown_paths(front_end):
     port = front_end["port"]
     assert call(port, "GET", "/")[:1] == (200,)
     assert call(port, "GET", "/nothing-here")[0] == 404
+
+
+def test_a_score_call_over_the_request_timeout_is_408_and_logged(front_end):
+    port, auth = front_end["port"], {"Authorization": "Bearer " + front_end["key"]}
+    started = time.monotonic()
+    status, headers, body = call(port, "POST", "/score?delay=3.6", b"{}", {**auth, "x-request-id": "slow"})
+    assert status == 408 and time.monotonic() - started < 3.5  # request_timeout_ms=3000, not the server's 3.6 s
+    assert json.loads(body)["message"] == "scoring took longer than request_timeout_ms=3000"
+    assert headers["x-request-id"] == "slow"
+    assert call(port, "POST", "/score", b"{}", auth)[0] == 200  # the next request is served as ever
+    records = {r["request_id"]: r for r in map(json.loads, (front_end["folder"] / "requests.log").read_text().splitlines())}
+    assert records["slow"]["status"] == 408 and "request_timeout_ms" in records["slow"]["error"]
+
+
+# ------------------------------------------------------------------ http1: a response read from a growing buffer
+
+RESPONSES = {
+    "length": b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{\"a\": 1234}",
+    "close": b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\nX-A: 1\r\nX-A: 2\r\n\r\nok",
+    "chunked": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nWiki\r\n6;x=y\r\npedia \r\n0\r\n\r\n",
+    "until eof": b"HTTP/1.0 500 INTERNAL SERVER ERROR\r\nContent-Type: text/plain\r\n\r\nbody until the end",
+    "no body": b"HTTP/1.1 204 No Content\r\n\r\n",
+}
+
+
+def _read_from_stream(data: bytes):
+    import asyncio
+
+    from capc.serve import http1
+
+    async def read():
+        reader = asyncio.StreamReader()
+        reader.feed_data(data)
+        reader.feed_eof()
+        return await http1.read_response(reader)
+
+    return asyncio.run(read())
+
+
+@pytest.mark.parametrize("kind", list(RESPONSES))
+def test_a_response_parsed_from_a_buffer_reads_as_from_a_stream(kind):
+    from capc.serve import http1
+
+    data = RESPONSES[kind]
+    expected = _read_from_stream(data)
+    for cut in range(len(data)):  # every way it can arrive in two parts: the first is never taken as the whole
+        assert http1.parse_response(data[:cut], eof=False) is None or (kind == "no body" and cut == len(data))
+    got = http1.parse_response(data, eof=kind == "until eof")
+    fields = ("status", "headers", "body", "keep_alive", "size")
+    assert [getattr(got, f) for f in fields] == [getattr(expected, f) for f in fields]
+    if kind != "until eof":
+        assert http1.parse_response(bytearray(data) + b"HTTP/1.1 200 next", eof=False).body == expected.body
+    assert http1.parse_response(RESPONSES["close"], eof=False).headers["x-a"] == "1, 2"
+
+
+def test_a_response_cut_short_by_the_server_is_incomplete():
+    import asyncio
+
+    from capc.serve import http1
+
+    for data in (RESPONSES["length"][:-3], RESPONSES["chunked"][:-5], b"HTTP/1.1 200 OK\r\nContent-", b""):
+        with pytest.raises(asyncio.IncompleteReadError):
+            http1.parse_response(data, eof=True)
+    with pytest.raises(ValueError, match="not an HTTP response"):
+        http1.parse_response(b"SSH-2.0-OpenSSH\r\n\r\n", eof=False)
+    assert http1.parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", eof=False, head_request=True).body == b""
