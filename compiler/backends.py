@@ -122,7 +122,7 @@ class LocalBackend:
             from capc.local.progress import PipelineProgress
 
             with PipelineProgress(quiet=quiet) as display:
-                result = run_pipeline_yaml(job, resume=resume, display=display)
+                result = run_pipeline_yaml(job, resume=resume, display=display, env_mode=env_mode)
             _show_pipeline_result(result, as_json, resume_command)
             return
         objective = job.data.get("objective") or {}

@@ -165,3 +165,16 @@ def test_lightgbm_autolog_sweep_minimises_the_logged_validation_loss(jobs):
     assert len(completed) == 2 and all(len(t.history) == 15 for t in completed)
     assert result.value == min(t.value for t in completed)
     assert any(m.startswith("models:/") for m in result.files.models), result.files
+
+
+def test_a_uri_file_output_of_a_command_job_is_a_file(workdir, capc_home):
+    job = workdir / "file_output.yml"
+    job.write_text(
+        "$schema: https://azuremlschemas.azureedge.net/latest/commandJob.schema.json\n"
+        "command: echo done > ${{outputs.marker}}\n"
+        "environment: azureml:AzureML-sklearn-1.5@latest\n"
+        "outputs:\n  marker:\n    type: uri_file\n    path: azureml://datastores/workspaceblobstore/paths/runs/marker.txt\n"
+    )
+    result = run(job)
+    marker = Path(result.files.named_outputs["marker"]) / "marker.txt"
+    assert result.status == "completed" and marker.read_text() == "done\n"
