@@ -109,6 +109,8 @@ class LocalBackend:
         if data_map:
             job = bind_job_data(job, read_data_map(data_map))
         check_runs_locally(job)
+        for note in job.duplicate_notes:
+            click.echo(f"note: {note}", err=True)
         if job.type == "automl":  # runs in capc's interpreter: the AutoML engine is capc's own
             self.submit_automl_job_yaml(path, overrides, resume=resume, as_json=as_json, data_map=data_map, register=register, quiet=quiet)
             return

@@ -53,6 +53,12 @@ class JobYaml:
         return kind_of_mapping(self.data)
 
     @property
+    def duplicate_notes(self) -> list[str]:
+        """A note per key the file writes twice: azure-ai-ml's loader (and so Azure) reads the last one, and so does capc."""
+        return [f"{'.'.join(map(str, key))} is written more than once (again at line {mark.line}): the last one counts, as "
+                "azure-ai-ml reads it; the values before it are ignored, here and on Azure" for key, mark in self.loaded.duplicates]
+
+    @property
     def job_dir(self) -> Path:
         return self.path.resolve().parent
 
@@ -69,7 +75,7 @@ def load_job_yaml(path: Path, overrides: list[str] | None = None) -> JobYaml:
     from capc.spec.overrides import apply_overrides
 
     path = Path(path)
-    loaded = load_spec_file(path)
+    loaded = load_spec_file(path, duplicate_keys="last")  # as azure-ai-ml reads it; duplicate_notes says so
     applied = apply_overrides(loaded, list(overrides or []))
     _paths_from_working_directory(loaded.data, applied)
     digest = hashlib.sha256(loaded.text)

@@ -178,3 +178,23 @@ def test_a_uri_file_output_of_a_command_job_is_a_file(workdir, capc_home):
     result = run(job)
     marker = Path(result.files.named_outputs["marker"]) / "marker.txt"
     assert result.status == "completed" and marker.read_text() == "done\n"
+
+
+def test_a_key_written_twice_counts_once_as_azure_reads_it(workdir, capc_home):
+    from click.testing import CliRunner
+
+    from capc.cli import cli
+
+    job = workdir / "twice.yml"
+    job.write_text(
+        "$schema: https://azuremlschemas.azureedge.net/latest/commandJob.schema.json\n"
+        "command: echo \"[$GREETING][$OTHER]\" > outputs/said.txt\n"
+        "environment:\n  image: python:3.11\n"
+        "environment_variables:\n  GREETING: hi\n"
+        "environment_variables:\n  OTHER: there\n"
+    )
+    validated = CliRunner().invoke(cli, ["validate", str(job)])
+    assert validated.exit_code == 0, validated.output
+    assert "environment_variables is written more than once (again at line 7): the last one counts" in validated.output
+    result = run(job)  # the first mapping is dropped, as azure-ai-ml's loader drops it
+    assert (Path(result.files.folder) / "outputs" / "said.txt").read_text() == "[][there]\n"
