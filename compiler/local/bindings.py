@@ -47,11 +47,13 @@ def input_text(name: str, declared, job_dir: Path) -> str:
     return str(local)
 
 
-def output_folders(declared: Mapping | None, run_dir: Path) -> dict[str, str]:
-    """Each declared output -> a fresh folder under run_dir/named_outputs/ (created); a uri_file output -> a file in
-    that folder, as Azure hands a uri_file output's command the path of a file."""
+def output_folders(declared, run_dir: Path) -> dict[str, str]:
+    """Each declared output (a mapping of name to its declaration, or names) -> a fresh folder under
+    run_dir/named_outputs/ (created); a declared uri_file output -> a file in that folder, as Azure hands a uri_file
+    output's command the path of a file."""
     folders = {}
-    for name, value in (declared or {}).items():
+    pairs = declared.items() if isinstance(declared, Mapping) else ((name, None) for name in declared or ())
+    for name, value in pairs:
         folder = Path(run_dir) / NAMED_OUTPUTS / name
         folder.mkdir(parents=True, exist_ok=True)
         file_name = output_file_name(name, value)
