@@ -101,6 +101,16 @@ def _paths_from_working_directory(data: dict, applied: list) -> None:
                 node["path"] = str(Path.cwd() / local)
 
 
+def code_path(code, where: str) -> str:
+    """A job's or component's `code:` as the path it must be (`file:` prefix dropped). The preview form
+    `code: {local_path: ./src}` is refused naming the form Azure ML v2 takes: azure-ai-ml's loader refuses it too."""
+    if isinstance(code, dict):
+        local = code.get("local_path") or code.get("path")
+        raise CapcError(f"{where}: `code` is a mapping ({json.dumps(code, default=str)}); Azure ML v2 takes the folder's path, "
+                        "and azure-ai-ml's loader refuses this preview form too.", f"write `code: {local or './FOLDER'}`")
+    return str(code).removeprefix("file:")
+
+
 def check_runs_locally(job: JobYaml) -> None:
     """Refuse, with the reason and the way out, a file the local engine does not run."""
     kind = job.kind

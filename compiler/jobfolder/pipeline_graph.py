@@ -24,6 +24,7 @@ import yaml
 
 from capc.data_location import is_remote, output_file_name
 from capc.errors import CapcError
+from capc.jobfolder.job_yaml import code_path
 
 _EXPR = r"^\$\{\{\s*%s\s*\}\}$"
 PARENT_INPUT = re.compile(_EXPR % r"parent\.inputs\.([\w-]+)")
@@ -150,6 +151,8 @@ class _Reader:
                 continue
             if node.get("compute"):
                 self.notes.append(f"step {prefix}{name}: compute {node['compute']} is Azure's: it runs on this machine")
+            if node.get("code"):
+                code_path(node["code"], where)  # the preview `code: {local_path: ...}`: refused before any step runs
             step = GraphStep(prefix + name, kind, node, node_dir, inputs)
             for output, value in _declared_outputs(node).items():
                 match = PARENT_OUTPUT.match(str(value)) if isinstance(value, str) else None
@@ -197,8 +200,9 @@ class _Reader:
         for key in COMMAND_KEYS:
             if key in component and key not in node:
                 merged[key] = component[key]
-        if merged.get("code") and _is_local(str(merged["code"])) and "code" not in node:
-            merged["code"] = os.path.relpath(component_dir / str(merged["code"]).removeprefix("file:"), base_dir)
+        if merged.get("code") and "code" not in node:  # a remote code (git+, azureml:) is refused where the step starts
+            code = code_path(merged["code"], f"{self.where}: step `{name}`'s component")
+            merged["code"] = os.path.relpath(component_dir / code, base_dir) if _is_local(code) else code
         if "environment" in component and "environment" not in node:
             merged["environment"] = environment_read_from(component["environment"], component_dir)
         merged["declared_inputs"] = component.get("inputs") or {}
@@ -239,7 +243,7 @@ def _with_inline_trial(node: dict, base_dir: Path, where: str) -> dict:
         except (OSError, yaml.YAMLError) as exc:
             raise CapcError(f"{where}: cannot read the sweep's trial component {node['trial']} ({path}): {exc}") from None
         if isinstance(trial, Mapping) and trial.get("code"):
-            trial = {**trial, "code": str((path.parent / str(trial["code"]).removeprefix("file:")).resolve())}
+            trial = {**trial, "code": str((path.parent / code_path(trial["code"], f"{where}: the sweep's trial")).resolve())}
         if isinstance(trial, Mapping) and trial.get("environment"):
             trial = {**trial, "environment": environment_read_from(trial["environment"], path.parent)}
     if not isinstance(trial, Mapping):

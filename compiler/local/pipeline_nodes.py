@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from capc.errors import CapcError
+from capc.jobfolder.job_yaml import code_path
 from capc.jobfolder.pipeline_graph import Data, GraphStep, Upstream, Value
 from capc.local import bindings, commands
 from capc.data_location import is_remote
@@ -90,7 +91,7 @@ def code_snapshot(step: GraphStep, folder: Path) -> Path:
     if not code:
         target.mkdir(parents=True)
         return target
-    source = (step.base_dir / str(code).removeprefix("file:")).resolve()
+    source = (step.base_dir / code_path(code, f"pipeline step `{step.name}`")).resolve()
     if not source.is_dir():
         raise CapcError(f"pipeline step `{step.name}`: code {code} (resolved to {source}) is not a folder.")
     skip = {Path(p).resolve() for p in (registry.capc_home(), target)}  # a code folder that holds capc's home, or the run

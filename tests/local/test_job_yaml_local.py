@@ -198,3 +198,13 @@ def test_a_key_written_twice_counts_once_as_azure_reads_it(workdir, capc_home):
     assert "environment_variables is written more than once (again at line 7): the last one counts" in validated.output
     result = run(job)  # the first mapping is dropped, as azure-ai-ml's loader drops it
     assert (Path(result.files.folder) / "outputs" / "said.txt").read_text() == "[][there]\n"
+
+
+def test_the_preview_code_mapping_is_refused_naming_the_path_form(workdir, capc_home):
+    (workdir / "src").mkdir()
+    job = workdir / "preview_code.yml"
+    job.write_text("command: python hello.py\ncode:\n  local_path: ./src\nenvironment:\n  image: python\n")
+    with pytest.raises(CapcError) as caught:
+        run(job)
+    assert "`code` is a mapping" in str(caught.value) and caught.value.hint == "write `code: ./src`"
+    assert not (capc_home / "runs").exists()

@@ -313,3 +313,12 @@ def test_a_uri_file_output_is_a_file_its_readers_get(pipelines):
     assert greeting.name == "greeting.txt" and greeting.read_text() == "hello\n"  # the pipeline output's file name
     assert count.name == "count" and count.read_text() == "3\n"  # no path: the output's name
     assert (Path(steps["read"].outputs["both"]) / "both.txt").read_text() == "hello\n3\n"
+
+
+def test_a_components_preview_code_mapping_is_refused_before_any_step(workdir):
+    (workdir / "component.yml").write_text(
+        "$schema: https://azuremlschemas.azureedge.net/latest/commandComponent.schema.json\ntype: command\nname: hello\n"
+        "code:\n  local_path: ./src\ncommand: python hello.py\nenvironment:\n  image: python\n")
+    job = {"type": "pipeline", "jobs": {"hello": {"type": "command", "component": "./component.yml"}}}
+    with pytest.raises(CapcError, match=r"step `hello`'s component: `code` is a mapping \(\{\"local_path\": \"./src\"\}\)"):
+        read_pipeline(job, workdir)
