@@ -109,6 +109,8 @@ class LocalBackend:
         if data_map:
             job = bind_job_data(job, read_data_map(data_map))
         check_runs_locally(job)
+        for note in job.duplicate_notes:
+            click.echo(f"note: {note}", err=True)
         if job.type == "automl":  # runs in capc's interpreter: the AutoML engine is capc's own
             self.submit_automl_job_yaml(path, overrides, resume=resume, as_json=as_json, data_map=data_map, register=register, quiet=quiet)
             return
@@ -122,7 +124,7 @@ class LocalBackend:
             from capc.local.progress import PipelineProgress
 
             with PipelineProgress(quiet=quiet) as display:
-                result = run_pipeline_yaml(job, resume=resume, display=display)
+                result = run_pipeline_yaml(job, resume=resume, display=display, env_mode=env_mode)
             _show_pipeline_result(result, as_json, resume_command)
             return
         objective = job.data.get("objective") or {}

@@ -63,7 +63,7 @@ def validate(specs: tuple[Path, ...], strict: bool) -> None:
     from capc.spec.service_rules import refuse_warnings
 
     job_paths = [p for p in specs if is_azure_file(p)]
-    problems, job_lines = validate_job_yamls(job_paths)
+    problems, job_lines, job_warnings = validate_job_yamls(job_paths)
     try:
         loaded = _load_all([p for p in specs if p not in job_paths])
     except SpecInvalid as exc:
@@ -78,6 +78,8 @@ def validate(specs: tuple[Path, ...], strict: bool) -> None:
             click.echo(f"warning: {warning}", err=True)
     for line in job_lines:
         click.echo(line)
+    for warning in job_warnings:
+        click.echo(f"warning: {warning}", err=True)
 
 
 @cli.command("plan")

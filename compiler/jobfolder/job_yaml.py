@@ -53,6 +53,12 @@ class JobYaml:
         return kind_of_mapping(self.data)
 
     @property
+    def duplicate_notes(self) -> list[str]:
+        """A note per key the file writes twice: azure-ai-ml's loader (and so Azure) reads the last one, and so does capc."""
+        return [f"{'.'.join(map(str, key))} is written more than once (again at line {mark.line}): the last one counts, as "
+                "azure-ai-ml reads it; the values before it are ignored, here and on Azure" for key, mark in self.loaded.duplicates]
+
+    @property
     def job_dir(self) -> Path:
         return self.path.resolve().parent
 
@@ -69,7 +75,7 @@ def load_job_yaml(path: Path, overrides: list[str] | None = None) -> JobYaml:
     from capc.spec.overrides import apply_overrides
 
     path = Path(path)
-    loaded = load_spec_file(path)
+    loaded = load_spec_file(path, duplicate_keys="last")  # as azure-ai-ml reads it; duplicate_notes says so
     applied = apply_overrides(loaded, list(overrides or []))
     _paths_from_working_directory(loaded.data, applied)
     digest = hashlib.sha256(loaded.text)
@@ -93,6 +99,16 @@ def _paths_from_working_directory(data: dict, applied: list) -> None:
                 for part in parts[:-1]:
                     node = node[part]
                 node["path"] = str(Path.cwd() / local)
+
+
+def code_path(code, where: str) -> str:
+    """A job's or component's `code:` as the path it must be (`file:` prefix dropped). The preview form
+    `code: {local_path: ./src}` is refused naming the form Azure ML v2 takes: azure-ai-ml's loader refuses it too."""
+    if isinstance(code, dict):
+        local = code.get("local_path") or code.get("path")
+        raise CapcError(f"{where}: `code` is a mapping ({json.dumps(code, default=str)}); Azure ML v2 takes the folder's path, "
+                        "and azure-ai-ml's loader refuses this preview form too.", f"write `code: {local or './FOLDER'}`")
+    return str(code).removeprefix("file:")
 
 
 def check_runs_locally(job: JobYaml) -> None:

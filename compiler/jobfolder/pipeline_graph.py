@@ -22,8 +22,9 @@ from pathlib import Path
 
 import yaml
 
-from capc.data_location import is_remote
+from capc.data_location import is_remote, output_file_name
 from capc.errors import CapcError
+from capc.jobfolder.job_yaml import code_path
 
 _EXPR = r"^\$\{\{\s*%s\s*\}\}$"
 PARENT_INPUT = re.compile(_EXPR % r"parent\.inputs\.([\w-]+)")
@@ -72,6 +73,7 @@ class GraphStep:
     base_dir: Path  # where the node's relative paths (code, trial) are read from
     inputs: dict[str, Source] = field(default_factory=dict)  # an optional input left out is absent
     outputs: dict[str, str | None] = field(default_factory=dict)  # name -> a folder the YAML chose, or None (a run folder)
+    files: dict[str, str] = field(default_factory=dict)  # a uri_file output -> its file's name (the output is that file)
     needs: list[str] = field(default_factory=list)
 
 
@@ -95,7 +97,8 @@ def read_pipeline(job: Mapping, job_dir: Path, where: str = "the pipeline") -> P
         path = value.get("path") if isinstance(value, Mapping) else None
         if path and outputs[name] is None:
             reader.notes.append(f"output {name} goes to {path} on Azure: here to a folder of the run (the table's outputs say where)")
-    reader.expand(job.get("jobs") or {}, Path(job_dir), "", scope_inputs, outputs, {})
+    files = {name: f for name, value in (job.get("outputs") or {}).items() if (f := output_file_name(name, value))}
+    reader.expand(job.get("jobs") or {}, Path(job_dir), "", scope_inputs, outputs, {}, files)
     for key in sorted(set(settings) - set(HONOURED_SETTINGS)):
         reader.notes.append(f"settings.{key} is Azure's: not applied locally")
     if settings.get("default_compute"):
@@ -109,10 +112,12 @@ class _Reader:
         self.steps: list[GraphStep] = []
         self.notes: list[str] = []
 
-    def expand(self, jobs: Mapping, base_dir: Path, prefix: str, scope_inputs: dict, scope_outputs: dict, exported: dict) -> None:
+    def expand(self, jobs: Mapping, base_dir: Path, prefix: str, scope_inputs: dict, scope_outputs: dict, exported: dict,
+               scope_files: dict | None = None) -> None:
         """Add the steps of one pipeline (its `jobs`) to the graph. `scope_inputs`: what `${{parent.inputs.X}}`
         means here (None: an optional input left out); `scope_outputs`: the folder (or None) each `${{parent.outputs.X}}` names; `exported`, filled
-        here: each of this pipeline's outputs -> the step output behind it."""
+        here: each of this pipeline's outputs -> the step output behind it; `scope_files`: its uri_file outputs' file names."""
+        scope_files = scope_files or {}
         if not isinstance(jobs, Mapping) or not jobs:
             raise CapcError(f"{self.where}{' (' + prefix.rstrip('.') + ')' if prefix else ''} has no `jobs`.")
         node_outputs: dict[str, dict[str, Upstream]] = {}  # step -> its outputs, once expanded
@@ -136,7 +141,9 @@ class _Reader:
                                  for o, v in (node.get("outputs") or {}).items()}
                 inner_exported: dict[str, Upstream] = {}
                 declared = {k: None for k in node.get("declared_inputs") or {}}
-                self.expand(node.get("jobs") or {}, node_dir, f"{prefix}{name}.", {**declared, **inputs}, inner_outputs, inner_exported)
+                inner_files = {o: f for o, v in (node.get("outputs") or {}).items() if (f := _file_of(o, v, node, scope_files))}
+                self.expand(node.get("jobs") or {}, node_dir, f"{prefix}{name}.", {**declared, **inputs}, inner_outputs, inner_exported,
+                            inner_files)
                 node_outputs[name] = inner_exported
                 for o, value in (node.get("outputs") or {}).items():
                     if (m := PARENT_OUTPUT.match(str(value))) and o in inner_exported:
@@ -144,10 +151,14 @@ class _Reader:
                 continue
             if node.get("compute"):
                 self.notes.append(f"step {prefix}{name}: compute {node['compute']} is Azure's: it runs on this machine")
+            if node.get("code"):
+                code_path(node["code"], where)  # the preview `code: {local_path: ...}`: refused before any step runs
             step = GraphStep(prefix + name, kind, node, node_dir, inputs)
             for output, value in _declared_outputs(node).items():
                 match = PARENT_OUTPUT.match(str(value)) if isinstance(value, str) else None
                 step.outputs[output] = scope_outputs.get(match.group(1)) if match else _output_folder(value, base_dir)
+                if file_name := _file_of(output, value, node, scope_files):
+                    step.files[output] = file_name
                 if match:
                     exported[match.group(1)] = Upstream(step.name, output)
             node_outputs[name] = {o: Upstream(step.name, o) for o in step.outputs}
@@ -181,6 +192,7 @@ class _Reader:
         kind = str(component.get("type", "command"))
         merged = {k: v for k, v in node.items() if k != "component"}
         merged["type"] = kind
+        merged["declared_outputs"] = component.get("outputs") or {}  # their types: a uri_file output is a file
         if kind == "pipeline":
             merged.update(jobs=component.get("jobs"), declared_inputs=component.get("inputs") or {})
             merged["outputs"] = {**{o: None for o in component.get("outputs") or {}}, **(node.get("outputs") or {})}
@@ -188,8 +200,11 @@ class _Reader:
         for key in COMMAND_KEYS:
             if key in component and key not in node:
                 merged[key] = component[key]
-        if merged.get("code") and _is_local(str(merged["code"])) and "code" not in node:
-            merged["code"] = os.path.relpath(component_dir / str(merged["code"]).removeprefix("file:"), base_dir)
+        if merged.get("code") and "code" not in node:  # a remote code (git+, azureml:) is refused where the step starts
+            code = code_path(merged["code"], f"{self.where}: step `{name}`'s component")
+            merged["code"] = os.path.relpath(component_dir / code, base_dir) if _is_local(code) else code
+        if "environment" in component and "environment" not in node:
+            merged["environment"] = environment_read_from(component["environment"], component_dir)
         merged["declared_inputs"] = component.get("inputs") or {}
         merged["outputs"] = {**{o: None for o in component.get("outputs") or {}}, **(node.get("outputs") or {})}
         return merged, base_dir
@@ -228,7 +243,9 @@ def _with_inline_trial(node: dict, base_dir: Path, where: str) -> dict:
         except (OSError, yaml.YAMLError) as exc:
             raise CapcError(f"{where}: cannot read the sweep's trial component {node['trial']} ({path}): {exc}") from None
         if isinstance(trial, Mapping) and trial.get("code"):
-            trial = {**trial, "code": str((path.parent / str(trial["code"]).removeprefix("file:")).resolve())}
+            trial = {**trial, "code": str((path.parent / code_path(trial["code"], f"{where}: the sweep's trial")).resolve())}
+        if isinstance(trial, Mapping) and trial.get("environment"):
+            trial = {**trial, "environment": environment_read_from(trial["environment"], path.parent)}
     if not isinstance(trial, Mapping):
         raise CapcError(f"{where}: the sweep's trial must be a command (command, code, environment) or a component file.")
     searched = set(node.get("search_space") or {})
@@ -237,6 +254,28 @@ def _with_inline_trial(node: dict, base_dir: Path, where: str) -> dict:
     declared = {k: v for k, v in (trial.get("inputs") or {}).items() if k not in searched}
     outputs = {**{o: None for o in trial.get("outputs") or {}}, **(node.get("outputs") or {})}
     return {**node, "trial": {**trial, "command": command}, "declared_inputs": declared, "outputs": outputs}
+
+
+def environment_read_from(environment, folder: Path):
+    """An environment written in a file under `folder`, its local file paths (an environment file, a conda file) made
+    absolute, so the step that takes it from a component reads them where the component's file is."""
+    if isinstance(environment, str):
+        text = environment.removeprefix("file:")
+        if text.lower().endswith((".yml", ".yaml")) and not text.startswith("azureml") and _is_local(text):
+            return str((folder / text).resolve())
+        return environment
+    if isinstance(environment, Mapping) and isinstance(environment.get("conda_file"), str) and _is_local(environment["conda_file"]):
+        return {**environment, "conda_file": str((folder / environment["conda_file"].removeprefix("file:")).resolve())}
+    return environment
+
+
+def _file_of(name: str, value, node: Mapping, scope_files: dict) -> str | None:
+    """The file name of a uri_file output (None: a folder): as the step writes it, else its enclosing pipeline's
+    output it binds, else as its component declares it."""
+    match = PARENT_OUTPUT.match(value) if isinstance(value, str) else None
+    if match:
+        return scope_files.get(match.group(1))
+    return output_file_name(name, value) or output_file_name(name, (node.get("declared_outputs") or {}).get(name))
 
 
 def _is_local(path: str) -> bool:

@@ -23,11 +23,12 @@ from capc.jobfolder.kinds import FileKind, schema_name
 LOADER_ONLY_KEYS = ("value", "_schema")
 
 
-def validate_job_yamls(paths: list[Path]) -> tuple[list[SpecProblem], list[str]]:
-    """`capc validate` of job YAMLs: (every problem of every file, an "ok" line per file without one)."""
+def validate_job_yamls(paths: list[Path]) -> tuple[list[SpecProblem], list[str], list[str]]:
+    """`capc validate` of job YAMLs: (every problem of every file, an "ok" line per file without one, warnings:
+    what Azure accepts but likely did not mean, such as a key written twice)."""
     from capc.jobfolder.job_yaml import load_job_yaml
 
-    problems, ok = [], []
+    problems, ok, warnings = [], [], []
     for path in paths:
         try:
             job = load_job_yaml(path)
@@ -36,10 +37,11 @@ def validate_job_yamls(paths: list[Path]) -> tuple[list[SpecProblem], list[str]]
             continue
         found = validate_job_yaml(job)
         problems += found
+        warnings += [f"{path}: {note}" for note in job.duplicate_notes]
         if not found:
             what = {FileKind.OTHER_AZURE: f"Azure ML {schema_name(job.data)} file", FileKind.CONDA_FILE: "conda file"}.get(job.kind, f"Azure ML {job.kind.value}")
             ok.append(f"{path}: ok ({what})")
-    return problems, ok
+    return problems, ok, warnings
 
 
 def validate_job_yaml(job: JobYaml) -> list[SpecProblem]:

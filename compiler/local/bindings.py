@@ -5,7 +5,8 @@ Azure ML mounts or downloads an input and puts its local path in the command, an
 trial's, in a sweep) a fresh folder; a literal input (`learning_rate: 0.01`, or `{type: number, default: 0.01}`)
 is its value. Locally an input must be a file or folder on this machine (relative paths are relative to the
 job YAML's folder, as Azure reads them); an input on Azure (azureml:, https, wasbs, abfss, ...) is refused with
-the override that fixes it. An output is a folder `named_outputs/NAME` in the trial's (or run's) folder.
+the override that fixes it. An output is a folder `named_outputs/NAME` in the trial's (or run's) folder (a uri_file
+output: a file in it).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from capc.errors import CapcError
-from capc.data_location import is_remote
+from capc.data_location import is_remote, output_file_name
 from capc.local.samplers import format_value
 
 NAMED_OUTPUTS = "named_outputs"  # beside outputs/ (the folder Azure uploads as the run's artifacts)
@@ -46,11 +47,16 @@ def input_text(name: str, declared, job_dir: Path) -> str:
     return str(local)
 
 
-def output_folders(declared: Mapping | None, run_dir: Path) -> dict[str, str]:
-    """Each declared output -> a fresh folder under run_dir/named_outputs/ (created)."""
+def output_folders(declared, run_dir: Path) -> dict[str, str]:
+    """Each declared output (a mapping of name to its declaration, or names) -> a fresh folder under
+    run_dir/named_outputs/ (created); a declared uri_file output -> a file in that folder, as Azure hands a uri_file
+    output's command the path of a file."""
     folders = {}
-    for name in declared or {}:
+    pairs = declared.items() if isinstance(declared, Mapping) else ((name, None) for name in declared or ())
+    for name, value in pairs:
         folder = Path(run_dir) / NAMED_OUTPUTS / name
         folder.mkdir(parents=True, exist_ok=True)
-        folders[name] = str(folder)
+        file_name = output_file_name(name, value)
+        folders[name] = str(folder / file_name) if file_name else str(folder)
     return folders
+

@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 
 from capc.errors import CapcError
-from capc.jobfolder.job_yaml import JobYaml
+from capc.jobfolder.job_yaml import JobYaml, code_path
 from capc.local import bindings, commands
 from capc.local.launch import output_tail
 from capc.state import registry, tracking
@@ -31,7 +31,7 @@ def run_command_job(job: JobYaml, mlflow_client, exp_id: str, say, python: str |
     if not command:
         raise CapcError(f"{job.path}: the command job has no `command`.")
     inputs, declared_outputs = _bound_inputs(job, str(command))
-    code_dir = (job.job_dir / str(data["code"])).resolve() if data.get("code") else None
+    code_dir = (job.job_dir / code_path(data["code"], str(job.path))).resolve() if data.get("code") else None
     if code_dir is not None and not code_dir.is_dir():
         raise CapcError(f"{job.path}: code {data['code']} (resolved to {code_dir}) is not a folder.")
     timeout_s = (data.get("limits") or {}).get("timeout")

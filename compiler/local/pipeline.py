@@ -18,6 +18,10 @@ running step SIGINT, which ends its work cleanly (a sweep step records its trial
 SIGTERM and SIGKILL. `--resume` keeps the steps an interrupted run completed (their outputs are read where they
 are) and a sweep step's finished trials; the other steps run again.
 
+A hand-written pipeline's steps run in the environments their YAML names, built (or reused) before any step starts
+(capc.local.pipeline_envs): a failed install ends the submit before anything runs. capc's compiled pipeline runs its
+own scripts in capc's interpreter.
+
 capc's compiled pipeline adds its own rules (capc.local.pipeline_winner): the select step's winner is registered
 before any later step starts, and the step tagged `capc_step: deploy` deploys it to the local endpoint.
 """
@@ -75,6 +79,7 @@ class Step:
     deadline: float | None = None  # a command step's limits.timeout, on the monotonic clock
     timed_out: bool = False
     stopped: bool = False  # the runner signalled it to stop: however it then exits, it was interrupted
+    python: str | None = None  # its built environment's interpreter (capc.local.pipeline_envs); None: capc's own
 
     @property
     def duration_s(self) -> float | None:
@@ -131,6 +136,7 @@ class PipelineSource:
     tags: dict
     folder: JobFolder | None = None  # capc's compiled pipeline: engine steps run its jobs, its winner is registered
     continue_on_step_failure: bool = False
+    env_mode: str | None = None  # a hand-written pipeline's --env (capc.local.pipeline_envs); None: capc's interpreter
 
 
 def plan_steps(job: dict, job_dir: Path = Path(".")) -> list[Step]:
@@ -156,13 +162,14 @@ def run_pipeline(folder: JobFolder, resume: bool = False, display=None, poll_s: 
     return run_graph(source, resume, display, poll_s)
 
 
-def run_pipeline_yaml(job, resume: bool = False, display=None, poll_s: float = POLL_S) -> PipelineResult:
-    """Run a hand-written pipeline job (a capc.jobfolder.job_yaml.JobYaml) here."""
+def run_pipeline_yaml(job, resume: bool = False, display=None, poll_s: float = POLL_S, env_mode: str = "job") -> PipelineResult:
+    """Run a hand-written pipeline job (a capc.jobfolder.job_yaml.JobYaml) here; its steps' environments are built
+    (or reused) first, `env_mode` as --env (capc.local.environments)."""
     graph = read_pipeline(job.data, job.job_dir, str(job.path))
     source = PipelineSource(
         job.name, job.sha256, job.job_dir, graph,
         tags={"capc.job_file": str(job.path.resolve()), "capc.job_sha256": job.sha256, "capc.job_type": "pipeline"},
-        continue_on_step_failure=bool(graph.settings.get("continue_on_step_failure", False)),
+        continue_on_step_failure=bool(graph.settings.get("continue_on_step_failure", False)), env_mode=env_mode,
     )
     return run_graph(source, resume, display, poll_s)
 
@@ -171,11 +178,25 @@ def run_graph(source: PipelineSource, resume: bool, display=None, poll_s: float 
     steps = [_step(s) for s in source.graph.steps]
     for step in steps:
         nodes.check_data(step.graph, source.name)  # every problem before anything runs
+    notes = _build_environments(source, steps, display)  # a failed install: before any step or run
     with locks.spec_lock(source.name, source.sha256):
-        return _run_locked(source, steps, resume, display, poll_s)
+        return _run_locked(source, steps, resume, display, poll_s, notes)
 
 
-def _run_locked(source: PipelineSource, steps: list[Step], resume: bool, display, poll_s: float) -> PipelineResult:
+def _build_environments(source: PipelineSource, steps: list[Step], display) -> list[str]:
+    """Each step's environment (capc.local.pipeline_envs), its interpreter set on the step; the notes that say so."""
+    if source.env_mode is None:
+        return []
+    from capc.local.pipeline_envs import build_step_environments
+
+    say = getattr(display, "note", None)
+    built, notes = build_step_environments((s.graph for s in steps), source.env_mode, say)
+    for step in steps:
+        step.python = built[step.name].python if step.name in built else None
+    return notes
+
+
+def _run_locked(source: PipelineSource, steps: list[Step], resume: bool, display, poll_s: float, notes: list[str]) -> PipelineResult:
     mlflow_client = tracking.client()
     exp_id = tracking.experiment_id(mlflow_client, source.name)
     tracking.close_abandoned_runs(mlflow_client, exp_id, source.sha256)  # an earlier run killed before it ended them
@@ -185,7 +206,8 @@ def _run_locked(source: PipelineSource, steps: list[Step], resume: bool, display
     )
     work_dir = registry.capc_home() / "runs" / run_id
     folder = source.folder
-    result = PipelineResult(source.name, folder.metric if folder else "", folder.goal if folder else "", run_id, steps, notes=list(source.graph.notes))
+    result = PipelineResult(source.name, folder.metric if folder else "", folder.goal if folder else "", run_id, steps,
+                            notes=list(source.graph.notes) + notes)
     runner = _GraphRunner(source, work_dir, steps, resume, mlflow_client, exp_id, run_id, display)
     try:
         runner.run(poll_s)
@@ -198,6 +220,7 @@ def _run_locked(source: PipelineSource, steps: list[Step], resume: bool, display
         raise
     finally:
         runner.close()
+    result.notes += list(dict.fromkeys(runner.notes))
     if runner.winner_rules:
         result.summaries, result.winner, result.model = runner.summaries, runner.winner_rules.winner, runner.winner_rules.model
     else:
@@ -220,18 +243,20 @@ class _GraphRunner:
         self.display = display
         self.processes: dict[str, object] = {}  # step -> its process (Popen, or the launcher's trial)
         self.summaries: dict[str, dict] = {}  # engine step -> what it reached (metrics.json)
+        self.notes: list[str] = []  # what a hand-written engine step's node could not honour as on Azure (its summary's notes)
         self.launcher: Launcher | None = None  # started with the first command the fork server can run
         self.winner_rules = WinnerRules(source.folder, mlflow_client, run_id, self.summaries) if source.folder else None
         self.state_file = registry.capc_home() / "pipelines" / source.name / f"{source.sha256[:16]}.json"
-        for step in steps:
-            step.outputs = {o: folder or str(work_dir / step.name / "outputs" / o) for o, folder in step.graph.outputs.items()}
+        for step in steps:  # a uri_file output is a file in its run folder, as Azure hands the command a file's path
+            step.outputs = {o: folder or str(Path(work_dir, step.name, "outputs", o, step.graph.files.get(o, "")))
+                            for o, folder in step.graph.outputs.items()}
         # One core budget, as `capc submit` keeps: AutoML and the sweeps side by side on their shares of the CPUs.
         sweeps = {s.name: _concurrency(s.node) for s in steps if s.type == "sweep"}
         pins = pin_steps(usable_cpus(), [s.name for s in steps if s.type == "automl"], sweeps)
         for name, cpus in pins.items():
             self.steps[name].cpus = cpus
         work_dir.mkdir(parents=True, exist_ok=True)
-        if any(s.type == "command" for s in steps):  # the fork server preloads while the first steps run
+        if any(s.type == "command" and s.python is None for s in steps):  # the fork server preloads while the first steps run
             self.launcher = Launcher("auto", env=dict(os.environ), server_log=work_dir / "fork_server.log")
         if resume:
             self._keep_completed()
@@ -325,8 +350,8 @@ class _GraphRunner:
     def _start(self, step: Step) -> None:
         folder = self.work_dir / step.name
         folder.mkdir(parents=True, exist_ok=True)
-        for output in step.outputs.values():
-            Path(output).mkdir(parents=True, exist_ok=True)
+        for name, output in step.outputs.items():
+            (Path(output).parent if name in step.graph.files else Path(output)).mkdir(parents=True, exist_ok=True)
         step.log = folder / STEP_LOG
         step.log.write_bytes(b"")
         step.status, step.started, step.started_at = RUNNING, time.monotonic(), time.time()
@@ -347,7 +372,7 @@ class _GraphRunner:
 
     def _start_command(self, step: Step, folder: Path, env: dict) -> None:
         inputs = {name: nodes.input_text(step.graph, name, self.output_dir) for name in step.graph.inputs}
-        prepared = nodes.prepared_command(step.graph, inputs, step.outputs)
+        prepared = nodes.prepared_command(step.graph, inputs, step.outputs, python=step.python)
         argv = prepared.argv
         cwd = nodes.code_snapshot(step.graph, folder)
         # Azure ML gives each step a run of its own and MLFLOW_RUN_ID; the step's mlflow calls land in it.
@@ -355,8 +380,8 @@ class _GraphRunner:
         env = {**env, **prepared.env, "MLFLOW_RUN_ID": step.run_id}
         step.detail = "; ".join(prepared.notes)
         # Forked from the preloaded server once it is ready (a step's `import mlflow` then costs nothing); spawned
-        # until then, so no step waits for the preload.
-        server = self.launcher.server if self.launcher else None
+        # until then, so no step waits for the preload. A step in a built environment is always spawned.
+        server = self.launcher.server if self.launcher and step.python is None else None
         ready = server is not None and server.ready.is_set() and server.alive
         self.processes[step.name] = (self.launcher.start if ready else _launch_spawned)(argv, cwd, env, step.log)
 
@@ -367,7 +392,7 @@ class _GraphRunner:
         trials_dir = registry.capc_home() / "sweeps" / self.source.name / self.source.sha256[:16] / step.name
         request = nodes.write_node_request(step.graph, folder, self.output_dir, {
             "experiment": self.source.name, "experiment_id": str(self.exp_id), "run_id": step.run_id, "outputs": step.outputs,
-            "trials_dir": str(trials_dir), "resume": self.resume, "work_dir": str(folder),
+            "trials_dir": str(trials_dir), "resume": self.resume, "work_dir": str(folder), "python": step.python,
         })
         return nodes.node_request_argv(request)
 
@@ -403,6 +428,7 @@ class _GraphRunner:
         step.value = self.summaries[step.name].get("value")
         if not self.source.folder and self.summaries[step.name].get("label"):
             step.detail = f"best: {self.summaries[step.name]['label']}"
+        self.notes += [f"step {step.name}: {note}" for note in self.summaries[step.name].get("notes") or []]
 
     def _after_failure(self, step: Step) -> None:
         """Azure's continue_on_step_failure false: a failed step stops the running steps and starts nothing else."""

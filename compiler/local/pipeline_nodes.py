@@ -5,7 +5,8 @@
   rank variables), run in a snapshot of its `code` (hard links; an empty folder without `code`) with MLflow attached
   to the step's own run (MLFLOW_RUN_ID), as Azure ML starts a step. It starts through the trial launcher
   (capc.local.launch), the same one a sweep's trials use: `python SCRIPT` / `python -m MODULE` forked from the
-  preloaded server, anything else spawned.
+  preloaded server, anything else spawned. A step whose environment capc built (capc.local.pipeline_envs) runs its
+  `python` from that environment, always spawned.
 - an engine step (sweep, AutoML): `python -m capc.local.pipeline_step`, a process of its own, so steps run side by
   side under the core budget (capc.local.cores.pin_steps). capc's compiled pipeline runs its job folder's
   automl_job.yml / sweep_job.yml there (the same settings as its nodes, which the tests keep equal); a
@@ -22,6 +23,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from capc.errors import CapcError
+from capc.jobfolder.job_yaml import code_path
 from capc.jobfolder.pipeline_graph import Data, GraphStep, Upstream, Value
 from capc.local import bindings, commands
 from capc.data_location import is_remote
@@ -58,10 +60,10 @@ def check_data(step: GraphStep, where: str) -> None:
             raise CapcError(f"{where}: step `{step.name}`'s input {name}: {source.path} does not exist.")
 
 
-def prepared_command(step: GraphStep, inputs: Mapping[str, str], outputs: Mapping[str, str]) -> commands.PreparedCommand:
+def prepared_command(step: GraphStep, inputs: Mapping[str, str], outputs: Mapping[str, str], python: str | None = None) -> commands.PreparedCommand:
     """The step's command as Azure runs it (capc.local.commands, the one place a command becomes a process: `bash -c`
     for shell syntax, `python SCRIPT` as an argv the fork server can run), with its bindings, environment_variables
-    and distribution's rank variables."""
+    and distribution's rank variables; `python` is what `python` means in it (its built environment's; None: capc's)."""
     text = str(step.node.get("command") or "")
     if not text.strip():
         raise CapcError(f"pipeline step `{step.name}` has no `command`.")
@@ -73,7 +75,7 @@ def prepared_command(step: GraphStep, inputs: Mapping[str, str], outputs: Mappin
             "does not give (an optional input belongs inside $[[...]]).",
         )
     try:
-        return commands.prepare_command(text, values, environment_variables=step.node.get("environment_variables"),
+        return commands.prepare_command(text, values, python=python, environment_variables=step.node.get("environment_variables"),
                                         distribution=step.node.get("distribution"))
     except CapcError as exc:
         raise CapcError(f"pipeline step `{step.name}`: {exc}") from None
@@ -89,7 +91,7 @@ def code_snapshot(step: GraphStep, folder: Path) -> Path:
     if not code:
         target.mkdir(parents=True)
         return target
-    source = (step.base_dir / str(code).removeprefix("file:")).resolve()
+    source = (step.base_dir / code_path(code, f"pipeline step `{step.name}`")).resolve()
     if not source.is_dir():
         raise CapcError(f"pipeline step `{step.name}`: code {code} (resolved to {source}) is not a folder.")
     skip = {Path(p).resolve() for p in (registry.capc_home(), target)}  # a code folder that holds capc's home, or the run
@@ -123,7 +125,7 @@ def node_request_argv(request_file: Path) -> list[str]:
 
 def write_node_request(step: GraphStep, folder: Path, output_folder, request: dict) -> Path:
     """A hand-written sweep or AutoML node, its inputs bound to local paths and values, for its step process."""
-    node = {k: v for k, v in step.node.items() if k not in ("declared_inputs",)}
+    node = {k: v for k, v in step.node.items() if k not in ("declared_inputs", "declared_outputs")}
     bound = {name: _bound_input(source, output_folder) for name, source in step.inputs.items()}
     if step.type == "automl":
         node.update(bound)

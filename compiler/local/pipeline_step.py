@@ -27,6 +27,7 @@ from pathlib import Path
 from capc import stopping
 from capc.errors import CapcError
 from capc.jobfolder import read_job_folder
+from capc.jobfolder.pipeline_graph import AUTOML_DATA
 from capc.local.pipeline_winner import STEP_SUMMARY
 from capc.state import registry, tracking
 
@@ -71,8 +72,7 @@ def run_node(request_file: Path) -> int:
     if outcome is None:
         print(f"{request['type']}: interrupted; finished work is recorded", file=sys.stderr)
         return stopping.exit_status()
-    summary = {"metric": outcome["metric"], "value": outcome["value"], "run_id": outcome["run_id"], "label": outcome["label"],
-               "params": outcome["params"]}
+    summary = {key: outcome[key] for key in ("metric", "value", "run_id", "label", "params", "notes", "test_metrics") if key in outcome}
     mlflow_client = tracking.client()
     if outcome["value"] is not None:
         mlflow_client.log_metric(request["run_id"], outcome["metric"], float(outcome["value"]))
@@ -94,6 +94,7 @@ def _run_sweep_node(request: dict) -> dict | None:
     result, interrupted = run_sweep_interruptibly(
         job=request["node"], job_dir=Path(request["base_dir"]), trials_dir=trials_dir, tracking_uri=tracking.tracking_uri(),
         experiment_id=request["experiment_id"], parent_run_id=request["run_id"], resume=request["resume"], launch_mode="auto",
+        python=request.get("python"),  # the trial environment capc built (capc.local.pipeline_envs); None: capc's own
         on_event=lambda kind, trial: print(f"trial {trial.trial_id} {kind}" + (f": {trial.value}" if trial.value is not None else ""), flush=True),
     )
     if interrupted:
@@ -107,32 +108,24 @@ def _run_sweep_node(request: dict) -> dict | None:
 
 
 def _run_automl_node(request: dict) -> dict | None:
-    """The node on the local AutoML engine (the path capc's compiled AutoML runs); best_model is its MLflow model."""
-    from capc.goal import Goal
-    from capc.jobfolder import JobFile, JobFolder
-    from capc.local.submit import run_automl_job
+    """The node on the local AutoML engine as a hand-written AutoML job runs (capc.local.automl_job.run_automl_node:
+    the same keys, notes, test run and best model): its data inputs are the MLTable folders bound to them, its
+    best_model the MLflow model, written to the step's output folder. None when stopped."""
+    from capc.local.automl_job import run_automl_node
 
-    node, base_dir = request["node"], Path(request["base_dir"])
-    task, metric = str(node.get("task", "")), str(node.get("primary_metric", ""))
+    node = request["node"]
+    tables = {role: node[role]["path"] for role in AUTOML_DATA if isinstance(node.get(role), dict) and node[role].get("path")}
+    best_model_dir = Path(request["outputs"].get("best_model") or Path(request["work_dir"]) / "outputs" / "best_model")
     try:
-        goal = str(Goal.of(task, metric))
-    except KeyError:
-        goal = "maximize"
-    job_file = JobFile("automl", base_dir / f"{request['step']}.automl.yml", node)
-    folder = JobFolder(path=base_dir, name=request["experiment"], spec_sha256="", description="", task=task, metric=metric, goal=goal,
-                       automl_enabled=True, sweep_enabled=False, deployment={"model": "best"}, jobs=(job_file,), cluster=None)
-    mlflow_client = tracking.client()
-    try:
-        outcome = run_automl_job(folder, job_file, mlflow_client, request["experiment_id"], request["run_id"], Path(request["work_dir"]),
-                                 None, alternatives=False)
+        result = run_automl_node(node, Path(request["base_dir"]), tables, best_model_dir, experiment_id=request["experiment_id"],
+                                 parent_run_id=request["run_id"], say=lambda text: print(text, flush=True), name=request["step"])
     except KeyboardInterrupt:
         return None
-    if outcome is None:
-        raise CapcError(f"the AutoML step {request['step']} produced no model.")
-    for name, target in request["outputs"].items():
-        if name == "best_model":
-            _replace_folder(Path(outcome.model_dir), Path(target))
-    return {"metric": metric, "value": outcome.value, "run_id": outcome.run_id, "label": outcome.label, "params": outcome.params}
+    if result.value is None:
+        raise CapcError(f"the AutoML step {request['step']} produced no model: no candidate finished with a {result.metric}.")
+    return {"metric": result.metric, "value": result.value, "run_id": result.best_run_id or result.automl_run_id,
+            "label": result.best, "params": {}, "notes": list(dict.fromkeys(result.notes)),
+            "test_metrics": result.test_metrics}
 
 
 def _replace_folder(source: Path, target: Path) -> None:

@@ -197,6 +197,10 @@ class PipelineProgress:
             self.lines.close()
         self.progress.__exit__(*exc)
 
+    def note(self, text: str) -> None:
+        """A line said before or between the steps (an environment being built), never read as markup."""
+        self.console.print(text, style="yellow", markup=False, highlight=False, soft_wrap=True)
+
     def step(self, step) -> None:
         state = f"{self.ICONS.get(step.status, '?')} {step.status}"
         if step.name not in self.tasks:

@@ -12,6 +12,7 @@ from pathlib import Path
 from capc.errors import CapcError
 from capc.goal import Goal
 from capc.jobfolder.folder import sweep_limit
+from capc.jobfolder.job_yaml import code_path
 from capc.local import bindings, commands, samplers
 from capc.policies import policy_from_mapping
 from capc.spec.conditional import FAMILY_TAG
@@ -76,7 +77,7 @@ def plan_sweep(job: Mapping, job_dir: Path, python: str | None = None) -> SweepP
     command = str(trial["command"])
     code_dir = None
     if trial.get("code"):
-        code_dir = (job_dir / str(trial["code"])).resolve()
+        code_dir = (job_dir / code_path(trial["code"], "the sweep's trial")).resolve()
         if not code_dir.is_dir():
             raise CapcError(f"trial.code {trial['code']} (resolved to {code_dir}) is not a folder.")
     declared_inputs, declared_outputs = job.get("inputs") or {}, job.get("outputs") or {}
@@ -120,7 +121,7 @@ def trial_of(job: Mapping, job_dir: Path) -> dict:
             raise CapcError(f"cannot read the trial component {trial}: {exc}") from None
         if isinstance(trial, dict) and trial.get("code"):
             # The component's code is relative to the component file; the plan reads it relative to the job.
-            trial = {**trial, "code": os.path.relpath(path.parent / str(trial["code"]), job_dir)}
+            trial = {**trial, "code": os.path.relpath(path.parent / code_path(trial["code"], str(path)), job_dir)}
     if not isinstance(trial, Mapping):
         raise CapcError("the sweep job's trial must be a command (command, code, environment) or a component file.")
     return dict(trial)

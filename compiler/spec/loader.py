@@ -27,6 +27,7 @@ class LoadedSpec:
     text: bytes
     data: object
     marks: dict  # KeyPath -> Mark of the value; (KeyPath, "key") -> Mark of the key itself
+    duplicates: tuple = ()  # (KeyPath, Mark) of each key written again, read last-wins (duplicate_keys="last")
 
     def mark_of(self, path: KeyPath, key: bool = False) -> Mark:
         """Closest known mark: the path itself, else its nearest ancestor (for missing keys)."""
@@ -42,7 +43,9 @@ def _mark(node: yaml.Node) -> Mark:
     return Mark(node.start_mark.line + 1, node.start_mark.column + 1)
 
 
-def _construct(node: yaml.Node, path: KeyPath, marks: dict, problems: list, file: str):
+def _construct(node: yaml.Node, path: KeyPath, marks: dict, problems: list, file: str, duplicates: list | None = None):
+    """The node as plain data; a key written twice is a problem, or with `duplicates` (a list) read last-wins and
+    recorded there."""
     marks[path] = _mark(node)
     if isinstance(node, yaml.MappingNode):
         result = {}
@@ -53,20 +56,24 @@ def _construct(node: yaml.Node, path: KeyPath, marks: dict, problems: list, file
                 continue
             key = key_node.value
             child = path + (key,)
-            if key in result:
+            if key in result and duplicates is not None:
+                duplicates.append((child, _mark(key_node)))
+            elif key in result:
                 m = _mark(key_node)
                 problems.append(SpecProblem(file, m.line, m.column, ".".join(map(str, child)), "duplicate key", "each key may appear once; remove one of them"))
             marks[(child, "key")] = _mark(key_node)
-            result[key] = _construct(value_node, child, marks, problems, file)
+            result[key] = _construct(value_node, child, marks, problems, file, duplicates)
         return result
     if isinstance(node, yaml.SequenceNode):
-        return [_construct(item, path + (i,), marks, problems, file) for i, item in enumerate(node.value)]
+        return [_construct(item, path + (i,), marks, problems, file, duplicates) for i, item in enumerate(node.value)]
     # Scalars: let the safe constructor resolve ints, floats, bools and nulls as YAML 1.1 does.
     return yaml.SafeLoader("").construct_object(node, deep=True)
 
 
-def load_spec_file(path: Path) -> LoadedSpec:
-    """Read and parse a spec; any problem (unreadable, YAML syntax, empty, not a mapping) is a SpecInvalid."""
+def load_spec_file(path: Path, duplicate_keys: str = "refuse") -> LoadedSpec:
+    """Read and parse a spec; any problem (unreadable, YAML syntax, empty, not a mapping) is a SpecInvalid.
+    `duplicate_keys`: "refuse" (a problem), or "last" - a key written twice takes its last value, as azure-ai-ml's
+    loader reads an Azure ML job YAML, and is recorded in LoadedSpec.duplicates."""
     file = str(path)
     try:
         text = path.read_bytes()
@@ -102,14 +109,15 @@ def load_spec_file(path: Path) -> LoadedSpec:
         raise SpecInvalid([SpecProblem(file, m.line, m.column, "", f"the spec must be a mapping of keys to values, not a {_kind(root)}", "start with `name: my-use-case`")])
     marks: dict = {}
     problems: list = []
+    duplicates: list | None = [] if duplicate_keys == "last" else None
     try:
-        data = _construct(root, (), marks, problems, file)
+        data = _construct(root, (), marks, problems, file, duplicates)
     except yaml.constructor.ConstructorError as exc:
         mark = exc.problem_mark
         raise SpecInvalid([SpecProblem(file, mark.line + 1 if mark else 1, mark.column + 1 if mark else 1, "", f"cannot read value: {exc.problem}")]) from None
     if problems:
         raise SpecInvalid(problems)
-    return LoadedSpec(path=path, text=text, data=data, marks=marks)
+    return LoadedSpec(path=path, text=text, data=data, marks=marks, duplicates=tuple(duplicates or ()))
 
 
 def _kind(node: yaml.Node) -> str:

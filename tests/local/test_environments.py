@@ -240,3 +240,101 @@ def test_every_sweep_trial_runs_in_the_built_environment(workdir, wheels, capc_h
     assert result.value == 4.0  # x=2 plus capctiny 2.0: the package only the built environment has
     pythons = {(Path(t.trial_dir) / "outputs" / "python.txt").read_text() for t in result.trials}
     assert len(pythons) == 1 and Path(pythons.pop()).parents[2] == capc_home / "envs"
+
+
+# ---------------------------------------------------------------- a pipeline's steps
+
+
+def _pipeline(folder: Path, pip: list[str]) -> Path:
+    """A pipeline whose two command steps take one component (its conda file beside it, in a folder of its own) and a
+    sweep node whose trial names the same conda file: one environment for all three; a last step names a curated
+    environment."""
+    components = folder / "components"
+    (components / "src").mkdir(parents=True, exist_ok=True)
+    (components / "src" / "which.py").write_text(textwrap.dedent("""\
+        import json, os, sys, capctiny
+        out = sys.argv[sys.argv.index("--out") + 1]
+        x = float(sys.argv[sys.argv.index("--x") + 1]) if "--x" in sys.argv else 0.0
+        if "MLFLOW_RUN_ID" in os.environ and "--x" in sys.argv:
+            import mlflow
+            mlflow.log_metric("score", x)
+        os.makedirs(out, exist_ok=True)
+        open(os.path.join(out, "which.json"), "w").write(json.dumps({"python": sys.executable, "capctiny": capctiny.VERSION}))
+        """))
+    (components / "conda.yml").write_text(yaml_dump({"name": "tiny", "dependencies": [f"python={THIS_PYTHON}", "pip", {"pip": pip}]}))
+    environment = {"image": "mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu20.04:latest", "conda_file": "./conda.yml"}
+    (components / "which.yml").write_text(yaml_dump({
+        "$schema": "https://azuremlschemas.azureedge.net/latest/commandComponent.schema.json", "type": "command", "name": "which",
+        "code": "./src", "command": "python which.py --out ${{outputs.out}} $[[--x ${{inputs.x}}]]",
+        "inputs": {"x": {"type": "number", "optional": True}}, "outputs": {"out": {"type": "uri_folder"}}, "environment": environment,
+    }))
+    (folder / "curated.py").write_text("import json, os, sys\nos.makedirs(sys.argv[1], exist_ok=True)\n"
+                                       "open(os.path.join(sys.argv[1], 'which.json'), 'w').write(json.dumps({'python': sys.executable}))\n")
+    job = folder / "pipeline.yml"
+    job.write_text(yaml_dump({
+        "$schema": "https://azuremlschemas.azureedge.net/latest/pipelineJob.schema.json", "type": "pipeline", "experiment_name": "envs",
+        "jobs": {
+            "first": {"component": "./components/which.yml"},
+            "second": {"component": "./components/which.yml", "inputs": {"x": 1}},
+            "search": {"type": "sweep", "trial": "./components/which.yml", "sampling_algorithm": "grid",
+                       "search_space": {"x": {"type": "choice", "values": [2.0]}},
+                       "objective": {"primary_metric": "score", "goal": "maximize"}, "limits": {"max_total_trials": 1}},
+            "curated": {"type": "command", "code": ".", "command": "python curated.py ${{outputs.out}}",
+                        "environment": "azureml:AzureML-sklearn-1.5@latest", "outputs": {"out": {"type": "uri_folder"}}},
+        },
+    }))
+    return job
+
+
+def _which(step) -> dict:
+    return json.loads((Path(step.outputs["out"]) / "which.json").read_text())
+
+
+@pytest.mark.slow
+def test_pipeline_steps_share_the_environment_their_component_names(workdir, wheels, capc_home):
+    from capc.local.pipeline import run_pipeline_yaml
+
+    job = _pipeline(workdir, ["capctiny==2.0"])
+    result = run_pipeline_yaml(load_job_yaml(job), poll_s=0.05)
+    steps = {s.name: s for s in result.steps}
+    assert all(s.status == "completed" for s in steps.values()), {n: (s.detail, s.output_tail) for n, s in steps.items()}
+    first, second = _which(steps["first"]), _which(steps["second"])
+    assert first == second and first["capctiny"] == "2.0"  # only the built environment has capctiny
+    env_folder = Path(first["python"]).parents[1]
+    assert env_folder.parent == capc_home / "envs"
+    assert [p.name for p in (capc_home / "envs").iterdir() if p.is_dir()] == [env_folder.name]  # built once for all three
+    assert steps["search"].value == 2.0  # the sweep's one trial ran in it too (it imports capctiny)
+    assert _which(steps["curated"])["python"] == sys.executable  # a curated environment: capc's interpreter
+    assert any(n.startswith("steps first, second, search: built the environment in") for n in result.notes), result.notes
+    assert any(n.startswith("step curated: ") and "azureml:AzureML-sklearn-1.5@latest" in n for n in result.notes), result.notes
+
+    again = run_pipeline_yaml(load_job_yaml(job), poll_s=0.05)
+    assert any(n.startswith("steps first, second, search: reused the environment built before") for n in again.notes), again.notes
+    assert _which({s.name: s for s in again.steps}["first"]) == first
+
+
+@pytest.mark.slow
+def test_a_pipeline_whose_environment_cannot_be_built_runs_no_step(workdir, wheels, capc_home):
+    from capc.local.pipeline import run_pipeline_yaml
+
+    job = _pipeline(workdir, ["capctiny==2.0", "capc-no-such-package==1.0"])
+    with pytest.raises(CapcError) as caught:
+        run_pipeline_yaml(load_job_yaml(job), poll_s=0.05)
+    message = str(caught.value)
+    assert "could not install capc-no-such-package==1.0" in message and "so no step ran" in message
+    assert "No matching distribution found for capc-no-such-package" in message
+    assert not [p for p in (capc_home / "envs").iterdir() if p.is_dir()]
+    assert not (capc_home / "runs").exists()  # no step started, no run recorded
+
+
+def test_env_current_runs_every_pipeline_step_in_capcs_interpreter(workdir):
+    from capc.jobfolder.pipeline_graph import read_pipeline
+    from capc.local.pipeline_envs import build_step_environments
+
+    job = load_job_yaml(_pipeline(workdir, ["capctiny==2.0"]))
+    graph = read_pipeline(job.data, job.job_dir)
+    built, notes = build_step_environments(graph.steps, CURRENT)
+    assert set(built) == {"first", "second", "search", "curated"} and all(e.python is None for e in built.values())
+    assert len(notes) == 1 and notes[0].startswith("steps first, second, search, curated: --env current: it runs in capc's interpreter")
+    assert graph.step("first").node["environment"]["conda_file"] == str(workdir / "components" / "conda.yml")  # read from the component's folder
+    assert graph.step("search").node["trial"]["environment"]["conda_file"] == str(workdir / "components" / "conda.yml")

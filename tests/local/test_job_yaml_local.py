@@ -167,3 +167,46 @@ def test_lightgbm_autolog_sweep_minimises_the_logged_validation_loss(jobs):
     assert len(completed) == 2 and all(len(t.history) == 15 for t in completed)
     assert result.value == min(t.value for t in completed)
     assert any(m.startswith("models:/") for m in result.files.models), result.files
+
+
+def test_a_uri_file_output_of_a_command_job_is_a_file(workdir, capc_home):
+    job = workdir / "file_output.yml"
+    job.write_text(
+        "$schema: https://azuremlschemas.azureedge.net/latest/commandJob.schema.json\n"
+        "command: echo done > ${{outputs.marker}}\n"
+        "environment: azureml:AzureML-sklearn-1.5@latest\n"
+        "outputs:\n  marker:\n    type: uri_file\n    path: azureml://datastores/workspaceblobstore/paths/runs/marker.txt\n"
+    )
+    result = run(job)
+    marker = Path(result.files.named_outputs["marker"]) / "marker.txt"
+    assert result.status == "completed" and marker.read_text() == "done\n"
+
+
+def test_a_key_written_twice_counts_once_as_azure_reads_it(workdir, capc_home):
+    from click.testing import CliRunner
+
+    from capc.cli import cli
+
+    job = workdir / "twice.yml"
+    job.write_text(
+        "$schema: https://azuremlschemas.azureedge.net/latest/commandJob.schema.json\n"
+        "command: echo \"[$GREETING][$OTHER]\" > outputs/said.txt\n"
+        "environment:\n  image: python:3.11\n"
+        "environment_variables:\n  GREETING: hi\n"
+        "environment_variables:\n  OTHER: there\n"
+    )
+    validated = CliRunner().invoke(cli, ["validate", str(job)])
+    assert validated.exit_code == 0, validated.output
+    assert "environment_variables is written more than once (again at line 7): the last one counts" in validated.output
+    result = run(job)  # the first mapping is dropped, as azure-ai-ml's loader drops it
+    assert (Path(result.files.folder) / "outputs" / "said.txt").read_text() == "[][there]\n"
+
+
+def test_the_preview_code_mapping_is_refused_naming_the_path_form(workdir, capc_home):
+    (workdir / "src").mkdir()
+    job = workdir / "preview_code.yml"
+    job.write_text("command: python hello.py\ncode:\n  local_path: ./src\nenvironment:\n  image: python\n")
+    with pytest.raises(CapcError) as caught:
+        run(job)
+    assert "`code` is a mapping" in str(caught.value) and caught.value.hint == "write `code: ./src`"
+    assert not (capc_home / "runs").exists()

@@ -236,6 +236,9 @@ def test_an_automl_node_and_a_sweep_node_feed_a_step_their_best_models(pipelines
     assert set(report["models"]) == {str(automl_model), str(sweep_model)}
     for name in ("automl", "sweep"):
         assert 0.5 < steps[name].value <= 1.0 and result.summaries[name]["metric"] == "accuracy"
+    # The AutoML node runs as a hand-written AutoML job does: its test run on test_data_size, and a note per key not honoured.
+    assert 0.5 < result.summaries["automl"]["test_metrics"]["accuracy"] <= 1.0
+    assert any(n.startswith("step automl: limits.max_cores_per_trial is not honoured") for n in result.notes), result.notes
     import mlflow.pyfunc
 
     assert mlflow.pyfunc.load_model(str(automl_model)) is not None
@@ -299,3 +302,23 @@ def test_sigterm_in_a_sweep_step_and_resume_keeps_its_finished_trial(pipelines):
     assert started.count(first) == 1 and started.count(second) == 2 and sorted(set(started)) == ["1", "2", "3"], started
     assert steps["sweep"]["value"] == 3.0  # the best trial's score, and its output is the step's
     assert Path(steps["sweep"]["outputs"]["model_output"], "model.txt").read_text() == "3"
+
+
+@pytest.mark.usefixtures("capc_home")
+def test_a_uri_file_output_is_a_file_its_readers_get(pipelines):
+    result = _run(pipelines / "file_outputs.yml")
+    steps = _steps(result)
+    assert {n: s.status for n, s in steps.items()} == {"write": "completed", "read": "completed"}, {n: s.output_tail for n, s in steps.items()}
+    greeting, count = Path(steps["write"].outputs["greeting"]), Path(steps["write"].outputs["count"])
+    assert greeting.name == "greeting.txt" and greeting.read_text() == "hello\n"  # the pipeline output's file name
+    assert count.name == "count" and count.read_text() == "3\n"  # no path: the output's name
+    assert (Path(steps["read"].outputs["both"]) / "both.txt").read_text() == "hello\n3\n"
+
+
+def test_a_components_preview_code_mapping_is_refused_before_any_step(workdir):
+    (workdir / "component.yml").write_text(
+        "$schema: https://azuremlschemas.azureedge.net/latest/commandComponent.schema.json\ntype: command\nname: hello\n"
+        "code:\n  local_path: ./src\ncommand: python hello.py\nenvironment:\n  image: python\n")
+    job = {"type": "pipeline", "jobs": {"hello": {"type": "command", "component": "./component.yml"}}}
+    with pytest.raises(CapcError, match=r"step `hello`'s component: `code` is a mapping \(\{\"local_path\": \"./src\"\}\)"):
+        read_pipeline(job, workdir)
