@@ -56,6 +56,13 @@ PRIMARY_METRICS: dict[str, dict[str, str]] = {
         "r2_score": MAXIMIZE,
         "normalized_mean_absolute_error": MINIMIZE,
     },
+    # ForecastingPrimaryMetrics: the regression four, scored on the rolling-origin folds' held-out horizons
+    "forecasting": {
+        "spearman_correlation": MAXIMIZE,
+        "normalized_root_mean_squared_error": MINIMIZE,
+        "r2_score": MAXIMIZE,
+        "normalized_mean_absolute_error": MINIMIZE,
+    },
     "image_classification": {"accuracy": MAXIMIZE},
 }
 # Metrics computed from class probabilities; the others need only the predicted class.
@@ -68,8 +75,9 @@ def goal_of(metric: str) -> str | None:
 
 
 def task_kind(task: str) -> str:
-    """The scorer table a task uses: regression, else classification (image classification included)."""
-    return "regression" if task == "regression" else "classification"
+    """The scorer table a task uses: regression (forecasting included), else classification (image classification
+    included)."""
+    return "regression" if task in ("regression", "forecasting") else "classification"
 
 
 # ---------------------------------------------------------------- classification
