@@ -10,6 +10,7 @@ scikit-learn and LightGBM, not capc.
 
 from __future__ import annotations
 
+import logging
 import sys
 import warnings
 from pathlib import Path
@@ -50,15 +51,18 @@ class ForecastModel:
         }
 
 
-class ForecastPythonModel(PythonModel):
-    """The pyfunc face: predict(frame) -> the forecast of each row."""
+with warnings.catch_warnings():  # MLflow asks for type hints on predict, for checks the forecaster makes itself
+    warnings.filterwarnings("ignore", message=".*type hints.*")
 
-    def __init__(self, forecaster):
-        self.forecaster = forecaster
+    class ForecastPythonModel(PythonModel):
+        """The pyfunc face: predict(frame) -> the forecast of each row."""
 
-    def predict(self, context, model_input, params=None):
-        frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
-        return self.forecaster.predict(frame)
+        def __init__(self, forecaster):
+            self.forecaster = forecaster
+
+        def predict(self, context, model_input, params=None):
+            frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
+            return self.forecaster.predict(frame)
 
 
 def save_forecast_model(model: ForecastModel, path: Path | str) -> Path:
@@ -73,14 +77,14 @@ def save_forecast_model(model: ForecastModel, path: Path | str) -> Path:
     modules = [forecasting, sys.modules[__name__]]
     for module in modules:
         cloudpickle.register_pickle_by_value(module)
+    quiet = logging.getLogger("mlflow.pyfunc")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)  # its warning about pickled python models: the pickle is the point (no capc to load)
     try:
-        with warnings.catch_warnings():
-            # MLflow asks for type hints on predict (its own input checks) and warns about pickled python models:
-            # the forecaster checks its own input, and the pickle is the point (no capc needed where it loads).
-            warnings.filterwarnings("ignore", message=".*(type hints|Python object as .python_model.).*")
-            mlflow.pyfunc.save_model(str(path), python_model=ForecastPythonModel(model.forecaster),
-                                     pip_requirements=runtime_requirements(), metadata={METADATA_KEY: model.describe()})
+        mlflow.pyfunc.save_model(str(path), python_model=ForecastPythonModel(model.forecaster),
+                                 pip_requirements=runtime_requirements(), metadata={METADATA_KEY: model.describe()})
     finally:
+        quiet.setLevel(level)
         for module in modules:
             cloudpickle.unregister_pickle_by_value(module)
     return path
