@@ -39,10 +39,18 @@ def step_size(block: dict) -> int:
     return block["forecast_horizon"] if step == AUTO else step
 
 
+def first_training_periods(block: dict) -> int:
+    """The fewest periods a series trains on before its first fold's origin (capc.forecasting's rule, one source)."""
+    from capc.forecasting import Settings, min_training_length
+
+    return min_training_length(Settings(time_column="", target="", horizon=block["forecast_horizon"]))
+
+
 def periods_needed(block: dict, folds: int) -> int:
-    """The fewest periods a series needs for `folds` rolling-origin folds: each fold's origin is one step after the
-    last one's, the last fold validates on the final horizon, and the first still trains on at least one step."""
-    return folds * step_size(block) + block["forecast_horizon"]
+    """The fewest periods a series needs for `folds` rolling-origin folds: the last fold validates on the final
+    horizon, each earlier origin lies cv_step_size periods before the next, and the first still trains on
+    first_training_periods."""
+    return block["forecast_horizon"] + (folds - 1) * step_size(block) + first_training_periods(block)
 
 
 def block_fits_task(ctx: CheckContext) -> None:
@@ -198,7 +206,7 @@ def data_fits_folds(ctx: CheckContext) -> None:
 
 
 def _folds_fit(ctx: CheckContext, block: dict, folds: int, lengths: dict[tuple, int]) -> None:
-    """folds x cv_step_size + horizon periods in the shortest series; with short-series handling (auto, pad, drop)
+    """periods_needed in the shortest series; with short-series handling (auto, pad, drop)
     Azure pads or drops the short ones, so then only the longest must fit (and the rest are a warning)."""
     if not lengths:
         return
@@ -207,7 +215,8 @@ def _folds_fit(ctx: CheckContext, block: dict, folds: int, lengths: dict[tuple, 
     handling = block.get("short_series_handling_config", AUTO)
     if not short:
         return
-    how = f"{folds} folds x cv_step_size {step_size(block)} + forecast_horizon {block['forecast_horizon']} = {needed} periods"
+    how = (f"{folds} folds of forecast_horizon {block['forecast_horizon']}, cv_step_size {step_size(block)} apart, after "
+           f"{first_training_periods(block)} training periods need {needed}")
     named = ", ".join(_series_name(key, n) for key, n in list(short.items())[:SHOWN_SERIES])
     more = f" and {len(short) - SHOWN_SERIES} more" if len(short) > SHOWN_SERIES else ""
     fix = "lower dataset.cross_validations, forecasting.cv_step_size or forecasting.forecast_horizon"

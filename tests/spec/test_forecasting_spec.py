@@ -133,26 +133,26 @@ def test_a_frequency_pandas_cannot_read_is_an_error(workdir):
 
 
 def test_folds_must_fit_the_shortest_series(workdir):
-    # 3 folds x step 2 + horizon 2 = 8 periods: series b has exactly 8, so they fit; a step of 3 needs 11.
-    assert load_spec(write(workdir, BASE.replace("cross_validations: 2", "cross_validations: 3") + "  short_series_handling_config: none\n"))
-    path = write(workdir, BASE.replace("cross_validations: 2", "cross_validations: 3") + "  cv_step_size: 3\n  short_series_handling_config: none\n")
-    assert only_problem(path) == (f"{path}:6:22: dataset.cross_validations: the folds do not fit the series: 3 folds x cv_step_size 3 + "
-                                  "forecast_horizon 2 = 11 periods, but series b has 8 (lower dataset.cross_validations, "
-                                  "forecasting.cv_step_size or forecasting.forecast_horizon)")
+    # horizon 2 + (2 folds - 1) x step 2 + 4 first training periods (capc.forecasting) = 8: series b has exactly 8.
+    assert load_spec(write(workdir, BASE + "  short_series_handling_config: none\n")).warnings == ()
+    path = write(workdir, BASE.replace("cross_validations: 2", "cross_validations: 3") + "  short_series_handling_config: none\n")
+    assert only_problem(path) == (f"{path}:6:22: dataset.cross_validations: the folds do not fit the series: 3 folds of forecast_horizon 2, "
+                                  "cv_step_size 2 apart, after 4 training periods need 10, but series b has 8 (lower "
+                                  "dataset.cross_validations, forecasting.cv_step_size or forecasting.forecast_horizon)")
 
 
 def test_short_series_handling_lets_azure_drop_short_series_with_a_warning(workdir):
-    spec = load_spec(write(workdir, BASE.replace("cross_validations: 2", "cross_validations: 3") + "  cv_step_size: 3\n"))
+    spec = load_spec(write(workdir, BASE.replace("cross_validations: 2", "cross_validations: 3")))
     assert [str(w) for w in spec.warnings] == [
-        f"{spec.path}:9:1: forecasting: series b has 8, fewer than the folds need (3 folds x cv_step_size 3 + forecast_horizon 2 = 11 "
-        "periods): short_series_handling_config auto pads or drops it (lower dataset.cross_validations, forecasting.cv_step_size or "
-        "forecasting.forecast_horizon)"]
+        f"{spec.path}:9:1: forecasting: series b has 8, fewer than the folds need (3 folds of forecast_horizon 2, cv_step_size 2 apart, "
+        "after 4 training periods need 10): short_series_handling_config auto pads or drops it (lower dataset.cross_validations, "
+        "forecasting.cv_step_size or forecasting.forecast_horizon)"]
 
 
 def test_when_no_series_fits_the_folds_it_is_an_error_whatever_the_handling(workdir):
-    path = write(workdir, BASE.replace("forecast_horizon: 2", "forecast_horizon: 6"))
-    assert only_problem(path).startswith(f"{path}:6:22: dataset.cross_validations: the folds do not fit the series: 2 folds x cv_step_size 6 + "
-                                         "forecast_horizon 6 = 18 periods, but series a has 12, series b has 8")
+    path = write(workdir, BASE.replace("forecast_horizon: 2", "forecast_horizon: 6") + "  short_series_handling_config: drop\n")
+    assert only_problem(path).startswith(f"{path}:6:22: dataset.cross_validations: the folds do not fit the series: 2 folds of forecast_horizon 6, "
+                                         "cv_step_size 6 apart, after 8 training periods need 20, but series a has 12, series b has 8")
 
 
 def test_one_series_without_ids(workdir):
