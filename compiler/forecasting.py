@@ -294,12 +294,13 @@ def future_steps(history: pd.DataFrame, future: pd.DataFrame, settings: Settings
     """For each future row, how many steps after its series' last history time it lies (1 = the next step)."""
     last = history.groupby(SERIES_KEY)[settings.time_column].max()
     steps = np.zeros(len(future), dtype=int)
-    reach = limit or 10_000
     for key, rows in future.groupby(SERIES_KEY, sort=False).groups.items():
         if key not in last.index:
             raise ForecastDataError(f"series {_name(key)} has no history to forecast from; pass context rows for it")
-        grid = {t: h for h, t in enumerate(pd.date_range(last[key], periods=reach + 1, freq=freq))}
-        for position, time in zip(future.index.get_indexer(rows), future.loc[rows, settings.time_column]):
+        times = future.loc[rows, settings.time_column]
+        reach = dict(periods=limit + 1) if limit else dict(end=max(times.max(), last[key]))
+        grid = {t: h for h, t in enumerate(pd.date_range(last[key], freq=freq, **reach))}
+        for position, time in zip(future.index.get_indexer(rows), times):
             h = grid.get(time)
             if h is None or h == 0:
                 where = "at or before" if time <= last[key] else (f"beyond the {limit}-step horizon after" if limit else "off the grid after")
