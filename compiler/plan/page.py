@@ -53,7 +53,9 @@ def _trials_table(plan: SpecPlan) -> Table:
         table.add_column(col)
     if plan.automl:
         a = plan.automl
-        fits = f"{a.cross_validations}-fold cross-validation: {a.fits_per_trial} fits per trial" if a.cross_validations else "one fit per trial (holdout)"
+        kind = "rolling-origin folds" if a.rolling_origin else "-fold cross-validation"
+        fits = (f"{a.cross_validations}{' ' if a.rolling_origin else ''}{kind}: {a.fits_per_trial} fits per trial, {a.fits} in all"
+                if a.cross_validations else "one fit per trial (holdout)")
         table.add_row("automl", str(a.max_trials), str(a.max_concurrent_trials), minutes(a.timeout_minutes),
                       minutes(a.trial_timeout_minutes) if a.trial_timeout_minutes else "-", fits)
     if plan.sweep:
@@ -65,6 +67,9 @@ def _trials_table(plan: SpecPlan) -> Table:
                 note = f"{s.sampling} sampling, this family's share of max_total_trials {s.max_total_trials}"
             else:
                 note = f"{s.sampling} sampling: max_total_trials"
+            if s.folds and s.fits is not None:
+                kind = "rolling-origin folds" if s.rolling_origin else "cross-validation folds"
+                note += f"; {s.folds} {kind} and a refit: {s.fits_per_trial} fits per trial, {job.trials * s.fits_per_trial} in all"
             table.add_row(job.job, str(job.trials), str(job.max_concurrent_trials), minutes(job.timeout_minutes),
                           minutes(job.trial_timeout_minutes), note)
     return table
