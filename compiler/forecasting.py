@@ -31,7 +31,27 @@ SEASONALITY = {"min": 60, "h": 24, "b": 5, "d": 7, "w": 52, "sm": 24, "ms": 12, 
                "a": 1, "as": 1, "s": 60}
 AGGREGATES = ("sum", "max", "min", "mean")
 SHORT_SERIES = ("auto", "pad", "drop", "none")
-LEARNERS = ("lightgbm", "extratrees", "elasticnet", "seasonal_naive")
+# Regression learners over the features: learner -> (module, class, defaults). Those in SCALED see standardized
+# features; all but LightGBM and XGBoost see a missing lag as 0 ("as the last value").
+_FOREST = dict(n_estimators=100, min_samples_leaf=3, max_features=0.7, random_state=0, n_jobs=1)
+ESTIMATORS = {
+    "lightgbm": ("lightgbm", "LGBMRegressor", dict(n_estimators=300, learning_rate=0.05, num_leaves=15, min_child_samples=10,
+                 subsample=0.8, subsample_freq=1, colsample_bytree=0.8, reg_lambda=1.0, random_state=0, n_jobs=1, verbose=-1)),
+    "xgboost": ("xgboost", "XGBRegressor", dict(n_estimators=300, learning_rate=0.05, max_depth=4, subsample=0.8,
+                                                random_state=0, n_jobs=1)),
+    "gradientboosting": ("sklearn.ensemble", "GradientBoostingRegressor", dict(n_estimators=100, max_depth=3, subsample=0.8,
+                                                                               random_state=0)),
+    "extratrees": ("sklearn.ensemble", "ExtraTreesRegressor", _FOREST),
+    "randomforest": ("sklearn.ensemble", "RandomForestRegressor", _FOREST),
+    "decisiontree": ("sklearn.tree", "DecisionTreeRegressor", dict(min_samples_leaf=5, random_state=0)),
+    "elasticnet": ("sklearn.linear_model", "ElasticNet", dict(alpha=0.01, l1_ratio=0.5, max_iter=5000)),
+    "lassolars": ("sklearn.linear_model", "LassoLars", dict(alpha=0.001)),
+    "sgd": ("sklearn.linear_model", "SGDRegressor", dict(alpha=0.001, random_state=0)),
+    "knn": ("sklearn.neighbors", "KNeighborsRegressor", dict(n_neighbors=10, weights="distance")),
+}
+SCALED = ("elasticnet", "lassolars", "sgd", "knn")
+NATIVE_MISSING = ("lightgbm", "xgboost")
+LEARNERS = (*ESTIMATORS, "seasonal_naive")
 MAX_ORIGINS_PER_SERIES = 2000  # training rows: the most recent origins of a long series are the relevant ones
 
 
@@ -63,7 +83,8 @@ class Settings:
             raise ForecastDataError(f"target_aggregate_function {self.target_aggregate_function!r} is not one of "
                                     f"{', '.join(AGGREGATES)}")
         if self.short_series not in SHORT_SERIES:
-            raise ForecastDataError(f"short_series_handling_config {self.short_series!r} is not one of {', '.join(SHORT_SERIES)}")
+            raise ForecastDataError(f"short_series_handling_config {self.short_series!r} is not one of "
+                                    f"{', '.join(SHORT_SERIES)}")
         if self.n_folds < 1:
             raise ForecastDataError(f"the rolling-origin validation needs at least one fold, not {self.n_folds}")
 
@@ -74,26 +95,24 @@ class Settings:
             value = block.get(key)
             return None if value is None or str(value).lower() in ("auto", "none") else value
 
+        def number(key):
+            return None if auto(key) is None else int(auto(key))
+
         if not block.get("time_column_name"):
             raise ForecastDataError("the forecasting settings have no time_column_name")
         if block.get("forecast_horizon") in (None, "auto"):
             raise ForecastDataError("the forecasting settings have no forecast_horizon (a number of time steps)")
         lags = auto("target_lags")
+        lags = None if lags is None else lags if isinstance(lags, (list, tuple)) else [lags]
         ids = block.get("time_series_id_column_names") or ()
         return cls(
             time_column=str(block["time_column_name"]), target=str(target), horizon=int(block["forecast_horizon"]),
-            series_ids=(ids,) if isinstance(ids, str) else tuple(str(c) for c in ids),
-            frequency=auto("frequency"),
-            target_lags=None if lags is None else tuple(int(v) for v in (lags if isinstance(lags, (list, tuple)) else [lags])),
-            rolling_window=_optional_int(auto("target_rolling_window_size")),
-            seasonality=_optional_int(auto("seasonality")), cv_step_size=_optional_int(auto("cv_step_size")),
+            series_ids=(ids,) if isinstance(ids, str) else tuple(str(c) for c in ids), frequency=auto("frequency"),
+            target_lags=None if lags is None else tuple(int(v) for v in lags), rolling_window=number("target_rolling_window_size"),
+            seasonality=number("seasonality"), cv_step_size=number("cv_step_size"),
             n_folds=int(n_folds), target_aggregate_function=auto("target_aggregate_function"),
             short_series=str(block.get("short_series_handling_config") or "auto").lower(),
         )
-
-
-def _optional_int(value) -> int | None:
-    return None if value is None else int(value)
 
 
 def offset(frequency: str) -> pd.DateOffset:
@@ -155,8 +174,8 @@ def parse_times(values: pd.Series, column: str) -> pd.Series:
     bad = parsed.isna() & values.notna()
     if bad.any() or values.isna().any():
         first = values[bad | values.isna()].iloc[0]
-        raise ForecastDataError(f"time column {column!r} is not a datetime: {first!r} (row {int(np.flatnonzero(bad | values.isna())[0]) + 1}) "
-                                "is not a date or time")
+        row = int(np.flatnonzero(bad | values.isna())[0]) + 1
+        raise ForecastDataError(f"time column {column!r} is not a datetime: {first!r} (row {row}) is not a date or time")
     return parsed
 
 
@@ -303,7 +322,8 @@ def future_steps(history: pd.DataFrame, future: pd.DataFrame, settings: Settings
         for position, time in zip(future.index.get_indexer(rows), times):
             h = grid.get(time)
             if h is None or h == 0:
-                where = "at or before" if time <= last[key] else (f"beyond the {limit}-step horizon after" if limit else "off the grid after")
+                where = "at or before" if time <= last[key] else \
+                    f"beyond the {limit}-step horizon after" if limit else "off the grid after"
                 raise ForecastDataError(f"series {_name(key)}: time {time} is {where} its last known time {last[key]} "
                                         f"(frequency {freq.freqstr})")
             steps[position] = h
@@ -332,16 +352,17 @@ def seasonal_naive(history: pd.DataFrame, future: pd.DataFrame, settings: Settin
 def series_scale(y: np.ndarray) -> float:
     """What a series' changes are divided by: its mean absolute step (its mean absolute level, 1 when flat)."""
     y = y[np.isfinite(y)]
-    steps = np.abs(np.diff(y))
-    for candidate in (steps.mean() if len(steps) else 0.0, np.abs(y).mean() if len(y) else 0.0):
-        if candidate > 0:
-            return float(candidate)
-    return 1.0
+    candidates = (np.abs(np.diff(y)).mean() if len(y) > 1 else 0.0, np.abs(y).mean() if len(y) else 0.0, 1.0)
+    return float(next(c for c in candidates if c > 0))
 
 
 def calendar(times: pd.DatetimeIndex, freq: pd.DateOffset) -> dict[str, np.ndarray]:
     """The calendar positions that can repeat at this frequency (a monthly series has no day of the week)."""
-    span = pd.Timedelta(freq.nanos, "ns") if _fixed(freq) else None
+    try:
+        span = pd.Timedelta(freq.nanos, "ns")
+    except ValueError:  # a calendar offset (business days, months, quarters) has no fixed length
+        daily = freq.name.startswith(("B", "C")) and not any(unit in freq.name for unit in "MQY")  # business days
+        span = pd.Timedelta(days=1) if daily else None
     out = {}
     if span is not None and span < pd.Timedelta(days=1):
         out.update(hour=times.hour, dayofweek=times.dayofweek)
@@ -354,13 +375,6 @@ def calendar(times: pd.DatetimeIndex, freq: pd.DateOffset) -> dict[str, np.ndarr
     elif freq.name.lstrip("B").startswith("Q"):
         out.update(quarter=times.quarter)
     return {k: np.asarray(v, dtype=float) for k, v in out.items()}
-
-
-def _fixed(freq: pd.DateOffset) -> bool:
-    try:
-        return freq.nanos > 0
-    except ValueError:  # a calendar offset (months, quarters) has no fixed length
-        return False
 
 
 @dataclass(frozen=True)
@@ -440,7 +454,10 @@ class Forecaster:
                 validation = backtest(history, settings, self.learner, self.params)
             except ForecastDataError:
                 validation = None  # too short to backtest: point forecasts only
-        self.residuals_ = None if validation is None else _scaled_residuals(validation)
+        self.residuals_ = None  # horizon step -> the backtest's (actual - forecast) / series scale
+        if validation is not None:
+            residual = (validation["actual"] - validation["forecast"]) / validation["scale"]
+            self.residuals_ = {int(h): r.to_numpy(float) for h, r in residual.groupby(validation["step"])}
         return self
 
     def _training_rows(self, groups: dict) -> tuple[pd.DataFrame, np.ndarray]:
@@ -476,26 +493,18 @@ class Forecaster:
         return out
 
     def _fit_learner(self, features: pd.DataFrame, target: np.ndarray):
-        params = dict(self.params)
-        if self.learner == "lightgbm":
-            from lightgbm import LGBMRegressor
+        import importlib
 
-            defaults = dict(n_estimators=300, learning_rate=0.05, num_leaves=15, min_child_samples=10,
-                            subsample=0.8, subsample_freq=1, colsample_bytree=0.8, reg_lambda=1.0,
-                            random_state=0, n_jobs=1, verbose=-1)
-            return LGBMRegressor(**{**defaults, **params}).fit(features, target)
-        features = features.fillna(0.0)  # a relative feature of 0: "as the last value"
-        if self.learner == "extratrees":
-            from sklearn.ensemble import ExtraTreesRegressor
+        module, name, defaults = ESTIMATORS[self.learner]
+        estimator = getattr(importlib.import_module(module), name)(**{**defaults, **self.params})
+        if self.learner not in NATIVE_MISSING:
+            features = features.fillna(0.0)
+        if self.learner in SCALED:
+            from sklearn.pipeline import make_pipeline
+            from sklearn.preprocessing import StandardScaler
 
-            defaults = dict(n_estimators=200, min_samples_leaf=3, max_features=0.7, random_state=0, n_jobs=1)
-            return ExtraTreesRegressor(**{**defaults, **params}).fit(features, target)
-        from sklearn.linear_model import ElasticNet
-        from sklearn.pipeline import make_pipeline
-        from sklearn.preprocessing import StandardScaler
-
-        defaults = dict(alpha=0.01, l1_ratio=0.5, max_iter=5000)
-        return make_pipeline(StandardScaler(), ElasticNet(**{**defaults, **params})).fit(features, target)
+            estimator = make_pipeline(StandardScaler(), estimator)
+        return estimator.fit(features, target)
 
     # -- forecasting
 
@@ -525,11 +534,10 @@ class Forecaster:
         result["forecast"] = out
         for q in quantiles:
             result[quantile_column(q)] = out + scales * self._residual_quantile(steps, float(q))
-        order = np.argsort(future["__row__"].to_numpy(), kind="stable")
-        return result.iloc[order].reset_index(drop=True)
+        return result.reset_index(drop=True)  # in the caller's row order: `future` was never reordered
 
     def _future(self, future: pd.DataFrame, settings: Settings) -> pd.DataFrame:
-        rows = future.reset_index(drop=True).assign(__row__=np.arange(len(future)))
+        rows = future.reset_index(drop=True)
         check_columns(rows, settings, need_target=False)
         rows[settings.time_column] = parse_times(rows[settings.time_column], settings.time_column)
         rows[SERIES_KEY] = series_keys(rows, settings)
@@ -548,7 +556,7 @@ class Forecaster:
             fallback = features.get("seasonal_naive", pd.Series(0.0, index=features.index))
             return fallback.fillna(0.0).to_numpy(dtype=float)
         features = features[self.feature_names_]
-        if self.learner != "lightgbm":
+        if self.learner not in NATIVE_MISSING:
             features = features.fillna(0.0)
         return np.asarray(self.model_.predict(features), dtype=float)
 
@@ -568,12 +576,6 @@ class Forecaster:
 
 def quantile_column(q: float) -> str:
     return f"q{float(q):g}"
-
-
-def _scaled_residuals(validation: pd.DataFrame) -> dict[int, np.ndarray]:
-    """Horizon step -> (actual - forecast) / series scale over a backtest's rows."""
-    residual = (validation["actual"] - validation["forecast"]) / validation["scale"]
-    return {int(h): r.to_numpy(dtype=float) for h, r in residual.groupby(validation["step"])}
 
 
 def backtest(frame: pd.DataFrame, settings: Settings, learner: str = "lightgbm", params: dict | None = None) -> pd.DataFrame:

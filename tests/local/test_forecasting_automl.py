@@ -226,3 +226,47 @@ def test_documented_forecasting_job_runs_locally_and_scores_its_test_horizon(sal
     assert result["test"]["rows"] == 18 and result["test"]["metrics"]["normalized_root_mean_squared_error"] < 0.2
     assert any("forecasting.use_stl is not honoured locally" in note for note in result["notes"])
     assert result["model"]["name"] == "store-sales"
+
+
+# ---------------------------------------------------------------- the compiled spec (capc submit of a forecasting spec)
+
+
+@pytest.mark.slow
+def test_a_forecasting_spec_submits_registers_and_forecasts_its_held_back_horizon(workdir):
+    """The macro data's first held-back horizon, forecast by the model `capc submit` registers (AutoML only, a short
+    budget), is closer than seasonal naive's."""
+    import importlib.util
+
+    import mlflow.pyfunc
+    from click.testing import CliRunner
+
+    from capc.cli import cli
+    from capc.forecasting import Settings, seasonal_naive
+    from repo import REPO
+
+    module_spec = importlib.util.spec_from_file_location("make_macro", REPO / "specs" / "data" / "macro" / "make_macro.py")
+    make_macro = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(make_macro)
+    full = make_macro.full_series()
+    cut = np.sort(full["quarter"].unique())[-make_macro.HELD_BACK]
+    full[full["quarter"] < cut].to_csv(workdir / "macro_train.csv", index=False, date_format="%Y-%m-%d")
+    spec = {"name": "macro-test", "description": "US quarterly macro series.",
+            "dataset": {"path": "macro_train.csv", "format": "csv", "target": "value", "cross_validations": 3},
+            "task": "forecasting", "metric": "normalized_mean_absolute_error",
+            "forecasting": {"time_column_name": "quarter", "time_series_id_column_names": ["series"], "forecast_horizon": 4,
+                            "frequency": "QS"},
+            "automl": {"timeout_minutes": 1, "max_trials": 6},
+            "sweep": {"model": "lightgbm", "search_space": {"n_estimators": "choice(50, 100)"},
+                      "limits": {"max_total_trials": 1, "max_concurrent_trials": 1}}}
+    (workdir / "macro.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    ran = CliRunner().invoke(cli, ["submit", str(workdir / "macro.yaml"), "--only", "automl", "--json"])
+    assert ran.exit_code == 0, ran.output
+    result = json.loads(ran.stdout[ran.stdout.index("{"):])
+    assert result["winner"] == "automl" and result["model"]["name"] == "macro-test"
+    horizon = full[(full["quarter"] >= cut)].groupby("series").head(4)
+    future = horizon[["quarter", "series"]].reset_index(drop=True)
+    predicted = mlflow.pyfunc.load_model(result["model"]["model_dir"]).predict(future)
+    naive = seasonal_naive(full[full["quarter"] < cut], future, Settings(time_column="quarter", target="value", horizon=4,
+                                                                         series_ids=("series",), frequency="QS"))
+    actual = horizon["value"].to_numpy()
+    assert np.abs(actual - predicted).mean() < 0.85 * np.abs(actual - naive).mean()

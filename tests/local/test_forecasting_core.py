@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from capc import azure_metrics
-from capc.forecasting import (SERIES_KEY, ForecastDataError, Forecaster, Settings, backtest, read_series,
+from capc.forecasting import (LEARNERS, SERIES_KEY, ForecastDataError, Forecaster, Settings, backtest, read_series,
                               rolling_origin_folds, seasonal_naive)
 
 
@@ -116,7 +116,7 @@ def test_the_forecaster_beats_seasonal_naive_on_trending_series(frame, settings)
     assert set(validated["fold"]) == {0, 1, 2} and validated["step"].between(1, settings.horizon).all()
 
 
-@pytest.mark.parametrize("learner", ["extratrees", "elasticnet", "seasonal_naive"])
+@pytest.mark.parametrize("learner", [learner for learner in LEARNERS if learner != "lightgbm"])
 def test_every_learner_forecasts_each_future_row(learner):
     model = Forecaster(MONTHLY, learner).fit(monthly_stores(), calibrate=False)
     future = pd.DataFrame({"month": ["2024-03-01", "2024-01-01", "2024-02-01"], "store": ["s1", "s0", "s2"]})

@@ -1,7 +1,7 @@
 """Backend, local AutoML for `task: forecasting`: the search, from the job's settings to the chosen forecaster.
 
-Each candidate is one configuration of a capc.forecasting learner (LightGBM, ExtraTrees or ElasticNet over lag and
-rolling features; the naive and seasonal-naive baselines), scored by rolling-origin validation (capc.forecasting
+Each candidate is one configuration of a capc.forecasting learner (LightGBM, XGBoost, the scikit-learn regressors of
+Azure's list over lag and rolling features; the naive and seasonal-naive baselines), scored by rolling-origin validation (capc.forecasting
 .backtest: n_cross_validations folds, each training on the rows up to its origin and forecasting the horizon after
 it, never shuffled) on every Azure forecasting metric over all folds' forecasts, the normalized ones divided by the
 range of the whole training target. The search tries the baselines and each learner's default first, then random
@@ -29,7 +29,8 @@ from capc.errors import CapcError
 from capc.forecasting import SERIES_KEY, ForecastDataError
 from capc.local.automl.forecast_model import ForecastModel, save_forecast_model
 from capc.local.automl.results import AutoMLResult, Candidate
-from capc.local.automl.settings import AutoMLSettings, azure_algorithm, resolve_estimators
+from capc.local.automl import names
+from capc.local.automl.settings import AutoMLSettings, azure_algorithm
 from capc.local.search_end import SearchEnd
 from capc.state.held_out import HeldOutPredictions, plain
 from capc.state.tracking import COMPLETED, FAILED
@@ -37,6 +38,10 @@ from capc.state.tracking import COMPLETED, FAILED
 DEFAULT_FOLDS = 3  # n_cross_validations: auto
 NO_GAIN_LIMIT = 20  # Azure's early termination: no better candidate in this many
 BASELINES = ("seasonal_naive", "naive")
+# The order learners get their first candidate in: the baselines (every search's yardstick), then the learners that are
+# strong and quick on the reference data's rolling-origin folds (macro_train.csv, 3 folds), slow or weak ones last.
+LEARNER_ORDER = ("seasonal_naive", "naive", "lightgbm", "elasticnet", "extratrees", "xgboost", "lassolars", "randomforest",
+                 "gradientboosting", "knn", "sgd", "decisiontree")
 
 
 @dataclass(frozen=True)
@@ -55,8 +60,23 @@ def sampled_params(learner: str, rng: random.Random) -> dict:
     if learner == "extratrees":
         return dict(n_estimators=rng.choice([100, 200, 400]), min_samples_leaf=rng.choice([1, 2, 3, 5, 10]),
                     max_features=round(rng.uniform(0.3, 1.0), 2))
-    if learner == "elasticnet":
-        return dict(alpha=round(10 ** rng.uniform(-4, 0), 5), l1_ratio=round(rng.uniform(0.0, 1.0), 2))
+    if learner == "randomforest":
+        return dict(n_estimators=rng.choice([100, 200]), min_samples_leaf=rng.choice([1, 3, 5, 10]),
+                    max_features=round(rng.uniform(0.3, 1.0), 2))
+    if learner == "xgboost":
+        return dict(n_estimators=rng.choice([100, 300, 600]), learning_rate=round(10 ** rng.uniform(-2, -0.7), 4),
+                    max_depth=rng.choice([2, 3, 4, 6, 8]), subsample=round(rng.uniform(0.6, 1.0), 2),
+                    colsample_bytree=round(rng.uniform(0.5, 1.0), 2), reg_lambda=round(10 ** rng.uniform(-3, 1), 4))
+    if learner == "gradientboosting":
+        return dict(n_estimators=rng.choice([50, 100, 200]), max_depth=rng.choice([2, 3, 4, 5]),
+                    learning_rate=round(10 ** rng.uniform(-2, -0.5), 4), subsample=round(rng.uniform(0.6, 1.0), 2))
+    if learner in ("elasticnet", "lassolars", "sgd"):
+        alpha = round(10 ** rng.uniform(-4, 0), 5)
+        return dict(alpha=alpha, l1_ratio=round(rng.uniform(0.0, 1.0), 2)) if learner == "elasticnet" else dict(alpha=alpha)
+    if learner == "knn":
+        return dict(n_neighbors=rng.choice([3, 5, 10, 20, 40]), weights=rng.choice(["uniform", "distance"]))
+    if learner == "decisiontree":
+        return dict(min_samples_leaf=rng.choice([1, 3, 5, 10, 20]), max_depth=rng.choice([None, 4, 8, 12]))
     return {}
 
 
@@ -134,11 +154,9 @@ def _learner_settings(fsettings: forecasting.Settings, learner: str) -> tuple[fo
 
 def _params(configuration: Configuration, threads: int, seed: int) -> dict:
     learner, params = configuration.learner, dict(configuration.params)
-    if learner == "lightgbm":
+    if learner in ("lightgbm", "xgboost", "extratrees", "randomforest"):
         params.setdefault("n_jobs", threads)
-        params.setdefault("random_state", seed)
-    elif learner == "extratrees":
-        params.setdefault("n_jobs", threads)
+    if learner not in ("naive", "seasonal_naive", "elasticnet", "lassolars", "knn"):
         params.setdefault("random_state", seed)
     return params
 
@@ -240,8 +258,11 @@ class _Search:
 
 
 def _runnable(settings: AutoMLSettings, notes: list[str]) -> tuple[list[str], dict[str, str]]:
-    learners, skipped_names = resolve_estimators(settings)
-    skipped = {name: "the local engine has no learner for it (Azure would train it)" for name in skipped_names}
+    table = names.ALGORITHM_ESTIMATORS["forecasting"]
+    chosen = [a for a in (settings.allowed_algorithms or tuple(table)) if a not in settings.blocked_algorithms]
+    wanted = {learner for a in chosen for learner in (table[a] or ())}
+    learners = [learner for learner in LEARNER_ORDER if learner in wanted]
+    skipped = {a: "the local engine has no learner for it (Azure would train it)" for a in chosen if table[a] is None}
     notes.extend(f"skipped {name}: {why}" for name, why in skipped.items())
     if not learners:
         raise CapcError(f"none of the forecasting algorithms this job allows can run locally ({', '.join(skipped) or 'all blocked'}).",

@@ -43,8 +43,8 @@ ALGORITHM_ESTIMATORS: dict[str, dict[str, tuple[str, ...] | None]] = {
         "XGBoostRegressor": ("xgboost", "xgb_limitdepth"),
     },
     # capc.forecasting's learners over lag and rolling features, and its baselines (capc.local.automl.forecast_search).
-    # The time-series models (ARIMA, Prophet, exponential smoothing, TCN) have none: FLAML's ARIMA, SARIMAX and
-    # Holt-Winters measured worse than the lag-feature learners on the macro reference data (README, Forecasting).
+    # Azure's time-series models (ARIMA, Prophet, exponential smoothing, TCN) and its average baselines have none
+    # (README, "Forecasting on the local engine": FLAML's ARIMA and Holt-Winters measured behind the lag learners).
     "forecasting": {
         "AutoArima": None,
         "Prophet": None,
@@ -56,15 +56,15 @@ ALGORITHM_ESTIMATORS: dict[str, dict[str, tuple[str, ...] | None]] = {
         "Arimax": None,
         "TCNForecaster": None,
         "ElasticNet": ("elasticnet",),
-        "GradientBoosting": None,
-        "DecisionTree": None,
-        "KNN": None,
-        "LassoLars": None,
-        "SGD": None,
-        "RandomForest": None,
+        "GradientBoosting": ("gradientboosting",),
+        "DecisionTree": ("decisiontree",),
+        "KNN": ("knn",),
+        "LassoLars": ("lassolars",),
+        "SGD": ("sgd",),
+        "RandomForest": ("randomforest",),
         "ExtremeRandomTrees": ("extratrees",),
         "LightGBM": ("lightgbm",),
-        "XGBoostRegressor": None,
+        "XGBoostRegressor": ("xgboost",),
     },
 }
 
@@ -73,8 +73,6 @@ ALGORITHM_ESTIMATORS: dict[str, dict[str, tuple[str, ...] | None]] = {
 ESTIMATOR_ORDER: tuple[str, ...] = (
     "lgbm", "xgboost", "xgb_limitdepth", "rf", "extra_tree", "histgb",
     "lrl1", "lrl2", "enet", "lassolars", "sgd", "svc", "kernel_svc", "kneighbor",
-    # forecasting (capc.forecasting's learners): the baselines first, so every search has its yardstick
-    "seasonal_naive", "naive", "lightgbm", "elasticnet", "extratrees",
 )
 
 # FLAML estimator -> (most training rows the local engine runs it on, why). A FLAML trial cannot be stopped inside
