@@ -174,7 +174,7 @@ def evaluate(history, fsettings, settings: AutoMLSettings, configuration: Config
     algorithm = azure_algorithm("forecasting", configuration.learner)
     try:
         validated = forecasting.backtest(history, learner_settings, learner, _params(configuration, settings.threads, settings.seed))
-    except (ValueError, ArithmeticError, MemoryError) as exc:
+    except Exception as exc:  # noqa: BLE001 - a learner that fails is a failed candidate (as on Azure), not a failed job
         failed = Candidate(index, algorithm, configuration.learner, dict(configuration.params), math.nan, {"error": str(exc)[:200]},
                            time.monotonic() - started, FAILED, len(history))
         return Evaluated(failed, configuration, None)
