@@ -148,11 +148,8 @@ def series_keys(frame: pd.DataFrame, settings: Settings) -> pd.Series:
     """One hashable key per row: the id columns' values as text joined ("" for a single series)."""
     if not settings.series_ids:
         return pd.Series("", index=frame.index)
-    parts = [frame[c].astype(str) for c in settings.series_ids]
-    key = parts[0]
-    for part in parts[1:]:
-        key = key + "|" + part
-    return key
+    first, *others = (frame[c].astype(str) for c in settings.series_ids)
+    return first.str.cat(others, sep="|") if others else first
 
 
 def check_columns(frame: pd.DataFrame, settings: Settings, *, need_target: bool) -> None:
@@ -194,6 +191,11 @@ def infer_frequency(frame: pd.DataFrame, settings: Settings) -> pd.DateOffset:
             raise ForecastDataError("the frequency cannot be inferred from the time column; set frequency")
         return pd.tseries.frequencies.to_offset(pd.Timedelta(steps.iloc[0]))
     return offset(alias)
+
+
+def frequency_of(series: pd.DataFrame, settings: Settings) -> pd.DateOffset:
+    """The frequency read_series found (pandas keeps it in `.attrs` through most, not all, operations)."""
+    return offset(series.attrs.get("frequency") or settings.frequency or infer_frequency(series, settings).freqstr)
 
 
 def read_series(frame: pd.DataFrame, settings: Settings, *, need_target: bool = True) -> pd.DataFrame:
@@ -276,9 +278,7 @@ def min_training_length(settings: Settings) -> int:
 
 def fold_cutoffs(frame: pd.DataFrame, settings: Settings) -> list[pd.Timestamp]:
     """The origin of each fold, oldest first: the last training time; each validates the `horizon` steps after."""
-    freq = pd.tseries.frequencies.to_offset(frame.attrs.get("frequency") or infer_frequency(frame, settings))
-    end = frame[settings.time_column].max()
-    step = _step_size(settings)
+    freq, end, step = frequency_of(frame, settings), frame[settings.time_column].max(), _step_size(settings)
     return [end - freq * (settings.horizon + back * step) for back in reversed(range(settings.n_folds))]
 
 
@@ -286,7 +286,7 @@ def rolling_origin_folds(frame: pd.DataFrame, settings: Settings) -> list[tuple[
     """(training rows, validation rows) positions in `frame` (as read_series returns it), oldest fold first.
     One time origin for every series: a fold trains on rows up to its origin and validates on the `horizon`
     steps after it, so no fold trains on a row later than any row it validates on."""
-    freq = pd.tseries.frequencies.to_offset(frame.attrs.get("frequency") or infer_frequency(frame, settings))
+    freq = frequency_of(frame, settings)
     times = frame[settings.time_column]
     folds = []
     for cutoff in fold_cutoffs(frame, settings):
@@ -334,7 +334,7 @@ def seasonal_naive(history: pd.DataFrame, future: pd.DataFrame, settings: Settin
     """Each future row's value the latest whole number of seasons before it (the last value without a season)."""
     history = history if SERIES_KEY in history else read_series(history, settings)
     future = future if SERIES_KEY in future else read_series(future, settings, need_target=False)
-    freq = pd.tseries.frequencies.to_offset(history.attrs.get("frequency") or infer_frequency(history, settings))
+    freq = frequency_of(history, settings)
     season = season_length(settings, freq)
     steps = future_steps(history, future.reset_index(drop=True), settings, freq, None)
     out = np.empty(len(future))
@@ -434,7 +434,7 @@ class Forecaster:
         whose residuals give the quantiles; without it, `calibrate` runs that backtest here."""
         settings = self.settings
         history = frame if SERIES_KEY in frame else read_series(frame, settings)
-        freq = pd.tseries.frequencies.to_offset(history.attrs["frequency"])
+        freq = frequency_of(history, settings)
         season = season_length(settings, freq)
         known = tuple(c for c in history.columns if c not in (settings.time_column, settings.target, SERIES_KEY,
                                                               *settings.series_ids)
@@ -521,8 +521,7 @@ class Forecaster:
         freq = pd.tseries.frequencies.to_offset(self.shape_.freq)
         steps = future_steps(history, future, settings, freq, settings.horizon)
         values = {k: g[settings.target].to_numpy(dtype=float) for k, g in history.groupby(SERIES_KEY)}
-        out = np.empty(len(future))
-        scales = np.empty(len(future))
+        out, scales = np.empty(len(future)), np.empty(len(future))
         for key, rows in future.groupby(SERIES_KEY, sort=False).indices.items():
             y = values[key]
             scale = self.scales_.get(key) or series_scale(y)
@@ -547,8 +546,7 @@ class Forecaster:
         if context is None or len(context) == 0:
             return self.history_
         recent = read_series(context, settings)
-        combined = pd.concat([self.history_, recent], ignore_index=True)
-        combined = combined.drop_duplicates([SERIES_KEY, settings.time_column], keep="last")
+        combined = pd.concat([self.history_, recent]).drop_duplicates([SERIES_KEY, settings.time_column], keep="last")
         return read_series(combined.drop(columns=[SERIES_KEY]), settings)
 
     def _predict_scaled(self, features: pd.DataFrame) -> np.ndarray:
@@ -583,7 +581,7 @@ def backtest(frame: pd.DataFrame, settings: Settings, learner: str = "lightgbm",
     origin forecasts the horizon after it. One row per validated row: fold, series key, time, step, actual,
     forecast, the series' scale (from the training part) and the seasonal-naive forecast."""
     history = frame if SERIES_KEY in frame else read_series(frame, settings)
-    freq = pd.tseries.frequencies.to_offset(history.attrs["frequency"])
+    freq = frequency_of(history, settings)
     parts = []
     for fold, (train, valid) in enumerate(rolling_origin_folds(history, settings)):
         seen = history.iloc[train].reset_index(drop=True)
