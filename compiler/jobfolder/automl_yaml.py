@@ -76,6 +76,7 @@ SECTION_KEYS = {
 # featurization.column_name_and_types purposes: honoured ones set the column's dtype before training.
 HONOURED_PURPOSES = ("Numeric", "Categorical")
 IMPUTER_STRATEGIES = ("mean", "median", "most_frequent", "constant")  # Azure's imputer strategies
+FORECASTING_IMPUTER_STRATEGIES = ("ffill",)  # and a forecasting job's: the series' last value (Azure's OJ-sales example)
 PURPOSES = ("Numeric", "Categorical", "DateTime", "CategoricalHash", "Text")
 
 
@@ -237,9 +238,10 @@ def _imputers(job: JobYaml, notes: list[str]) -> dict:
         for entry in entries or []:
             settings = (entry or {}).get("parameters") or {}
             strategy = str(settings.get("strategy", "mean"))
-            if strategy not in IMPUTER_STRATEGIES:
+            strategies = IMPUTER_STRATEGIES + (FORECASTING_IMPUTER_STRATEGIES if job.data.get("task") == "forecasting" else ())
+            if strategy not in strategies:
                 raise CapcError(f"{job.path}: featurization.transformer_params.imputer: strategy `{strategy}` is not one Azure takes.",
-                                did_you_mean(strategy, IMPUTER_STRATEGIES) or "strategies: " + ", ".join(IMPUTER_STRATEGIES))
+                                did_you_mean(strategy, strategies) or "strategies: " + ", ".join(strategies))
             if strategy == "constant" and settings.get("fill_value") is None:
                 raise CapcError(f"{job.path}: featurization.transformer_params.imputer: strategy constant needs parameters.fill_value.")
             for column in (entry or {}).get("fields") or []:

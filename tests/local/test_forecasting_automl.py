@@ -213,6 +213,31 @@ def test_a_forecasting_job_azure_would_refuse_is_refused(sales_job, edit, messag
         read_automl_job(load_job_yaml(sales_job))
 
 
+def test_a_forecasting_jobs_ffill_imputer_fills_each_series_from_its_last_value(sales_job):
+    from capc.local.automl_job import _tables
+
+    frame = monthly_stores().assign(price=lambda f: np.arange(len(f), dtype=float))
+    frame.loc[[5, 100], "price"] = np.nan  # s0's sixth month, s1's fifth
+    mltable(sales_job.parent / "train-sales", frame.sample(frac=1.0, random_state=0))  # rows out of time order
+    text = sales_job.read_text() + textwrap.dedent("""\
+        featurization:
+          mode: custom
+          transformer_params:
+            imputer:
+              - fields: ["price"]
+                parameters:
+                  strategy: ffill
+    """)
+    sales_job.write_text(text)
+    tables = _tables(read_automl_job(load_job_yaml(sales_job)))
+    filled = tables.training_data.set_index(["store", "month"])["price"]
+    assert filled[("s0", "2016-06-01")] == 4.0 and filled[("s1", "2016-05-01")] == 99.0
+    regression = {k: v for k, v in yaml.safe_load(text).items() if k != "forecasting"} | {"task": "regression"}
+    sales_job.write_text(yaml.safe_dump(regression))
+    with pytest.raises(CapcError, match="strategy `ffill` is not one Azure takes"):
+        read_automl_job(load_job_yaml(sales_job))
+
+
 @pytest.mark.slow
 def test_documented_forecasting_job_runs_locally_and_scores_its_test_horizon(sales_job):
     from click.testing import CliRunner
