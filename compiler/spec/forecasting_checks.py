@@ -165,6 +165,9 @@ def read_series_lengths(path: Path, fmt: str, time_column: str, ids: list[str]) 
     times = frame[time_column]
     if not pd.api.types.is_datetime64_any_dtype(times):
         text = times.astype(str).str.strip()
+        if pd.to_numeric(text[text != ""], errors="coerce").notna().all():
+            # pandas reads such a column as numbers, and capc.forecasting refuses numbers for time (2001 is no date)
+            return SeriesLengths(("every line" if fmt == "csv" else "every row", "a number"), {})
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # pandas warns of forms it still reads (2024Q1)
             times = pd.to_datetime(text, errors="coerce", format="mixed")
@@ -197,7 +200,8 @@ def data_fits_folds(ctx: CheckContext) -> None:
         return
     if found.bad_time:
         where, value = found.bad_time
-        ctx.report((BLOCK, "time_column_name"), f"`{columns[0]}` is not a date or time column: {where} of {path.name} holds `{value}`",
+        holds = value if value == "a number" else f"`{value}`"
+        ctx.report((BLOCK, "time_column_name"), f"`{columns[0]}` is not a date or time column: {where} of {path.name} holds {holds}",
                    "every value must parse as a date (2024-01-31, 2024-01-31 12:00, 2024Q1 ...)")
         return
     folds = dataset.get("cross_validations")

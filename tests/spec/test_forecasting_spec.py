@@ -109,6 +109,13 @@ def test_the_time_column_must_parse_as_dates(workdir):
                                   "(every value must parse as a date (2024-01-31, 2024-01-31 12:00, 2024Q1 ...))")
 
 
+def test_a_time_column_of_numbers_is_refused(workdir):
+    path = write(workdir, BASE.replace("time_column_name: quarter", "time_column_name: value").replace("target: value", "target: note"))
+    found = problems(path)
+    assert (f"{path}:10:21: forecasting.time_column_name: `value` is not a date or time column: every line of macro.csv holds a number "
+            "(every value must parse as a date (2024-01-31, 2024-01-31 12:00, 2024Q1 ...))") in found
+
+
 def test_ids_must_be_columns(workdir):
     path = write(workdir, BASE.replace("[series]", "[series, region]"))
     assert only_problem(path) == (f"{path}:11:41: forecasting.time_series_id_column_names[1]: column `region` is not in macro.csv "
