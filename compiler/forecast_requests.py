@@ -12,6 +12,7 @@ Self-contained (pandas only), like azure_metrics.py: render, serve and report im
 
 from __future__ import annotations
 
+FORECASTING_TASK = "forecasting"
 CONTEXT_COLUMN = "y_query"  # Azure's name for a row's actual value in a forecast request (context rows)
 SAMPLE_QUANTILES = (0.1, 0.9)  # the sample request asks for an 80% interval
 
@@ -87,7 +88,7 @@ def request_records(rows, time_column: str) -> list[dict]:
     """Rows as the JSON records of "Inputs.data": the time stamp as text, numpy scalars as plain values."""
     records = []
     for row in rows.to_dict(orient="records"):
-        records.append({name: (time_text(value) if name == time_column else _plain(value)) for name, value in row.items()})
+        records.append({name: (time_text(value) if name == time_column else plain_value(value)) for name, value in row.items()})
     return records
 
 
@@ -98,7 +99,8 @@ def request_body(records: list[dict], quantiles=()) -> dict:
     return body
 
 
-def _plain(value):
+def plain_value(value):
+    """A cell as a JSON value: numpy scalars unwrapped, NaN as null."""
     if hasattr(value, "item"):
         value = value.item()
     if isinstance(value, float) and value != value:

@@ -97,8 +97,8 @@ class ForecastModel(_python_model_base()):
 
 
 def forecast_job_dir(target: Path, history: pd.DataFrame | None = None) -> Path:
-    """generated/<name>/ as far as serving a forecast needs it: the training CSV, score.py and sample_request.json
-    rendered by capc's own render stage (capc.render.forecast_serving and templates/score_forecast.py.j2)."""
+    """generated/<name>/ as far as serving a forecast needs it: the training CSV and its data/MLTable, score.py and
+    sample_request.json, rendered by capc's own render stage (capc.render.forecast_serving and templates/score_forecast.py.j2)."""
     from types import SimpleNamespace
 
     from capc.render.forecast_serving import forecast_serving
@@ -114,8 +114,11 @@ def forecast_job_dir(target: Path, history: pd.DataFrame | None = None) -> Path:
               "forecasting": {"time_column_name": TIME, "time_series_id_column_names": [SERIES],
                               "forecast_horizon": HORIZON, "frequency": FREQUENCY}},
     )
-    context = {"name": "macro", "forecast": forecast_serving(spec, {"remote": False})}
+    context = {"name": "macro", "forecast": forecast_serving(spec, {"remote": False}),
+               "dataset": {"path_from_data_dir": "../macro_train.csv", "format": "csv", "drop": []}}
     env = environment()
+    (target / "data").mkdir(exist_ok=True)
+    (target / "data" / "MLTable").write_text(env.get_template("MLTable.j2").render(context), encoding="utf-8")
     for path, template in (("score.py", "score_forecast.py.j2"), ("sample_request.json", "sample_request_forecast.json.j2")):
         (target / path).write_text(env.get_template(template).render(context), encoding="utf-8")
     return target

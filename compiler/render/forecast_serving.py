@@ -14,14 +14,13 @@ from pathlib import Path
 from capc import forecast_requests
 from capc.errors import CapcError
 
-FORECASTING_TASK = "forecasting"
 PLACEHOLDER_TIME = "2000-01-01"  # a data asset on Azure: the rows are not known at build
 
 
 def forecast_serving(spec, dataset: dict) -> dict | None:
     """The `forecast` render context of a forecasting spec: the sample request and the swagger's samples; None for
     any other task."""
-    if spec.task != FORECASTING_TASK:
+    if spec.task != forecast_requests.FORECASTING_TASK:
         return None
     settings = spec.data["forecasting"]
     time_column = settings["time_column_name"]
