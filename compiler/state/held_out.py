@@ -12,7 +12,8 @@ labelled rows the split was drawn from), recomputed (true: predicted again after
 folds and seed), y_true, y_pred, classes and probabilities (classification: one column per class, in `classes`
 order), y_range (regression: the range of the target the normalised metrics divide by), row_index (optional: each
 prediction's position among the labelled rows, in the table's order; the report's feature importance finds a
-holdout split's rows by it).
+holdout split's rows by it), forecast (forecasting, split "rolling_origin": FORECAST_KEYS, the lists one entry per
+prediction - see forecast_fields).
 """
 
 from __future__ import annotations
@@ -28,7 +29,12 @@ import numpy as np
 from capc.errors import CapcError
 
 ARTIFACT_PATH = "held_out/predictions.json"
-SPLITS = ("cross_validation", "holdout", "validation_data")  # validation_data: a table of its own (a hand-written AutoML job's)
+# validation_data: a table of its own (a hand-written AutoML job's); rolling_origin: forecasts after each cut-off
+SPLITS = ("cross_validation", "holdout", "validation_data", "rolling_origin")
+# A forecasting run's `forecast` fields: its settings, then per prediction its time stamp (ISO text), its series
+# label, its step after the cut-off (1 = the first) and the cut-off it was forecast from (the last time of its history).
+FORECAST_SETTINGS = ("time_column", "series_ids", "target", "horizon")
+FORECAST_LISTS = ("times", "series", "steps", "origins")
 
 
 @dataclass(frozen=True)
@@ -46,6 +52,7 @@ class HeldOutPredictions:
     y_range: float | None = None
     recomputed: bool = False  # predicted again after the search, outside its time budget
     row_index: list | None = None  # each prediction's row among the labelled training rows (trial scripts write it)
+    forecast: dict | None = None  # forecasting: forecast_fields(...)
 
     @property
     def rows(self) -> int:
@@ -70,7 +77,30 @@ class HeldOutPredictions:
             raise ValueError("probabilities need one row per prediction and one column per class")
         if held_out.row_index is not None and len(held_out.row_index) != held_out.rows:
             raise ValueError(f"{len(held_out.row_index)} row indices for {held_out.rows} predictions")
+        if held_out.forecast is not None:
+            _check_forecast(held_out.forecast, held_out.rows)
         return held_out
+
+
+def forecast_fields(time_column: str, series_ids, target: str, horizon: int, times, series, steps, origins) -> dict:
+    """The `forecast` fields of a forecasting run's held-out predictions (one entry per prediction in each list):
+    `series` holds each row's id values (a tuple, or one value), written as one label ("a / b"; "" without ids)."""
+    import pandas as pd
+
+    labels = [" / ".join(map(str, key if isinstance(key, tuple) else (key,))) if series_ids else "" for key in series]
+    return {
+        "time_column": time_column, "series_ids": list(series_ids), "target": target, "horizon": int(horizon),
+        "times": [pd.Timestamp(t).isoformat() for t in times], "series": labels,
+        "steps": [int(s) for s in steps], "origins": [pd.Timestamp(t).isoformat() for t in origins],
+    }
+
+
+def _check_forecast(forecast: dict, rows: int) -> None:
+    if not isinstance(forecast, dict) or any(key not in forecast for key in FORECAST_SETTINGS + FORECAST_LISTS):
+        raise ValueError(f"forecast needs {', '.join(FORECAST_SETTINGS + FORECAST_LISTS)}")
+    for key in FORECAST_LISTS:
+        if len(forecast[key]) != rows:
+            raise ValueError(f"forecast.{key} has {len(forecast[key])} entries for {rows} predictions")
 
 
 def plain(values) -> list:
