@@ -163,7 +163,7 @@ def test_unknown_nested_key_with_did_you_mean(workdir: Path) -> None:
 def test_unknown_key_without_close_match_lists_the_keys(workdir: Path) -> None:
     path = write(workdir, BASE + "zzz: 1\n")
     assert only_problem(path) == (
-        f"{path}:8:1: zzz: unknown key `zzz` (expected one of: `name`, `description`, `dataset`, `task`, `metric`, "
+        f"{path}:8:1: zzz: unknown key `zzz` (expected one of: `name`, `description`, `dataset`, `task`, `metric`, `forecasting`, "
         "`seed`, `automl`, `sweep`, `compute`, `environment`, `deployment`, `schedule`)"
     )
 
