@@ -125,23 +125,15 @@ def forecast_job_dir(target: Path, history: pd.DataFrame | None = None) -> Path:
 
 
 def rolling_origin_held_out(frame: pd.DataFrame | None = None, cutoffs: int = 2):
-    """Held-out predictions as a forecasting run stores them (capc.state.held_out, split "rolling_origin"): for each of
-    the last `cutoffs` horizons, a Forecaster fitted only on the rows before it forecasts it."""
-    from capc.state.held_out import HeldOutPredictions, forecast_fields
+    """Held-out predictions as a forecasting run stores them (capc.state.held_out, split "rolling_origin"): the
+    forecasts of a rolling-origin backtest (capc.forecasting.backtest) over the last `cutoffs` horizons."""
+    from dataclasses import replace
+
+    from capc import forecasting
+    from capc.state import held_out
 
     frame = macro_frame() if frame is None else frame
-    times, series, steps, origins, y_true, y_pred = [], [], [], [], [], []
-    for k in range(cutoffs, 0, -1):
-        history, rest = split_last_horizon(frame, HORIZON * k)
-        future = rest.groupby(SERIES, group_keys=False).head(HORIZON).reset_index(drop=True)
-        answer = fitted_forecaster(history).forecast(future[[TIME, SERIES]].assign(**{TIME: pd.to_datetime(future[TIME])}))
-        last = pd.to_datetime(history.groupby(SERIES)[TIME].max())
-        step = future.groupby(SERIES).cumcount() + 1
-        times += list(future[TIME]); series += list(future[SERIES]); steps += list(step)
-        origins += [last[s] for s in future[SERIES]]; y_true += list(future[TARGET]); y_pred += list(answer["forecast"])
+    run_settings = replace(settings(), n_folds=cutoffs)
+    validation = forecasting.backtest(frame, run_settings)
     y_range = float(frame[TARGET].max() - frame[TARGET].min())
-    return HeldOutPredictions(
-        task="forecasting", split="rolling_origin", folds=cutoffs, fraction=None, seed=None, training_rows=len(frame),
-        y_true=[float(v) for v in y_true], y_pred=[float(v) for v in y_pred], y_range=y_range,
-        forecast=forecast_fields(TIME, [SERIES], TARGET, HORIZON, times, series, steps, origins),
-    )
+    return held_out.of_backtest(validation, run_settings, FREQUENCY, training_rows=len(frame), y_range=y_range)

@@ -166,7 +166,7 @@ def _series_history(job_dir: Path, forecast: dict, held_out) -> dict:
         ids = list(forecast["series_ids"])
     except (CapcError, KeyError, ValueError, TypeError):
         return {}
-    labels = table[ids].astype(str).agg(" / ".join, axis=1) if ids else pd.Series("", index=table.index)
+    labels = table[ids].astype(str).agg("|".join, axis=1) if ids else pd.Series("", index=table.index)  # forecasting.series_keys
     history = {}
     for series in held_out.shown_series():
         rows = (labels == series) & (times <= held_out.last_origin)

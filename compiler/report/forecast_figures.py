@@ -33,7 +33,7 @@ class HeldOutForecasts:
     target: str
     horizon: int
     times: list  # numpy datetime64 per row
-    series: list[str]  # the row's series label (its ids joined with " / "; "" for a single series)
+    series: list[str]  # the row's series key (its id values joined with "|"; "" for a single series)
     steps: list[int]  # 1 = the first step after the cut-off
     origins: list  # the cut-off each forecast was made from (the last time of its history)
     y_true: np.ndarray

@@ -84,15 +84,32 @@ class HeldOutPredictions:
 
 def forecast_fields(time_column: str, series_ids, target: str, horizon: int, times, series, steps, origins) -> dict:
     """The `forecast` fields of a forecasting run's held-out predictions (one entry per prediction in each list):
-    `series` holds each row's id values (a tuple, or one value), written as one label ("a / b"; "" without ids)."""
+    `series` holds each row's series key (capc.forecasting.series_keys: the id values as text joined with "|")."""
     import pandas as pd
 
-    labels = [" / ".join(map(str, key if isinstance(key, tuple) else (key,))) if series_ids else "" for key in series]
     return {
         "time_column": time_column, "series_ids": list(series_ids), "target": target, "horizon": int(horizon),
-        "times": [pd.Timestamp(t).isoformat() for t in times], "series": labels,
+        "times": [pd.Timestamp(t).isoformat() for t in times], "series": [str(key) for key in series],
         "steps": [int(s) for s in steps], "origins": [pd.Timestamp(t).isoformat() for t in origins],
     }
+
+
+def of_backtest(validation, settings, frequency: str, *, training_rows: int, y_range: float | None) -> HeldOutPredictions:
+    """A forecasting run's held-out predictions from capc.forecasting.backtest()'s rows (fold, series key, time, step,
+    actual, forecast): every fold's forecasts, each made by a model trained only on the rows up to its cut-off."""
+    from pandas.tseries.frequencies import to_offset
+
+    from capc.forecasting import SERIES_KEY
+
+    offset = to_offset(frequency)
+    times = list(validation[settings.time_column])
+    steps = [int(s) for s in validation["step"]]
+    return HeldOutPredictions(
+        task="forecasting", split="rolling_origin", folds=int(validation["fold"].nunique()), fraction=None, seed=None,
+        training_rows=training_rows, y_true=plain(validation["actual"]), y_pred=plain(validation["forecast"]), y_range=y_range,
+        forecast=forecast_fields(settings.time_column, settings.series_ids, settings.target, settings.horizon, times,
+                                 validation[SERIES_KEY], steps, [t - offset * s for t, s in zip(times, steps)]),
+    )
 
 
 def _check_forecast(forecast: dict, rows: int) -> None:
