@@ -22,7 +22,6 @@ from capc.cli_options import (
 )
 from capc.errors import CapcError, SpecInvalid, SpecProblem
 from capc.family_reference import families_command
-from capc.forecast_requests import FORECASTING_TASK
 
 
 @click.group(cls=CapcGroup, commands=[families_command], context_settings={"help_option_names": ["-h", "--help"]})
@@ -448,7 +447,7 @@ def bench_command(name: str, request_count: int, concurrency: int, rows_per_requ
 
 @cli.command("predict")
 @click.argument("ref", metavar="NAME[:VERSION]")
-@click.option("--input", "input_path", type=click.Path(path_type=Path), default=None, help="CSV file to score: a header row, then one row per prediction (a forecasting model: the rows to forecast, time and id columns).")
+@click.option("--input", "input_path", type=click.Path(path_type=Path), default=None, help="CSV file to score: a header row, then one row per prediction (a forecast: the rows to forecast).")
 @click.option("--output", "output_path", required=True, type=click.Path(path_type=Path), help="CSV file to write: the input's columns plus prediction (and probability_<class>); a forecast: time, ids, forecast (and q<quantile>). Replaced only once every row scored.")
 @click.option("--chunk-rows", type=click.IntRange(min=1), default=None, help="Rows read and scored at once; memory holds one chunk.")
 @click.option("--horizon", type=click.IntRange(min=1), default=None, help="Forecasting model: forecast this many steps after each series' history (instead of --input).")
@@ -460,42 +459,17 @@ def predict_command(ref: str, input_path: Path | None, output_path: Path, chunk_
     """Score a CSV file of any size with a registered model (latest by default), as its local endpoint would; a
     forecasting model forecasts the file's rows, or --horizon steps of every series."""
     from capc import views
-    from capc.state import registry
+    from capc.serve.predict import predict
 
-    model = registry.get(ref)
-    if model.task == FORECASTING_TASK:
-        result = _forecast(model, input_path, output_path, horizon, quantiles_text)
-    else:
-        if horizon is not None or quantiles_text is not None:
-            raise CapcError(f"--horizon and --quantiles are for forecasting models; `{model.ref}` is a {model.task} model.")
-        if input_path is None:
-            raise CapcError("--input FILE.csv is required: the rows to score.")
-        result = _score_file(model, input_path, output_path, chunk_rows)
+    try:
+        result = predict(ref, input_path, output_path, chunk_rows=chunk_rows, horizon=horizon, quantiles_text=quantiles_text)
+    except KeyboardInterrupt as exc:
+        click.echo(f"interrupted ({stopping.signal_name()}): {output_path} was not written (an earlier one is left as it was); run the command again.", err=True)
+        sys.exit(stopping.exit_status_of(exc))
     if as_json:
         views.print_json(result.to_dict())
     else:
         click.echo(result.summary())
-
-
-def _score_file(model, input_path: Path, output_path: Path, chunk_rows: int | None):
-    from capc.serve.batch import BatchProgress, score_csv
-
-    try:
-        with BatchProgress(input_path) as progress:
-            return score_csv(
-                model.model_dir, Path(model.job_dir), input_path, output_path,
-                chunk_rows=chunk_rows, model_ref=model.ref, task=model.task, progress=progress,
-            )
-    except KeyboardInterrupt as exc:
-        click.echo(f"interrupted ({stopping.signal_name()}): {output_path} was not written (an earlier one is left as it was); run the command again.", err=True)
-        sys.exit(stopping.exit_status_of(exc))
-
-
-def _forecast(model, input_path: Path | None, output_path: Path, horizon: int | None, quantiles_text: str | None):
-    from capc.serve.forecast_batch import forecast_csv, parse_quantiles
-
-    return forecast_csv(model.model_dir, Path(model.job_dir), output_path, input_path=input_path, horizon=horizon,
-                        quantiles=parse_quantiles(quantiles_text), model_ref=model.ref)
 
 
 @cli.command("report")

@@ -72,3 +72,31 @@ def test_quantiles_option():
     assert parse_quantiles("0.9,0.1, 0.5") == [0.1, 0.5, 0.9]
     with pytest.raises(CapcError, match="'1.5' is not a number strictly between 0 and 1"):
         parse_quantiles("0.1,1.5")
+
+
+def _register(workdir, job):
+    from capc.state import registry
+
+    job_dir, model = job
+    return registry.register(
+        model, name="macro", task="forecasting", metric="normalized_mean_absolute_error", value=0.01, goal="minimize",
+        source="automl", run_id="0" * 32, spec_sha256="0" * 64, job_dir=str(job_dir),
+    )
+
+
+def test_capc_predict_of_a_registered_forecasting_model(workdir, job):
+    import json
+
+    from click.testing import CliRunner
+
+    from capc.cli import cli
+
+    _register(workdir, job)
+    result = CliRunner().invoke(cli, ["predict", "macro", "--horizon", "2", "--quantiles", "0.1,0.9", "--output", "f.csv", "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["model"] == "macro:1" and summary["rows"] == 2 * len(SERIES_NAMES) and summary["quantiles"] == [0.1, 0.9]
+    assert list(pd.read_csv(workdir / "f.csv").columns) == [TIME, SERIES, "forecast", "q0.1", "q0.9"]
+    refused = CliRunner().invoke(cli, ["predict", "macro", "--output", "g.csv"])
+    assert refused.exit_code == 1 and "either --input FILE.csv (the rows to forecast) or --horizon N" in refused.stderr
+    assert "Traceback" not in refused.output and not (workdir / "g.csv").exists()
