@@ -27,6 +27,7 @@ from capc.families import FAMILIES
 from capc.image_files import class_images
 from capc.spec import domains
 from capc.spec import limits as limit_rules
+from capc.spec.forecasting_checks import FORECASTING_CHECKS
 from capc.spec.conditional import family_of_parameter, is_conditional
 from capc.spec.hints import did_you_mean
 from capc.spec.loader import LoadedSpec, load_spec_file
@@ -362,8 +363,8 @@ def early_termination_is_complete(ctx: CheckContext) -> None:
 @check
 def deployment_fits_task(ctx: CheckContext) -> None:
     deployment = ctx.data["deployment"]
-    if deployment["probabilities"] and ctx.data["task"] == "regression":
-        ctx.report(("deployment", "probabilities"), "regression models have no class probabilities", "remove it or set it to false")
+    if deployment["probabilities"] and ctx.data["task"] in ("regression", "forecasting"):
+        ctx.report(("deployment", "probabilities"), f"{ctx.data['task']} models have no class probabilities", "remove it or set it to false")
     if deployment["model"] == "sweep" and not ctx.data.get("sweep"):
         ctx.report(("deployment", "model"), "deploys the sweep's winner, but the spec has no sweep", "use `best` or `automl`")
     if ctx.data["task"] == "image_classification":
@@ -456,6 +457,9 @@ def limits_can_bind(ctx: CheckContext) -> None:
     """Limits that can never take effect (capc.spec.limits): warnings, errors under --strict."""
     for finding in limit_rules.findings(ctx.data):
         ctx.warnings.append(problem_at(ctx.loaded, finding.path, finding.message, finding.hint))
+
+
+SEMANTIC_CHECKS.extend(FORECASTING_CHECKS)  # task forecasting's block, columns, time column and folds
 
 
 # Registered last, after every check of the spec's own shape and data.
