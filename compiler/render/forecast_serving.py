@@ -24,7 +24,8 @@ def forecast_serving(spec, dataset: dict) -> dict | None:
         return None
     settings = spec.data["forecasting"]
     time_column = settings["time_column_name"]
-    series_ids = list(settings.get("time_series_id_column_names") or [])
+    ids = settings.get("time_series_id_column_names") or []
+    series_ids = [ids] if isinstance(ids, str) else list(ids)  # Azure takes one name or a list
     horizon = settings["forecast_horizon"]
     if dataset["remote"]:
         records = [{time_column: PLACEHOLDER_TIME, **{name: "series" for name in series_ids}}]
