@@ -12,8 +12,10 @@ labelled rows the split was drawn from), recomputed (true: predicted again after
 folds and seed), y_true, y_pred, classes and probabilities (classification: one column per class, in `classes`
 order), y_range (regression: the range of the target the normalised metrics divide by), row_index (optional: each
 prediction's position among the labelled rows, in the table's order; the report's feature importance finds a
-holdout split's rows by it), forecast (forecasting, split "rolling_origin": FORECAST_KEYS, the lists one entry per
-prediction - see forecast_fields).
+holdout split's rows by it).
+Forecasting (the local engine's rolling-origin folds) adds, per prediction: times (ISO text), series (the series'
+id values joined with "|", "" for a single series), steps (1 = the first step after the fold's origin), fold_index
+(0 = the oldest fold) and baseline (the seasonal-naive forecast of the same row).
 """
 
 from __future__ import annotations
@@ -29,17 +31,12 @@ import numpy as np
 from capc.errors import CapcError
 
 ARTIFACT_PATH = "held_out/predictions.json"
-# validation_data: a table of its own (a hand-written AutoML job's); rolling_origin: forecasts after each cut-off
-SPLITS = ("cross_validation", "holdout", "validation_data", "rolling_origin")
-# A forecasting run's `forecast` fields: its settings, then per prediction its time stamp (ISO text), its series
-# label, its step after the cut-off (1 = the first) and the cut-off it was forecast from (the last time of its history).
-FORECAST_SETTINGS = ("time_column", "series_ids", "target", "horizon")
-FORECAST_LISTS = ("times", "series", "steps", "origins")
+SPLITS = ("cross_validation", "holdout", "validation_data")  # validation_data: a table of its own (a hand-written AutoML job's)
 
 
 @dataclass(frozen=True)
 class HeldOutPredictions:
-    task: str  # classification | regression | image_classification
+    task: str  # classification | regression | image_classification | forecasting
     split: str  # cross_validation | holdout | validation_data
     folds: int | None
     fraction: float | None  # the holdout's share of the rows
@@ -52,7 +49,11 @@ class HeldOutPredictions:
     y_range: float | None = None
     recomputed: bool = False  # predicted again after the search, outside its time budget
     row_index: list | None = None  # each prediction's row among the labelled training rows (trial scripts write it)
-    forecast: dict | None = None  # forecasting: forecast_fields(...)
+    times: list | None = None  # forecasting: see the module's note
+    series: list | None = None
+    steps: list | None = None
+    fold_index: list | None = None
+    baseline: list | None = None
 
     @property
     def rows(self) -> int:
@@ -75,49 +76,11 @@ class HeldOutPredictions:
             held_out.classes is None or np.shape(held_out.probabilities) != (held_out.rows, len(held_out.classes))
         ):
             raise ValueError("probabilities need one row per prediction and one column per class")
-        if held_out.row_index is not None and len(held_out.row_index) != held_out.rows:
-            raise ValueError(f"{len(held_out.row_index)} row indices for {held_out.rows} predictions")
-        if held_out.forecast is not None:
-            _check_forecast(held_out.forecast, held_out.rows)
+        for name in ("row_index", "times", "series", "steps", "fold_index", "baseline"):
+            values = getattr(held_out, name)
+            if values is not None and len(values) != held_out.rows:
+                raise ValueError(f"{len(values)} {name} values for {held_out.rows} predictions")
         return held_out
-
-
-def forecast_fields(time_column: str, series_ids, target: str, horizon: int, times, series, steps, origins) -> dict:
-    """The `forecast` fields of a forecasting run's held-out predictions (one entry per prediction in each list):
-    `series` holds each row's series key (capc.forecasting.series_keys: the id values as text joined with "|")."""
-    import pandas as pd
-
-    return {
-        "time_column": time_column, "series_ids": list(series_ids), "target": target, "horizon": int(horizon),
-        "times": [pd.Timestamp(t).isoformat() for t in times], "series": [str(key) for key in series],
-        "steps": [int(s) for s in steps], "origins": [pd.Timestamp(t).isoformat() for t in origins],
-    }
-
-
-def of_backtest(validation, settings, frequency: str, *, training_rows: int, y_range: float | None) -> HeldOutPredictions:
-    """A forecasting run's held-out predictions from capc.forecasting.backtest()'s rows (fold, series key, time, step,
-    actual, forecast): every fold's forecasts, each made by a model trained only on the rows up to its cut-off."""
-    from pandas.tseries.frequencies import to_offset
-
-    from capc.forecasting import SERIES_KEY
-
-    offset = to_offset(frequency)
-    times = list(validation[settings.time_column])
-    steps = [int(s) for s in validation["step"]]
-    return HeldOutPredictions(
-        task="forecasting", split="rolling_origin", folds=int(validation["fold"].nunique()), fraction=None, seed=None,
-        training_rows=training_rows, y_true=plain(validation["actual"]), y_pred=plain(validation["forecast"]), y_range=y_range,
-        forecast=forecast_fields(settings.time_column, settings.series_ids, settings.target, settings.horizon, times,
-                                 validation[SERIES_KEY], steps, [t - offset * s for t, s in zip(times, steps)]),
-    )
-
-
-def _check_forecast(forecast: dict, rows: int) -> None:
-    if not isinstance(forecast, dict) or any(key not in forecast for key in FORECAST_SETTINGS + FORECAST_LISTS):
-        raise ValueError(f"forecast needs {', '.join(FORECAST_SETTINGS + FORECAST_LISTS)}")
-    for key in FORECAST_LISTS:
-        if len(forecast[key]) != rows:
-            raise ValueError(f"forecast.{key} has {len(forecast[key])} entries for {rows} predictions")
 
 
 def plain(values) -> list:

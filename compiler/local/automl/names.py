@@ -42,6 +42,30 @@ ALGORITHM_ESTIMATORS: dict[str, dict[str, tuple[str, ...] | None]] = {
         "LightGBM": ("lgbm",),
         "XGBoostRegressor": ("xgboost", "xgb_limitdepth"),
     },
+    # capc.forecasting's learners over lag and rolling features, and its baselines (capc.local.automl.forecast_search).
+    # The time-series models (ARIMA, Prophet, exponential smoothing, TCN) have none: FLAML's ARIMA, SARIMAX and
+    # Holt-Winters measured worse than the lag-feature learners on the macro reference data (README, Forecasting).
+    "forecasting": {
+        "AutoArima": None,
+        "Prophet": None,
+        "Naive": ("naive",),
+        "SeasonalNaive": ("seasonal_naive",),
+        "Average": None,
+        "SeasonalAverage": None,
+        "ExponentialSmoothing": None,
+        "Arimax": None,
+        "TCNForecaster": None,
+        "ElasticNet": ("elasticnet",),
+        "GradientBoosting": None,
+        "DecisionTree": None,
+        "KNN": None,
+        "LassoLars": None,
+        "SGD": None,
+        "RandomForest": None,
+        "ExtremeRandomTrees": ("extratrees",),
+        "LightGBM": ("lightgbm",),
+        "XGBoostRegressor": None,
+    },
 }
 
 # FLAML tries its first estimator first and spreads the rest of the budget by estimated cost of improvement,
@@ -49,6 +73,8 @@ ALGORITHM_ESTIMATORS: dict[str, dict[str, tuple[str, ...] | None]] = {
 ESTIMATOR_ORDER: tuple[str, ...] = (
     "lgbm", "xgboost", "xgb_limitdepth", "rf", "extra_tree", "histgb",
     "lrl1", "lrl2", "enet", "lassolars", "sgd", "svc", "kernel_svc", "kneighbor",
+    # forecasting (capc.forecasting's learners): the baselines first, so every search has its yardstick
+    "seasonal_naive", "naive", "lightgbm", "elasticnet", "extratrees",
 )
 
 # FLAML estimator -> (most training rows the local engine runs it on, why). A FLAML trial cannot be stopped inside
