@@ -13,6 +13,9 @@ Self-contained (pandas only), like azure_metrics.py: render, serve and report im
 from __future__ import annotations
 
 FORECASTING_TASK = "forecasting"
+# The MLmodel metadata entry holding a forecasting model's settings (time column, ids, target, horizon, frequency), as
+# the local engine writes it (capc.local.automl.forecast_model.METADATA_KEY); the report reads it here.
+MODEL_METADATA_KEY = "capc_forecasting"
 CONTEXT_COLUMN = "y_query"  # Azure's name for a row's actual value in a forecast request (context rows)
 SAMPLE_QUANTILES = (0.1, 0.9)  # the sample request asks for an 80% interval
 

@@ -10,7 +10,6 @@ without capc installed, as on Azure.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -53,22 +52,11 @@ def fitted_forecaster(history: pd.DataFrame | None = None):
 
 
 def save_forecast_model(target: Path, forecaster=None) -> Path:
-    """The fitted Forecaster as an MLflow pyfunc model directory at `target` (FORECAST.md's registered shape)."""
-    import cloudpickle
-    import mlflow.pyfunc
+    """The fitted Forecaster saved as the local engine registers one (capc.local.automl.forecast_model: an MLflow pyfunc
+    model, its settings in the MLmodel metadata, pickled by value)."""
+    from capc.local.automl.forecast_model import ForecastModel, save_forecast_model as save
 
-    from capc import forecasting
-
-    forecaster = forecaster or fitted_forecaster()
-    modules = [sys.modules[__name__], forecasting]
-    for module in modules:
-        cloudpickle.register_pickle_by_value(module)
-    try:
-        mlflow.pyfunc.save_model(str(target), python_model=ForecastModel(forecaster), pip_requirements=["pandas", "lightgbm"])
-    finally:
-        for module in modules:
-            cloudpickle.unregister_pickle_by_value(module)
-    return Path(target)
+    return save(ForecastModel(forecaster or fitted_forecaster()), target)
 
 
 def registered_forecast_model(home: Path, name: str, version: int = 1, forecaster=None) -> Path:
@@ -78,22 +66,6 @@ def registered_forecast_model(home: Path, name: str, version: int = 1, forecaste
     save_forecast_model(target, forecaster)
     (target.parent / "registration.json").write_text(json.dumps({"name": name, "version": version, "source": "test fixture"}))
     return target
-
-
-def _python_model_base():
-    import mlflow.pyfunc
-
-    return mlflow.pyfunc.PythonModel
-
-
-class ForecastModel(_python_model_base()):
-    """The pyfunc wrapper: predict() forecasts the frame's rows; `forecaster` gives quantiles and context."""
-
-    def __init__(self, forecaster):
-        self.forecaster = forecaster
-
-    def predict(self, context, model_input, params=None):
-        return self.forecaster.predict(model_input)
 
 
 def forecast_job_dir(target: Path, history: pd.DataFrame | None = None) -> Path:
@@ -125,15 +97,20 @@ def forecast_job_dir(target: Path, history: pd.DataFrame | None = None) -> Path:
 
 
 def rolling_origin_held_out(frame: pd.DataFrame | None = None, cutoffs: int = 2):
-    """Held-out predictions as a forecasting run stores them (capc.state.held_out, split "rolling_origin"): the
-    forecasts of a rolling-origin backtest (capc.forecasting.backtest) over the last `cutoffs` horizons."""
+    """Held-out predictions as the local engine stores a forecasting winner's (capc.state.held_out): the forecasts of a
+    rolling-origin backtest (capc.forecasting.backtest) over the last `cutoffs` horizons, with each row's time,
+    series, step, fold and seasonal-naive forecast."""
     from dataclasses import replace
 
     from capc import forecasting
-    from capc.state import held_out
+    from capc.state.held_out import HeldOutPredictions, plain
 
     frame = macro_frame() if frame is None else frame
-    run_settings = replace(settings(), n_folds=cutoffs)
-    validation = forecasting.backtest(frame, run_settings)
-    y_range = float(frame[TARGET].max() - frame[TARGET].min())
-    return held_out.of_backtest(validation, run_settings, FREQUENCY, training_rows=len(frame), y_range=y_range)
+    validated = forecasting.backtest(frame, replace(settings(), n_folds=cutoffs))
+    return HeldOutPredictions(
+        task="forecasting", split="cross_validation", folds=cutoffs, fraction=None, seed=None, training_rows=len(frame),
+        y_true=plain(validated["actual"]), y_pred=plain(validated["forecast"]),
+        y_range=float(frame[TARGET].max() - frame[TARGET].min()),
+        times=[t.isoformat() for t in pd.DatetimeIndex(validated[TIME])], series=validated[forecasting.SERIES_KEY].astype(str).tolist(),
+        steps=plain(validated["step"]), fold_index=plain(validated["fold"]), baseline=plain(validated["seasonal_naive"]),
+    )

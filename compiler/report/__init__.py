@@ -124,12 +124,13 @@ def _importance_figure(model):
 
 
 def _forecast_figures(evaluation, model) -> list:
-    """A forecasting model's held-out horizons (capc.report.forecast_figures), with each series' history from the
-    job's training table."""
+    """A forecasting model's held-out horizons (capc.report.forecast_figures), placed by the settings in its MLmodel
+    metadata, with each series' history from the job's training table."""
     from capc.report import figures, forecast_figures
 
-    held_out = forecast_figures.HeldOutForecasts.of(evaluation.forecast, evaluation.y_true, evaluation.y_pred)
-    history = _series_history(Path(model.job_dir), evaluation.forecast, held_out)
+    settings = _forecast_settings(Path(model.model_dir))
+    held_out = forecast_figures.HeldOutForecasts.of(evaluation.forecast, evaluation.y_true, evaluation.y_pred, settings)
+    history = _series_history(Path(model.job_dir), settings, held_out)
     if not history:
         evaluation.notes.append("the training table could not be read, so the forecast figure shows the held-out horizon without the history before it.")
     errors = forecast_figures.error_by_step(held_out, evaluation.y_range)
@@ -139,21 +140,37 @@ def _forecast_figures(evaluation, model) -> list:
         figures.Figure(
             "forecast against actual", forecast_figures.forecast_against_actual(held_out, history),
             f"The last held-out horizon of {_count(len(shown), 'series')} (of {len(set(held_out.series))}): the history "
-            "before the cut-off (dashed line), then the actual values and the forecast over the shaded horizon. The forecast "
-            "was made from a model trained only on the rows up to the cut-off.",
-            f"{_count(sum(len(held_out.at_last_origin(s)[0]) for s in shown), 'held-out forecast')} at the last cut-off",
+            "before the cut-off (dashed line), then the actual values, the forecast and the seasonal-naive forecast over "
+            "the shaded horizon, both made from the rows up to the cut-off only.",
+            f"{_count(sum(len(held_out.at_last_fold(s)[0]) for s in shown), 'held-out forecast')} of the last fold",
         ),
         figures.Figure(
             "error by horizon step", forecast_figures.error_by_horizon_step(errors, name),
-            f"The {name} of every held-out forecast made that many steps after its cut-off, over all series and "
-            "cut-offs" + (" (divided by the training target's range, as Azure normalizes it)." if evaluation.y_range else "."),
+            f"The {name} of every held-out forecast made that many steps after its cut-off, over all series and folds, "
+            "beside the seasonal-naive forecast's" + (" (divided by the training target's range, as Azure normalizes it)." if evaluation.y_range else "."),
             evaluation.uses,
         ),
     ]
 
 
-def _series_history(job_dir: Path, forecast: dict, held_out) -> dict:
-    """series label -> (times, values) of its training rows up to the last cut-off; {} when the table cannot be read."""
+def _forecast_settings(model_dir: Path) -> dict:
+    """The forecasting settings the local engine records in the MLmodel's metadata (capc_forecasting)."""
+    import yaml
+
+    from capc.forecast_requests import MODEL_METADATA_KEY
+
+    try:
+        mlmodel = yaml.safe_load((model_dir / "MLmodel").read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise CapcError(f"cannot read the forecasting settings of {model_dir}: {exc}") from None
+    settings = (mlmodel.get("metadata") or {}).get(MODEL_METADATA_KEY)
+    if not isinstance(settings, dict) or not {"time_column", "target", "series_ids", "horizon", "frequency"} <= set(settings):
+        raise CapcError(f"{model_dir / 'MLmodel'} records no forecasting settings (metadata: {MODEL_METADATA_KEY}).")
+    return settings
+
+
+def _series_history(job_dir: Path, settings: dict, held_out) -> dict:
+    """series key -> (times, values) of its training rows up to the last cut-off; {} when the table cannot be read."""
     import pandas as pd
 
     from capc.jobfolder.data import mltable_source, read_frame
@@ -161,15 +178,15 @@ def _series_history(job_dir: Path, forecast: dict, held_out) -> dict:
     try:
         data_file, fmt, drop = mltable_source(job_dir / "data")
         table = read_frame(data_file, fmt, drop)
-        times = pd.to_datetime(table[forecast["time_column"]])
-        values = table[forecast["target"]].astype(float)
-        ids = list(forecast["series_ids"])
+        times = pd.to_datetime(table[settings["time_column"]])
+        values = table[settings["target"]].astype(float)
+        ids = list(settings["series_ids"])
     except (CapcError, KeyError, ValueError, TypeError):
         return {}
-    labels = table[ids].astype(str).agg("|".join, axis=1) if ids else pd.Series("", index=table.index)  # forecasting.series_keys
+    keys = table[ids].astype(str).agg("|".join, axis=1) if ids else pd.Series("", index=table.index)  # forecasting.series_keys
     history = {}
     for series in held_out.shown_series():
-        rows = (labels == series) & (times <= held_out.last_origin)
+        rows = (keys == series) & (times <= held_out.last_origin)
         ordered = pd.DataFrame({"t": times[rows], "y": values[rows]}).sort_values("t")
         history[series] = (list(ordered["t"]), list(ordered["y"]))
     return history
