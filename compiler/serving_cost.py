@@ -60,9 +60,13 @@ def may_serve(deployment_model: str, source: str) -> bool:
     return source == deployment_model
 
 
+UNMEASURED_TASKS = ("image_classification", "forecasting")
+
+
 def is_measured(task: str) -> bool:
-    """Whether a task's candidates are measured: an image model's score.py takes images, not table rows."""
-    return task != "image_classification"
+    """Whether a task's candidates are measured with rows of the training table: an image model's score.py takes
+    images, a forecasting model's forecast requests for times after its history (training rows are not such)."""
+    return task not in UNMEASURED_TASKS
 
 
 class MeasureError(Exception):

@@ -19,7 +19,7 @@ from functools import cache
 from importlib import resources
 from pathlib import Path
 
-from capc import azure_names
+from capc import azure_names, serving_cost
 from capc.data_location import ASSET_PREFIX, is_remote
 from capc.errors import SpecInvalid
 from capc.goal import Goal
@@ -367,11 +367,11 @@ def deployment_fits_task(ctx: CheckContext) -> None:
         ctx.report(("deployment", "probabilities"), f"{ctx.data['task']} models have no class probabilities", "remove it or set it to false")
     if deployment["model"] == "sweep" and not ctx.data.get("sweep"):
         ctx.report(("deployment", "model"), "deploys the sweep's winner, but the spec has no sweep", "use `best` or `automl`")
-    if ctx.data["task"] == "image_classification":
-        # The budget is measured with rows of the training table, which an image model does not take.
+    if not serving_cost.is_measured(ctx.data["task"]):
+        # The budget is measured with rows of the training table, which image and forecasting models do not take.
         for key in ("max_latency_ms", "max_model_mb"):
             if key in deployment:
-                ctx.report(("deployment", key), "a serving budget is measured on tabular models; image_classification has none", f"remove {key}")
+                ctx.report(("deployment", key), f"a serving budget is measured on tabular models; {ctx.data['task']} has none", f"remove {key}")
     compute = ctx.data["compute"]
     if compute["min_instances"] > compute["max_instances"]:
         ctx.report(("compute", "min_instances"), f"min_instances {compute['min_instances']} is above max_instances {compute['max_instances']}")
@@ -383,10 +383,10 @@ def load_budget_is_measurable(ctx: CheckContext) -> None:
     deployment = ctx.data["deployment"]
     keys = [(("deployment", "min_requests_per_s"), "min_requests_per_s" in deployment),
             (("deployment", "load", "max_p99_ms"), "max_p99_ms" in deployment["load"])]
-    if ctx.data["task"] == "image_classification":
+    if not serving_cost.is_measured(ctx.data["task"]):
         for path, present in keys:
             if present:
-                ctx.report(path, "a load budget is measured with rows of a table; image_classification has none", f"remove {path[-1]}")
+                ctx.report(path, f"a load budget is measured with rows of a table; {ctx.data['task']} has none", f"remove {path[-1]}")
         return
     max_p99 = deployment["load"].get("max_p99_ms")
     if max_p99 is not None and max_p99 >= deployment["request_timeout_ms"]:
