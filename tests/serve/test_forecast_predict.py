@@ -100,3 +100,12 @@ def test_capc_predict_of_a_registered_forecasting_model(workdir, job):
     refused = CliRunner().invoke(cli, ["predict", "macro", "--output", "g.csv"])
     assert refused.exit_code == 1 and "either --input FILE.csv (the rows to forecast) or --horizon N" in refused.stderr
     assert "Traceback" not in refused.output and not (workdir / "g.csv").exists()
+
+
+def test_bench_refuses_training_rows_for_a_forecasting_endpoint(tmp_path):
+    from capc.jobfolder.data import request_rows
+
+    job_dir = forecast_job_dir(tmp_path / "job")
+    (job_dir / "automl_job.yml").write_text("task: forecasting\ntarget_column_name: value\n")
+    with pytest.raises(CapcError, match="a forecasting endpoint answers forecast requests for the times after each series' history"):
+        request_rows(job_dir)
