@@ -60,13 +60,10 @@ def may_serve(deployment_model: str, source: str) -> bool:
     return source == deployment_model
 
 
-UNMEASURED_TASKS = ("image_classification", "forecasting")
-
-
 def is_measured(task: str) -> bool:
-    """Whether a task's candidates are measured with rows of the training table: an image model's score.py takes
-    images, a forecasting model's forecast requests for times after its history (training rows are not such)."""
-    return task not in UNMEASURED_TASKS
+    """Whether a task's candidates are measured: an image model's score.py takes images, and a forecasting model's
+    a horizon request (time and series of the rows to forecast), not rows of the training table."""
+    return task not in ("image_classification", "forecasting")
 
 
 class MeasureError(Exception):

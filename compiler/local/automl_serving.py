@@ -82,7 +82,16 @@ def _spec(automl, name: str, settings) -> dict:
         "task": automl.task,
         "metric": settings.primary_metric,
         "automl": {"enabled": True},
+        **({"forecasting": _forecasting_block(automl)} if automl.task == "forecasting" else {}),
     }
+
+
+def _forecasting_block(automl) -> dict:
+    """The job's forecasting: settings under the spec's keys (the spec takes Azure's names; a key it lacks is left out)."""
+    from capc.spec.validate import schema
+
+    known = schema()["properties"]["forecasting"]["properties"]
+    return {k: v for k, v in (automl.data.get("forecasting") or {}).items() if k in known}
 
 
 def _job_as_run(automl, folder: Path) -> bytes:

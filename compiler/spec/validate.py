@@ -360,6 +360,13 @@ def early_termination_is_complete(ctx: CheckContext) -> None:
         ctx.report(("sweep", "early_termination", "truncation_percentage"), f"{kind} takes no truncation_percentage")
 
 
+# Why a task's candidates are not measured against a serving or load budget (capc.serving_cost.is_measured).
+_UNMEASURED = {
+    "image_classification": "on tabular models; image_classification has none",
+    "forecasting": "with one-row requests of the training table, and a forecasting model answers a horizon request instead",
+}
+
+
 @check
 def deployment_fits_task(ctx: CheckContext) -> None:
     deployment = ctx.data["deployment"]
@@ -368,10 +375,10 @@ def deployment_fits_task(ctx: CheckContext) -> None:
     if deployment["model"] == "sweep" and not ctx.data.get("sweep"):
         ctx.report(("deployment", "model"), "deploys the sweep's winner, but the spec has no sweep", "use `best` or `automl`")
     if not serving_cost.is_measured(ctx.data["task"]):
-        # The budget is measured with rows of the training table, which image and forecasting models do not take.
+        # The budget is measured with rows of the training table, which an image or forecasting model does not take.
         for key in ("max_latency_ms", "max_model_mb"):
             if key in deployment:
-                ctx.report(("deployment", key), f"a serving budget is measured on tabular models; {ctx.data['task']} has none", f"remove {key}")
+                ctx.report(("deployment", key), f"a serving budget is measured {_UNMEASURED[ctx.data['task']]}", f"remove {key}")
     compute = ctx.data["compute"]
     if compute["min_instances"] > compute["max_instances"]:
         ctx.report(("compute", "min_instances"), f"min_instances {compute['min_instances']} is above max_instances {compute['max_instances']}")
@@ -384,9 +391,10 @@ def load_budget_is_measurable(ctx: CheckContext) -> None:
     keys = [(("deployment", "min_requests_per_s"), "min_requests_per_s" in deployment),
             (("deployment", "load", "max_p99_ms"), "max_p99_ms" in deployment["load"])]
     if not serving_cost.is_measured(ctx.data["task"]):
+        why = "with rows of a table; image_classification has none" if ctx.data["task"] == "image_classification" else _UNMEASURED[ctx.data["task"]]
         for path, present in keys:
             if present:
-                ctx.report(path, f"a load budget is measured with rows of a table; {ctx.data['task']} has none", f"remove {path[-1]}")
+                ctx.report(path, f"a load budget is measured {why}", f"remove {path[-1]}")
         return
     max_p99 = deployment["load"].get("max_p99_ms")
     if max_p99 is not None and max_p99 >= deployment["request_timeout_ms"]:

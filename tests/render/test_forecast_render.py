@@ -52,18 +52,3 @@ def test_other_tasks_keep_the_tabular_score_py(workdir):
     assert b"def run(data=None, input_data=None):" in files["score.py"]
     assert json.loads(files["sample_request.json"])["data"]
 
-
-@pytest.mark.parametrize("deployment, words", [
-    ("  max_latency_ms: 50\n", "deployment.max_latency_ms: a serving budget is measured on tabular models; forecasting has none"),
-    ("  min_requests_per_s: 100\n", "deployment.min_requests_per_s: a load budget is measured with rows of a table; forecasting has none"),
-])
-def test_a_serving_budget_is_refused_for_forecasting(workdir, deployment, words):
-    """Budgets are measured with rows of the training table through score.py; the forecasting score.py takes forecast
-    requests for times after the history, which training rows are not."""
-    (workdir / "data").mkdir()
-    history, _ = split_last_horizon(macro_frame())
-    history.to_csv(workdir / "data" / "macro_train.csv", index=False)
-    spec = write_spec(workdir, SPEC % "series")
-    spec.write_text(spec.read_text() + "deployment:\n" + deployment)
-    result = CliRunner().invoke(cli, ["validate", str(spec)])
-    assert result.exit_code == 1 and words in result.output

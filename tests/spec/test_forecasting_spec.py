@@ -193,3 +193,13 @@ def test_the_lightgbm_family_serves_forecasting_and_the_others_do_not(workdir):
     assert load_spec(write(workdir, BASE + sweep.format(model="lightgbm")))
     path = write(workdir, BASE + sweep.format(model="random_forest"))
     assert only_problem(path) == f"{path}:15:10: sweep.model: trial family `random_forest` does not serve task `forecasting` (for forecasting use one of: lightgbm)"
+
+
+def test_serving_and_load_budgets_are_refused_for_forecasting(workdir):
+    # They are measured with one-row requests of the training table; a forecasting score.py takes a horizon request.
+    path = write(workdir, BASE + "deployment:\n  max_latency_ms: 50\n  min_requests_per_s: 10\n")
+    assert problems(path) == [
+        f"{path}:15:19: deployment.max_latency_ms: a serving budget is measured with one-row requests of the training table, "
+        "and a forecasting model answers a horizon request instead (remove max_latency_ms)",
+        f"{path}:16:23: deployment.min_requests_per_s: a load budget is measured with one-row requests of the training table, "
+        "and a forecasting model answers a horizon request instead (remove min_requests_per_s)"]

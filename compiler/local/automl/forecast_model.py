@@ -35,7 +35,13 @@ class ForecastModel:
         self.forecaster = forecaster
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
-        return self.forecaster.predict(frame)
+        from capc.errors import CapcError
+        from capc.forecasting import ForecastDataError
+
+        try:
+            return self.forecaster.predict(frame)
+        except ForecastDataError as exc:
+            raise CapcError(f"cannot forecast these rows: {exc}.") from None
 
     def describe(self) -> dict:
         """The settings a scorer needs, as plain JSON values."""
@@ -81,8 +87,10 @@ def save_forecast_model(model: ForecastModel, path: Path | str) -> Path:
     level = quiet.level
     quiet.setLevel(logging.ERROR)  # its warning about pickled python models: the pickle is the point (no capc to load)
     try:
-        mlflow.pyfunc.save_model(str(path), python_model=ForecastPythonModel(model.forecaster),
-                                 pip_requirements=runtime_requirements(), metadata={METADATA_KEY: model.describe()})
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*type hints.*")  # MLflow reloads the class, and asks again
+            mlflow.pyfunc.save_model(str(path), python_model=ForecastPythonModel(model.forecaster),
+                                     pip_requirements=runtime_requirements(), metadata={METADATA_KEY: model.describe()})
     finally:
         quiet.setLevel(level)
         for module in modules:

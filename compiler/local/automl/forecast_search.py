@@ -95,6 +95,10 @@ def forecast_settings(settings: AutoMLSettings, notes: list[str]) -> forecasting
         value = block.get(key)
         if value not in (None, "none", "None", False, [], ""):
             notes.append(f"forecasting.{key} is not honoured locally: {why}")
+    defaults = [key for key in ("target_lags", "target_rolling_window_size") if key not in block]
+    if defaults:
+        notes.append(f"{' and '.join(defaults)} left out: the local engine chooses them (auto) from the season; "
+                     "Azure leaves them out of its features")
     if result.short_series == "pad":
         notes.append("forecasting.short_series_handling_config pad is run as auto: a series too short for a fold is "
                      "left out of that fold's validation, not padded")
