@@ -101,3 +101,17 @@ def test_malformed_requests_are_400s(score, body, words):
 def test_a_series_the_model_does_not_know_is_a_400(score):
     status, message = _error(score.run(Inputs={"data": [{TIME: "2008-10-01", SERIES: "nominalgdp"}]}))
     assert status == 400 and message.startswith("the model cannot forecast these rows: ")
+
+
+def test_a_model_without_quantiles_answers_the_forecast_and_says_so(tmp_path):
+    from forecast_models import settings, split_last_horizon, macro_frame
+    from capc.forecasting import Forecaster
+
+    history, _ = split_last_horizon(macro_frame())
+    uncalibrated = Forecaster(settings()).fit(history, calibrate=False)  # no backtest residuals: no quantiles
+    job = forecast_job_dir(tmp_path / "job")
+    model = save_forecast_model(tmp_path / "model", uncalibrated)
+    with serving_cost.loaded_score_module(str(job / "score.py"), str(model), str(job)) as (module, _):
+        results = module.run(Inputs={"data": [{TIME: "2008-10-01", SERIES: "realgdp"}]}, GlobalParameters={"quantiles": [0.1, 0.9]})["Results"]
+    assert len(results["forecast"]) == 1 and "quantiles" not in results
+    assert results["notes"][0].startswith("no quantiles: ")
