@@ -98,6 +98,16 @@ def test_values_outside_azures_enums_are_refused(workdir):
     assert only_problem(path) == f"{path}:14:12: forecasting.use_stl: `season_trend` is not allowed (did you mean `seasontrend`?)"
 
 
+def test_a_keyword_or_number_key_says_what_it_takes(workdir):
+    path = write(workdir, BASE + "  target_lags: two\n")
+    assert only_problem(path) == (f"{path}:14:16: forecasting.target_lags: `two` is not allowed "
+                                  "(expected `auto`, a whole number >= 1 or a list of whole numbers >= 1)")
+    path = write(workdir, BASE + "  cv_step_size: 0\n")
+    assert only_problem(path) == f"{path}:14:17: forecasting.cv_step_size: `0` is not allowed (expected `auto` or a whole number >= 1)"
+    path = write(workdir, BASE + "  target_lags: [1, 0]\n")
+    assert only_problem(path) == f"{path}:14:20: forecasting.target_lags[1]: 0 is less than the minimum of 1"
+
+
 def test_the_time_column_must_be_a_column(workdir):
     path = write(workdir, BASE.replace("time_column_name: quarter", "time_column_name: quater"))
     assert only_problem(path) == f"{path}:10:21: forecasting.time_column_name: column `quater` is not in macro.csv (did you mean `quarter`?)"
