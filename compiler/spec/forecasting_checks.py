@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from capc import azure_names
 from capc.data_location import is_remote
 from capc.spec.hints import did_you_mean
 
@@ -59,7 +60,7 @@ def block_fits_task(ctx: CheckContext) -> None:
     if task == TASK and not given:
         ctx.report(("task",), "task forecasting needs a `forecasting:` block",
                    "give at least forecasting.time_column_name and forecasting.forecast_horizon")
-    elif task != TASK and given:
+    elif task != TASK and given and task in azure_names.AUTOML_METRICS:  # an unknown task is the schema's to report
         ctx.report(("forecasting",), f"`forecasting:` settings go with task forecasting, not {task}",
                    "remove the block, or set `task: forecasting`")
 
