@@ -125,6 +125,10 @@ def test_the_pipelines_automl_step_forecasts_too(built):
     step = entities["pipeline_job.yml"].jobs["automl"]
     assert type(step).__name__ == "ForecastingJob"
     assert step.forecasting_settings.forecast_horizon == 7 and step.forecasting_settings.time_column_name == "day"
+    # The select step compares the winners by their metric; it does not time them with rows of the training table,
+    # which a forecasting score.py does not take (capc.serving_cost.is_measured).
+    select = entities["pipeline_job.yml"].jobs["select_best"].command
+    assert "--metric normalized_root_mean_squared_error --goal minimize" in select and "--score" not in select
 
 
 def test_the_trial_script_rolls_forward_with_forecasting_py_beside_it(built):
