@@ -16,6 +16,9 @@ AUTO = "auto"
 AZURE_INTEGER_ONLY = ("cv_step_size",)
 # The sweep's trial script copies these capc modules beside it (capc.render.render); they import nothing of capc.
 TRIAL_MODULES = {"src/forecasting.py": "forecasting.py"}
+# The MLmodel metadata key of a forecasting model's settings; the local engine's (capc.local.automl.forecast_model)
+# is the same string, and the render stage must not import the engine (tests/layout), so a test holds them equal.
+FORECAST_METADATA_KEY = "capc_forecasting"
 
 
 def settings_block(spec) -> dict | None:

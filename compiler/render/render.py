@@ -71,6 +71,9 @@ def render_artifacts(spec, out_dir: Path) -> dict[str, bytes]:
         names["automl_job.yml"] = ("automl_job_image.yml.j2", {})
         names["data/MLTable"] = ("MLTable_images.j2", {})
         names["data/images.jsonl"] = ("images.jsonl.j2", {})
+    if context["forecast"]:  # Azure's forecasting request shape (capc.render.forecast_serving)
+        names["score.py"] = ("score_forecast.py.j2", {})
+        names["sample_request.json"] = ("sample_request_forecast.json.j2", {})
     if sweep:
         for path, job in sweep["jobs"].items():
             names[path] = ("sweep_job.yml.j2", {"sweep": job})

@@ -9,11 +9,13 @@ the block are in capc.spec.service_rules.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from capc import azure_names
 from capc.data_location import is_remote
 from capc.spec.hints import did_you_mean
 
@@ -40,10 +42,9 @@ def step_size(block: dict) -> int:
 
 
 def first_training_periods(block: dict) -> int:
-    """The fewest periods a series trains on before its first fold's origin (capc.forecasting's rule, one source)."""
-    from capc.forecasting import Settings, min_training_length
-
-    return min_training_length(Settings(time_column="", target="", horizon=block["forecast_horizon"]))
+    """The fewest periods a series trains on before its first fold's origin: capc.forecasting.min_training_length,
+    written again here so validation does not import pandas (a test holds the two equal)."""
+    return block["forecast_horizon"] + 2
 
 
 def periods_needed(block: dict, folds: int) -> int:
@@ -59,7 +60,7 @@ def block_fits_task(ctx: CheckContext) -> None:
     if task == TASK and not given:
         ctx.report(("task",), "task forecasting needs a `forecasting:` block",
                    "give at least forecasting.time_column_name and forecasting.forecast_horizon")
-    elif task != TASK and given:
+    elif task != TASK and given and task in azure_names.AUTOML_METRICS:  # an unknown task is the schema's to report
         ctx.report(("forecasting",), f"`forecasting:` settings go with task forecasting, not {task}",
                    "remove the block, or set `task: forecasting`")
 
@@ -87,18 +88,29 @@ def frequency_is_readable(ctx: CheckContext) -> None:
         ctx.report((BLOCK, "frequency"), problem, "use a pandas offset alias such as D, W-SUN, MS, QS or h")
 
 
+# Offset aliases pandas reads, matched without importing pandas (a test feeds every form to pandas); any other
+# text is pandas' to judge.
+_MONTHS = "JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC"
+COMMON_FREQUENCY = re.compile(
+    rf"^([1-9][0-9]*)?(D|B|h|min|s|ms|us|ns|W(-(MON|TUE|WED|THU|FRI|SAT|SUN))?|MS|ME|SMS|SME|BMS|BME|(QS|QE|BQS|BQE|YS|YE|BYS|BYE)(-({_MONTHS}))?)$")
+
+
 def unreadable_frequency(alias: str) -> str | None:
-    """Why pandas cannot read `alias` as a frequency (None: it can)."""
+    """Why pandas cannot read `alias` as a frequency (None: it can), in pandas' own words where it has some."""
+    if COMMON_FREQUENCY.match(alias):
+        return None
     import warnings
 
     from pandas.tseries.frequencies import to_offset
 
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)  # deprecated aliases (M, Q) still read
+            warnings.simplefilter("ignore", FutureWarning)  # deprecated aliases still read
             to_offset(alias)
-    except ValueError:
-        return f"`{alias}` is not a frequency pandas can read"
+    except ValueError as exc:
+        said = re.search(r"error message: \w+\([\"'](.*)[\"']\)$", str(exc))
+        reason = said.group(1) if said and "Invalid frequency" not in said.group(1) else None
+        return f"`{alias}` is not a frequency pandas can read" + (f": {reason}" if reason else "")
     return None
 
 
@@ -152,7 +164,57 @@ class SeriesLengths:
 
 def read_series_lengths(path: Path, fmt: str, time_column: str, ids: list[str]) -> SeriesLengths:
     """Only the time and id columns are read; a series' length counts distinct timestamps (Azure aggregates or
-    refuses duplicates, capc.forecasting the same). Empty time cells are missing values, not wrong ones."""
+    refuses duplicates, capc.forecasting the same). Empty time cells are missing values, not wrong ones.
+
+    A csv of ISO 8601 times (most data) is read with the standard library: `capc plan` and `validate` do not pay
+    for importing pandas; any other file or time form goes through pandas' own parser."""
+    if fmt == "csv":
+        found = _iso_csv_series_lengths(path, time_column, ids)
+        if found is not None:
+            return found
+    return _pandas_series_lengths(path, fmt, time_column, ids)
+
+
+def _iso_csv_series_lengths(path: Path, time_column: str, ids: list[str]) -> SeriesLengths | None:
+    """None when a time cell is not ISO 8601 text (pandas then decides)."""
+    import csv
+    from datetime import datetime
+
+    periods: dict[tuple, set] = {}
+    numbers = filled = 0
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.reader(f)
+        header = next(reader)
+        at, id_at = header.index(time_column), [header.index(c) for c in ids]
+        for row in reader:
+            cell = row[at].strip() if at < len(row) else ""
+            if not cell:
+                continue
+            filled += 1
+            numbers += _is_number(cell)
+            try:
+                moment = datetime.fromisoformat(cell)
+            except ValueError:
+                if not _is_number(cell):
+                    return None
+                continue
+            periods.setdefault(tuple(row[i] if i < len(row) else "" for i in id_at), set()).add(moment)
+    if filled and numbers == filled:
+        return SeriesLengths(("every line", "a number"), {})  # see _pandas_series_lengths
+    if numbers:
+        return None
+    return SeriesLengths(None, {key: len(times) for key, times in sorted(periods.items())})
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _pandas_series_lengths(path: Path, fmt: str, time_column: str, ids: list[str]) -> SeriesLengths:
     import warnings
 
     import pandas as pd
@@ -165,6 +227,9 @@ def read_series_lengths(path: Path, fmt: str, time_column: str, ids: list[str]) 
     times = frame[time_column]
     if not pd.api.types.is_datetime64_any_dtype(times):
         text = times.astype(str).str.strip()
+        if pd.to_numeric(text[text != ""], errors="coerce").notna().all():
+            # pandas reads such a column as numbers, and capc.forecasting refuses numbers for time (2001 is no date)
+            return SeriesLengths(("every line" if fmt == "csv" else "every row", "a number"), {})
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # pandas warns of forms it still reads (2024Q1)
             times = pd.to_datetime(text, errors="coerce", format="mixed")
@@ -197,7 +262,8 @@ def data_fits_folds(ctx: CheckContext) -> None:
         return
     if found.bad_time:
         where, value = found.bad_time
-        ctx.report((BLOCK, "time_column_name"), f"`{columns[0]}` is not a date or time column: {where} of {path.name} holds `{value}`",
+        holds = value if value == "a number" else f"`{value}`"
+        ctx.report((BLOCK, "time_column_name"), f"`{columns[0]}` is not a date or time column: {where} of {path.name} holds {holds}",
                    "every value must parse as a date (2024-01-31, 2024-01-31 12:00, 2024Q1 ...)")
         return
     folds = dataset.get("cross_validations")

@@ -125,6 +125,10 @@ def test_the_pipelines_automl_step_forecasts_too(built):
     step = entities["pipeline_job.yml"].jobs["automl"]
     assert type(step).__name__ == "ForecastingJob"
     assert step.forecasting_settings.forecast_horizon == 7 and step.forecasting_settings.time_column_name == "day"
+    # The select step compares the winners by their metric; it does not time them with rows of the training table,
+    # which a forecasting score.py does not take (capc.serving_cost.is_measured).
+    select = entities["pipeline_job.yml"].jobs["select_best"].command
+    assert "--metric normalized_root_mean_squared_error --goal minimize" in select and "--score" not in select
 
 
 def test_the_trial_script_rolls_forward_with_forecasting_py_beside_it(built):
@@ -183,13 +187,24 @@ def test_the_trial_validates_by_rolling_origin_and_saves_a_forecaster(tmp_path, 
     mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
     [run_row] = mlflow.search_runs(search_all_experiments=True).itertuples()
     held = mlflow.artifacts.load_dict(f"{run_row.artifact_uri}/held_out/predictions.json")
-    assert held["split"] == "rolling_origin" and sorted(set(held["fold"])) == [0, 1, 2] and set(held["step"]) == {1, 2, 3, 4}
-    # Each fold validates on the 4 periods after its origin, every series, the last fold on the data's last 4 periods.
-    last_times = sorted(set(t for t, f in zip(held["time"], held["fold"]) if f == 2))
-    assert len(held["y_true"]) == 3 * 4 * len(ids) and pd.Timestamp(last_times[-1]) == pd.Timestamp(pd.read_csv(data)["day"].max())
+    from capc.state.held_out import HeldOutPredictions
+
+    stored = HeldOutPredictions.from_dict(held)  # the local engine's shape, which `capc report` reads
+    assert stored.task == "forecasting" and sorted(set(stored.fold_index)) == [0, 1, 2] and set(stored.steps) == {1, 2, 3, 4}
+    # Each fold validates on the 4 periods after its origin, every series; the last fold on the data's last 4 periods.
+    assert stored.rows == 3 * 4 * len(ids) and max(map(pd.Timestamp, stored.times)) == pd.Timestamp(pd.read_csv(data)["day"].max())
+    for fold in range(3):
+        times = sorted({t for t, f in zip(stored.times, stored.fold_index) if f == fold})
+        assert len(times) == 4 and all(later > earlier for earlier, later in zip(times, times[1:]))
     model = mlflow.pyfunc.load_model(str(tmp_path / "out" / "model"))
     forecaster = model.unwrap_python_model().forecaster
     assert forecaster.settings.horizon == 4 and forecaster.settings.n_folds == 3
+    from capc.local.automl.forecast_model import METADATA_KEY, ForecastModel
+    from capc.render.forecasting_context import FORECAST_METADATA_KEY
+
+    # The MLmodel's settings are the local engine's, under its key: score.py and the report read either winner alike.
+    assert FORECAST_METADATA_KEY == METADATA_KEY
+    assert model.metadata.metadata[METADATA_KEY] == ForecastModel(forecaster).describe()
     future = pd.DataFrame({"day": pd.date_range(pd.read_csv(data)["day"].max(), periods=3, freq=frequency)[1:].strftime("%Y-%m-%d"),
                            "store": ids[0], "price": 1.5})
     assert len(model.predict(future)) == 2

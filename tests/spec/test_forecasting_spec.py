@@ -98,6 +98,16 @@ def test_values_outside_azures_enums_are_refused(workdir):
     assert only_problem(path) == f"{path}:14:12: forecasting.use_stl: `season_trend` is not allowed (did you mean `seasontrend`?)"
 
 
+def test_a_keyword_or_number_key_says_what_it_takes(workdir):
+    path = write(workdir, BASE + "  target_lags: two\n")
+    assert only_problem(path) == (f"{path}:14:16: forecasting.target_lags: `two` is not allowed "
+                                  "(expected `auto`, a whole number >= 1 or a list of whole numbers >= 1)")
+    path = write(workdir, BASE + "  cv_step_size: 0\n")
+    assert only_problem(path) == f"{path}:14:17: forecasting.cv_step_size: `0` is not allowed (expected `auto` or a whole number >= 1)"
+    path = write(workdir, BASE + "  target_lags: [1, 0]\n")
+    assert only_problem(path) == f"{path}:14:20: forecasting.target_lags[1]: 0 is less than the minimum of 1"
+
+
 def test_the_time_column_must_be_a_column(workdir):
     path = write(workdir, BASE.replace("time_column_name: quarter", "time_column_name: quater"))
     assert only_problem(path) == f"{path}:10:21: forecasting.time_column_name: column `quater` is not in macro.csv (did you mean `quarter`?)"
@@ -107,6 +117,13 @@ def test_the_time_column_must_parse_as_dates(workdir):
     path = write(workdir, BASE.replace("time_column_name: quarter", "time_column_name: note"))
     assert only_problem(path) == (f"{path}:10:21: forecasting.time_column_name: `note` is not a date or time column: line 2 of macro.csv holds `x` "
                                   "(every value must parse as a date (2024-01-31, 2024-01-31 12:00, 2024Q1 ...))")
+
+
+def test_a_time_column_of_numbers_is_refused(workdir):
+    path = write(workdir, BASE.replace("time_column_name: quarter", "time_column_name: value").replace("target: value", "target: note"))
+    found = problems(path)
+    assert (f"{path}:10:21: forecasting.time_column_name: `value` is not a date or time column: every line of macro.csv holds a number "
+            "(every value must parse as a date (2024-01-31, 2024-01-31 12:00, 2024Q1 ...))") in found
 
 
 def test_ids_must_be_columns(workdir):
@@ -203,3 +220,43 @@ def test_serving_and_load_budgets_are_refused_for_forecasting(workdir):
         "and a forecasting model answers a horizon request instead (remove max_latency_ms)",
         f"{path}:16:23: deployment.min_requests_per_s: a load budget is measured with one-row requests of the training table, "
         "and a forecasting model answers a horizon request instead (remove min_requests_per_s)"]
+
+
+@pytest.mark.parametrize("horizon", [1, 4, 12])
+def test_the_folds_rule_is_the_forecasters(horizon):
+    from capc.forecasting import Settings, min_training_length
+    from capc.spec.forecasting_checks import first_training_periods
+
+    assert first_training_periods({"forecast_horizon": horizon}) == min_training_length(Settings("t", "y", horizon))
+
+
+def test_times_in_other_forms_are_read_by_pandas(workdir):
+    # 2020Q1 is no ISO 8601 text: pandas' parser reads it, and the lengths are the same.
+    text = (workdir / "data" / "macro.csv").read_text(encoding="utf-8")
+    iso = {f"{2020 + q // 4}-{3 * (q % 4) + 1:02d}-01": f"{2020 + q // 4}Q{q % 4 + 1}" for q in range(12)}
+    for date, quarter in iso.items():
+        text = text.replace(date, quarter)
+    (workdir / "data" / "macro.csv").write_text(text, encoding="utf-8")
+    path = write(workdir, BASE.replace("cross_validations: 2", "cross_validations: 3") + "  short_series_handling_config: none\n")
+    assert only_problem(path).endswith("need 10, but series b has 8 (lower dataset.cross_validations, forecasting.cv_step_size or "
+                                       "forecasting.forecast_horizon)")
+
+
+def test_the_frequencies_read_without_pandas_are_ones_pandas_reads():
+    from pandas.tseries.frequencies import to_offset
+
+    from capc.spec.forecasting_checks import COMMON_FREQUENCY
+
+    bases = ["D", "B", "h", "min", "s", "ms", "us", "ns", "W", "MS", "ME", "SMS", "SME", "BMS", "BME"]
+    bases += [f"W-{day}" for day in ("MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN")]
+    bases += [f"{q}{month}" for q in ("QS", "QE", "BQS", "BQE", "YS", "YE", "BYS", "BYE") for month in ("", "-JAN", "-JUN", "-DEC")]
+    for alias in [*bases, *(f"{n}{b}" for n in (2, 15) for b in bases)]:
+        assert COMMON_FREQUENCY.match(alias), alias
+        to_offset(alias)  # raises if pandas cannot read it
+    assert not COMMON_FREQUENCY.match("M") and not COMMON_FREQUENCY.match("0D")
+
+
+def test_a_frequency_pandas_no_longer_reads_says_what_it_became(workdir):
+    path = write(workdir, BASE.replace("frequency: QS", "frequency: Q"))
+    assert only_problem(path) == (f"{path}:13:14: forecasting.frequency: `Q` is not a frequency pandas can read: 'Q' is no longer "
+                                  "supported for offsets. Please use 'QE' instead. (use a pandas offset alias such as D, W-SUN, MS, QS or h)")

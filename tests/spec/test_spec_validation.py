@@ -65,9 +65,9 @@ def test_reference_specs_are_valid(path: Path) -> None:
             assert isinstance(dist, dict) and dist["type"] in DISTRIBUTIONS, name
 
 
-def test_reference_specs_cover_the_three_tasks() -> None:
+def test_reference_specs_cover_the_four_tasks() -> None:
     tasks = {load_spec(p).task for p in REFERENCE_SPECS}
-    assert tasks == {"classification", "regression", "image_classification"}
+    assert tasks == {"classification", "regression", "image_classification", "forecasting"}
 
 
 def test_reference_spec_values() -> None:
