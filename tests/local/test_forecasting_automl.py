@@ -116,6 +116,23 @@ def test_allowed_algorithms_and_unhonoured_settings_are_named():
         assert text in notes
 
 
+def test_a_learner_that_fails_is_a_failed_candidate_and_the_search_goes_on(monkeypatch):
+    from capc import forecasting
+
+    real = forecasting.backtest
+
+    def broken_lightgbm(history, settings, learner="lightgbm", params=None):
+        if learner == "lightgbm":
+            raise RuntimeError("out of leaves")
+        return real(history, settings, learner, params)
+
+    monkeypatch.setattr(forecasting, "backtest", broken_lightgbm)
+    result = run_automl(monthly_stores(2, 48), AutoMLSettings.from_job_yaml(job()))
+    failed = [c for c in result.candidates if c.status == "failed"]
+    assert [c.estimator for c in failed] == ["LightGBM"] and failed[0].params["error"] == "RuntimeError: out of leaves"
+    assert result.best.estimator == "ElasticNet"
+
+
 @pytest.mark.parametrize("change, message", [
     (lambda f: f.drop(columns=["store"]), "the forecasting training data: the data has no time series id column 'store'"),
     (lambda f: f.assign(month="soon"), "time column 'month' is not a datetime"),

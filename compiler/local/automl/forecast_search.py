@@ -175,8 +175,9 @@ def evaluate(history, fsettings, settings: AutoMLSettings, configuration: Config
     try:
         validated = forecasting.backtest(history, learner_settings, learner, _params(configuration, settings.threads, settings.seed))
     except Exception as exc:  # noqa: BLE001 - a learner that fails is a failed candidate (as on Azure), not a failed job
-        failed = Candidate(index, algorithm, configuration.learner, dict(configuration.params), math.nan, {"error": str(exc)[:200]},
-                           time.monotonic() - started, FAILED, len(history))
+        params = {**configuration.params, "error": f"{type(exc).__name__}: {exc}"[:300]}  # shown with its child run
+        failed = Candidate(index, algorithm, configuration.learner, params, math.nan, {}, time.monotonic() - started, FAILED,
+                           len(history))
         return Evaluated(failed, configuration, None)
     metrics = azure_metrics.forecasting_scores(validated["actual"], validated["forecast"], y_range)
     value = metrics[settings.primary_metric]
@@ -205,7 +206,7 @@ def run_forecasting(frame: pd.DataFrame, settings: AutoMLSettings, on_candidate:
             on_candidate(evaluated.candidate)
     if search.best is None:
         raise CapcError("no forecasting candidate completed: " + "; ".join(
-            f"{c.estimator}: {c.metrics.get('error', 'no finite score')}" for c in search.candidates[:3]))
+            f"{e.candidate.estimator}: {e.candidate.params.get('error', 'no finite score')}" for e in search.candidates[:3]))
     best = search.best
     learner_settings, learner = _learner_settings(fsettings, best.configuration.learner)
     forecaster = forecasting.Forecaster(learner_settings, learner, _params(best.configuration, settings.threads, settings.seed))
