@@ -1,7 +1,7 @@
 """Shared rule: the forecasting model core - series reading, rolling-origin folds, seasonal naive, and a direct
 multi-step forecaster over lag and rolling features.
 
-Self-contained like azure_metrics.py: numpy, pandas, scikit-learn and LightGBM only, nothing from capc, because
+Self-contained like azure_metrics.py: numpy, pandas, scikit-learn, LightGBM (XGBoost for its learner), no capc, as
 `capc build` copies it into the job folder's src/ for the trial script and score.py, and the registered model
 pickles it by value (it loads where capc is not installed).
 
