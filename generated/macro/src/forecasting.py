@@ -1,7 +1,7 @@
 """Shared rule: the forecasting model core - series reading, rolling-origin folds, seasonal naive, and a direct
 multi-step forecaster over lag and rolling features.
 
-Self-contained like azure_metrics.py: numpy, pandas, scikit-learn and LightGBM only, nothing from capc, because
+Self-contained like azure_metrics.py: numpy, pandas, scikit-learn, LightGBM (XGBoost for its learner), no capc, as
 `capc build` copies it into the job folder's src/ for the trial script and score.py, and the registered model
 pickles it by value (it loads where capc is not installed).
 
@@ -31,7 +31,27 @@ SEASONALITY = {"min": 60, "h": 24, "b": 5, "d": 7, "w": 52, "sm": 24, "ms": 12, 
                "a": 1, "as": 1, "s": 60}
 AGGREGATES = ("sum", "max", "min", "mean")
 SHORT_SERIES = ("auto", "pad", "drop", "none")
-LEARNERS = ("lightgbm", "extratrees", "elasticnet", "seasonal_naive")
+# Regression learners over the features: learner -> (module, class, defaults). Those in SCALED see standardized
+# features; all but LightGBM and XGBoost see a missing lag as 0 ("as the last value").
+_FOREST = dict(n_estimators=100, min_samples_leaf=3, max_features=0.7, random_state=0, n_jobs=1)
+ESTIMATORS = {
+    "lightgbm": ("lightgbm", "LGBMRegressor", dict(n_estimators=300, learning_rate=0.05, num_leaves=15, min_child_samples=10,
+                 subsample=0.8, subsample_freq=1, colsample_bytree=0.8, reg_lambda=1.0, random_state=0, n_jobs=1, verbose=-1)),
+    "xgboost": ("xgboost", "XGBRegressor", dict(n_estimators=300, learning_rate=0.05, max_depth=4, subsample=0.8,
+                                                random_state=0, n_jobs=1)),
+    "gradientboosting": ("sklearn.ensemble", "GradientBoostingRegressor", dict(n_estimators=100, max_depth=3, subsample=0.8,
+                                                                               random_state=0)),
+    "extratrees": ("sklearn.ensemble", "ExtraTreesRegressor", _FOREST),
+    "randomforest": ("sklearn.ensemble", "RandomForestRegressor", _FOREST),
+    "decisiontree": ("sklearn.tree", "DecisionTreeRegressor", dict(min_samples_leaf=5, random_state=0)),
+    "elasticnet": ("sklearn.linear_model", "ElasticNet", dict(alpha=0.01, l1_ratio=0.5, max_iter=5000)),
+    "lassolars": ("sklearn.linear_model", "LassoLars", dict(alpha=0.001)),
+    "sgd": ("sklearn.linear_model", "SGDRegressor", dict(alpha=0.001, random_state=0)),
+    "knn": ("sklearn.neighbors", "KNeighborsRegressor", dict(n_neighbors=10, weights="distance")),
+}
+SCALED = ("elasticnet", "lassolars", "sgd", "knn")
+NATIVE_MISSING = ("lightgbm", "xgboost")
+LEARNERS = (*ESTIMATORS, "seasonal_naive")
 MAX_ORIGINS_PER_SERIES = 2000  # training rows: the most recent origins of a long series are the relevant ones
 
 
@@ -63,7 +83,8 @@ class Settings:
             raise ForecastDataError(f"target_aggregate_function {self.target_aggregate_function!r} is not one of "
                                     f"{', '.join(AGGREGATES)}")
         if self.short_series not in SHORT_SERIES:
-            raise ForecastDataError(f"short_series_handling_config {self.short_series!r} is not one of {', '.join(SHORT_SERIES)}")
+            raise ForecastDataError(f"short_series_handling_config {self.short_series!r} is not one of "
+                                    f"{', '.join(SHORT_SERIES)}")
         if self.n_folds < 1:
             raise ForecastDataError(f"the rolling-origin validation needs at least one fold, not {self.n_folds}")
 
@@ -74,26 +95,24 @@ class Settings:
             value = block.get(key)
             return None if value is None or str(value).lower() in ("auto", "none") else value
 
+        def number(key):
+            return None if auto(key) is None else int(auto(key))
+
         if not block.get("time_column_name"):
             raise ForecastDataError("the forecasting settings have no time_column_name")
         if block.get("forecast_horizon") in (None, "auto"):
             raise ForecastDataError("the forecasting settings have no forecast_horizon (a number of time steps)")
         lags = auto("target_lags")
+        lags = None if lags is None else lags if isinstance(lags, (list, tuple)) else [lags]
         ids = block.get("time_series_id_column_names") or ()
         return cls(
             time_column=str(block["time_column_name"]), target=str(target), horizon=int(block["forecast_horizon"]),
-            series_ids=(ids,) if isinstance(ids, str) else tuple(str(c) for c in ids),
-            frequency=auto("frequency"),
-            target_lags=None if lags is None else tuple(int(v) for v in (lags if isinstance(lags, (list, tuple)) else [lags])),
-            rolling_window=_optional_int(auto("target_rolling_window_size")),
-            seasonality=_optional_int(auto("seasonality")), cv_step_size=_optional_int(auto("cv_step_size")),
+            series_ids=(ids,) if isinstance(ids, str) else tuple(str(c) for c in ids), frequency=auto("frequency"),
+            target_lags=None if lags is None else tuple(int(v) for v in lags), rolling_window=number("target_rolling_window_size"),
+            seasonality=number("seasonality"), cv_step_size=number("cv_step_size"),
             n_folds=int(n_folds), target_aggregate_function=auto("target_aggregate_function"),
             short_series=str(block.get("short_series_handling_config") or "auto").lower(),
         )
-
-
-def _optional_int(value) -> int | None:
-    return None if value is None else int(value)
 
 
 def offset(frequency: str) -> pd.DateOffset:
@@ -129,11 +148,8 @@ def series_keys(frame: pd.DataFrame, settings: Settings) -> pd.Series:
     """One hashable key per row: the id columns' values as text joined ("" for a single series)."""
     if not settings.series_ids:
         return pd.Series("", index=frame.index)
-    parts = [frame[c].astype(str) for c in settings.series_ids]
-    key = parts[0]
-    for part in parts[1:]:
-        key = key + "|" + part
-    return key
+    first, *others = (frame[c].astype(str) for c in settings.series_ids)
+    return first.str.cat(others, sep="|") if others else first
 
 
 def check_columns(frame: pd.DataFrame, settings: Settings, *, need_target: bool) -> None:
@@ -155,8 +171,8 @@ def parse_times(values: pd.Series, column: str) -> pd.Series:
     bad = parsed.isna() & values.notna()
     if bad.any() or values.isna().any():
         first = values[bad | values.isna()].iloc[0]
-        raise ForecastDataError(f"time column {column!r} is not a datetime: {first!r} (row {int(np.flatnonzero(bad | values.isna())[0]) + 1}) "
-                                "is not a date or time")
+        row = int(np.flatnonzero(bad | values.isna())[0]) + 1
+        raise ForecastDataError(f"time column {column!r} is not a datetime: {first!r} (row {row}) is not a date or time")
     return parsed
 
 
@@ -175,6 +191,11 @@ def infer_frequency(frame: pd.DataFrame, settings: Settings) -> pd.DateOffset:
             raise ForecastDataError("the frequency cannot be inferred from the time column; set frequency")
         return pd.tseries.frequencies.to_offset(pd.Timedelta(steps.iloc[0]))
     return offset(alias)
+
+
+def frequency_of(series: pd.DataFrame, settings: Settings) -> pd.DateOffset:
+    """The frequency read_series found (pandas keeps it in `.attrs` through most, not all, operations)."""
+    return offset(series.attrs.get("frequency") or settings.frequency or infer_frequency(series, settings).freqstr)
 
 
 def read_series(frame: pd.DataFrame, settings: Settings, *, need_target: bool = True) -> pd.DataFrame:
@@ -257,9 +278,7 @@ def min_training_length(settings: Settings) -> int:
 
 def fold_cutoffs(frame: pd.DataFrame, settings: Settings) -> list[pd.Timestamp]:
     """The origin of each fold, oldest first: the last training time; each validates the `horizon` steps after."""
-    freq = pd.tseries.frequencies.to_offset(frame.attrs.get("frequency") or infer_frequency(frame, settings))
-    end = frame[settings.time_column].max()
-    step = _step_size(settings)
+    freq, end, step = frequency_of(frame, settings), frame[settings.time_column].max(), _step_size(settings)
     return [end - freq * (settings.horizon + back * step) for back in reversed(range(settings.n_folds))]
 
 
@@ -267,7 +286,7 @@ def rolling_origin_folds(frame: pd.DataFrame, settings: Settings) -> list[tuple[
     """(training rows, validation rows) positions in `frame` (as read_series returns it), oldest fold first.
     One time origin for every series: a fold trains on rows up to its origin and validates on the `horizon`
     steps after it, so no fold trains on a row later than any row it validates on."""
-    freq = pd.tseries.frequencies.to_offset(frame.attrs.get("frequency") or infer_frequency(frame, settings))
+    freq = frequency_of(frame, settings)
     times = frame[settings.time_column]
     folds = []
     for cutoff in fold_cutoffs(frame, settings):
@@ -294,15 +313,17 @@ def future_steps(history: pd.DataFrame, future: pd.DataFrame, settings: Settings
     """For each future row, how many steps after its series' last history time it lies (1 = the next step)."""
     last = history.groupby(SERIES_KEY)[settings.time_column].max()
     steps = np.zeros(len(future), dtype=int)
-    reach = limit or 10_000
     for key, rows in future.groupby(SERIES_KEY, sort=False).groups.items():
         if key not in last.index:
             raise ForecastDataError(f"series {_name(key)} has no history to forecast from; pass context rows for it")
-        grid = {t: h for h, t in enumerate(pd.date_range(last[key], periods=reach + 1, freq=freq))}
-        for position, time in zip(future.index.get_indexer(rows), future.loc[rows, settings.time_column]):
+        times = future.loc[rows, settings.time_column]
+        reach = dict(periods=limit + 1) if limit else dict(end=max(times.max(), last[key]))
+        grid = {t: h for h, t in enumerate(pd.date_range(last[key], freq=freq, **reach))}
+        for position, time in zip(future.index.get_indexer(rows), times):
             h = grid.get(time)
             if h is None or h == 0:
-                where = "at or before" if time <= last[key] else (f"beyond the {limit}-step horizon after" if limit else "off the grid after")
+                where = "at or before" if time <= last[key] else \
+                    f"beyond the {limit}-step horizon after" if limit else "off the grid after"
                 raise ForecastDataError(f"series {_name(key)}: time {time} is {where} its last known time {last[key]} "
                                         f"(frequency {freq.freqstr})")
             steps[position] = h
@@ -313,7 +334,7 @@ def seasonal_naive(history: pd.DataFrame, future: pd.DataFrame, settings: Settin
     """Each future row's value the latest whole number of seasons before it (the last value without a season)."""
     history = history if SERIES_KEY in history else read_series(history, settings)
     future = future if SERIES_KEY in future else read_series(future, settings, need_target=False)
-    freq = pd.tseries.frequencies.to_offset(history.attrs.get("frequency") or infer_frequency(history, settings))
+    freq = frequency_of(history, settings)
     season = season_length(settings, freq)
     steps = future_steps(history, future.reset_index(drop=True), settings, freq, None)
     out = np.empty(len(future))
@@ -331,16 +352,17 @@ def seasonal_naive(history: pd.DataFrame, future: pd.DataFrame, settings: Settin
 def series_scale(y: np.ndarray) -> float:
     """What a series' changes are divided by: its mean absolute step (its mean absolute level, 1 when flat)."""
     y = y[np.isfinite(y)]
-    steps = np.abs(np.diff(y))
-    for candidate in (steps.mean() if len(steps) else 0.0, np.abs(y).mean() if len(y) else 0.0):
-        if candidate > 0:
-            return float(candidate)
-    return 1.0
+    candidates = (np.abs(np.diff(y)).mean() if len(y) > 1 else 0.0, np.abs(y).mean() if len(y) else 0.0, 1.0)
+    return float(next(c for c in candidates if c > 0))
 
 
 def calendar(times: pd.DatetimeIndex, freq: pd.DateOffset) -> dict[str, np.ndarray]:
     """The calendar positions that can repeat at this frequency (a monthly series has no day of the week)."""
-    span = pd.Timedelta(freq.nanos, "ns") if _fixed(freq) else None
+    try:
+        span = pd.Timedelta(freq.nanos, "ns")
+    except ValueError:  # a calendar offset (business days, months, quarters) has no fixed length
+        daily = freq.name.startswith(("B", "C")) and not any(unit in freq.name for unit in "MQY")  # business days
+        span = pd.Timedelta(days=1) if daily else None
     out = {}
     if span is not None and span < pd.Timedelta(days=1):
         out.update(hour=times.hour, dayofweek=times.dayofweek)
@@ -353,13 +375,6 @@ def calendar(times: pd.DatetimeIndex, freq: pd.DateOffset) -> dict[str, np.ndarr
     elif freq.name.lstrip("B").startswith("Q"):
         out.update(quarter=times.quarter)
     return {k: np.asarray(v, dtype=float) for k, v in out.items()}
-
-
-def _fixed(freq: pd.DateOffset) -> bool:
-    try:
-        return freq.nanos > 0
-    except ValueError:  # a calendar offset (months, quarters) has no fixed length
-        return False
 
 
 @dataclass(frozen=True)
@@ -419,7 +434,7 @@ class Forecaster:
         whose residuals give the quantiles; without it, `calibrate` runs that backtest here."""
         settings = self.settings
         history = frame if SERIES_KEY in frame else read_series(frame, settings)
-        freq = pd.tseries.frequencies.to_offset(history.attrs["frequency"])
+        freq = frequency_of(history, settings)
         season = season_length(settings, freq)
         known = tuple(c for c in history.columns if c not in (settings.time_column, settings.target, SERIES_KEY,
                                                               *settings.series_ids)
@@ -439,7 +454,10 @@ class Forecaster:
                 validation = backtest(history, settings, self.learner, self.params)
             except ForecastDataError:
                 validation = None  # too short to backtest: point forecasts only
-        self.residuals_ = None if validation is None else _scaled_residuals(validation)
+        self.residuals_ = None  # horizon step -> the backtest's (actual - forecast) / series scale
+        if validation is not None:
+            residual = (validation["actual"] - validation["forecast"]) / validation["scale"]
+            self.residuals_ = {int(h): r.to_numpy(float) for h, r in residual.groupby(validation["step"])}
         return self
 
     def _training_rows(self, groups: dict) -> tuple[pd.DataFrame, np.ndarray]:
@@ -475,26 +493,18 @@ class Forecaster:
         return out
 
     def _fit_learner(self, features: pd.DataFrame, target: np.ndarray):
-        params = dict(self.params)
-        if self.learner == "lightgbm":
-            from lightgbm import LGBMRegressor
+        import importlib
 
-            defaults = dict(n_estimators=300, learning_rate=0.05, num_leaves=15, min_child_samples=10,
-                            subsample=0.8, subsample_freq=1, colsample_bytree=0.8, reg_lambda=1.0,
-                            random_state=0, n_jobs=1, verbose=-1)
-            return LGBMRegressor(**{**defaults, **params}).fit(features, target)
-        features = features.fillna(0.0)  # a relative feature of 0: "as the last value"
-        if self.learner == "extratrees":
-            from sklearn.ensemble import ExtraTreesRegressor
+        module, name, defaults = ESTIMATORS[self.learner]
+        estimator = getattr(importlib.import_module(module), name)(**{**defaults, **self.params})
+        if self.learner not in NATIVE_MISSING:
+            features = features.fillna(0.0)
+        if self.learner in SCALED:
+            from sklearn.pipeline import make_pipeline
+            from sklearn.preprocessing import StandardScaler
 
-            defaults = dict(n_estimators=200, min_samples_leaf=3, max_features=0.7, random_state=0, n_jobs=1)
-            return ExtraTreesRegressor(**{**defaults, **params}).fit(features, target)
-        from sklearn.linear_model import ElasticNet
-        from sklearn.pipeline import make_pipeline
-        from sklearn.preprocessing import StandardScaler
-
-        defaults = dict(alpha=0.01, l1_ratio=0.5, max_iter=5000)
-        return make_pipeline(StandardScaler(), ElasticNet(**{**defaults, **params})).fit(features, target)
+            estimator = make_pipeline(StandardScaler(), estimator)
+        return estimator.fit(features, target)
 
     # -- forecasting
 
@@ -511,8 +521,7 @@ class Forecaster:
         freq = pd.tseries.frequencies.to_offset(self.shape_.freq)
         steps = future_steps(history, future, settings, freq, settings.horizon)
         values = {k: g[settings.target].to_numpy(dtype=float) for k, g in history.groupby(SERIES_KEY)}
-        out = np.empty(len(future))
-        scales = np.empty(len(future))
+        out, scales = np.empty(len(future)), np.empty(len(future))
         for key, rows in future.groupby(SERIES_KEY, sort=False).indices.items():
             y = values[key]
             scale = self.scales_.get(key) or series_scale(y)
@@ -524,11 +533,10 @@ class Forecaster:
         result["forecast"] = out
         for q in quantiles:
             result[quantile_column(q)] = out + scales * self._residual_quantile(steps, float(q))
-        order = np.argsort(future["__row__"].to_numpy(), kind="stable")
-        return result.iloc[order].reset_index(drop=True)
+        return result.reset_index(drop=True)  # in the caller's row order: `future` was never reordered
 
     def _future(self, future: pd.DataFrame, settings: Settings) -> pd.DataFrame:
-        rows = future.reset_index(drop=True).assign(__row__=np.arange(len(future)))
+        rows = future.reset_index(drop=True)
         check_columns(rows, settings, need_target=False)
         rows[settings.time_column] = parse_times(rows[settings.time_column], settings.time_column)
         rows[SERIES_KEY] = series_keys(rows, settings)
@@ -538,8 +546,7 @@ class Forecaster:
         if context is None or len(context) == 0:
             return self.history_
         recent = read_series(context, settings)
-        combined = pd.concat([self.history_, recent], ignore_index=True)
-        combined = combined.drop_duplicates([SERIES_KEY, settings.time_column], keep="last")
+        combined = pd.concat([self.history_, recent]).drop_duplicates([SERIES_KEY, settings.time_column], keep="last")
         return read_series(combined.drop(columns=[SERIES_KEY]), settings)
 
     def _predict_scaled(self, features: pd.DataFrame) -> np.ndarray:
@@ -547,7 +554,7 @@ class Forecaster:
             fallback = features.get("seasonal_naive", pd.Series(0.0, index=features.index))
             return fallback.fillna(0.0).to_numpy(dtype=float)
         features = features[self.feature_names_]
-        if self.learner != "lightgbm":
+        if self.learner not in NATIVE_MISSING:
             features = features.fillna(0.0)
         return np.asarray(self.model_.predict(features), dtype=float)
 
@@ -569,18 +576,12 @@ def quantile_column(q: float) -> str:
     return f"q{float(q):g}"
 
 
-def _scaled_residuals(validation: pd.DataFrame) -> dict[int, np.ndarray]:
-    """Horizon step -> (actual - forecast) / series scale over a backtest's rows."""
-    residual = (validation["actual"] - validation["forecast"]) / validation["scale"]
-    return {int(h): r.to_numpy(dtype=float) for h, r in residual.groupby(validation["step"])}
-
-
 def backtest(frame: pd.DataFrame, settings: Settings, learner: str = "lightgbm", params: dict | None = None) -> pd.DataFrame:
     """Rolling-origin validation of one configuration: for every fold, a model trained on the rows up to its
     origin forecasts the horizon after it. One row per validated row: fold, series key, time, step, actual,
     forecast, the series' scale (from the training part) and the seasonal-naive forecast."""
     history = frame if SERIES_KEY in frame else read_series(frame, settings)
-    freq = pd.tseries.frequencies.to_offset(history.attrs["frequency"])
+    freq = frequency_of(history, settings)
     parts = []
     for fold, (train, valid) in enumerate(rolling_origin_folds(history, settings)):
         seen = history.iloc[train].reset_index(drop=True)
