@@ -106,6 +106,22 @@ def test_seasonal_naive_repeats_the_last_season():
     assert np.allclose(naive[:12], last_year) and np.allclose(naive[12:], last_year[:3])
 
 
+def test_seasonal_naive_answers_in_the_callers_row_order():
+    history = read_series(monthly_stores(2, 24), MONTHLY)
+    future = pd.DataFrame({"month": ["2018-02-01", "2018-01-01", "2018-01-01"], "store": ["s1", "s1", "s0"]})
+    naive = seasonal_naive(history, future, MONTHLY)
+    last_year = {k: g["sales"].to_numpy()[-12:] for k, g in history.groupby("store")}
+    assert list(naive) == [last_year["s1"][1], last_year["s1"][0], last_year["s0"][0]]
+
+
+@pytest.mark.parametrize("alias, season", [("h", 24), ("15min", 96), ("D", 7), ("B", 5), ("W-SUN", 52), ("SMS", 24),
+                                           ("MS", 12), ("2MS", 6), ("QS", 4), ("YS", 1), ("2D", 1), ("s", 1)])
+def test_the_season_follows_the_frequency(alias, season):
+    from capc.forecasting import offset, season_length
+
+    assert season_length(DAILY, offset(alias)) == season
+
+
 @pytest.mark.parametrize("frame, settings", [(monthly_stores(), MONTHLY), (daily_visits(), DAILY)],
                          ids=["several-monthly", "one-daily"])
 def test_the_forecaster_beats_seasonal_naive_on_trending_series(frame, settings):

@@ -1,19 +1,15 @@
 """Shared rule: the forecasting model core - series reading, rolling-origin folds, seasonal naive, and a direct
 multi-step forecaster over lag and rolling features.
 
-Self-contained like azure_metrics.py: numpy, pandas, scikit-learn, LightGBM (XGBoost for its learner), no capc, as
-`capc build` copies it into the job folder's src/ for the trial script and score.py, and the registered model
-pickles it by value (it loads where capc is not installed).
+Self-contained like azure_metrics.py (numpy, pandas, scikit-learn, LightGBM; XGBoost for its learner; no capc):
+`capc build` copies it into src/ for the trial script and score.py, and the registered model pickles it by value.
 
-How a forecast is made (direct strategy, one pooled model for every series and horizon step):
-- each series is put on its regular time grid (missing steps carry the last value forward, as Azure's default
-  target imputation does); duplicates are aggregated with `target_aggregate_function`, else refused;
-- every training row is an (origin t, step h) pair: features are the series' recent values RELATIVE to its value
-  at t (lags, rolling mean/std, the value one season before t+h), divided by the series' scale (its mean absolute
-  step), plus h, the calendar of t+h and known numeric features at t+h; the target is (y[t+h] - y[t]) / scale.
-  Trees cannot extrapolate a level they never saw, but a trending series' changes stay in range, so the model
-  learns changes and adds them to the last value;
-- quantiles come from the scaled residuals of a rolling-origin backtest, by horizon step.
+Direct strategy, one pooled model for every series and horizon step. Each series is put on its time grid (gaps carry
+the last value, as Azure's default imputation; duplicates combined by `target_aggregate_function`, else refused).
+A training row is an (origin t, step h) pair: the series' recent values RELATIVE to its value at t (lags, rolling
+mean/std, drift, the value a season before t+h) over its scale (mean absolute step), h, the calendar of t+h and known
+numeric features at t+h; the target is (y[t+h] - y[t]) / scale. Trees cannot extrapolate a level they never saw; a
+trending series' changes stay in range. Quantiles: the scaled residuals of a rolling-origin backtest, by step.
 """
 
 from __future__ import annotations
@@ -26,9 +22,8 @@ import pandas as pd
 
 SERIES_KEY = "__series__"
 # Season length of a pandas offset's base name (the first letters of its alias); 1: no season.
-SEASONALITY = {"min": 60, "h": 24, "b": 5, "d": 7, "w": 52, "sm": 24, "ms": 12, "me": 12, "m": 12,
-               "bms": 12, "bme": 12, "qs": 4, "qe": 4, "q": 4, "bqs": 4, "bqe": 4, "ys": 1, "ye": 1, "y": 1,
-               "a": 1, "as": 1, "s": 60}
+# Steps in a year of a calendar offset's base (its alias without B/C and anchors); days, hours ...: see season_length.
+STEPS_PER_YEAR = {"W": 52, "SM": 24, "M": 12, "Q": 4}
 AGGREGATES = ("sum", "max", "min", "mean")
 SHORT_SERIES = ("auto", "pad", "drop", "none")
 # Regression learners over the features: learner -> (module, class, defaults). Those in SCALED see standardized
@@ -79,12 +74,10 @@ class Settings:
             raise ForecastDataError(f"forecast_horizon must be a positive whole number, not {self.horizon!r}")
         if self.frequency is not None:
             offset(self.frequency)
-        if self.target_aggregate_function not in (None, *AGGREGATES):
-            raise ForecastDataError(f"target_aggregate_function {self.target_aggregate_function!r} is not one of "
-                                    f"{', '.join(AGGREGATES)}")
-        if self.short_series not in SHORT_SERIES:
-            raise ForecastDataError(f"short_series_handling_config {self.short_series!r} is not one of "
-                                    f"{', '.join(SHORT_SERIES)}")
+        for name, value, allowed in (("target_aggregate_function", self.target_aggregate_function, AGGREGATES),
+                                     ("short_series_handling_config", self.short_series, SHORT_SERIES)):
+            if value is not None and value not in allowed:
+                raise ForecastDataError(f"{name} {value!r} is not one of {', '.join(allowed)}")
         if self.n_folds < 1:
             raise ForecastDataError(f"the rolling-origin validation needs at least one fold, not {self.n_folds}")
 
@@ -123,18 +116,34 @@ def offset(frequency: str) -> pd.DateOffset:
         raise ForecastDataError(f"frequency {frequency!r} is not a pandas offset alias (e.g. D, W, MS, QS, h)") from None
 
 
+def span_of(freq: pd.DateOffset) -> pd.Timedelta | None:
+    """The fixed length of a step (business days count as one day); None for weeks, months, quarters, years."""
+    try:
+        return pd.Timedelta(freq.nanos, "ns")
+    except ValueError:
+        return pd.Timedelta(days=freq.n) if freq.name in ("B", "C") else None
+
+
 def season_length(settings: Settings, freq: pd.DateOffset) -> int:
+    """The settings' seasonality, else a day of steps under a day, a week of days (5 business days), a year of weeks,
+    half-months, months or quarters; 1 (no season) where the steps do not divide it."""
     if settings.seasonality is not None:
         return max(1, int(settings.seasonality))
-    base = "".join(ch for ch in freq.name.split("-")[0] if ch.isalpha()).lower()
-    return SEASONALITY.get(base, 1)
+    span, day = span_of(freq), pd.Timedelta(days=1)
+    if span is not None:
+        whole = day if span < day else 7 * day if span <= 7 * day else None
+        season = whole // span if whole is not None and whole % span == pd.Timedelta(0) else 1
+        return 5 if freq.name in ("B", "C") and freq.n == 1 else int(season) if 1 < season <= 1440 else 1
+    base = freq.name.split("-")[0].lstrip("BC").rstrip("SE") or "Y"
+    per_year = STEPS_PER_YEAR.get(base, 1)
+    return per_year // freq.n if per_year % freq.n == 0 else 1
 
 
 def target_lags(settings: Settings, season: int) -> tuple[int, ...]:
-    """Settings' lags, else 1..season (at least 1..3) and two seasons back."""
+    """Settings' lags, else 1..season (at least 1..3, at most 1..24), one and two seasons back."""
     if settings.target_lags:
         return tuple(sorted({int(v) for v in settings.target_lags if int(v) >= 1}))
-    return tuple(sorted({*range(1, max(3, season) + 1), *([2 * season] if season > 1 else [])}))
+    return tuple(sorted({*range(1, min(max(3, season), 24) + 1), *([season, 2 * season] if season > 1 else [])}))
 
 
 def rolling_window(settings: Settings, season: int) -> int:
@@ -255,7 +264,6 @@ def _on_grid(group: pd.DataFrame, settings: Settings, freq: pd.DateOffset, key: 
             "set frequency to the data's own, or target_aggregate_function to combine rows into periods")
     group = group.set_index(settings.time_column).reindex(grid)
     group.index.name = settings.time_column
-    group[settings.target] = group[settings.target].ffill().bfill()
     group = group.ffill().bfill()
     return group.reset_index()
 
@@ -286,9 +294,7 @@ def rolling_origin_folds(frame: pd.DataFrame, settings: Settings) -> list[tuple[
     """(training rows, validation rows) positions in `frame` (as read_series returns it), oldest fold first.
     One time origin for every series: a fold trains on rows up to its origin and validates on the `horizon`
     steps after it, so no fold trains on a row later than any row it validates on."""
-    freq = frequency_of(frame, settings)
-    times = frame[settings.time_column]
-    folds = []
+    freq, times, folds = frequency_of(frame, settings), frame[settings.time_column], []
     for cutoff in fold_cutoffs(frame, settings):
         train = np.flatnonzero((times <= cutoff).to_numpy())
         valid = np.flatnonzero(((times > cutoff) & (times <= cutoff + freq * settings.horizon)).to_numpy())
@@ -306,6 +312,14 @@ def rolling_origin_folds(frame: pd.DataFrame, settings: Settings) -> list[tuple[
         # A series too short to train on before this origin is left out of its validation (Azure: short series).
         folds.append((train, valid[valid_keys.isin(long_enough).to_numpy()]))
     return folds
+
+
+def future_rows(future: pd.DataFrame, settings: Settings) -> pd.DataFrame:
+    """Rows to forecast, in their own order: times parsed, series keyed (no grid: any rows of the horizon)."""
+    rows = future.reset_index(drop=True)
+    check_columns(rows, settings, need_target=False)
+    rows[settings.time_column] = parse_times(rows[settings.time_column], settings.time_column)
+    return rows.assign(**{SERIES_KEY: series_keys(rows, settings)})
 
 
 def future_steps(history: pd.DataFrame, future: pd.DataFrame, settings: Settings, freq: pd.DateOffset,
@@ -333,17 +347,12 @@ def future_steps(history: pd.DataFrame, future: pd.DataFrame, settings: Settings
 def seasonal_naive(history: pd.DataFrame, future: pd.DataFrame, settings: Settings) -> np.ndarray:
     """Each future row's value the latest whole number of seasons before it (the last value without a season)."""
     history = history if SERIES_KEY in history else read_series(history, settings)
-    future = future if SERIES_KEY in future else read_series(future, settings, need_target=False)
+    future = future_rows(future, settings)  # in the caller's order
     freq = frequency_of(history, settings)
-    season = season_length(settings, freq)
-    steps = future_steps(history, future.reset_index(drop=True), settings, freq, None)
-    out = np.empty(len(future))
-    values = {k: g[settings.target].to_numpy() for k, g in history.groupby(SERIES_KEY)}
-    for i, (key, h) in enumerate(zip(future[SERIES_KEY], steps)):
-        y = values[key]
-        back = season * math.ceil(h / season)
-        out[i] = y[max(len(y) + h - 1 - back, 0)]
-    return out
+    season, steps = season_length(settings, freq), future_steps(history, future, settings, freq, None)
+    values = {k: g[settings.target].to_numpy(dtype=float) for k, g in history.groupby(SERIES_KEY)}
+    back = season * np.ceil(steps / season).astype(int)  # whole seasons, at least the step
+    return np.array([values[k][max(len(values[k]) - 1 + h - b, 0)] for k, h, b in zip(future[SERIES_KEY], steps, back)])
 
 
 # ---------------------------------------------------------------- features
@@ -358,12 +367,9 @@ def series_scale(y: np.ndarray) -> float:
 
 def calendar(times: pd.DatetimeIndex, freq: pd.DateOffset) -> dict[str, np.ndarray]:
     """The calendar positions that can repeat at this frequency (a monthly series has no day of the week)."""
-    try:
-        span = pd.Timedelta(freq.nanos, "ns")
-    except ValueError:  # a calendar offset (business days, months, quarters) has no fixed length
-        daily = freq.name.startswith(("B", "C")) and not any(unit in freq.name for unit in "MQY")  # business days
-        span = pd.Timedelta(days=1) if daily else None
-    out = {}
+    span, out = span_of(freq), {}
+    if span is None and freq.name.startswith("W"):
+        span = pd.Timedelta(days=7)
     if span is not None and span < pd.Timedelta(days=1):
         out.update(hour=times.hour, dayofweek=times.dayofweek)
     elif span is not None and span <= pd.Timedelta(days=1):
@@ -401,9 +407,7 @@ def _rows(y: np.ndarray, origins: np.ndarray, steps: np.ndarray, scale: float, s
     cols = {"step": steps.astype(float)}
     for lag in shape.lags:
         cols[f"lag_{lag}"] = (at(origins - lag) - last) / scale
-    sums = np.r_[0.0, np.cumsum(y)]
-    squares = np.r_[0.0, np.cumsum(y * y)]
-    w = shape.window
+    sums, squares, w = np.r_[0.0, np.cumsum(y)], np.r_[0.0, np.cumsum(y * y)], shape.window
     start = origins + 1 - w
     ok = start >= 0
     mean = np.where(ok, (sums[origins + 1] - sums[np.maximum(start, 0)]) / w, np.nan)
@@ -461,15 +465,13 @@ class Forecaster:
         return self
 
     def _training_rows(self, groups: dict) -> tuple[pd.DataFrame, np.ndarray]:
-        settings, shape = self.settings, self.shape_
-        parts, targets = [], []
+        settings, parts, targets = self.settings, [], []
         for key, group in groups.items():
             y = group[settings.target].to_numpy(dtype=float)
             if len(y) < 2:
                 continue
-            origins = np.arange(max(0, len(y) - 1 - MAX_ORIGINS_PER_SERIES), len(y) - 1)
-            steps = np.arange(1, settings.horizon + 1)
-            origins, steps = (a.ravel() for a in np.meshgrid(origins, steps, indexing="ij"))
+            recent = np.arange(max(0, len(y) - 1 - MAX_ORIGINS_PER_SERIES), len(y) - 1)
+            origins, steps = (a.ravel() for a in np.meshgrid(recent, np.arange(1, settings.horizon + 1), indexing="ij"))
             inside = origins + steps < len(y)
             origins, steps = origins[inside], steps[inside]
             scale = self.scales_[key]
@@ -513,7 +515,7 @@ class Forecaster:
         `forecast`, and one column per quantile (`q0.1`, `q0.9`, ...). `context`: recent actual rows to forecast
         from (else the history seen at fit)."""
         settings = replace(self.settings, frequency=self.shape_.freq)
-        future = self._future(future, settings)
+        future = future_rows(future, settings)
         missing = [c for c in self.shape_.known if c not in future.columns]
         if missing:
             raise ForecastDataError(f"the forecast rows lack the known feature column(s) {', '.join(missing)}")
@@ -534,13 +536,6 @@ class Forecaster:
         for q in quantiles:
             result[quantile_column(q)] = out + scales * self._residual_quantile(steps, float(q))
         return result.reset_index(drop=True)  # in the caller's row order: `future` was never reordered
-
-    def _future(self, future: pd.DataFrame, settings: Settings) -> pd.DataFrame:
-        rows = future.reset_index(drop=True)
-        check_columns(rows, settings, need_target=False)
-        rows[settings.time_column] = parse_times(rows[settings.time_column], settings.time_column)
-        rows[SERIES_KEY] = series_keys(rows, settings)
-        return rows
 
     def _history(self, context: pd.DataFrame | None, settings: Settings) -> pd.DataFrame:
         if context is None or len(context) == 0:
