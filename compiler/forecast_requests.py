@@ -1,5 +1,6 @@
-"""Forecast requests in Azure AutoML's forecasting shape, shared by render (sample_request.json), `capc predict`
-and the report: the next horizon's rows of each series, their time stamps as text, and the request body.
+"""Forecast requests in Azure AutoML's forecasting shape, shared by render (score.py, sample_request.json) and
+`capc predict`: the next horizon's rows of each series, their time stamps as text, and the request body; and where a
+forecasting model records its settings (the report reads them).
 
 Azure's forecasting scoring script (azureml.automl.core's scoring_script_forecasting_v2, written beside every
 AutoML forecasting model) takes

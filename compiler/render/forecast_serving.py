@@ -38,6 +38,7 @@ def forecast_serving(spec, dataset: dict) -> dict | None:
         "time_column": time_column,
         "series_ids": series_ids,
         "horizon": horizon,
+        "context_column": forecast_requests.CONTEXT_COLUMN,
         "sample_request": body,
         "sample_inputs": body["Inputs"],
         "sample_parameters": body["GlobalParameters"],
