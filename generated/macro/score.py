@@ -34,7 +34,7 @@ try:  # the name score scripts have always used; azmlinfsrv maps it onto its own
 except ImportError:
     from azureml_inference_server_http.api.aml_response import AMLResponse
 
-CONTEXT_COLUMN = "y_query"  # Azure's name for a row's actual value in a forecast request
+CONTEXT_COLUMN = 'y_query'  # Azure's name for a row's actual value in a forecast request
 MAX_QUANTILES = 20
 SAMPLE_INPUTS = {'data': [{'quarter': '2006-10-01', 'series': 'cpi'}, {'quarter': '2007-01-01', 'series': 'cpi'}, {'quarter': '2007-04-01', 'series': 'cpi'}, {'quarter': '2007-07-01', 'series': 'cpi'}]}
 SAMPLE_PARAMETERS = {'quantiles': [0.1, 0.9]}
