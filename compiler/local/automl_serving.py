@@ -75,7 +75,7 @@ def serving_folder(automl, name: str, training_frame, settings) -> Path:
 
 def _spec(automl, name: str, settings) -> dict:
     """The spec that compiles the job's scoring files: its task, metric and target, the table it trained on."""
-    spec = {
+    return {
         "name": name,
         "description": str(automl.data.get("description") or f"AutoML job {automl.job.path.name}, run by capc"),
         "dataset": {"path": TRAINING_TABLE, "format": "parquet", "target": settings.target_column,
@@ -85,11 +85,6 @@ def _spec(automl, name: str, settings) -> dict:
         "automl": {"enabled": True},
         **({"forecasting": _forecasting_block(automl)} if automl.task == "forecasting" else {}),
     }
-    if automl.task == "forecasting":  # a forecasting spec names its rolling-origin folds; the engine's count is these
-        from capc.local.automl.forecast_search import DEFAULT_FOLDS
-
-        spec["dataset"]["cross_validations"] = settings.n_cross_validations or DEFAULT_FOLDS
-    return spec
 
 
 def _forecasting_block(automl) -> dict:
