@@ -78,7 +78,8 @@ def _spec(automl, name: str, settings) -> dict:
     return {
         "name": name,
         "description": str(automl.data.get("description") or f"AutoML job {automl.job.path.name}, run by capc"),
-        "dataset": {"path": TRAINING_TABLE, "format": "parquet", "target": settings.target_column},
+        "dataset": {"path": TRAINING_TABLE, "format": "parquet", "target": settings.target_column,
+                    **({"cross_validations": settings.forecast_folds} if automl.task == "forecasting" else {})},
         "task": automl.task,
         "metric": settings.primary_metric,
         "automl": {"enabled": True},

@@ -35,7 +35,6 @@ from capc.local.search_end import SearchEnd
 from capc.state.held_out import HeldOutPredictions, plain
 from capc.state.tracking import COMPLETED, FAILED
 
-DEFAULT_FOLDS = 3  # n_cross_validations: auto
 NO_GAIN_LIMIT = 20  # Azure's early termination: no better candidate in this many
 BASELINES = ("seasonal_naive", "naive")
 # The order learners get their first candidate in: the baselines (every search's yardstick), then the learners that are
@@ -100,7 +99,7 @@ def schedule(learners: list[str], primary_metric: str, seed: int):
 def forecast_settings(settings: AutoMLSettings, notes: list[str]) -> forecasting.Settings:
     """The job's forecasting: block as capc.forecasting.Settings; CapcError for what Azure would refuse too."""
     block = settings.forecasting or {}
-    folds = settings.n_cross_validations or DEFAULT_FOLDS
+    folds = settings.forecast_folds
     if settings.validation_data_size is not None:
         notes.append("validation_data_size is not used for forecasting: candidates are validated on rolling-origin folds")
     try:

@@ -17,6 +17,7 @@ TABULAR_TASKS = ("classification", "regression", "forecasting")
 DEFAULT_TIMEOUT_MINUTES = 360
 DEFAULT_TRIAL_TIMEOUT_MINUTES = 30
 DEFAULT_MAX_TRIALS = 1000
+DEFAULT_FORECAST_FOLDS = 3  # forecasting's n_cross_validations: auto - rolling-origin folds
 DEFAULT_PRIMARY_METRIC = {"classification": "AUC_weighted", "regression": "normalized_root_mean_squared_error",
                           "forecasting": "normalized_root_mean_squared_error"}
 
@@ -82,6 +83,11 @@ class AutoMLSettings:
             raise CapcError(f"AutoML needs at least one thread, not {self.threads}.")
         if self.featurization not in ("auto", "off"):
             raise CapcError(f"featurization mode `{self.featurization}` is not one the local engine runs; use auto or off.")
+
+    @property
+    def forecast_folds(self) -> int:
+        """Rolling-origin folds of a forecasting job (n_cross_validations; auto: DEFAULT_FORECAST_FOLDS)."""
+        return self.n_cross_validations or DEFAULT_FORECAST_FOLDS
 
     @property
     def goal(self) -> Goal:
