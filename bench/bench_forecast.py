@@ -72,6 +72,8 @@ def reference_spec() -> tuple[dict, str]:
 def handwritten_job(spec: dict, minutes: float) -> dict:
     """The spec's AutoML job written by hand in the shape of Azure's documented forecasting jobs (azureml-examples'
     cli-automl-forecasting-*): training data as an MLTable folder, Azure's keys, the same settings and budget."""
+    from capc import azure_names
+
     automl = spec.get("automl") or {}
     return {
         "$schema": "https://azuremlschemas.azureedge.net/latest/autoMLForecastingJob.schema.json",
@@ -80,8 +82,12 @@ def handwritten_job(spec: dict, minutes: float) -> dict:
         "target_column_name": spec["dataset"]["target"], "n_cross_validations": spec["dataset"].get("cross_validations", "auto"),
         "training_data": {"path": "./training-mltable-folder", "type": "mltable"},
         "limits": {"timeout_minutes": minutes, "max_trials": automl.get("max_trials", 1000), "enable_early_termination": True},
-        "forecasting": dict(spec["forecasting"]),
-        "training": {"enable_stack_ensemble": False},
+        "forecasting": {k: v for k, v in spec["forecasting"].items() if k != "cv_step_size" or v != "auto"},
+        # the spec's algorithms and ensembles, as capc compiles them (Azure's YAML spells algorithms in snake case)
+        "training": {"allowed_training_algorithms": [azure_names.yaml_spelling(m) for m in automl.get("allowed_models", [])],
+                     "blocked_training_algorithms": [azure_names.yaml_spelling(m) for m in automl.get("blocked_models", [])],
+                     "enable_vote_ensemble": automl.get("enable_ensembles", True),
+                     "enable_stack_ensemble": automl.get("enable_ensembles", True)},
     }
 
 
