@@ -1,4 +1,4 @@
-"""`capc plan` of the four reference specs (local target): wall and CPU time of the whole command (target: < 0.5 s).
+"""`capc plan` of the reference specs (local target): wall and CPU time of the whole command (target: < 0.5 s).
 
 Runs the real console command in a fresh interpreter each time (imports included), after one warm-up run, with a
 throw-away $CAPC_HOME (so no tracking store is read; `--with-history` points it at ./.capc instead). Prints the

@@ -26,6 +26,12 @@ ALGORITHMS: dict[str, list[str]] = {
         "ElasticNet", "GradientBoosting", "DecisionTree", "KNN", "LassoLars", "SGD", "RandomForest",
         "ExtremeRandomTrees", "LightGBM", "XGBoostRegressor",
     ],
+    # ForecastingModels: the time-series models, then the regression learners over lag and rolling features
+    "forecasting": [
+        "AutoArima", "Prophet", "Naive", "SeasonalNaive", "Average", "SeasonalAverage", "ExponentialSmoothing",
+        "Arimax", "TCNForecaster", "ElasticNet", "GradientBoosting", "DecisionTree", "KNN", "LassoLars", "SGD",
+        "RandomForest", "ExtremeRandomTrees", "LightGBM", "XGBoostRegressor",
+    ],
     "image_classification": [],
 }
 

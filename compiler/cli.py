@@ -449,24 +449,22 @@ def bench_command(name: str, request_count: int, concurrency: int, rows_per_requ
 
 @cli.command("predict")
 @click.argument("ref", metavar="NAME[:VERSION]")
-@click.option("--input", "input_path", required=True, type=click.Path(path_type=Path), help="CSV file to score: a header row, then one row per prediction.")
-@click.option("--output", "output_path", required=True, type=click.Path(path_type=Path), help="CSV file to write: the input's columns plus prediction (and probability_<class>); replaced only once every row scored.")
+@click.option("--input", "input_path", type=click.Path(path_type=Path), default=None, help="CSV file to score: a header row, then one row per prediction (a forecast: the rows to forecast).")
+@click.option("--output", "output_path", required=True, type=click.Path(path_type=Path), help="CSV file to write: the input's columns plus prediction (and probability_<class>); a forecast: time, ids, forecast (and q<quantile>). Replaced only once every row scored.")
 @click.option("--chunk-rows", type=click.IntRange(min=1), default=None, help="Rows read and scored at once; memory holds one chunk.")
+@click.option("--horizon", type=click.IntRange(min=1), default=None, help="Forecasting model: forecast this many steps after each series' history (instead of --input).")
+@click.option("--quantiles", "quantiles_text", default=None, metavar="Q,Q,...", help="Forecasting model: forecast quantiles too, e.g. 0.1,0.9.")
 @json_option
 @stops_cleanly
-def predict_command(ref: str, input_path: Path, output_path: Path, chunk_rows: int | None, as_json: bool) -> None:
-    """Score a CSV file of any size with a registered model (latest by default), as its local endpoint would."""
+def predict_command(ref: str, input_path: Path | None, output_path: Path, chunk_rows: int | None, horizon: int | None,
+                    quantiles_text: str | None, as_json: bool) -> None:
+    """Score a CSV file of any size with a registered model (latest by default), as its local endpoint would; a
+    forecasting model forecasts the file's rows, or --horizon steps of every series."""
     from capc import views
-    from capc.state import registry
-    from capc.serve.batch import BatchProgress, score_csv
+    from capc.serve.predict import predict
 
-    model = registry.get(ref)
     try:
-        with BatchProgress(input_path) as progress:
-            result = score_csv(
-                model.model_dir, Path(model.job_dir), input_path, output_path,
-                chunk_rows=chunk_rows, model_ref=model.ref, task=model.task, progress=progress,
-            )
+        result = predict(ref, input_path, output_path, chunk_rows=chunk_rows, horizon=horizon, quantiles_text=quantiles_text)
     except KeyboardInterrupt as exc:
         click.echo(f"interrupted ({stopping.signal_name()}): {output_path} was not written (an earlier one is left as it was); run the command again.", err=True)
         sys.exit(stopping.exit_status_of(exc))

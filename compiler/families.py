@@ -126,7 +126,8 @@ FAMILIES: dict[str, TrialFamily] = {
         ),
         TrialFamily(
             "lightgbm",
-            ("classification", "regression"),
+            # forecasting: the same learner over lag and rolling-window features, scored by rolling origin
+            ("classification", "regression", "forecasting"),
             (
                 H("n_estimators", "int", 400, "boosting rounds", low=1),
                 H("learning_rate", "float", 0.05, "shrinkage", **POSITIVE),

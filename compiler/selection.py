@@ -20,7 +20,7 @@ from capc.jobfolder.data import request_rows
 from capc.jobfolder.folder import ENTRY_SCRIPT
 
 IMAGE_TASK = azure_names.IMAGE_TASK
-is_measured = serving_cost.is_measured  # image models are not measured
+is_measured = serving_cost.is_measured  # image and forecasting models are not measured
 
 
 @dataclass
@@ -78,7 +78,7 @@ def budget_of(deployment: dict) -> serving_cost.Budget:
 def request_records(job_dir: Path, task: str) -> tuple[list | None, str]:
     """Rows of the job folder's training data to measure with; or None and why not."""
     if not is_measured(task):
-        return None, "image models are not measured"
+        return None, f"{task} models are not measured (their score.py takes no rows of the training table)"
     try:
         return request_rows(job_dir, limit=serving_cost.BATCH_ROWS), ""
     except CapcError as exc:

@@ -5,8 +5,9 @@ azure-ai-ml 1.35.2's AutoMLClassificationSchema / AutoMLRegressionSchema) is the
 honoured, named in a note saying why it is not, or (for a key Azure itself refuses) an error. Tables are MLTable
 folders on this machine, relative to the job's folder as Azure reads them (given with --set: to the working
 directory). Tasks: classification and regression run on the local tabular engine; image classification on the
-local image engine (capc.local.automl_images); multi-label images, object detection, segmentation, the NLP tasks
-and forecasting are refused, each saying what the local engine lacks.
+local image engine (capc.local.automl_images); forecasting on the local engine's rolling-origin search
+(capc.local.automl.forecast_search, which notes the `forecasting:` keys it does not honour); multi-label images,
+object detection, segmentation and the NLP tasks are refused, each saying what the local engine lacks.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from capc.errors import CapcError
 from capc.jobfolder.job_yaml import JobYaml
 from capc.spec.hints import did_you_mean
 
-TABULAR_TASKS = ("classification", "regression")
+TABULAR_TASKS = ("classification", "regression", "forecasting")
 IMAGE_TASKS = ("image_classification",)  # capc.local.automl_images: the local image engine
 TABLES = ("training_data", "validation_data", "test_data")
 # Task -> what the local engine lacks to run it.
@@ -31,14 +32,13 @@ REFUSED_TASKS = {
     "text_classification": "a pretrained language model (Azure fine-tunes BERT-family weights on a GPU); capc has no NLP engine and downloads no weights",
     "text_classification_multilabel": "a pretrained language model (Azure fine-tunes BERT-family weights on a GPU); capc has no NLP engine and downloads no weights",
     "text_ner": "a pretrained language model and a token tagger (Azure fine-tunes BERT-family weights on a GPU); capc has no NLP engine and downloads no weights",
-    "forecasting": "forecasting (time column, horizon, lags, rolling windows): it has an issue of its own and is not run locally yet",
 }
 # Keys that say where and how Azure runs the job: no local meaning, named in one note.
 AZURE_SIDE = ("compute", "display_name", "identity", "services", "resources", "queue_settings", "environment_id",
               "environment_variables", "log_verbosity", "properties", "log_files")
 RECORDED = ("$schema", "type", "name", "experiment_name", "description", "tags", "task", "primary_metric",
             "target_column_name", "n_cross_validations", "validation_data_size", "test_data_size", "limits", "training",
-            "featurization", "outputs", *TABLES)
+            "featurization", "outputs", "forecasting", *TABLES)
 # An image job's own keys (AutoMLImageClassificationSchema): the image engine reads `sweep.early_termination`; the rest
 # is for fine-tuning pretrained networks (capc.local.automl_images notes them).
 IMAGE_KEYS = ("training_parameters", "search_space", "sweep")
@@ -67,10 +67,16 @@ SECTION_KEYS = {
                  "ensemble_model_download_timeout", "stack_ensemble_settings", "training_mode"),
     "featurization": ("mode", "column_name_and_types", "blocked_transformers", "transformer_params", "enable_dnn_featurization",
                       "dataset_language"),
+    # azure-ai-ml 1.35.2's ForecastingSettingsSchema
+    "forecasting": ("time_column_name", "time_series_id_column_names", "forecast_horizon", "frequency", "target_lags",
+                    "target_rolling_window_size", "feature_lags", "seasonality", "use_stl", "short_series_handling_config",
+                    "target_aggregate_function", "country_or_region_for_holidays", "cv_step_size",
+                    "features_unknown_at_forecast_time"),
 }
 # featurization.column_name_and_types purposes: honoured ones set the column's dtype before training.
 HONOURED_PURPOSES = ("Numeric", "Categorical")
 IMPUTER_STRATEGIES = ("mean", "median", "most_frequent", "constant")  # Azure's imputer strategies
+FORECASTING_IMPUTER_STRATEGIES = ("ffill",)  # and a forecasting job's: the series' last value (Azure's OJ-sales example)
 PURPOSES = ("Numeric", "Categorical", "DateTime", "CategoricalHash", "Text")
 
 
@@ -125,6 +131,10 @@ def read_automl_job(job: JobYaml, bound: dict | None = None) -> AutoMLJob:
         raise CapcError(f"{job.path}: test_data and test_data_size both given; Azure takes one.")
     if size is not None and not 0 < float(size) < 1:
         raise CapcError(f"{job.path}: test_data_size must be between 0 and 1 (a share of the training rows), not {size}.")
+    if task == "forecasting":
+        _check_forecasting(job, size)
+    elif data.get("forecasting") is not None:
+        raise CapcError(f"{job.path}: `forecasting` settings belong to `task: forecasting`, not {task}.")
     return AutoMLJob(job, task, tables, column_types, imputers, not_features, None if size is None else float(size),
                      _best_model_path(job), tuple(notes))
 
@@ -142,6 +152,17 @@ def _check_keys(job: JobYaml, task_keys: tuple = ()) -> None:
         hints = [h for h in (did_you_mean(k, known) for k in unknown) if h]
         raise CapcError(f"{job.path}: {', '.join(f'`{k}`' for k in unknown)} {'is not a key' if len(unknown) == 1 else 'are not keys'} "
                         "of an Azure AutoML tabular job (Azure's loader refuses it too).", "; ".join(hints) or None)
+
+
+def _check_forecasting(job: JobYaml, test_data_size) -> None:
+    """What a forecasting job cannot go without (azure-ai-ml refuses these too)."""
+    block = job.data.get("forecasting")
+    if not isinstance(block, dict) or not block.get("time_column_name") or block.get("forecast_horizon") in (None, ""):
+        raise CapcError(f"{job.path}: a forecasting job needs `forecasting:` with time_column_name and forecast_horizon.",
+                        "forecasting: {time_column_name: date, forecast_horizon: 14, time_series_id_column_names: [store]}")
+    if test_data_size is not None:
+        raise CapcError(f"{job.path}: test_data_size draws test rows at random, which is no test of a forecast.",
+                        "give test_data: the rows of the horizon after the training rows")
 
 
 def _table(job: JobYaml, role: str, bound) -> Path:
@@ -217,9 +238,10 @@ def _imputers(job: JobYaml, notes: list[str]) -> dict:
         for entry in entries or []:
             settings = (entry or {}).get("parameters") or {}
             strategy = str(settings.get("strategy", "mean"))
-            if strategy not in IMPUTER_STRATEGIES:
+            strategies = IMPUTER_STRATEGIES + (FORECASTING_IMPUTER_STRATEGIES if job.data.get("task") == "forecasting" else ())
+            if strategy not in strategies:
                 raise CapcError(f"{job.path}: featurization.transformer_params.imputer: strategy `{strategy}` is not one Azure takes.",
-                                did_you_mean(strategy, IMPUTER_STRATEGIES) or "strategies: " + ", ".join(IMPUTER_STRATEGIES))
+                                did_you_mean(strategy, strategies) or "strategies: " + ", ".join(strategies))
             if strategy == "constant" and settings.get("fill_value") is None:
                 raise CapcError(f"{job.path}: featurization.transformer_params.imputer: strategy constant needs parameters.fill_value.")
             for column in (entry or {}).get("fields") or []:

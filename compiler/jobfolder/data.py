@@ -15,6 +15,7 @@ import yaml
 from capc import serving_cost
 from capc.data_location import is_remote
 from capc.errors import CapcError
+from capc.forecast_requests import FORECASTING_TASK
 from capc.image_files import image_base64
 
 MLTABLE = "MLTable"  # Azure's name for a table's definition file, in the folder it describes
@@ -87,6 +88,12 @@ def request_rows(job_dir: Path, limit: int = 1000) -> list:
             images.append(image_base64((job_dir / "data" / json.loads(line)["image_url"]).read_bytes()))
         return images
     automl = yaml.safe_load((job_dir / "automl_job.yml").read_text(encoding="utf-8"))
+    if automl.get("task") == FORECASTING_TASK:  # its rows are history: a forecast names the times after it
+        raise CapcError(
+            "a forecasting endpoint answers forecast requests for the times after each series' history, not rows of "
+            "its training table.",
+            "send it forecast requests: `capc invoke NAME` (its sample_request.json), or `capc predict NAME --horizon N`",
+        )
     data_file, fmt, drop = mltable_source(job_dir / "data")
     frame = read_frame(data_file, fmt, drop).head(limit)
     frame = frame.drop(columns=[automl.get("target_column_name")], errors="ignore")

@@ -205,6 +205,9 @@ def _impute(tables: _Tables, automl: AutoMLJob) -> None:
         if column not in training.columns:
             raise CapcError(f"{automl.job.path}: featurization.transformer_params.imputer names `{column}`, not a column of the training table.")
         values = training[column]
+        if strategy == "ffill":  # forecasting: each series' last value before the gap
+            _forward_fill(tables, automl, column)
+            continue
         if strategy in ("mean", "median"):
             if not pd.api.types.is_numeric_dtype(values):
                 raise CapcError(f"{automl.job.path}: the imputer strategy {strategy} needs a numeric column; `{column}` holds text.",
@@ -221,6 +224,26 @@ def _impute(tables: _Tables, automl: AutoMLJob) -> None:
         if frame is not None:
             setattr(tables, role, frame.fillna({c: v for c, v in fills.items() if c in frame.columns}))
     tables.fill_values = fills
+
+
+def _forward_fill(tables: _Tables, automl: AutoMLJob, column: str) -> None:
+    """A forecasting job's `ffill` imputer: in every table, a gap takes its series' last value in time order."""
+    import pandas as pd
+
+    block = automl.data.get("forecasting") or {}
+    ids = block.get("time_series_id_column_names") or []
+    ids = [ids] if isinstance(ids, str) else list(ids)
+    time_column = block.get("time_column_name")
+    for role in ("training_data", "validation_data", "test_data"):
+        frame = getattr(tables, role)
+        if frame is None or column not in frame.columns or time_column not in frame.columns:
+            continue
+        order = pd.to_datetime(frame[time_column], errors="coerce").sort_values(kind="stable").index
+        ordered = frame.loc[order]
+        filled = ordered.groupby(ids, sort=False)[column].ffill() if ids else ordered[column].ffill()
+        frame = frame.copy()
+        frame[column] = filled.reindex(frame.index)
+        setattr(tables, role, frame)
 
 
 def _prepared(frame, automl: AutoMLJob, role: str):

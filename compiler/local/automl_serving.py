@@ -78,11 +78,21 @@ def _spec(automl, name: str, settings) -> dict:
     return {
         "name": name,
         "description": str(automl.data.get("description") or f"AutoML job {automl.job.path.name}, run by capc"),
-        "dataset": {"path": TRAINING_TABLE, "format": "parquet", "target": settings.target_column},
+        "dataset": {"path": TRAINING_TABLE, "format": "parquet", "target": settings.target_column,
+                    **({"cross_validations": settings.forecast_folds} if automl.task == "forecasting" else {})},
         "task": automl.task,
         "metric": settings.primary_metric,
         "automl": {"enabled": True},
+        **({"forecasting": _forecasting_block(automl)} if automl.task == "forecasting" else {}),
     }
+
+
+def _forecasting_block(automl) -> dict:
+    """The job's forecasting: settings under the spec's keys (the spec takes Azure's names; a key it lacks is left out)."""
+    from capc.spec.validate import schema
+
+    known = schema()["properties"]["forecasting"]["properties"]
+    return {k: v for k, v in (automl.data.get("forecasting") or {}).items() if k in known}
 
 
 def _job_as_run(automl, folder: Path) -> bytes:

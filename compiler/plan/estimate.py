@@ -131,6 +131,8 @@ class SpecPlan:
                 "max_total_trials": self.sweep.max_total_trials, "grid_size": self.sweep.grid_size,
                 "families": self.sweep.described(),
                 "jobs": [{"job": j.job, "trials": j.trials, "max_concurrent_trials": j.max_concurrent_trials} for j in self.sweep.jobs()],
+                "folds": self.sweep.folds, "rolling_origin": self.sweep.rolling_origin, "fits_per_trial": self.sweep.fits_per_trial,
+                "fits": self.sweep.fits,
             }
             if list_trials and self.sweep.grid_size is not None:
                 trials["sweep"]["combinations"] = self.sweep.combinations()
@@ -138,7 +140,8 @@ class SpecPlan:
             trials["automl"] = {
                 "max_trials": self.automl.max_trials, "max_concurrent_trials": self.automl.max_concurrent_trials,
                 "timeout_minutes": self.automl.timeout_minutes, "trial_timeout_minutes": self.automl.trial_timeout_minutes,
-                "cross_validations": self.automl.cross_validations, "fits_per_trial": self.automl.fits_per_trial,
+                "cross_validations": self.automl.cross_validations, "rolling_origin": self.automl.rolling_origin,
+                "fits_per_trial": self.automl.fits_per_trial, "fits": self.automl.fits,
             }
         job_cost = self.job_cost
         return {

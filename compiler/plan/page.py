@@ -49,12 +49,13 @@ def render(plan: SpecPlan, prices: PriceList, list_trials: bool = False) -> Grou
 
 def _trials_table(plan: SpecPlan) -> Table:
     table = Table(title="trials", title_justify="left", header_style="bold")
-    for col in ("job", "trials", "at once (max)", "timeout", "trial timeout", "notes"):
+    for col in ("job", "trials", "fits", "at once (max)", "timeout", "trial timeout", "notes"):
         table.add_column(col)
     if plan.automl:
         a = plan.automl
-        fits = f"{a.cross_validations}-fold cross-validation: {a.fits_per_trial} fits per trial" if a.cross_validations else "one fit per trial (holdout)"
-        table.add_row("automl", str(a.max_trials), str(a.max_concurrent_trials), minutes(a.timeout_minutes),
+        kind = " rolling-origin folds" if a.rolling_origin else "-fold cross-validation"
+        fits = f"{a.cross_validations}{kind}: {a.fits_per_trial} fits per trial" if a.cross_validations else "one fit per trial (holdout)"
+        table.add_row("automl", str(a.max_trials), str(a.fits), str(a.max_concurrent_trials), minutes(a.timeout_minutes),
                       minutes(a.trial_timeout_minutes) if a.trial_timeout_minutes else "-", fits)
     if plan.sweep:
         s = plan.sweep
@@ -65,7 +66,10 @@ def _trials_table(plan: SpecPlan) -> Table:
                 note = f"{s.sampling} sampling, this family's share of max_total_trials {s.max_total_trials}"
             else:
                 note = f"{s.sampling} sampling: max_total_trials"
-            table.add_row(job.job, str(job.trials), str(job.max_concurrent_trials), minutes(job.timeout_minutes),
+            if s.folds:
+                note += f"\n{s.folds} {'rolling-origin' if s.rolling_origin else 'cross-validation'} folds and a refit: {s.fits_per_trial} fits per trial"
+            fits = "-" if s.fits_per_trial is None else str(job.trials * s.fits_per_trial)
+            table.add_row(job.job, str(job.trials), fits, str(job.max_concurrent_trials), minutes(job.timeout_minutes),
                           minutes(job.trial_timeout_minutes), note)
     return table
 

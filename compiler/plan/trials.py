@@ -30,6 +30,21 @@ class SweepTrials:
     conditional: bool
     max_total_trials: int
     max_concurrent_trials: int
+    # capc's trial scripts validate on dataset.cross_validations folds (rolling-origin ones when forecasting), then
+    # refit on every row; None: a holdout split, or a user's script whose validation capc does not know.
+    folds: int | None = None
+    rolling_origin: bool = False
+
+    @property
+    def fits_per_trial(self) -> int | None:
+        """Models one trial trains: each fold's and the refit's (a holdout's one); None for a user's script."""
+        if self.folds:
+            return self.folds + 1
+        return 1 if all(b.family for b in self.branches) else None
+
+    @property
+    def fits(self) -> int | None:
+        return None if self.fits_per_trial is None else self.count * self.fits_per_trial
 
     @property
     def grid_size(self) -> int | None:
@@ -68,10 +83,15 @@ class AutoMLTrials:
     timeout_minutes: int
     trial_timeout_minutes: int | None  # None for image tasks: Azure bounds them by the job's timeout only
     cross_validations: int | None  # a trial is this many fits; None: one fit on a validation holdout
+    rolling_origin: bool = False  # forecasting: the folds roll forward in time
 
     @property
     def fits_per_trial(self) -> int:
         return self.cross_validations or 1
+
+    @property
+    def fits(self) -> int:
+        return self.max_trials * self.fits_per_trial
 
 
 def sweep_trials(spec) -> SweepTrials | None:
@@ -79,8 +99,10 @@ def sweep_trials(spec) -> SweepTrials | None:
     if not sweep or not sweep["enabled"]:
         return None
     limits = sweep["limits"]
-    return SweepTrials(sweep["sampling"], tuple(conditional.branches(sweep)), conditional.is_conditional(sweep),
-                       limits["max_total_trials"], limits["max_concurrent_trials"])
+    branches = tuple(conditional.branches(sweep))
+    folds = spec.data["dataset"].get("cross_validations") if all(b.family for b in branches) else None
+    return SweepTrials(sweep["sampling"], branches, conditional.is_conditional(sweep), limits["max_total_trials"],
+                       limits["max_concurrent_trials"], folds=folds, rolling_origin=spec.task == "forecasting")
 
 
 def automl_trials(spec) -> AutoMLTrials | None:
@@ -94,6 +116,7 @@ def automl_trials(spec) -> AutoMLTrials | None:
         timeout_minutes=automl["timeout_minutes"],
         trial_timeout_minutes=None if image else automl["trial_timeout_minutes"],
         cross_validations=spec.data["dataset"].get("cross_validations"),
+        rolling_origin=spec.task == "forecasting",
     )
 
 

@@ -19,6 +19,8 @@ from capc.data_location import is_remote
 from capc.errors import CapcError
 from capc.families import FAMILIES
 from capc.image_files import class_images, image_base64
+from capc.render.forecast_serving import forecast_serving
+from capc.render.forecasting_context import azure_forecasting
 from capc.render.pins import AZURE_MLFLOW_PINS, RUNTIME_PINS
 from capc.render.sweep_context import image_holdout, pipeline_context, sweep_context
 
@@ -53,6 +55,7 @@ def build_context(spec, out_dir: Path) -> dict:
         "pipeline": pipeline_context(spec, dataset, automl, sweep, environment),
         "train": sweep["train"] if sweep else None,  # the one-family form's trial script
         "score": _score(spec, dataset, deployment),
+        "forecast": forecast_serving(spec, dataset),  # None unless task: forecasting
         "name": spec.name,
         "description": data["description"],
         "task": spec.task,
@@ -283,6 +286,7 @@ def _automl(spec, dataset: dict) -> dict:
         training["blocked_training_algorithms"] = [azure_names.yaml_spelling(m) for m in settings["blocked_models"]]
     out["training"] = training
     out["featurization"] = {"mode": settings["featurization"]}
+    out["forecasting"] = azure_forecasting(spec)  # None unless task forecasting
     return out
 
 
@@ -356,7 +360,7 @@ def _deployment(spec) -> dict:
             "SCORING_TIMEOUT_MS": str(d["request_timeout_ms"]),
             "OMP_NUM_THREADS": "1",  # workers are processes; threads per one-row request only add overhead
         },
-        "probabilities": bool(d["probabilities"]) and spec.task != "regression",
+        "probabilities": bool(d["probabilities"]) and spec.task not in ("regression", "forecasting"),
     }
 
 

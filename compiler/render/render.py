@@ -22,6 +22,7 @@ import jinja2
 from capc.errors import CapcError
 from capc.render.context import build_context
 from capc.render.environment_version import versioned
+from capc.render.forecasting_context import TRIAL_MODULES as FORECASTING_TRIAL_MODULES
 from capc.spec.conditional import COMBINATIONS_FILE
 
 # artifact path -> template. The image task swaps in its own AutoML job shape and a JSONL-backed MLTable; the
@@ -47,7 +48,8 @@ PIPELINE_TEMPLATES: dict[str, str] = {
 }
 # Shared rules the job folder runs as they are: capc's own modules, copied (they import nothing of capc).
 # artifact path -> module. The generated trial scripts score with Azure's metric definitions; the pipeline's
-# select step checks its metric's goal and measures the candidates' serving cost.
+# select step checks its metric's goal and measures the candidates' serving cost; forecasting trials forecast with
+# forecasting.py (capc.render.forecasting_context).
 TRIAL_MODULES: dict[str, str] = {"src/azure_metrics.py": "azure_metrics.py"}
 PIPELINE_MODULES: dict[str, str] = {"select/azure_metrics.py": "azure_metrics.py", "select/serving_cost.py": "serving_cost.py",
                                      "select/serving_load.py": "serving_load.py"}
@@ -69,6 +71,9 @@ def render_artifacts(spec, out_dir: Path) -> dict[str, bytes]:
         names["automl_job.yml"] = ("automl_job_image.yml.j2", {})
         names["data/MLTable"] = ("MLTable_images.j2", {})
         names["data/images.jsonl"] = ("images.jsonl.j2", {})
+    if context["forecast"]:  # Azure's forecasting request shape (capc.render.forecast_serving)
+        names["score.py"] = ("score_forecast.py.j2", {})
+        names["sample_request.json"] = ("sample_request_forecast.json.j2", {})
     if sweep:
         for path, job in sweep["jobs"].items():
             names[path] = ("sweep_job.yml.j2", {"sweep": job})
@@ -76,8 +81,9 @@ def render_artifacts(spec, out_dir: Path) -> dict[str, bytes]:
             if script["train"] is None:
                 copied[path] = Path(script["user_script"])
             else:
-                # The image task has its own trial script (keras_cnn, base64 model).
-                template = "train_image.py.j2" if script["train"]["family"] == "keras_cnn" else "train.py.j2"
+                # The image task has its own trial script (keras_cnn, base64 model), forecasting its rolling-origin one.
+                template = ("train_image.py.j2" if script["train"]["family"] == "keras_cnn"
+                            else "train_forecast.py.j2" if script["train"]["forecasting"] else "train.py.j2")
                 names[path] = (template, {"train": script["train"]})
         if sweep["combinations"]:
             names["src/train.py"] = ("train_grid.py.j2", {})
@@ -97,6 +103,8 @@ def render_artifacts(spec, out_dir: Path) -> dict[str, bytes]:
     if sweep and sweep["combinations"]:
         files["src/" + COMBINATIONS_FILE] = (json.dumps(sweep["combinations"], indent=1, sort_keys=True) + "\n").encode("utf-8")
     modules = dict(TRIAL_MODULES) if sweep and any(s["train"] is not None for s in sweep["scripts"].values()) else {}
+    if modules and context["task"] == "forecasting":
+        modules.update(FORECASTING_TRIAL_MODULES)
     if context["pipeline"]:
         modules.update(PIPELINE_MODULES)
     package = Path(__file__).resolve().parents[1]

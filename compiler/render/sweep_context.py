@@ -10,6 +10,7 @@ import shlex
 from capc import serving_cost
 from capc.families import FAMILIES, INTERVALS
 from capc.image_files import IMAGE_SUFFIXES
+from capc.render.forecasting_context import FORECAST_METADATA_KEY, settings_block
 from capc.render.pins import SELECT_STEP_PINS
 from capc.spec import conditional, schema_default
 from capc.state.held_out import ARTIFACT_PATH as HELD_OUT_ARTIFACT
@@ -154,6 +155,9 @@ def _train_script(spec, family, dataset: dict) -> dict:
         "image_suffixes": sorted(IMAGE_SUFFIXES),
         "held_out_artifact": HELD_OUT_ARTIFACT,  # where the trial stores its predictions on its validation rows
         "intervals": INTERVALS,
+        # forecasting: the spec's settings under Azure's names (train_forecast.py.j2 validates by rolling origin)
+        "forecasting": settings_block(spec),
+        "model_metadata_key": FORECAST_METADATA_KEY,
     }
 
 

@@ -48,9 +48,11 @@ def write_report(ref: str, out: Path | None = None) -> WrittenReport:
         evaluation = evaluate(model)
     except CapcError as exc:
         problem = str(exc)
-    evaluation_figures = _evaluation_figures(evaluation) if evaluation and evaluation.held_out else []
+    evaluation_figures = []
+    if evaluation and evaluation.held_out:
+        evaluation_figures = _forecast_figures(evaluation, model) if evaluation.forecast else _evaluation_figures(evaluation)
     importance_problem = None
-    if evaluation and evaluation.held_out and model.task != "image_classification":
+    if evaluation and evaluation.held_out and model.task in ("classification", "regression"):
         try:
             evaluation_figures.append(_importance_figure(model))
         except CapcError as exc:
@@ -119,6 +121,75 @@ def _importance_figure(model):
         f"is refitted. {found.how}",
         found.uses,
     )
+
+
+def _forecast_figures(evaluation, model) -> list:
+    """A forecasting model's held-out horizons (capc.report.forecast_figures), placed by the settings in its MLmodel
+    metadata, with each series' history from the job's training table."""
+    from capc.report import figures, forecast_figures
+
+    settings = _forecast_settings(Path(model.model_dir))
+    held_out = forecast_figures.HeldOutForecasts.of(evaluation.forecast, evaluation.y_true, evaluation.y_pred, settings)
+    history = _series_history(Path(model.job_dir), settings, held_out)
+    if not history:
+        evaluation.notes.append("the training table could not be read, so the forecast figure shows the held-out horizon without the history before it.")
+    errors = forecast_figures.error_by_step(held_out, evaluation.y_range)
+    name = "normalized mean absolute error" if evaluation.y_range else "mean absolute error"
+    shown = held_out.shown_series()
+    return [
+        figures.Figure(
+            "forecast against actual", forecast_figures.forecast_against_actual(held_out, history),
+            f"The last held-out horizon of {_count(len(shown), 'series')} (of {len(set(held_out.series))}): the history "
+            "before the cut-off (dashed line), then the actual values, the forecast and the seasonal-naive forecast over "
+            "the shaded horizon, both made from the rows up to the cut-off only.",
+            f"{_count(sum(len(held_out.at_last_fold(s)[0]) for s in shown), 'held-out forecast')} of the last fold",
+        ),
+        figures.Figure(
+            "error by horizon step", forecast_figures.error_by_horizon_step(errors, name),
+            f"The {name} of every held-out forecast made that many steps after its cut-off, over all series and folds, "
+            "beside the seasonal-naive forecast's" + (" (divided by the training target's range, as Azure normalizes it)." if evaluation.y_range else "."),
+            evaluation.uses,
+        ),
+    ]
+
+
+def _forecast_settings(model_dir: Path) -> dict:
+    """The forecasting settings the local engine records in the MLmodel's metadata (capc_forecasting)."""
+    import yaml
+
+    from capc.forecast_requests import MODEL_METADATA_KEY
+
+    try:
+        mlmodel = yaml.safe_load((model_dir / "MLmodel").read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise CapcError(f"cannot read the forecasting settings of {model_dir}: {exc}") from None
+    settings = (mlmodel.get("metadata") or {}).get(MODEL_METADATA_KEY)
+    if not isinstance(settings, dict) or not {"time_column", "target", "series_ids", "horizon", "frequency"} <= set(settings):
+        raise CapcError(f"{model_dir / 'MLmodel'} records no forecasting settings (metadata: {MODEL_METADATA_KEY}).")
+    return settings
+
+
+def _series_history(job_dir: Path, settings: dict, held_out) -> dict:
+    """series key -> (times, values) of its training rows up to the last cut-off; {} when the table cannot be read."""
+    import pandas as pd
+
+    from capc.jobfolder.data import mltable_source, read_frame
+
+    try:
+        data_file, fmt, drop = mltable_source(job_dir / "data")
+        table = read_frame(data_file, fmt, drop)
+        times = pd.to_datetime(table[settings["time_column"]])
+        values = table[settings["target"]].astype(float)
+        ids = list(settings["series_ids"])
+    except (CapcError, KeyError, ValueError, TypeError):
+        return {}
+    keys = table[ids].astype(str).agg("|".join, axis=1) if ids else pd.Series("", index=table.index)  # forecasting.series_keys
+    history = {}
+    for series in held_out.shown_series():
+        rows = (keys == series) & (times <= held_out.last_origin)
+        ordered = pd.DataFrame({"t": times[rows], "y": values[rows]}).sort_values("t")
+        history[series] = (list(ordered["t"]), list(ordered["y"]))
+    return history
 
 
 def _evaluation_figures(evaluation) -> list:

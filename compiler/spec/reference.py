@@ -16,6 +16,8 @@ def _resolve(node: dict) -> dict:
 def _type(node: dict) -> str:
     if "enum" in node:
         return " \\| ".join(f"`{v}`" for v in node["enum"])
+    if any("const" in branch for branch in node.get("oneOf", ())):  # a keyword or a value: `auto` or integer
+        return " or ".join(f"`{b['const']}`" if "const" in b else _type(b) for b in node["oneOf"])
     kind = node.get("type", "")
     if isinstance(kind, list):
         return " or ".join(kind)

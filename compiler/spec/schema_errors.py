@@ -59,6 +59,12 @@ def _explain(loaded: LoadedSpec, error, schema: dict) -> Iterator[SpecProblem]:
             yield problem_at(loaded, path, f"needs one of {', '.join(f'`{keys[0]}`' for keys in branches)}")
             return
         best = max(error.context, key=lambda e: (len(e.absolute_path), e.validator != "type"))
+        keyword = any("const" in branch for branch in error.validator_value)
+        if keyword and len(best.absolute_path) == len(path):  # `auto` or a number: the value fits no alternative
+            *others, last = [_alternative(branch) for branch in error.validator_value]
+            choices = f"{', '.join(others)} or {last}" if others else last
+            yield problem_at(loaded, path, f"`{error.instance}` is not allowed", f"expected {choices}")
+            return
         yield from _explain(loaded, best, schema)
         return
     if error.validator == "required":
@@ -108,6 +114,16 @@ def _describe(schema: dict, path: tuple) -> str | None:
         if "$ref" in node:
             node = schema["$defs"][node["$ref"].rsplit("/", 1)[-1]]
     return node.get("description")
+
+
+def _alternative(branch: dict) -> str:
+    """One alternative of a keyword-or-value key in words: `auto`, a whole number >= 1, a list of whole numbers >= 1."""
+    if "const" in branch:
+        return f"`{branch['const']}`"
+    if branch.get("type") == "array":
+        return "a list of " + _alternative(branch.get("items", {})).replace("a whole number", "whole numbers").replace("a number", "numbers")
+    words = _article(branch.get("type", "value"))
+    return f"{words} >= {branch['minimum']}" if "minimum" in branch else words
 
 
 def _article(word: str) -> str:

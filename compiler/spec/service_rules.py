@@ -259,6 +259,25 @@ def _image_is_pinned(data: dict) -> Iterator[Finding]:
                       "pin a dated tag (e.g. mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04:20241202.v1) or a digest (@sha256:...)")
 
 
+def _aggregation_needs_frequency(data: dict) -> Iterator[Finding]:
+    block = data.get("forecasting") or {}
+    function = block.get("target_aggregate_function")
+    if function not in (None, "none") and "frequency" not in block:
+        yield Finding(("forecasting", "target_aggregate_function"),
+                      f"Azure ML refuses target_aggregate_function `{function}` without a frequency to aggregate to",
+                      "add forecasting.frequency (a pandas offset alias such as D, MS or QS)")
+
+
+def _tcn_needs_dnn_training(data: dict) -> Iterator[Finding]:
+    """capc never sets training.enable_dnn_training, so Azure's one deep forecaster is never trained."""
+    if data["task"] != "forecasting":
+        return
+    for i, name in enumerate(data["automl"]["allowed_models"]):
+        if name == "TCNForecaster":
+            yield Finding(("automl", "allowed_models", i), "Azure trains TCNForecaster only with enable_dnn_training, which capc does not set",
+                          "remove it; AutoML tries the other allowed models")
+
+
 SERVICE_RULES: tuple[ServiceRule, ...] = (
     # "Grid sampling can only be used with choice hyperparameters"; "Bayesian sampling supports choice, uniform,
     # and quniform distributions" (https://learn.microsoft.com/azure/machine-learning/how-to-tune-hyperparameters).
@@ -305,6 +324,17 @@ SERVICE_RULES: tuple[ServiceRule, ...] = (
     ServiceRule("image_is_pinned", WARNING,
                 "https://learn.microsoft.com/azure/machine-learning/concept-environments#environment-building-caching-and-reuse",
                 _image_is_pinned),
+    # target_aggregate_function: "If the TargetAggregateFunction is set i.e. not 'None', but the freq parameter is not
+    # set, the error is raised" (ForecastingSettings reference).
+    ServiceRule("aggregation_needs_frequency", ERROR,
+                "https://learn.microsoft.com/python/api/azure-ai-ml/azure.ai.ml.automl.forecastingsettings",
+                _aggregation_needs_frequency),
+    # TCNForecaster is the deep learner of AutoML forecasting; the job's training settings turn it on with
+    # enable_dnn_training (training: enable_dnn_training, ForecastingTrainingSettings), which capc's spec has no key
+    # for (https://learn.microsoft.com/azure/machine-learning/concept-automl-forecasting-deep-learning).
+    ServiceRule("tcn_needs_dnn_training", WARNING,
+                "https://learn.microsoft.com/azure/machine-learning/concept-automl-forecasting-deep-learning",
+                _tcn_needs_dnn_training),
 )
 
 

@@ -19,7 +19,7 @@ from functools import cache
 from importlib import resources
 from pathlib import Path
 
-from capc import azure_names
+from capc import azure_names, serving_cost
 from capc.data_location import ASSET_PREFIX, is_remote
 from capc.errors import SpecInvalid
 from capc.goal import Goal
@@ -27,6 +27,7 @@ from capc.families import FAMILIES
 from capc.image_files import class_images
 from capc.spec import domains
 from capc.spec import limits as limit_rules
+from capc.spec.forecasting_checks import FORECASTING_CHECKS
 from capc.spec.conditional import family_of_parameter, is_conditional
 from capc.spec.hints import did_you_mean
 from capc.spec.loader import LoadedSpec, load_spec_file
@@ -359,18 +360,25 @@ def early_termination_is_complete(ctx: CheckContext) -> None:
         ctx.report(("sweep", "early_termination", "truncation_percentage"), f"{kind} takes no truncation_percentage")
 
 
+# Why a task's candidates are not measured against a serving or load budget (capc.serving_cost.is_measured).
+_UNMEASURED = {
+    "image_classification": "on tabular models; image_classification has none",
+    "forecasting": "with one-row requests of the training table, and a forecasting model answers a horizon request instead",
+}
+
+
 @check
 def deployment_fits_task(ctx: CheckContext) -> None:
     deployment = ctx.data["deployment"]
-    if deployment["probabilities"] and ctx.data["task"] == "regression":
-        ctx.report(("deployment", "probabilities"), "regression models have no class probabilities", "remove it or set it to false")
+    if deployment["probabilities"] and ctx.data["task"] in ("regression", "forecasting"):
+        ctx.report(("deployment", "probabilities"), f"{ctx.data['task']} models have no class probabilities", "remove it or set it to false")
     if deployment["model"] == "sweep" and not ctx.data.get("sweep"):
         ctx.report(("deployment", "model"), "deploys the sweep's winner, but the spec has no sweep", "use `best` or `automl`")
-    if ctx.data["task"] == "image_classification":
-        # The budget is measured with rows of the training table, which an image model does not take.
+    if not serving_cost.is_measured(ctx.data["task"]):
+        # The budget is measured with rows of the training table, which an image or forecasting model does not take.
         for key in ("max_latency_ms", "max_model_mb"):
             if key in deployment:
-                ctx.report(("deployment", key), "a serving budget is measured on tabular models; image_classification has none", f"remove {key}")
+                ctx.report(("deployment", key), f"a serving budget is measured {_UNMEASURED[ctx.data['task']]}", f"remove {key}")
     compute = ctx.data["compute"]
     if compute["min_instances"] > compute["max_instances"]:
         ctx.report(("compute", "min_instances"), f"min_instances {compute['min_instances']} is above max_instances {compute['max_instances']}")
@@ -382,10 +390,11 @@ def load_budget_is_measurable(ctx: CheckContext) -> None:
     deployment = ctx.data["deployment"]
     keys = [(("deployment", "min_requests_per_s"), "min_requests_per_s" in deployment),
             (("deployment", "load", "max_p99_ms"), "max_p99_ms" in deployment["load"])]
-    if ctx.data["task"] == "image_classification":
+    if not serving_cost.is_measured(ctx.data["task"]):
+        why = "with rows of a table; image_classification has none" if ctx.data["task"] == "image_classification" else _UNMEASURED[ctx.data["task"]]
         for path, present in keys:
             if present:
-                ctx.report(path, "a load budget is measured with rows of a table; image_classification has none", f"remove {path[-1]}")
+                ctx.report(path, f"a load budget is measured {why}", f"remove {path[-1]}")
         return
     max_p99 = deployment["load"].get("max_p99_ms")
     if max_p99 is not None and max_p99 >= deployment["request_timeout_ms"]:
@@ -456,6 +465,9 @@ def limits_can_bind(ctx: CheckContext) -> None:
     """Limits that can never take effect (capc.spec.limits): warnings, errors under --strict."""
     for finding in limit_rules.findings(ctx.data):
         ctx.warnings.append(problem_at(ctx.loaded, finding.path, finding.message, finding.hint))
+
+
+SEMANTIC_CHECKS.extend(FORECASTING_CHECKS)  # task forecasting's block, columns, time column and folds
 
 
 # Registered last, after every check of the spec's own shape and data.

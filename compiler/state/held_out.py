@@ -13,6 +13,9 @@ folds and seed), y_true, y_pred, classes and probabilities (classification: one 
 order), y_range (regression: the range of the target the normalised metrics divide by), row_index (optional: each
 prediction's position among the labelled rows, in the table's order; the report's feature importance finds a
 holdout split's rows by it).
+Forecasting (the local engine's rolling-origin folds) adds, per prediction: times (ISO text), series (the series'
+id values joined with "|", "" for a single series), steps (1 = the first step after the fold's origin), fold_index
+(0 = the oldest fold) and baseline (the seasonal-naive forecast of the same row).
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ SPLITS = ("cross_validation", "holdout", "validation_data")  # validation_data: 
 
 @dataclass(frozen=True)
 class HeldOutPredictions:
-    task: str  # classification | regression | image_classification
+    task: str  # classification | regression | image_classification | forecasting
     split: str  # cross_validation | holdout | validation_data
     folds: int | None
     fraction: float | None  # the holdout's share of the rows
@@ -46,6 +49,11 @@ class HeldOutPredictions:
     y_range: float | None = None
     recomputed: bool = False  # predicted again after the search, outside its time budget
     row_index: list | None = None  # each prediction's row among the labelled training rows (trial scripts write it)
+    times: list | None = None  # forecasting: see the module's note
+    series: list | None = None
+    steps: list | None = None
+    fold_index: list | None = None
+    baseline: list | None = None
 
     @property
     def rows(self) -> int:
@@ -68,8 +76,10 @@ class HeldOutPredictions:
             held_out.classes is None or np.shape(held_out.probabilities) != (held_out.rows, len(held_out.classes))
         ):
             raise ValueError("probabilities need one row per prediction and one column per class")
-        if held_out.row_index is not None and len(held_out.row_index) != held_out.rows:
-            raise ValueError(f"{len(held_out.row_index)} row indices for {held_out.rows} predictions")
+        for name in ("row_index", "times", "series", "steps", "fold_index", "baseline"):
+            values = getattr(held_out, name)
+            if values is not None and len(values) != held_out.rows:
+                raise ValueError(f"{len(values)} {name} values for {held_out.rows} predictions")
         return held_out
 
 

@@ -1,4 +1,4 @@
-"""Azure target: `capc submit SPEC --target azure --dry-run` - golden output for the four reference specs.
+"""Azure target: `capc submit SPEC --target azure --dry-run` - golden output for the five reference specs.
 
 The dry run prints the assets it would create and, per job, the REST request azure-ai-ml would send; it contacts
 nothing (the `no_network` guard fails these tests on any connect or lookup). The goldens live in
@@ -67,6 +67,19 @@ def test_dry_run_with_a_workspace_names_it(job_dirs):
     automl = next(r for r in result.requests if r["job"] == "automl")
     assert automl["body"]["properties"]["computeId"] == f"{ws.arm_id}/computes/cpu-cluster"
     assert automl["body"]["properties"]["taskDetails"]["trainingData"]["uri"].startswith(f"{ws.arm_id}/data/mnist-training/versions/")
+
+
+def test_dry_run_body_carries_the_forecasting_settings(job_dirs):
+    """macro.yaml's `forecasting:` block reaches the REST body of its AutoML job as Azure's ForecastingSettings."""
+    result, _ = _dry_run(job_dirs("macro"), "macro")
+    details = next(r for r in result.requests if r["job"] == "automl")["body"]["properties"]["taskDetails"]
+    assert (details["taskType"], details["primaryMetric"]) == ("Forecasting", "NormalizedMeanAbsoluteError")
+    assert details["nCrossValidations"] == {"mode": "Custom", "value": 3}
+    assert details["forecastingSettings"] == {
+        "timeColumnName": "quarter", "timeSeriesIdColumnNames": ["series"], "forecastHorizon": {"mode": "Custom", "value": 4},
+        "frequency": "QS", "targetLags": {"mode": "Auto"}, "targetRollingWindowSize": {"mode": "Auto"}, "seasonality": {"mode": "Auto"},
+    }  # cv_step_size: auto is left to Azure (its schema takes a number only)
+    assert "LightGBM" in details["trainingSettings"]["allowedTrainingAlgorithms"]
 
 
 def test_dry_run_of_one_job(job_dirs):

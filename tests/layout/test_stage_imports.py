@@ -13,7 +13,7 @@ from layout import COMPILER, modules
 # Stages that the local engine's modules must not leak into (they run with the Azure backend, or before any backend).
 NOT_LOCAL = ("azure/", "serve/", "report/", "plan/", "jobfolder/", "render/", "spec/", "state/", "selection.py")
 # Copied into the job folder by `capc build` and run there, where capc is not installed.
-SELF_CONTAINED = ("azure_metrics.py", "serving_cost.py")
+SELF_CONTAINED = ("azure_metrics.py", "serving_cost.py", "forecasting.py")
 
 
 def imported(path) -> set[str]:

@@ -115,7 +115,6 @@ def test_documented_job_is_read_with_its_tables_and_a_note_per_unhonoured_key(ba
 
 
 @pytest.mark.parametrize(("task", "says"), [
-    ("forecasting", "forecasting .* has an issue of its own"),
     ("image_object_detection", "an object detector"),
     ("image_instance_segmentation", "a segmentation model"),
     ("text_classification", "a pretrained language model"),

@@ -265,9 +265,10 @@ def test_json_shape(workdir):
     found = data["specs"][0]
     assert set(found) == {"name", "spec", "spec_sha256", "trials", "jobs", "wall_minutes", "node_hours", "cost", "warnings",
                           "last_local_run", "quota", "serving_load", "data_change"}
-    assert set(found["trials"]["sweep"]) == {"sampling", "conditional", "count", "max_total_trials", "grid_size", "families", "jobs"}
+    assert set(found["trials"]["sweep"]) == {"sampling", "conditional", "count", "max_total_trials", "grid_size", "families", "jobs",
+                                             "folds", "rolling_origin", "fits_per_trial", "fits"}
     assert set(found["trials"]["automl"]) == {"max_trials", "max_concurrent_trials", "timeout_minutes", "trial_timeout_minutes",
-                                              "cross_validations", "fits_per_trial"}
+                                              "cross_validations", "rolling_origin", "fits_per_trial", "fits"}
     assert set(found["jobs"][0]) == {"job", "cluster", "size", "max_instances", "trials", "concurrency", "timeout_minutes",
                                      "trial_timeout_minutes", "wall_minutes", "node_hours"}
     assert found["spec_sha256"] == load_spec(spec).sha256
@@ -281,6 +282,44 @@ def test_cross_validation_folds_and_image_automl(workdir):
     mri = plan_json(SPECS / "mri.yaml")["specs"][0]
     job = mri["jobs"][0]
     assert (job["job"], job["trial_timeout_minutes"], job["wall_minutes"], job["node_hours"]) == ("automl", None, 60.0, 2.0)
+
+
+FORECAST = """\
+name: plan-forecast
+dataset:
+  path: data/series.csv
+  format: csv
+  target: y
+  cross_validations: 3
+task: forecasting
+metric: normalized_mean_absolute_error
+forecasting:
+  time_column_name: month
+  forecast_horizon: 2
+automl:
+  max_trials: 10
+sweep:
+  model: lightgbm
+  search_space:
+    n_estimators: choice(100, 200)
+  limits:
+    max_total_trials: 7
+"""
+
+
+def test_forecasting_plan_counts_the_rolling_origin_folds(workdir):
+    rows = "".join(f"2020-{m:02d}-01,{m}\n" for m in range(1, 13))
+    (workdir / "data" / "series.csv").write_text("month,y\n" + rows, encoding="utf-8")
+    spec = write(workdir, FORECAST)
+    trials = plan_json(spec)["specs"][0]["trials"]
+    automl, sweep = trials["automl"], trials["sweep"]
+    assert (automl["cross_validations"], automl["rolling_origin"], automl["fits_per_trial"], automl["fits"]) == (3, True, 3, 30)
+    # A trial fits one model per fold, then refits on every row.
+    assert (sweep["folds"], sweep["rolling_origin"], sweep["fits_per_trial"], sweep["fits"]) == (3, True, 4, 28)
+    table = plan(spec).output
+    assert re.search(r"│ automl │ 10 +│ 30 +│ .* │ 3 rolling-origin folds: 3 fits per trial", table)
+    assert re.search(r"│ sweep +│ 7 +│ 28 +│ .* │ random sampling: max_total_trials", table)
+    assert "3 rolling-origin folds and a refit: 4 fits per trial" in table
 
 
 def test_invalid_specs_are_reported_together(workdir):

@@ -415,6 +415,8 @@ def test_azure_name_tables_match_the_sdk():
     from azure.ai.ml._restclient.arm_ml_service.models import (
         ClassificationModels,
         ClassificationPrimaryMetrics,
+        ForecastingModels,
+        ForecastingPrimaryMetrics,
         RegressionModels,
         RegressionPrimaryMetrics,
     )
@@ -424,10 +426,12 @@ def test_azure_name_tables_match_the_sdk():
 
     assert set(azure_names.ALGORITHMS["classification"]) == {m.value for m in ClassificationModels}
     assert set(azure_names.ALGORITHMS["regression"]) == {m.value for m in RegressionModels}
-    for models in (ClassificationModels, RegressionModels):
+    assert set(azure_names.ALGORITHMS["forecasting"]) == {m.value for m in ForecastingModels}
+    for models in (ClassificationModels, RegressionModels, ForecastingModels):
         for model in models:
             assert azure_names.yaml_spelling(model.value) == camel_to_snake(model.value)
-    for task, enum in (("classification", ClassificationPrimaryMetrics), ("regression", RegressionPrimaryMetrics)):
+    primary = (("classification", ClassificationPrimaryMetrics), ("regression", RegressionPrimaryMetrics), ("forecasting", ForecastingPrimaryMetrics))
+    for task, enum in primary:
         assert {camel_to_snake(m) for m in azure_names.AUTOML_METRICS[task]} == {camel_to_snake(m.value) for m in enum}
     assert azure_names.metric_from_yaml("classification", "auc_weighted") == "AUC_weighted"
 

@@ -65,9 +65,9 @@ def test_reference_specs_are_valid(path: Path) -> None:
             assert isinstance(dist, dict) and dist["type"] in DISTRIBUTIONS, name
 
 
-def test_reference_specs_cover_the_three_tasks() -> None:
+def test_reference_specs_cover_the_four_tasks() -> None:
     tasks = {load_spec(p).task for p in REFERENCE_SPECS}
-    assert tasks == {"classification", "regression", "image_classification"}
+    assert tasks == {"classification", "regression", "image_classification", "forecasting"}
 
 
 def test_reference_spec_values() -> None:
@@ -163,7 +163,7 @@ def test_unknown_nested_key_with_did_you_mean(workdir: Path) -> None:
 def test_unknown_key_without_close_match_lists_the_keys(workdir: Path) -> None:
     path = write(workdir, BASE + "zzz: 1\n")
     assert only_problem(path) == (
-        f"{path}:8:1: zzz: unknown key `zzz` (expected one of: `name`, `description`, `dataset`, `task`, `metric`, "
+        f"{path}:8:1: zzz: unknown key `zzz` (expected one of: `name`, `description`, `dataset`, `task`, `metric`, `forecasting`, "
         "`seed`, `automl`, `sweep`, `compute`, `environment`, `deployment`, `schedule`)"
     )
 

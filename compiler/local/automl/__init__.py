@@ -4,7 +4,8 @@ Modules, in the order a run uses them: `settings` (automl_job.yml -> AutoMLSetti
 checks no model gets past), `search` (FLAML, the one place that touches its private parts), `learners` (capc's
 own FLAML learners, for Azure algorithms FLAML lacks: SVM), `ensembles`, `model` (the served model; it and
 `learners` import nothing of capc), `results`, and `run` (run_automl, the steps in order); `names` holds the
-Azure -> FLAML tables and Azure's metric definitions.
+Azure -> FLAML tables and Azure's metric definitions. `task: forecasting` takes its own path from run_automl:
+`forecast_search` (a rolling-origin search over capc.forecasting's learners) and `forecast_model` (the pyfunc model).
 
 Stage: reads the settings of the generated job (`AutoMLSettings.from_job_yaml`), searches with FLAML under the
 job's limits, reports every candidate as it finishes (`on_candidate`; the caller turns it into a child run),

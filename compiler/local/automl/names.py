@@ -42,6 +42,30 @@ ALGORITHM_ESTIMATORS: dict[str, dict[str, tuple[str, ...] | None]] = {
         "LightGBM": ("lgbm",),
         "XGBoostRegressor": ("xgboost", "xgb_limitdepth"),
     },
+    # capc.forecasting's learners over lag and rolling features, and its baselines (capc.local.automl.forecast_search).
+    # Azure's time-series models (ARIMA, Prophet, exponential smoothing, TCN) and its average baselines have none
+    # (README, "Forecasting on the local engine": FLAML's ARIMA and Holt-Winters measured behind the lag learners).
+    "forecasting": {
+        "AutoArima": None,
+        "Prophet": None,
+        "Naive": ("naive",),
+        "SeasonalNaive": ("seasonal_naive",),
+        "Average": None,
+        "SeasonalAverage": None,
+        "ExponentialSmoothing": None,
+        "Arimax": None,
+        "TCNForecaster": None,
+        "ElasticNet": ("elasticnet",),
+        "GradientBoosting": ("gradientboosting",),
+        "DecisionTree": ("decisiontree",),
+        "KNN": ("knn",),
+        "LassoLars": ("lassolars",),
+        "SGD": ("sgd",),
+        "RandomForest": ("randomforest",),
+        "ExtremeRandomTrees": ("extratrees",),
+        "LightGBM": ("lightgbm",),
+        "XGBoostRegressor": ("xgboost",),
+    },
 }
 
 # FLAML tries its first estimator first and spreads the rest of the budget by estimated cost of improvement,

@@ -27,6 +27,10 @@ def run_automl(frame: pd.DataFrame, settings: AutoMLSettings, on_candidate: Call
     """Search for the best model of `settings.task` on `frame` (features and target), as the Azure job would;
     `validation`: a table of its own that every candidate is judged on (Azure's validation_data); `warm_start`:
     FLAML estimator -> the configuration its search starts from (a resumed job's best so far)."""
+    if settings.task == "forecasting":  # its own search: rolling-origin folds over capc.forecasting's learners
+        from capc.local.automl.forecast_search import run_forecasting
+
+        return run_forecasting(frame, settings, on_candidate, validation)
     started = time.monotonic()
     notes: list[str] = []
     data = training_data(frame, settings, notes, validation)

@@ -12,12 +12,14 @@ from capc.local.cores import automl_alone_threads
 from capc.local.automl import names
 from capc.spec.hints import did_you_mean
 
-TABULAR_TASKS = ("classification", "regression")
+TABULAR_TASKS = ("classification", "regression", "forecasting")
 # Azure's service defaults for a job that leaves them out (TableVerticalLimitSettings).
 DEFAULT_TIMEOUT_MINUTES = 360
 DEFAULT_TRIAL_TIMEOUT_MINUTES = 30
 DEFAULT_MAX_TRIALS = 1000
-DEFAULT_PRIMARY_METRIC = {"classification": "AUC_weighted", "regression": "normalized_root_mean_squared_error"}
+DEFAULT_FORECAST_FOLDS = 3  # forecasting's n_cross_validations: auto - rolling-origin folds
+DEFAULT_PRIMARY_METRIC = {"classification": "AUC_weighted", "regression": "normalized_root_mean_squared_error",
+                          "forecasting": "normalized_root_mean_squared_error"}
 
 
 @dataclass(frozen=True)
@@ -46,11 +48,13 @@ class AutoMLSettings:
     # Threads of each trial: this machine's, not Azure's (capc.local.cores; a submit running the sweep beside
     # AutoML passes its share).
     threads: int = field(default_factory=automl_alone_threads)
+    # task forecasting: the job's `forecasting:` block, Azure's keys (capc.forecasting.Settings.from_azure reads it).
+    forecasting: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.task not in TABULAR_TASKS:
             raise CapcError(
-                f"AutoML task `{self.task}` cannot run on the local tabular engine; it runs classification and regression.",
+                f"AutoML task `{self.task}` cannot run on the local tabular engine; it runs classification, regression and forecasting.",
             )
         if self.primary_metric not in azure_names.AUTOML_METRICS[self.task]:
             raise CapcError(
@@ -81,6 +85,11 @@ class AutoMLSettings:
             raise CapcError(f"featurization mode `{self.featurization}` is not one the local engine runs; use auto or off.")
 
     @property
+    def forecast_folds(self) -> int:
+        """Rolling-origin folds of a forecasting job (n_cross_validations; auto: DEFAULT_FORECAST_FOLDS)."""
+        return self.n_cross_validations or DEFAULT_FORECAST_FOLDS
+
+    @property
     def goal(self) -> Goal:
         return Goal.of(self.task, self.primary_metric)
 
@@ -90,7 +99,7 @@ class AutoMLSettings:
         task = str(job.get("task") or "")
         if task not in TABULAR_TASKS:
             raise CapcError(
-                f"automl_job.yml: task `{task}` cannot run on the local tabular engine; it runs classification and regression.",
+                f"automl_job.yml: task `{task}` cannot run on the local tabular engine; it runs classification, regression and forecasting.",
             )
         metric_spelling = job.get("primary_metric") or DEFAULT_PRIMARY_METRIC[task]
         metric = azure_names.metric_from_yaml(task, str(metric_spelling))
@@ -126,6 +135,7 @@ class AutoMLSettings:
             enable_stack_ensemble=bool(training.get("enable_stack_ensemble", True)),
             # Azure's "custom" is auto with user transformer parameters, which the local engine does not take.
             featurization="off" if mode == "off" else "auto",
+            forecasting=dict(job.get("forecasting") or {}) if task == "forecasting" else {},
         )
 
 

@@ -61,8 +61,9 @@ def may_serve(deployment_model: str, source: str) -> bool:
 
 
 def is_measured(task: str) -> bool:
-    """Whether a task's candidates are measured: an image model's score.py takes images, not table rows."""
-    return task != "image_classification"
+    """Whether a task's candidates are measured: an image model's score.py takes images, and a forecasting model's
+    a horizon request (time and series of the rows to forecast), not rows of the training table."""
+    return task not in ("image_classification", "forecasting")
 
 
 class MeasureError(Exception):

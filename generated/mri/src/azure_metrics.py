@@ -20,6 +20,10 @@ averaged as named) and ../shared/AZURE_NOTES.md.
   whole training target (`y_range`, given by the caller; 1 when the target is constant).
 - r2_score: scikit-learn's, constant true values included (1 if predicted exactly, else 0).
 - spearman_correlation: scipy's rank correlation.
+- forecasting: the same four regression metrics (ForecastingPrimaryMetrics) over the rolling-origin folds'
+  held-out horizons, normalized by the range of the whole training target (all series together), and
+  mean_absolute_percentage_error as a secondary metric: 100 x mean(|y - y_pred| / |y|) over the rows whose
+  actual value is not 0 (a zero actual has no percentage error; none left: NaN).
 Deliberate differences from Azure's page:
 - norm_macro_recall is floored at 0: the page gives its range as [0, 1], and a worse-than-chance model is no
   better than chance for ranking candidates.
@@ -56,6 +60,13 @@ PRIMARY_METRICS: dict[str, dict[str, str]] = {
         "r2_score": MAXIMIZE,
         "normalized_mean_absolute_error": MINIMIZE,
     },
+    # ForecastingPrimaryMetrics: the regression four, scored on the rolling-origin folds' held-out horizons
+    "forecasting": {
+        "spearman_correlation": MAXIMIZE,
+        "normalized_root_mean_squared_error": MINIMIZE,
+        "r2_score": MAXIMIZE,
+        "normalized_mean_absolute_error": MINIMIZE,
+    },
     "image_classification": {"accuracy": MAXIMIZE},
 }
 # Metrics computed from class probabilities; the others need only the predicted class.
@@ -68,8 +79,9 @@ def goal_of(metric: str) -> str | None:
 
 
 def task_kind(task: str) -> str:
-    """The scorer table a task uses: regression, else classification (image classification included)."""
-    return "regression" if task == "regression" else "classification"
+    """The scorer table a task uses: regression (forecasting included), else classification (image classification
+    included)."""
+    return "regression" if task in ("regression", "forecasting") else "classification"
 
 
 # ---------------------------------------------------------------- classification
@@ -202,6 +214,17 @@ def spearman_correlation(y, y_pred, y_range=None) -> float:
     return float(rho) if np.isfinite(rho) else 0.0  # constant predictions: no rank information
 
 
+def mean_absolute_percentage_error(y, y_pred, y_range=None) -> float:
+    """In percent, over the rows whose actual value is not 0 (see the module's note)."""
+    import numpy as np
+
+    y, y_pred = np.asarray(y, dtype=float), np.asarray(y_pred, dtype=float)
+    nonzero = y != 0
+    if not nonzero.any():
+        return float("nan")
+    return float(100.0 * np.mean(np.abs(y[nonzero] - y_pred[nonzero]) / np.abs(y[nonzero])))
+
+
 # kind -> metric -> scorer. Every candidate is scored with all of its task's metrics (as Azure logs them on each
 # child run); the raw errors ride along for regression.
 SCORERS: dict[str, dict] = {
@@ -230,8 +253,17 @@ def classification_score(metric: str, y, predicted, proba, n_classes: int) -> fl
     return SCORERS["classification"][metric](y, predicted, proba, n_classes)
 
 
+# Forecasting is scored with the regression table (task_kind) plus these secondary metrics.
+FORECASTING_SECONDARY = {"mean_absolute_percentage_error": mean_absolute_percentage_error}
+
+
 def regression_score(metric: str, y, y_pred, y_range: float) -> float:
-    return SCORERS["regression"][metric](y, y_pred, y_range)
+    return {**SCORERS["regression"], **FORECASTING_SECONDARY}[metric](y, y_pred, y_range)
+
+
+def forecasting_scores(y, y_pred, y_range: float) -> dict[str, float]:
+    """Every metric of a forecast on held-out horizons: the four primary ones, the raw errors and MAPE."""
+    return {name: scorer(y, y_pred, y_range) for name, scorer in {**SCORERS["regression"], **FORECASTING_SECONDARY}.items()}
 
 
 def class_codes(labels, classes) -> np.ndarray:
