@@ -134,7 +134,9 @@ def test_undeclared_binding_is_refused(jobs):
 def test_resume_keeps_finished_trials_and_runs_the_interrupted_one_again(jobs):
     """Ctrl-C once the second trial started: the first stays, the second runs again with its parameters."""
     path = jobs / "sweep_policy_job.yml"
-    sets = ["limits.max_concurrent_trials=1", "early_termination=null", "inputs.epoch_pause=0.1"]
+    # 30 epochs x 0.5 s: the second trial is still running when the signal lands, even on a loaded machine
+    # (with 0.1 s it had ended before it in CI-like runs).
+    sets = ["limits.max_concurrent_trials=1", "early_termination=null", "inputs.epoch_pause=0.5"]
     home = Path(os.environ["CAPC_HOME"])
 
     def interrupt_when_second_trial_starts():
