@@ -325,4 +325,6 @@ def print_automl_job(result) -> None:
         out.print(line, markup=False, highlight=False, soft_wrap=True)
     if result.model:
         out.print(f"registered model [bold]{result.model.ref}[/] ({result.metric} {result.model.value:.4f})")
-        out.print(f"next: capc deploy {result.model.name} | capc predict {result.model.name} FILE.csv | capc report {result.model.name}", markup=False)
+        name = result.model.name
+        rows = "--horizon N --output forecast.csv" if result.model.task == "forecasting" else "--input FILE.csv --output OUT.csv"
+        out.print(f"next: capc deploy {name} | capc predict {name} {rows} | capc report {name}", markup=False)

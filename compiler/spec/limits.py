@@ -111,7 +111,9 @@ def _policy_can_act(data: dict) -> Iterator[Finding]:
         family = FAMILIES.get(name)
         if family is None:
             return  # a user's script: how often it reports is unknown
-        reports[name] = _reports(family, space)
+        # A forecasting trial reports once per rolling-origin fold (train_forecast.py.j2), whatever its family.
+        folds = (data.get("dataset") or {}).get("cross_validations")
+        reports[name] = folds if data.get("task") == "forecasting" and isinstance(folds, int) else _reports(family, space)
     interval = max(1, policy.get("evaluation_interval", 1))
     first = max(interval, -(-policy.get("delay_evaluation", 0) // interval) * interval)  # first k the policy applies at
     if any(first < count for count in reports.values()):

@@ -2,7 +2,7 @@
 
 Served by azmlinfsrv (`azmlinfsrv --entry_script score.py --model_dir DIR`) on Azure and locally. The request is
 Azure AutoML's own forecasting shape (the scoring script Azure writes beside an AutoML forecasting model):
-  {"Inputs": {"data": [{"quarter": "...", <id columns>: ..., "y_query": null}, ...]},
+  {"Inputs": {"data": [{<time column>: "2009-10-01", <id columns>: ..., "y_query": null}, ...]},
    "GlobalParameters": {"quantiles": [0.1, 0.9]}}
 Each record is a row to forecast: its time stamp (ISO 8601 text), its series' id columns and any known feature.
 A record whose "y_query" (or target column) holds an actual value is context, not a question: recent history the

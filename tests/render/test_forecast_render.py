@@ -52,3 +52,19 @@ def test_other_tasks_keep_the_tabular_score_py(workdir):
     assert b"def run(data=None, input_data=None):" in files["score.py"]
     assert json.loads(files["sample_request.json"])["data"]
 
+
+
+def test_column_names_enter_score_py_quoted(workdir):
+    """A time column named with quotes and a triple quote still gives a valid score.py holding the literal name."""
+    (workdir / "data").mkdir()
+    hostile = "q\"\"\"t' {{x}}"
+    history, _ = split_last_horizon(macro_frame())
+    history.rename(columns={TIME: hostile}).to_csv(workdir / "data" / "macro_train.csv", index=False)
+    spec = write_spec(workdir, (SPEC % "series").replace("time_column_name: quarter", "time_column_name: " + json.dumps(hostile)))
+    result = CliRunner().invoke(cli, ["build", str(spec), "--out", str(workdir / "generated")])
+    assert result.exit_code == 0, result.output
+    job = workdir / "generated" / "macro"
+    namespace: dict = {}
+    exec(compile((job / "score.py").read_text(encoding="utf-8").split("\nlogger = ")[0], "score.py", "exec"), namespace)
+    assert hostile in namespace["SAMPLE_INPUTS"]["data"][0]
+    assert json.loads((job / "sample_request.json").read_text())["Inputs"]["data"][0][hostile] == "2008-10-01"

@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 from capc.cli import cli
 from repo import REPO, write_spec
+from test_report import open_in_chromium
 
 pytestmark = pytest.mark.slow
 
@@ -28,7 +29,7 @@ SPEC = """\
       time_series_id_column_names: [series]
       forecast_horizon: 4
       frequency: QS
-    automl: {timeout_minutes: 0.5, max_trials: 4}
+    automl: {timeout_minutes: 1, max_trials: 4}
 """
 
 
@@ -53,9 +54,15 @@ def test_a_forecasting_spec_submits_predicts_reports_and_serves(workdir):
     assert reported.exit_code == 0, reported.output
     html = (workdir / "report.html").read_text(encoding="utf-8")
     for title in ("forecast against actual", "error by horizon step"):
-        assert f">{title}<" in html
+        assert f'aria-label="{title}"' in html
     assert "held-out forecasts" in html and "seasonal naive" in html
     assert not re.search(r"(src|href)=\"(https?:|//)", html)
+    seen = open_in_chromium(workdir / "report.html", workdir / "profile")  # from file://, as test_report's pages
+    assert not seen["errors"], seen["errors"]
+    assert seen["requested"][0] == (workdir / "report.html").as_uri()
+    assert all(url.startswith("data:") for url in seen["requested"][1:]), seen["requested"]
+    boxes = {box["id"]: box for box in seen["boxes"]}
+    assert all(boxes[k]["width"] > 100 and boxes[k]["height"] > 100 for k in ("forecast", "horizon-error")), seen["boxes"]
 
     try:
         deployed = _invoke("deploy", "macro-e2e", "--json")

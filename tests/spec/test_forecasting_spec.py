@@ -260,3 +260,13 @@ def test_a_frequency_pandas_no_longer_reads_says_what_it_became(workdir):
     path = write(workdir, BASE.replace("frequency: QS", "frequency: Q"))
     assert only_problem(path) == (f"{path}:13:14: forecasting.frequency: `Q` is not a frequency pandas can read: 'Q' is no longer "
                                   "supported for offsets. Please use 'QE' instead. (use a pandas offset alias such as D, W-SUN, MS, QS or h)")
+
+
+def test_a_policy_acts_on_the_reports_of_a_forecasting_trial_one_per_fold(workdir):
+    sweep = ("sweep:\n  model: lightgbm\n  search_space:\n    n_estimators: choice(50, 100)\n"
+             "  early_termination:\n    type: bandit\n    slack_factor: 0.1\n    delay_evaluation: {delay}\n")
+    assert load_spec(write(workdir, BASE + sweep.format(delay=1))).warnings == ()
+    spec = load_spec(write(workdir, BASE + sweep.format(delay=2)))
+    assert [str(w) for w in spec.warnings] == [
+        f"{spec.path}:19:5: sweep.early_termination: the bandit policy can never stop a trial early: it first applies at report 2 "
+        "(delay_evaluation, evaluation_interval), and trials report lightgbm at most 2 times (lower delay_evaluation or evaluation_interval)"]

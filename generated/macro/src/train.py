@@ -13,8 +13,6 @@ residuals, is saved as an MLflow pyfunc model in outputs/model: its predict fore
 id columns), and its python model's `forecaster` gives quantiles and forecasts from context rows.
 """
 
-from __future__ import annotations
-
 import argparse
 import json
 import math
@@ -150,14 +148,25 @@ def _python_model_base():
     return mlflow.pyfunc.PythonModel
 
 
-class ForecastModel(_python_model_base()):
-    """The pyfunc wrapper of a forecasting.Forecaster: predict() forecasts the frame's rows (time and id columns)."""
+def _forecast_model_class():
+    """The pyfunc wrapper class of a forecasting.Forecaster. Its predict() is hinted with a DataFrame, which MLflow
+    takes as "no schema to infer" (the forecaster checks its frames itself) instead of warning that it has no hint;
+    a real class, not text (no `from __future__ import annotations` here), so the hint survives the pickle."""
+    import pandas as pd
 
-    def __init__(self, forecaster):
-        self.forecaster = forecaster
+    class ForecastModel(_python_model_base()):
+        """predict() forecasts the frame's rows (time and id columns [+ known features])."""
 
-    def predict(self, context, model_input, params=None):
-        return self.forecaster.predict(model_input)
+        def __init__(self, forecaster):
+            self.forecaster = forecaster
+
+        def predict(self, context, model_input: pd.DataFrame, params=None):
+            return self.forecaster.predict(model_input)
+
+    return ForecastModel
+
+
+ForecastModel = _forecast_model_class()
 
 
 def describe(forecaster):
@@ -173,18 +182,23 @@ def describe(forecaster):
 
 def save_model(forecaster, path):
     """An MLflow pyfunc model whose pickle carries forecasting.py by value: it loads where this folder is not."""
+    import logging
     import warnings
 
     import cloudpickle
     import mlflow.pyfunc
 
     cloudpickle.register_pickle_by_value(forecasting)
+    quiet = logging.getLogger("mlflow.pyfunc")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)  # its warning about pickled python models: the pickle is the point (loads without this folder)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # MLflow's advice to type-hint predict(): frames pass as they are
             mlflow.pyfunc.save_model(path, python_model=ForecastModel(forecaster), pip_requirements=pinned(*MODEL_REQUIREMENTS),
                                      metadata={MODEL_METADATA_KEY: describe(forecaster)})
     finally:
+        quiet.setLevel(level)
         cloudpickle.unregister_pickle_by_value(forecasting)
 
 
