@@ -60,6 +60,9 @@ def forecast_csv(model_dir: Path, job_dir: Path, output_path: Path, *, input_pat
     output_path = Path(output_path)
     if output_path.is_dir():
         raise CapcError(f"--output {output_path} is a folder.", "name the CSV file to write, e.g. --output forecast.csv")
+    if input_path is not None and not Path(input_path).is_file():  # said before the model takes seconds to load
+        raise CapcError(f"input file {input_path} {'is a folder' if Path(input_path).is_dir() else 'does not exist'}.",
+                        "pass a CSV file of the rows to forecast: the time column and the id columns")
     started = time.perf_counter()
     with loaded_scoring_script(Path(job_dir), Path(model_dir)) as script:
         settings = getattr(script.module, "MODEL_SETTINGS", None)
@@ -114,9 +117,6 @@ def _file_records(input_path: Path, settings: dict) -> list[dict]:
     """The file's rows as request records: the time column as its text, empty cells null, numbers as numbers."""
     import pandas as pd
 
-    if not input_path.is_file():
-        raise CapcError(f"input file {input_path} {'is a folder' if input_path.is_dir() else 'does not exist'}.",
-                        "pass a CSV file of the rows to forecast: the time column and the id columns")
     try:
         frame = pd.read_csv(input_path, dtype={settings["time_column"]: str})
     except pd.errors.EmptyDataError:
